@@ -1,0 +1,114 @@
+# moonlet: one Makefile.  `make run` and `make test` are all the set-up a
+# fresh Debian machine needs: both install the packages below when missing.
+
+CC       ?= cc
+BUILD    ?= build
+PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
+            lua-socket pkg-config gcc make curl
+LLHTTP   := /usr/share/llhttp
+PORT     ?= 8080
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT      ?= -O2 -g
+CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) \
+             $(SANITIZE) -iquote runtime -I/usr/share/include/llhttp \
+             $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
+LIBS     = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) -lm -ldl -lpthread
+
+RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+RUNTIME_OBJ  = $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o)
+LLHTTP_OBJ   = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o \
+               $(BUILD)/llhttp/llhttp.o
+LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
+CTEST_SRC   := $(wildcard spec/c/*.c)
+
+.PHONY: all deps run test test-c test-lua asan test-asan check-leaks clean
+
+all: deps $(BUILD)/moonlet
+
+# Installs what is missing, once per machine; apt-get needs root.
+deps:
+	@missing=$$(for p in $(PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    $$missing >/dev/null || exit 1; \
+	fi
+
+$(BUILD)/%.o: runtime/%.c runtime/*.h | $(BUILD)
+	$(CC) $(CFLAGS_ALL) $(WARN) -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP)/%.c | $(BUILD)
+	@mkdir -p $(BUILD)/llhttp
+	$(CC) $(CFLAGS_ALL) -w -c $< -o $@
+
+# The framework's Lua files are compiled into the binary, so it runs from
+# anywhere; each module keeps its file name for tracebacks.
+$(BUILD)/luasrc.c: $(LUA_SRC) Makefile | $(BUILD)
+	@{ echo '/* generated from lua/moonlet by the Makefile */'; \
+	  echo '#include "luasrc.h"'; i=0; \
+	  for f in $(LUA_SRC); do \
+	    echo "static const char m$$i[] = {"; \
+	    od -An -v -tx1 $$f | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	    echo "0};"; i=$$((i+1)); done; \
+	  echo 'const ml_luasrc ml_luasrc_list[] = {'; i=0; \
+	  for f in $(LUA_SRC); do \
+	    m=$$(basename $$f .lua); \
+	    if [ $$m = init ]; then n=moonlet; else n=moonlet.$$m; fi; \
+	    echo "  {\"$$n\", \"$$f\", m$$i, sizeof m$$i - 1},"; i=$$((i+1)); \
+	  done; echo '  {0, 0, 0, 0}'; echo '};'; } > $@
+
+$(BUILD)/luasrc.o: $(BUILD)/luasrc.c runtime/luasrc.h
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libmoonlet.a: $(RUNTIME_OBJ) $(LLHTTP_OBJ) $(BUILD)/luasrc.o
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/moonlet: $(BUILD)/main.o $(BUILD)/libmoonlet.a
+	$(CC) $(SANITIZE) -o $@ $^ $(LIBS) -Wl,-E
+
+$(BUILD)/ctest: $(CTEST_SRC) spec/c/*.h $(BUILD)/libmoonlet.a
+	$(CC) $(CFLAGS_ALL) -iquote spec/c -o $@ $(CTEST_SRC) $(BUILD)/libmoonlet.a \
+	  $(LIBS)
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+run: all
+	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)
+
+# Every suite, then one line summing them all: "N passed, N failed".
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
+	@BUILD=$(BUILD) sh spec/run.sh
+
+test-c: deps
+	@$(MAKE) --no-print-directory $(BUILD)/ctest && $(BUILD)/ctest
+
+test-lua: deps
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet && \
+	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted $(ARGS) spec
+
+# The same code built with AddressSanitizer and UBSan, in its own folder.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  build-asan/moonlet build-asan/ctest
+
+test-asan: asan
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  BUILD=build-asan sh spec/run.sh
+
+# The busted suite against a server running under valgrind.
+check-leaks: all $(BUILD)/ctest
+	valgrind --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=9 $(BUILD)/ctest
+	MOONLET_WRAP="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 -q" \
+	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted spec
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,498 @@
+--- Apps: routes, hooks, error handlers, mounting, and the dispatch
+-- function the server calls for every request.
+-- Routes are matched in C (core.router); this module declares them,
+-- turns what handlers return into responses and renders errors.
+-- @module moonlet.app
+
+local core = require "moonlet.core"
+local url = require "moonlet.url"
+local response = require "moonlet.response"
+local cjson = require "cjson"
+
+local type, pairs, ipairs, error, xpcall, pcall, setmetatable,
+  getmetatable, tostring, select = type, pairs, ipairs, error, xpcall,
+  pcall, setmetatable, getmetatable, tostring, select
+local concat, sort = table.concat, table.sort
+local upper, format = string.upper, string.format
+local traceback = debug.traceback
+local math_type = math.type
+local is_response, is_abort = response.is_response, response.is_abort
+local send, log = core.send, core.log
+local encode_json = cjson.encode
+
+local M = {}
+
+local App = { __name = "moonlet.App" }
+App.__index = App
+
+local HTML = "text/html; charset=utf-8"
+local TEXT = "text/plain; charset=utf-8"
+local JSON = "application/json"
+
+--- `moonlet.app([options])`: a new app.
+-- options: name (prefix of route names when mounted), and the limits
+-- max_body, max_url, max_headers, header_timeout, keepalive_timeout.
+function M.new(options)
+  if options ~= nil and type(options) ~= "table" then
+    error("moonlet.app expects an options table", 2)
+  end
+  return setmetatable({
+    options = options or {},
+    name = options and options.name,
+    routes = {},          -- declarations, in order
+    names = {},           -- route name -> declaration
+    befores = {},
+    afters = {},
+    errorhandlers = {},   -- status -> fn(req, err)
+    mounts = {},          -- {prefix=, app=}
+    check = core.router(),  -- catches bad and duplicate routes early
+  }, App)
+end
+
+function M.is_app(v)
+  return getmetatable(v) == App
+end
+
+--- Declaring routes
+-- @section routes
+
+local function check_methods(methods)
+  if type(methods) ~= "table" or #methods == 0 then
+    error("opts.methods must be a list such as {\"GET\", \"POST\"}", 4)
+  end
+  local list = {}
+  for i, m in ipairs(methods) do
+    if type(m) ~= "string" then
+      error("opts.methods must hold method names", 4)
+    end
+    list[i] = upper(m)
+  end
+  return list
+end
+
+local function add_route(self, pattern, methods, name, handler)
+  if type(pattern) ~= "string" then
+    error("route pattern must be a string", 3)
+  end
+  if type(handler) ~= "function" then
+    error("route handler must be a function", 3)
+  end
+  if name ~= nil and self.names[name] then
+    error("route name '" .. tostring(name) .. "' is already used", 3)
+  end
+  local ok, parts = pcall(url.compile_pattern, pattern)
+  if not ok then
+    error(parts, 3)
+  end
+  local r = { pattern = pattern, methods = methods, name = name,
+    handler = handler, parts = parts }
+  local added, err = self.check:add(pattern, methods, #self.routes + 1)
+  if not added then
+    error(err, 3)
+  end
+  self.routes[#self.routes + 1] = r
+  if name ~= nil then
+    self.names[name] = r
+  end
+  return r
+end
+
+--- `app:route(pattern, opts, handler)`; opts.methods, opts.name.
+function App:route(pattern, opts, handler)
+  if type(opts) == "function" and handler == nil then
+    opts, handler = nil, opts
+  end
+  opts = opts or {}
+  local methods = opts.methods and check_methods(opts.methods) or { "GET" }
+  add_route(self, pattern, methods, opts.name, handler)
+  return self
+end
+
+for _, m in ipairs { "get", "post", "put", "patch", "delete", "options" } do
+  local method = upper(m)
+  --- `app:get(pattern, handler [, opts])` and the other methods.
+  App[m] = function(self, pattern, handler, opts)
+    if type(handler) == "table" and type(opts) == "function" then
+      handler, opts = opts, handler       -- app:get(pattern, opts, fn)
+    end
+    add_route(self, pattern, { method }, opts and opts.name, handler)
+    return self
+  end
+end
+
+--- `app:before(fn(req))`: a non-nil return is the response.
+function App:before(fn)
+  if type(fn) ~= "function" then
+    error("app:before expects a function", 2)
+  end
+  self.befores[#self.befores + 1] = fn
+  return self
+end
+
+--- `app:after(fn(req, resp))`: may change resp.status/headers/body.
+function App:after(fn)
+  if type(fn) ~= "function" then
+    error("app:after expects a function", 2)
+  end
+  self.afters[#self.afters + 1] = fn
+  return self
+end
+
+--- `app:errorhandler(status, fn(req, err))`.
+function App:errorhandler(status, fn)
+  if math_type(status) ~= "integer" or type(fn) ~= "function" then
+    error("app:errorhandler expects a status and a function", 2)
+  end
+  self.errorhandlers[status] = fn
+  return self
+end
+
+--- `app:mount(prefix, other_app)`: serves other_app's routes under prefix.
+function App:mount(prefix, other)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("mount prefix must be a path starting with '/'", 2)
+  end
+  if not M.is_app(other) then
+    error("app:mount expects an app made by moonlet.app()", 2)
+  end
+  if other == self then
+    error("an app cannot be mounted on itself", 2)
+  end
+  prefix = prefix:gsub("/+$", "")
+  for _, r in ipairs(other.routes) do   -- conflicts show up here, early
+    local ok, err = self.check:add(prefix .. r.pattern, r.methods, 0)
+    if not ok then
+      error(err, 2)
+    end
+  end
+  self.mounts[#self.mounts + 1] = { prefix = prefix, app = other }
+  return self
+end
+
+--- URLs
+-- @section urls
+
+-- The declaration named 'name' in app or its mounts, and its prefix.
+local function find_named(app, name, prefix)
+  local r = app.names[name]
+  if r then
+    return r, prefix
+  end
+  for _, m in ipairs(app.mounts) do
+    local sub = name
+    if m.app.name then
+      local p = m.app.name .. "."
+      if name:sub(1, #p) ~= p then
+        goto continue
+      end
+      sub = name:sub(#p + 1)
+    end
+    do
+      local found, pre = find_named(m.app, sub, prefix .. m.prefix)
+      if found then
+        return found, pre
+      end
+    end
+    ::continue::
+  end
+end
+
+--- `app:url_for(name, params [, query])`: the path of a named route.
+-- Parameters the pattern does not use go to the query string.
+function App:url_for(name, params, query)
+  if type(name) ~= "string" then
+    error("url_for expects a route name", 2)
+  end
+  local r, prefix = find_named(self, name, "")
+  if not r then
+    error("no route named '" .. name .. "'", 2)
+  end
+  params = params or {}
+  local ok, path = pcall(url.build_path, r.parts, params, r.pattern)
+  if not ok then
+    error(path, 2)
+  end
+  local q = {}
+  for k, v in pairs(params) do
+    q[k] = v
+  end
+  for _, part in ipairs(r.parts) do
+    if type(part) == "table" then
+      q[part.name] = nil
+    end
+  end
+  for k, v in pairs(query or {}) do
+    q[k] = v
+  end
+  local qs = url.build_query(q)
+  return prefix .. path .. (qs ~= "" and "?" .. qs or "")
+end
+
+--- Responses
+-- @section responses
+
+local function default_error_body(status, message)
+  return message or format("%d %s", status, M.reason(status))
+end
+
+-- Reason phrases for default error pages.
+local reasons = {
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+  [404] = "Not Found", [405] = "Method Not Allowed", [409] = "Conflict",
+  [410] = "Gone", [413] = "Content Too Large", [415] = "Unsupported Media Type",
+  [422] = "Unprocessable Content", [429] = "Too Many Requests",
+  [500] = "Internal Server Error", [501] = "Not Implemented",
+  [502] = "Bad Gateway", [503] = "Service Unavailable",
+  [504] = "Gateway Timeout",
+}
+
+function M.reason(status)
+  return reasons[status] or "Error"
+end
+
+-- Turns a handler's return values into status, body, headers, type.
+-- Raises for values that are not a response.
+local function to_response(a, b, c, default_status)
+  local status, body, headers, ctype = default_status or 200, a, c, HTML
+  if a == nil then
+    return 204, "", c, HTML
+  end
+  local ta = type(a)
+  if ta == "string" then
+    -- body [, status [, headers]]
+  elseif is_response(a) then
+    return a.status, a.body, a.headers, HTML
+  elseif ta == "table" then
+    local ok, json = pcall(encode_json, a)
+    if not ok then
+      error("cannot send the table as JSON: " .. tostring(json), 0)
+    end
+    body, ctype = json, JSON
+  else
+    error("a handler must return a string, a table, a response or "
+      .. "nothing; it returned a " .. ta, 0)
+  end
+  if b ~= nil then
+    if math_type(b) ~= "integer" or b < 200 or b > 999 then
+      error("the status a handler returns must be an integer from 200 to "
+        .. "999, got " .. tostring(b), 0)
+    end
+    status = b
+  end
+  if c ~= nil and type(c) ~= "table" then
+    error("the headers a handler returns must be a table", 0)
+  end
+  return status, body, headers, ctype
+end
+
+-- Runs the after hooks on {status=, headers=, body=}.
+local function run_afters(req, afters, status, body, headers, ctype)
+  local resp = { status = status, headers = headers or {}, body = body }
+  if ctype ~= HTML and resp.headers["Content-Type"] == nil then
+    resp.headers["Content-Type"] = ctype
+  end
+  for i = 1, #afters do
+    afters[i](req, resp)
+  end
+  if type(resp.body) ~= "string" then
+    error("after hook left a response body that is not a string", 0)
+  end
+  return resp.status, resp.body, resp.headers, ctype
+end
+
+-- The message handler of xpcall: aborts pass as they are; other errors
+-- get a traceback from where they were raised.
+local function on_error(err)
+  if is_abort(err) then
+    return err
+  end
+  local msg = type(err) == "string" and err or tostring(err)
+  return { internal = true, message = msg, traceback = traceback(msg, 2) }
+end
+
+local function request_line(req)
+  return req.method .. " " .. req.raw_path
+end
+
+-- Sends; a response the wire refuses (bad header) becomes a logged 500.
+local function finish(req, status, body, headers, ctype)
+  local ok, err = send(req, status, body, headers, ctype)
+  if not ok and err ~= "closed" then
+    log("error", request_line(req) .. ": cannot send the response: " .. err)
+    send(req, 500, "500 Internal Server Error", nil, TEXT)
+  end
+end
+
+local render_error
+
+-- Converts, runs after hooks and sends, inside the error handling.
+local function respond(req, e, default_status, a, b, c)
+  local status, body, headers, ctype = to_response(a, b, c, default_status)
+  if #e.afters > 0 then
+    status, body, headers, ctype = run_afters(req, e.afters, status, body,
+      headers, ctype)
+  end
+  return status, body, headers, ctype
+end
+
+-- An error page: the app's errorhandler for the status, or plain text.
+function render_error(req, e, status, message, tb, extra)
+  local handler = e.errorhandler(status)
+  local ok, s, b, h, ct
+  if handler then
+    local err = { status = status, message = message, traceback = tb }
+    ok, s, b, h, ct = xpcall(function()
+      return respond(req, e, status, handler(req, err))
+    end, on_error)
+    if not ok then
+      log("error", request_line(req) .. ": the errorhandler for "
+        .. status .. " failed: " .. (s.traceback or tostring(s.message)))
+      s, b, h, ct = 500, "500 Internal Server Error", nil, TEXT
+    end
+  else
+    b = default_error_body(status, message)
+    if tb and core.debug() then
+      b = b .. "\n\n" .. tb
+    end
+    ok, s, b, h, ct = pcall(respond, req, e, status, b, status, nil)
+    if not ok then
+      s, b, h, ct = status, default_error_body(status, message), nil, TEXT
+    end
+    ct = TEXT
+  end
+  if extra then
+    h = h or {}
+    for k, v in pairs(extra) do
+      h[k] = v
+    end
+  end
+  return finish(req, s, b, h, ct)
+end
+
+-- A handler or hook raised: abort renders its status; anything else is
+-- logged with its traceback and becomes a 500.
+local function failed(req, e, err)
+  if is_abort(err) then
+    return render_error(req, e, err.status, err.message)
+  end
+  log("error", request_line(req) .. ": " .. err.traceback)
+  return render_error(req, e, 500, nil, err.traceback)
+end
+
+--- Serving
+-- @section serving
+
+-- Joins hook lists and error handler lookups along a chain of mounts.
+local function chain_errorhandler(parent, app)
+  return function(status)
+    return app.errorhandlers[status] or (parent and parent(status))
+  end
+end
+
+local function append(a, b)
+  local r = {}
+  for i = 1, #a do r[#r + 1] = a[i] end
+  for i = 1, #b do r[#r + 1] = b[i] end
+  return r
+end
+
+-- A route's handler with the before hooks in front of it.
+local function with_befores(befores, handler)
+  if #befores == 0 then
+    return handler
+  end
+  return function(req, ...)
+    for i = 1, #befores do
+      local a, b, c = befores[i](req)
+      if a ~= nil then
+        return a, b, c
+      end
+    end
+    return handler(req, ...)
+  end
+end
+
+-- Every route of app and its mounts, with hooks and names resolved.
+local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
+  befores = append(befores, app.befores)
+  afters = append(app.afters, afters)
+  errh = chain_errorhandler(errh, app)
+  for _, r in ipairs(app.routes) do
+    out[#out + 1] = {
+      pattern = prefix .. r.pattern, methods = r.methods,
+      name = r.name and name_prefix .. r.name,
+      run = with_befores(befores, r.handler), afters = afters,
+      errorhandler = errh,
+    }
+  end
+  for _, m in ipairs(app.mounts) do
+    local np = m.app.name and (name_prefix .. m.app.name .. ".") or name_prefix
+    flatten(m.app, prefix .. m.prefix, befores, afters, errh, np, out)
+  end
+  return out
+end
+
+--- Compiles app into a router and returns it with the dispatch function:
+-- `dispatch(req, id, ...)`, where id is a route with its converted values,
+-- or 0 with a status (404, 405, 308, 200 for OPTIONS) and a header value.
+function M.serve(app)
+  local entries = flatten(app, "", {}, {}, nil, "", {})
+  local router = core.router()
+  for id, e in ipairs(entries) do
+    local ok, err = router:add(e.pattern, e.methods, id)
+    if not ok then
+      error(err, 0)
+    end
+  end
+  app.router = router
+  local root = { afters = app.afters,
+    errorhandler = chain_errorhandler(nil, app) }
+
+  local function no_route(req, status, extra)
+    if status == 405 then
+      return render_error(req, root, 405, nil, nil, { Allow = extra })
+    elseif status == 200 then        -- automatic OPTIONS
+      return finish(req, 200, "", { Allow = extra }, TEXT)
+    elseif status == 308 then
+      return finish(req, 308, "", { Location = extra }, TEXT)
+    end
+    return render_error(req, root, status)
+  end
+
+  local function dispatch(req, id, ...)
+    if id == 0 then
+      return no_route(req, ...)
+    end
+    local e = entries[id]
+    local ok, a, b, c = xpcall(e.run, on_error, req, ...)
+    if ok then
+      local d
+      ok, a, b, c, d = xpcall(respond, on_error, req, e, nil, a, b, c)
+      if ok then
+        return finish(req, a, b, c, d)
+      end
+    end
+    return failed(req, e, a)
+  end
+
+  return router, dispatch
+end
+
+--- The lines `moonlet routes` prints: METHODS PATTERN NAME.
+function M.route_lines(app)
+  local entries = flatten(app, "", {}, {}, nil, "", {})
+  local w1, w2 = 7, 7
+  for _, e in ipairs(entries) do
+    local m = concat(e.methods, ",")
+    if #m > w1 then w1 = #m end
+    if #e.pattern > w2 then w2 = #e.pattern end
+  end
+  local lines = {}
+  for _, e in ipairs(entries) do
+    lines[#lines + 1] = format("%-" .. w1 .. "s  %-" .. w2 .. "s  %s",
+      concat(e.methods, ","), e.pattern, e.name or "-"):gsub("%s+$", "")
+  end
+  return concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+end
+
+return M

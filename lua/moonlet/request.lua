@@ -1,0 +1,73 @@
+--- What a request object offers beyond the fields read from C.
+-- Methods (`req:json()`, `req:query_all()`, `req:header()`) and lazy
+-- fields (`req.query`, `req.form`, `req.files`, `req.cookies`), computed
+-- on first use and cached on the request.
+-- @module moonlet.request
+
+local core = require "moonlet.core"
+local url = require "moonlet.url"
+local form = require "moonlet.form"
+local cookie = require "moonlet.cookie"
+local response = require "moonlet.response"
+
+local type, pcall, rawget = type, pcall, rawget
+local lower = string.lower
+
+local cjson = require "cjson.safe"
+
+local methods, lazy = {}, {}
+
+methods.header = core.req_header
+
+--- `req:json()`: the decoded body; a body that is not JSON aborts with 400.
+function methods.json(req)
+  local v, err = cjson.decode(req.body)
+  if v == nil and err ~= nil then
+    response.abort(400, "the request body is not valid JSON")
+  end
+  return v
+end
+
+--- `req:query_all(name)`: every value of a query parameter, as a list.
+function methods.query_all(req, name)
+  local _ = req.query
+  return req.__query_all[name] or {}
+end
+
+function lazy.query(req)
+  local first, all = url.parse_query(req.query_string)
+  req.__query_all = all
+  return first
+end
+
+function lazy.form(req)
+  local fields, files, all = form.parse(req:header("content-type"), req.body)
+  if fields == nil then
+    response.abort(400, files)   -- files holds the reason here
+  end
+  req.__files = files
+  req.__form_all = all
+  return fields
+end
+
+function lazy.files(req)
+  local _ = req.form
+  return req.__files
+end
+
+function lazy.cookies(req)
+  return cookie.parse(req:header("cookie"))
+end
+
+--- Headers tables answer any spelling of a name.
+local headers_mt = {
+  __index = function(t, k)
+    if type(k) == "string" then
+      return rawget(t, lower(k))
+    end
+  end,
+}
+
+core.set_request_class(methods, lazy, headers_mt)
+
+return { methods = methods, lazy = lazy }

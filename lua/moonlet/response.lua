@@ -1,0 +1,66 @@
+--- Response values and errors a handler can return or raise.
+-- @module moonlet.response
+
+local setmetatable, getmetatable, error, type = setmetatable, getmetatable,
+  error, type
+local math_type = math.type
+
+local M = {}
+
+local Response = { __name = "moonlet.Response" }
+local Abort = { __name = "moonlet.Abort" }
+Abort.__tostring = function(e)
+  return ("abort %d%s"):format(e.status, e.message and (": " .. e.message)
+    or "")
+end
+
+local function check_status(status, level)
+  if math_type(status) ~= "integer" or status < 200 or status > 999 then
+    error("status must be an integer from 200 to 999, got "
+      .. tostring(status), level + 1)
+  end
+end
+
+--- `moonlet.response{status=, headers=, body=}`: a response as given.
+function M.response(t)
+  if type(t) ~= "table" then
+    error("moonlet.response expects a table {status=, headers=, body=}", 2)
+  end
+  local status = t.status or 200
+  check_status(status, 2)
+  if t.headers ~= nil and type(t.headers) ~= "table" then
+    error("headers must be a table", 2)
+  end
+  return setmetatable({ status = status, headers = t.headers,
+    body = t.body == nil and "" or t.body }, Response)
+end
+
+--- `moonlet.redirect(url [, status=302])`.
+function M.redirect(url, status)
+  if type(url) ~= "string" then
+    error("moonlet.redirect expects a URL string", 2)
+  end
+  status = status or 302
+  check_status(status, 2)
+  return setmetatable({ status = status, headers = { Location = url },
+    body = "" }, Response)
+end
+
+--- `moonlet.abort(status [, message])`: ends the handler with that status.
+function M.abort(status, message)
+  check_status(status, 2)
+  if message ~= nil then
+    message = tostring(message)
+  end
+  error(setmetatable({ status = status, message = message }, Abort), 2)
+end
+
+function M.is_response(v)
+  return getmetatable(v) == Response
+end
+
+function M.is_abort(v)
+  return getmetatable(v) == Abort
+end
+
+return M

@@ -1,0 +1,280 @@
+/*
+ * cli.c - the moonlet command line: argv and the MOONLET_* environment
+ * into a moonlet_config, then run, routes or version.  It uses only the
+ * public API, like any host would.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "moonlet.h"
+
+enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP };
+
+typedef struct {
+  int command;
+  const char *app;
+  moonlet_config cfg;
+} cli;
+
+static const char usage_text[] =
+  "usage: moonlet run APP.lua [options]\n"
+  "       moonlet APP.lua [options]       same as 'moonlet run'\n"
+  "       moonlet routes APP.lua          list the app's routes\n"
+  "       moonlet version\n"
+  "\n"
+  "options:\n"
+  "  --host H                 address to listen on (127.0.0.1; "
+  "MOONLET_HOST)\n"
+  "  --port P                 port, 0 for any free one (8080; MOONLET_PORT)\n"
+  "  --workers N|auto         processes (1)\n"
+  "  --reload                 reload when the app's files change\n"
+  "  --access-log PATH|-      one line per response (off; - is stdout)\n"
+  "  --log-level LEVEL        debug, info, warn or error (info)\n"
+  "  --debug                  tracebacks in 500 responses\n"
+  "  --max-body BYTES         request body limit, 413 (1m)\n"
+  "  --max-url BYTES          request line limit, 414 (8k)\n"
+  "  --max-headers BYTES      request headers limit, 431 (16k)\n"
+  "  --header-timeout S       time to send a request head, 408 (10)\n"
+  "  --keepalive-timeout S    idle time between requests (75)\n"
+  "  --grace S                time in-flight requests get at shutdown (10)\n";
+
+/* "1024", "64k", "1m": bytes; -1 when it is not a size. */
+static long long parse_size(const char *s) {
+  char *end;
+  long long v;
+  errno = 0;
+  v = strtoll(s, &end, 10);
+  if (errno != 0 || end == s || v < 0)
+    return -1;
+  if (*end == 'k' || *end == 'K')
+    v *= 1024, end++;
+  else if (*end == 'm' || *end == 'M')
+    v *= 1024 * 1024, end++;
+  else if (*end == 'g' || *end == 'G')
+    v *= 1024LL * 1024 * 1024, end++;
+  return *end == '\0' ? v : -1;
+}
+
+static double parse_seconds(const char *s) {
+  char *end;
+  double v = strtod(s, &end);
+  return (end == s || *end != '\0' || !(v >= 0) || v > 1e9) ? -1 : v;
+}
+
+static int parse_port(const char *s) {
+  long long v = parse_size(s);
+  return (v < 0 || v > 65535 || strpbrk(s, "kKmMgG")) ? -1 : (int)v;
+}
+
+static int bad(const char *msg, const char *arg) {
+  fprintf(stderr, "moonlet: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
+  return -1;
+}
+
+/* One option with a value; -1 (reported) when the value is wrong. */
+static int set_option(cli *c, const char *name, const char *v) {
+  moonlet_config *cfg = &c->cfg;
+  long long n;
+  double d;
+  if (strcmp(name, "host") == 0) {
+    cfg->host = v;
+  } else if (strcmp(name, "port") == 0) {
+    if ((cfg->port = parse_port(v)) < 0)
+      return bad("--port wants a number from 0 to 65535", v);
+  } else if (strcmp(name, "workers") == 0) {
+    n = strcmp(v, "auto") == 0 ? 0 : parse_size(v);
+    if (n < 0 || n > 1024 || (n == 0 && strcmp(v, "auto") != 0))
+      return bad("--workers wants a count or 'auto'", v);
+    cfg->workers = (int)n;
+  } else if (strcmp(name, "access-log") == 0) {
+    cfg->access_log = v;
+  } else if (strcmp(name, "log-level") == 0) {
+    static const char *const levels[] = { "debug", "info", "warn", "error" };
+    int i;
+    for (i = 0; i < 4 && strcmp(v, levels[i]) != 0; i++)
+      ;
+    if (i == 4)
+      return bad("--log-level wants debug, info, warn or error", v);
+    cfg->log_level = i;
+  } else if (strcmp(name, "max-body") == 0 || strcmp(name, "max-url") == 0 ||
+             strcmp(name, "max-headers") == 0) {
+    if ((n = parse_size(v)) <= 0)
+      return bad("a size in bytes (such as 4096, 64k or 1m) is wanted", v);
+    if (name[4] == 'b')
+      cfg->max_body = (size_t)n;
+    else if (name[4] == 'u')
+      cfg->max_url = (size_t)n;
+    else
+      cfg->max_headers = (size_t)n;
+  } else if (strcmp(name, "header-timeout") == 0 ||
+             strcmp(name, "keepalive-timeout") == 0 ||
+             strcmp(name, "grace") == 0) {
+    if ((d = parse_seconds(v)) < 0 || (d == 0 && name[0] != 'g'))
+      return bad("a number of seconds is wanted", v);
+    if (name[0] == 'h')
+      cfg->header_timeout = d;
+    else if (name[0] == 'k')
+      cfg->keepalive_timeout = d;
+    else
+      cfg->grace = d;
+  } else {
+    return bad("unknown option", name);
+  }
+  return 0;
+}
+
+static int is_flag(const char *name) {
+  return strcmp(name, "reload") == 0 || strcmp(name, "debug") == 0;
+}
+
+/* Options after the command; "--name value" or "--name=value". */
+static int parse_options(cli *c, int argc, char **argv, int i) {
+  for (; i < argc; i++) {
+    char name[64];
+    const char *a = argv[i], *eq, *v;
+    if (strncmp(a, "--", 2) != 0) {
+      if (c->app == NULL && c->command != CMD_VERSION) {
+        c->app = a;
+        continue;
+      }
+      return bad("unexpected argument", a);
+    }
+    a += 2;
+    eq = strchr(a, '=');
+    snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a),
+             a);
+    if (strcmp(name, "help") == 0) {
+      c->command = CMD_HELP;
+      return 0;
+    }
+    if (is_flag(name)) {
+      if (eq != NULL)
+        return bad("this option takes no value", argv[i]);
+      if (name[0] == 'r')
+        c->cfg.reload = 1;
+      else
+        c->cfg.debug = 1;
+      continue;
+    }
+    if (eq != NULL)
+      v = eq + 1;
+    else if (i + 1 < argc)
+      v = argv[++i];
+    else
+      return bad("this option needs a value", argv[i]);
+    if (set_option(c, name, v) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* The environment's defaults, then the command and its options. */
+static int parse(cli *c, int argc, char **argv) {
+  const char *env;
+  int i = 2;
+  memset(c, 0, sizeof *c);
+  moonlet_config_init(&c->cfg);
+  c->cfg.handle_signals = 1;
+  if ((env = getenv("MOONLET_HOST")) != NULL && *env != '\0')
+    c->cfg.host = env;
+  if ((env = getenv("MOONLET_PORT")) != NULL && *env != '\0' &&
+      (c->cfg.port = parse_port(env)) < 0)
+    return bad("MOONLET_PORT is not a port number", env);
+  if (argc < 2)
+    return bad("no command or app given", NULL);
+  if (strcmp(argv[1], "run") == 0) {
+    c->command = CMD_RUN;
+  } else if (strcmp(argv[1], "routes") == 0) {
+    c->command = CMD_ROUTES;
+  } else if (strcmp(argv[1], "version") == 0 ||
+             strcmp(argv[1], "--version") == 0) {
+    c->command = CMD_VERSION;
+  } else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0
+             || strcmp(argv[1], "-h") == 0) {
+    c->command = CMD_HELP;
+  } else if (strncmp(argv[1], "-", 1) != 0) {
+    c->command = CMD_RUN;              /* moonlet APP.lua ... */
+    i = 1;
+  } else {
+    return bad("unknown command", argv[1]);
+  }
+  if (parse_options(c, argc, argv, i) != 0)
+    return -1;
+  if ((c->command == CMD_RUN || c->command == CMD_ROUTES) && c->app == NULL)
+    return bad("no app file given", NULL);
+  return 0;
+}
+
+static void stopped(void *ud) {
+  *(int *)ud = 1;
+}
+
+/* Closes the server and lets the loop finish every close. */
+static void close_server(moonlet_server *s, uv_loop_t *loop) {
+  int done = 0;
+  moonlet_close(s, stopped, &done);
+  while (!done && uv_run(loop, UV_RUN_ONCE) != 0)
+    ;
+}
+
+static int run(cli *c) {
+  uv_loop_t *loop = uv_default_loop();
+  moonlet_server *s;
+  int port;
+  if ((s = moonlet_new(loop, &c->cfg)) == NULL) {
+    fprintf(stderr, "moonlet: out of memory\n");
+    return 1;
+  }
+  if (moonlet_load(s, c->app) != 0) {
+    close_server(s, loop);
+    return 1;
+  }
+  if (c->command == CMD_ROUTES) {
+    int rc = moonlet_write_routes(s, stdout);
+    close_server(s, loop);
+    return rc == 0 ? 0 : 1;
+  }
+  if ((port = moonlet_listen(s)) < 0) {
+    fprintf(stderr, "moonlet: cannot listen on %s:%d: %s\n", c->cfg.host,
+            c->cfg.port, moonlet_strerror(port));
+    close_server(s, loop);
+    return 1;
+  }
+  printf(strchr(c->cfg.host, ':') ? "moonlet listening on http://[%s]:%d\n"
+                                  : "moonlet listening on http://%s:%d\n",
+         c->cfg.host, port);
+  fflush(stdout);
+  uv_run(loop, UV_RUN_DEFAULT);   /* until moonlet_close has finished */
+  uv_loop_close(loop);
+  return 0;
+}
+
+int moonlet_main(int argc, char **argv) {
+  cli c;
+  if (parse(&c, argc, argv) != 0) {
+    fputs(usage_text, stderr);
+    return 2;
+  }
+  switch (c.command) {
+  case CMD_HELP:
+    fputs(usage_text, stdout);
+    return 0;
+  case CMD_VERSION:
+    puts(moonlet_version());
+    return 0;
+  default:
+    break;
+  }
+  if (c.cfg.workers == 0)
+    c.cfg.workers = (int)uv_available_parallelism();
+  if (c.cfg.workers > 1) {
+    fprintf(stderr, "moonlet: --workers %d: this build runs one worker "
+            "process only\n", c.cfg.workers);
+    return 2;
+  }
+  if (c.cfg.reload)
+    fprintf(stderr, "moonlet: --reload: file watching is not available in "
+            "this build; send SIGHUP to reload\n");
+  return run(&c);
+}

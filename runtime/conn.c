@@ -1,0 +1,813 @@
+/*
+ * conn.c - one TCP connection: read, parse with llhttp, hand a complete
+ * request to a Lua coroutine, write responses in order, keep-alive and
+ * timeouts, lingering close.  What a response looks like on the wire is
+ * lib_req.c's job; which generation serves it is the server's.
+ *
+ * One request is served at a time.  When llhttp completes a message it is
+ * paused, so pipelined requests wait in the input buffer until the
+ * response before them has been queued; their responses therefore leave
+ * in order.  Request text stays in the input buffer as offsets, which
+ * survive the buffer growing.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "conn.h"
+#include "http.h"
+#include "lib.h"
+#include "log.h"
+#include "server.h"
+
+#define LINGER_MS 2000          /* read-and-drop before closing */
+#define MAX_PENDING_IN 65536    /* unparsed input kept while serving */
+#define MAX_PENDING_OUT 1048576 /* queued output before parsing waits */
+
+struct ml_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;        /* header, keep-alive or linger timeout */
+  uv_write_t wreq;
+  uv_shutdown_t sreq;
+  llhttp_t parser;
+  moonlet_server *srv;
+  ml_buf in;               /* received bytes not yet released */
+  uint32_t parsed;         /* how much of 'in' llhttp has consumed */
+  ml_buf out;              /* responses waiting to be written */
+  ml_buf wbuf;             /* the bytes 'wreq' is writing */
+  ml_req req;
+  int err_status;          /* the answer to a request we refuse */
+  int closes;              /* handle closes still pending */
+  ml_conn *prev, *next;    /* the server's list */
+  unsigned in_request : 1; /* a request has begun and is not served */
+  unsigned handling : 1;   /* a coroutine is serving 'req' */
+  unsigned processing : 1; /* inside process_input */
+  unsigned writing : 1;    /* 'wreq' is in flight */
+  unsigned close_after : 1;/* close once the output is written */
+  unsigned closing : 1;
+  unsigned lingering : 1;  /* shut down, draining input before close */
+  unsigned read_paused : 1;
+};
+
+static void process_input(ml_conn *c);
+static void flush(ml_conn *c);
+static void start_linger(ml_conn *c);
+static void start_reading(ml_conn *c);
+
+/*
+** {======================================================
+** Accessors for lib_req.c
+** =======================================================
+*/
+
+const char *ml_conn_url(ml_conn *c, size_t *len) {
+  *len = c->req.url_len;
+  return c->in.data + c->req.url_off;
+}
+
+const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
+  *len = c->req.hdrs[i].name_len;
+  return c->in.data + c->req.hdrs[i].name_off;
+}
+
+const char *ml_conn_header_value(ml_conn *c, int i, size_t *len) {
+  *len = c->req.hdrs[i].value_len;
+  return c->in.data + c->req.hdrs[i].value_off;
+}
+
+ml_req *ml_conn_req(ml_conn *c) {
+  return &c->req;
+}
+
+ml_conn *ml_req_conn(ml_req *r) {
+  return container_of(r, ml_conn, req);
+}
+
+ml_gen *ml_conn_gen(ml_conn *c) {
+  return c->req.co != NULL ? c->req.co->gen : c->srv->gen;
+}
+
+void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
+  struct sockaddr_storage sa;
+  int salen = sizeof sa;
+  int port;
+  char ip[64];
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0) {
+    snprintf(buf, len, "-");
+    return;
+  }
+  if (sa.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+  }
+  (void)port;
+  snprintf(buf, len, "%s", ip);
+}
+
+int ml_conn_keep_alive(ml_conn *c) {
+  return c->req.keep_alive && !c->close_after && !c->srv->closing;
+}
+
+ml_buf *ml_conn_out(ml_conn *c) {
+  return &c->out;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Closing
+** =======================================================
+*/
+
+/* Each closed handle lands here; the last one frees the connection. */
+static void on_close(uv_handle_t *h) {
+  ml_conn *c = h->data;
+  if (--c->closes > 0)
+    return;
+  ml_buf_free(&c->in);
+  ml_buf_free(&c->out);
+  ml_buf_free(&c->wbuf);
+  ml_buf_free(&c->req.body);
+  ml_buf_free(&c->req.path);
+  free(c->req.hdrs);
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    c->srv->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  free(c);
+}
+
+/* Detaches the Lua request object, which then answers "finished". */
+static void detach_request(ml_conn *c) {
+  if (c->req.ud != NULL) {
+    *c->req.ud = NULL;
+    c->req.ud = NULL;
+  }
+}
+
+/*
+ * Closes now.  A coroutine still serving the request is cancelled; a
+ * write in flight fails with UV_ECANCELED before on_close runs.
+ */
+void ml_conn_close(ml_conn *c) {
+  ml_co *co = c->req.co;
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->req.co = NULL;
+  detach_request(c);
+  if (co != NULL) {
+    ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
+    ml_sched_cancel(co);
+  }
+  c->closes = 2;
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+  uv_close((uv_handle_t *)&c->timer, on_close);
+  c->srv->nconns--;
+  ml_server_conn_closed(c->srv);
+}
+
+void ml_conn_shutdown(ml_conn *c) {
+  if (c->closing)
+    return;
+  if (c->handling || c->writing || c->out.len > 0)
+    c->close_after = 1;    /* the response in progress says "close" */
+  else
+    ml_conn_close(c);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Timers
+** =======================================================
+*/
+
+static void on_timeout(uv_timer_t *t) {
+  ml_conn *c = container_of(t, ml_conn, timer);
+  if (c->lingering || !c->in_request || c->handling) {
+    ml_conn_close(c);     /* idle keep-alive, or the linger is over */
+    return;
+  }
+  ml_log(MOONLET_LOG_DEBUG, "request head timeout: 408");
+  c->in_request = 0;
+  ml_conn_reject(c, 408);
+}
+
+static void arm(ml_conn *c, uint64_t ms) {
+  uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Writing
+** =======================================================
+*/
+
+static void write_done(uv_write_t *w, int status) {
+  ml_conn *c = container_of(w, ml_conn, wreq);
+  c->writing = 0;
+  c->wbuf.len = 0;
+  if (c->closing)
+    return;
+  if (status < 0) {
+    ml_conn_close(c);
+    return;
+  }
+  flush(c);
+  if (!c->writing && !c->handling && !c->close_after)
+    process_input(c);      /* it may have waited on our output */
+}
+
+/*
+ * Sends what is queued: uv_try_write first, which usually takes it all;
+ * what is left moves to 'wbuf' for one uv_write.  When the output is done
+ * and the connection should close, shuts it down and lingers.
+ */
+static void flush(ml_conn *c) {
+  uv_buf_t b;
+  int n;
+  ml_buf t;
+  if (c->closing || c->writing)
+    return;
+  if (c->out.len > 0) {
+    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      ml_conn_close(c);
+      return;
+    }
+    if (n < 0)
+      n = 0;
+    if ((size_t)n < c->out.len) {
+      t = c->wbuf;                /* swap: out keeps taking responses */
+      c->wbuf = c->out;
+      c->out = t;
+      c->out.len = 0;
+      b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - n));
+      if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1,
+                   write_done) != 0) {
+        ml_conn_close(c);
+        return;
+      }
+      c->writing = 1;
+      return;
+    }
+    c->out.len = 0;
+  }
+  if (c->close_after && !c->handling)
+    start_linger(c);
+}
+
+/*
+ * Answers a request we refuse before any handler runs (400, 408, 413,
+ * 414, 431, 503...) and closes the connection after it.
+ */
+void ml_conn_reject(ml_conn *c, int status) {
+  char body[64];
+  int n;
+  ml_buf *o = &c->out;
+  if (c->closing || c->close_after)
+    return;
+  n = snprintf(body, sizeof body, "%d %s\n", status, ml_http_reason(status));
+  if (ml_http_status_line(o, status) != 0 ||
+      ML_BUF_LIT(o, "Content-Type: text/plain; charset=utf-8\r\n"
+                    "Connection: close\r\nContent-Length: ") != 0 ||
+      ml_http_append_size(o, (size_t)n) != 0 ||
+      ML_BUF_LIT(o, "\r\n\r\n") != 0 ||
+      ml_buf_append(o, body, (size_t)n) != 0) {
+    ml_conn_close(c);
+    return;
+  }
+  c->close_after = 1;
+  flush(c);
+}
+
+/* Shut down our side, then drop input until EOF or LINGER_MS, so the
+ * client reads the last response before a reset could destroy it. */
+static void shutdown_done(uv_shutdown_t *s, int status) {
+  ml_conn *c = container_of(s, ml_conn, sreq);
+  if (c->closing)
+    return;
+  if (status < 0)
+    ml_conn_close(c);
+}
+
+static void start_linger(ml_conn *c) {
+  if (c->lingering || c->closing)
+    return;
+  c->lingering = 1;
+  detach_request(c);
+  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+    ml_conn_close(c);
+    return;
+  }
+  arm(c, LINGER_MS);
+  if (c->read_paused) {
+    c->read_paused = 0;
+    start_reading(c);
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Parsing: llhttp callbacks fill c->req
+** =======================================================
+*/
+
+#define CONN(p) container_of(p, ml_conn, parser)
+
+/* Refuses the request being parsed: llhttp stops with HPE_USER. */
+static int refuse(ml_conn *c, int status) {
+  c->err_status = status;
+  return -1;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  r->url_len = 0;
+  r->nhdrs = 0;
+  r->head_bytes = 0;
+  r->head_end = 0;
+  r->body.len = 0;
+  r->responded = r->expect_continue = r->in_field = 0;
+  r->status = 0;
+  r->bytes = 0;
+  c->in_request = 1;
+  arm(c, c->srv->limits.header_timeout_ms);
+  return 0;
+}
+
+static void extend_head(ml_conn *c, const char *at, size_t len) {
+  uint32_t end = (uint32_t)(at + len - c->in.data);
+  if (end > c->req.head_end)
+    c->req.head_end = end;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  if (r->url_len == 0)
+    r->url_off = (uint32_t)(at - c->in.data);
+  r->url_len += (uint32_t)len;   /* pieces are contiguous in 'in' */
+  extend_head(c, at, len);
+  if (r->url_len > c->srv->limits.max_url)
+    return refuse(c, 414);
+  return 0;
+}
+
+static int count_head(ml_conn *c, size_t len) {
+  c->req.head_bytes += len;
+  if (c->req.head_bytes > c->srv->limits.max_headers)
+    return refuse(c, 431);
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  ml_hdr *h;
+  if (!r->in_field) {            /* a new header starts */
+    if (r->nhdrs == r->hdrs_cap) {
+      int cap = r->hdrs_cap ? r->hdrs_cap * 2 : 16;
+      ml_hdr *n = realloc(r->hdrs, (size_t)cap * sizeof *n);
+      if (n == NULL)
+        return refuse(c, 503);
+      r->hdrs = n;
+      r->hdrs_cap = cap;
+    }
+    h = &r->hdrs[r->nhdrs++];
+    h->name_off = (uint32_t)(at - c->in.data);
+    h->name_len = 0;
+    h->value_off = h->name_off;
+    h->value_len = 0;
+    r->in_field = 1;
+  }
+  r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+  extend_head(c, at, len);
+  return count_head(c, len + 4);  /* ": " and CRLF count too */
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  if (r->in_field) {
+    h->value_off = (uint32_t)(at - c->in.data);
+    r->in_field = 0;
+  }
+  h->value_len += (uint32_t)len;
+  extend_head(c, at, len);
+  return count_head(c, len);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  r->in_field = 0;
+  if (ml_strieq(c->in.data + h->name_off, h->name_len, "expect")) {
+    if (ml_strieq(c->in.data + h->value_off, h->value_len, "100-continue"))
+      r->expect_continue = 1;
+    else
+      return refuse(c, 417);
+  }
+  return 0;
+}
+
+/* The head is complete: check the body's size before reading it. */
+static int on_headers_complete(llhttp_t *p) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+  r->method = p->method;
+  r->minor = p->http_minor;
+  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  if (p->http_major != 1)
+    return refuse(c, 505);
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > c->srv->limits.max_body)
+    return refuse(c, 413);
+  if (r->expect_continue && has_body && r->minor >= 1)
+    ML_BUF_LIT(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+  if (c->out.len > 0)
+    flush(c);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ml_conn *c = CONN(p);
+  ml_req *r = &c->req;
+  if (r->body.len + len > c->srv->limits.max_body)
+    return refuse(c, 413);
+  if (ml_buf_append(&r->body, at, len) != 0)
+    return refuse(c, 503);
+  return 0;
+}
+
+/* Pause: the caller serves this request before parsing the next. */
+static int on_message_complete(llhttp_t *p) {
+  ML_UNUSED(p);
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_header_value_complete = on_header_value_complete,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Serving one request
+** =======================================================
+*/
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/*
+ * Decodes the URL's path into req.path: the part before '?' or '#', with
+ * the scheme and authority of an absolute-form URL skipped.  Returns -1
+ * for invalid percent-encoding or an encoded NUL, which get a 400.
+ */
+static int decode_path(ml_conn *c) {
+  ml_req *r = &c->req;
+  const char *u = c->in.data + r->url_off, *end = u + r->url_len, *q;
+  char *d;
+  if (end - u > 7 && (memcmp(u, "http://", 7) == 0 ||
+                      memcmp(u, "https://", 8) == 0)) {
+    u = memchr(u + 8, '/', (size_t)(end - u - 8));
+    if (u == NULL)
+      u = end;
+  }
+  for (q = u; q < end && *q != '?' && *q != '#'; q++)
+    ;
+  r->path.len = 0;
+  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 1) != 0)
+    return -1;
+  d = r->path.data;
+  if (u == q || *u != '/')
+    *d++ = '/';
+  for (; u < q; u++) {
+    if (*u != '%') {
+      *d++ = *u;
+    } else {
+      int hi, lo;
+      if (q - u < 3 || (hi = hexval(u[1])) < 0 || (lo = hexval(u[2])) < 0 ||
+          (hi == 0 && lo == 0))
+        return -1;
+      *d++ = (char)(hi << 4 | lo);
+      u += 2;
+    }
+  }
+  r->path.len = (size_t)(d - r->path.data);
+  return 0;
+}
+
+/* Pushes dispatch's arguments after the request: the route id and its
+ * converted values, or 0, a status and its extra header value. */
+static int push_route(lua_State *L, ml_conn *c) {
+  ml_match *m = &c->req.match;
+  char allow[256];
+  int i;
+  switch (m->kind) {
+  case ML_MATCH_FOUND:
+    lua_pushinteger(L, m->route);
+    for (i = 0; i < m->nparams; i++) {
+      ml_param *p = &m->params[i];
+      if (p->conv == ML_CONV_INT)
+        lua_pushinteger(L, (lua_Integer)p->i);
+      else if (p->conv == ML_CONV_FLOAT)
+        lua_pushnumber(L, p->d);
+      else
+        lua_pushlstring(L, p->s, p->len);
+    }
+    return 1 + m->nparams;
+  case ML_MATCH_REDIRECT_SLASH: {
+    size_t n;
+    const char *u = ml_conn_url(c, &n), *q = memchr(u, '?', n);
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 308);
+    if (q == NULL)
+      lua_pushfstring(L, "%s/", c->req.path.data);
+    else
+      lua_pushfstring(L, "%s/%s", c->req.path.data, q);
+    return 3;
+  }
+  case ML_MATCH_BAD_METHOD:
+  case ML_MATCH_OPTIONS:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, m->kind == ML_MATCH_OPTIONS ? 200 : 405);
+    lua_pushlstring(L, allow, ml_router_format_allow(m->allow, allow,
+                                                     sizeof allow));
+    return 3;
+  default:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 404);
+    return 2;
+  }
+}
+
+static void finish_request(ml_conn *c);
+
+/* The coroutine serving the request returned or raised. */
+static void request_done(ml_co *co, int ok) {
+  ml_conn *c = co->data;
+  ML_UNUSED(ok);
+  c->req.co = NULL;
+  if (c->closing)
+    return;
+  if (!c->req.responded) {     /* raised past dispatch: a bug of ours */
+    c->handling = 0;
+    ml_conn_reject(c, 500);
+    return;
+  }
+  finish_request(c);
+}
+
+/*
+ * A complete request: decode its path, route it in C, and start the app's
+ * dispatch function in a pooled coroutine with the request object, the
+ * route id and the converted parameters.
+ */
+static void serve_request(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_gen *g = s->gen;
+  ml_co *co;
+  int n;
+  c->handling = 1;
+  uv_timer_stop(&c->timer);
+  c->req.start = uv_now(s->loop);
+  if (decode_path(c) != 0) {
+    c->handling = 0;
+    ml_conn_reject(c, 400);
+    return;
+  }
+  ml_router_match(g->router, c->req.method, c->req.path.data,
+                  c->req.path.len, &c->req.match);
+  c->req.path.data[c->req.path.len] = '\0';
+  if ((co = ml_sched_acquire(g)) == NULL) {
+    c->handling = 0;
+    ml_conn_reject(c, 503);
+    return;
+  }
+  lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
+  ml_lib_req_push(co->L, c);
+  n = push_route(co->L, c);
+  co->done = request_done;
+  co->data = c;
+  co->what = "request";
+  co->is_request = 1;
+  c->req.co = co;
+  ml_sched_start(co, 1 + n);
+}
+
+/*
+ * The response is queued: log it, release the request, and go on with a
+ * pipelined request already buffered, or wait for the next one.
+ */
+static void finish_request(ml_conn *c) {
+  ml_req *r = &c->req;
+  size_t rest;
+  if (ml_log_access_enabled()) {
+    char peer[64];
+    size_t n;
+    const char *url = ml_conn_url(c, &n);
+    ml_conn_peer(c, peer, sizeof peer);
+    ml_log_access(peer, llhttp_method_name((llhttp_method_t)r->method), url,
+                  n, r->minor, r->status, r->bytes,
+                  (double)(uv_now(c->srv->loop) - r->start) / 1000.0);
+  }
+  detach_request(c);
+  c->handling = 0;
+  c->in_request = 0;
+  if (r->body.cap > 1048576)
+    ml_buf_free(&r->body);       /* don't hoard a large body's memory */
+  if (!r->keep_alive)
+    c->close_after = 1;
+  rest = c->in.len - c->parsed;  /* a pipelined request, maybe */
+  memmove(c->in.data, c->in.data + c->parsed, rest);
+  c->in.len = rest;
+  c->parsed = 0;
+  llhttp_resume(&c->parser);
+  if (c->close_after) {
+    flush(c);
+    return;
+  }
+  arm(c, rest > 0 ? c->srv->limits.header_timeout_ms
+                  : c->srv->limits.keepalive_timeout_ms);
+  if (c->read_paused && !c->closing) {
+    c->read_paused = 0;
+    start_reading(c);
+  }
+  if (!c->processing) {
+    flush(c);
+    process_input(c);
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Reading
+** =======================================================
+*/
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  ml_conn *c = h->data;
+  ML_UNUSED(hint);
+  /* one buffer for every connection: on_read copies what it keeps */
+  buf->base = c->srv->readbuf;
+  buf->len = sizeof c->srv->readbuf;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(ml_conn *c) {
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    ml_conn_close(c);
+}
+
+/* The parser failed or we refused the request: answer and close. */
+static void parse_error(ml_conn *c, llhttp_errno_t err) {
+  int status = err == HPE_USER ? c->err_status : 400;
+  if (err == HPE_INVALID_METHOD)
+    status = 501;
+  ml_log(MOONLET_LOG_DEBUG, "bad request (%d): %s", status,
+         err == HPE_USER ? "over a limit" : llhttp_get_error_reason(&c->parser));
+  c->in_request = 0;
+  ml_conn_reject(c, status);
+}
+
+/*
+ * Parses what is buffered, serving each complete request in turn until
+ * one has to wait (its handler yields) or the input runs out.  Responses
+ * produced meanwhile are flushed together at the end.
+ */
+static void process_input(ml_conn *c) {
+  llhttp_errno_t err;
+  if (c->processing)
+    return;          /* an outer call is looping already */
+  c->processing = 1;
+  while (!c->closing && !c->handling && !c->close_after &&
+         c->parsed < c->in.len) {
+    if (c->writing && c->out.len > MAX_PENDING_OUT)
+      break;         /* write_done comes back for the rest */
+    err = llhttp_execute(&c->parser, c->in.data + c->parsed,
+                         c->in.len - c->parsed);
+    if (err == HPE_OK) {
+      /* all consumed: keep only the head of a request still arriving
+       * (its body is copied out as it comes) */
+      c->in.len = c->in_request ? c->req.head_end : 0;
+      c->parsed = (uint32_t)c->in.len;
+    } else if (err == HPE_PAUSED) {
+      c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
+      serve_request(c);
+    } else {
+      parse_error(c, err);
+    }
+  }
+  c->processing = 0;
+  flush(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  ml_conn *c = st->data;
+  if (nread == 0 || c->closing)
+    return;
+  if (nread < 0) {   /* EOF or an error: the client is gone */
+    if (!c->handling && !c->lingering && (c->writing || c->out.len > 0)) {
+      c->close_after = 1;          /* let the queued response finish */
+      uv_read_stop(st);
+      return;
+    }
+    ml_conn_close(c);
+    return;
+  }
+  if (c->lingering)
+    return;
+  if (ml_buf_append(&c->in, buf->base, (size_t)nread) != 0) {
+    ml_conn_close(c);
+    return;
+  }
+  if (c->handling) {  /* pipelined input waits; bound what we keep */
+    if (c->in.len - c->parsed > MAX_PENDING_IN) {
+      uv_read_stop(st);
+      c->read_paused = 1;
+    }
+    return;
+  }
+  process_input(c);
+}
+
+void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
+  ml_conn *c = calloc(1, sizeof *c);
+  int rc;
+  if (c == NULL) {
+    ml_log(MOONLET_LOG_ERROR, "accept: out of memory");
+    return;
+  }
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->next = s->conns;              /* linked first: on_close unlinks */
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if ((rc = uv_accept(listener, (uv_stream_t *)&c->tcp)) != 0) {
+    ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(rc));
+    ml_conn_close(c);
+    return;
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+  uv_tcp_nodelay(&c->tcp, 1);
+  arm(c, s->limits.header_timeout_ms);
+  start_reading(c);
+}
+
+void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close) {
+  c->req.responded = 1;
+  c->req.status = status;
+  c->req.bytes = bytes;
+  if (close)
+    c->close_after = 1;
+}
+
+void ml_conn_shutdown_all(moonlet_server *s, int force) {
+  ml_conn *c, *next;
+  for (c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    if (force || (c->in_request && !c->handling))
+      ml_conn_close(c);
+    else
+      ml_conn_shutdown(c);
+  }
+}
+
+/* }====================================================== */

@@ -1,0 +1,94 @@
+/*
+ * conn.h - one client connection: bytes in, llhttp, the request being
+ * served, responses out, keep-alive and timeouts.
+ */
+#ifndef ML_CONN_H
+#define ML_CONN_H
+
+#include <stdint.h>
+#include <llhttp.h>
+#include <uv.h>
+#include "router.h"
+#include "sched.h"
+#include "util.h"
+
+typedef struct ml_conn ml_conn;
+
+/* A header as offsets into the connection's input buffer. */
+typedef struct {
+  uint32_t name_off, name_len, value_off, value_len;
+} ml_hdr;
+
+/*
+ * The request being read or served.  A connection serves one at a time
+ * (pipelined ones wait their turn), so it is embedded in the connection
+ * and reused.  Text fields are offsets into conn->in, which may move.
+ */
+typedef struct {
+  int method;              /* llhttp's HTTP_GET ... */
+  int minor;               /* HTTP/1.<minor> */
+  uint32_t url_off, url_len;
+  ml_hdr *hdrs;            /* kept across requests */
+  int nhdrs, hdrs_cap;
+  size_t head_bytes;       /* counted against max_headers */
+  uint32_t head_end;       /* end of the head in conn->in */
+  ml_buf body;
+  ml_buf path;             /* the decoded path; params point into it */
+  ml_match match;
+  void **ud;               /* the Lua request's pointer to us, or NULL */
+  ml_co *co;               /* the coroutine serving it */
+  int status;              /* the status sent, for the access log */
+  size_t bytes;            /* body bytes sent */
+  uint64_t start;          /* uv_now when the head was complete */
+  unsigned responded : 1;
+  unsigned expect_continue : 1;
+  unsigned keep_alive : 1;
+  unsigned in_field : 1;   /* the last header callback was a name */
+} ml_req;
+
+/* Accepts a connection from the listening stream; logs its failures. */
+void ml_conn_accept(moonlet_server *s, uv_stream_t *listener);
+
+/* The URL of the request, as received. */
+const char *ml_conn_url(ml_conn *c, size_t *len);
+
+/* Header i's name and value. */
+const char *ml_conn_header_name(ml_conn *c, int i, size_t *len);
+const char *ml_conn_header_value(ml_conn *c, int i, size_t *len);
+
+/* The request of a connection, and the connection of a request. */
+ml_req *ml_conn_req(ml_conn *c);
+ml_conn *ml_req_conn(ml_req *r);
+
+/* The client's address as text ("-" if unknown). */
+void ml_conn_peer(ml_conn *c, char *buf, size_t len);
+
+/* The generation serving the request. */
+ml_gen *ml_conn_gen(ml_conn *c);
+
+/* Whether the request can keep the connection open. */
+int ml_conn_keep_alive(ml_conn *c);
+
+/* The buffer a response head and body are appended to. */
+ml_buf *ml_conn_out(ml_conn *c);
+
+/*
+ * The response has been appended to ml_conn_out: records it for the log,
+ * and closes the connection after it when 'close' is set.
+ */
+void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close);
+
+/* Refuses the request before any handler runs: status, then close. */
+void ml_conn_reject(ml_conn *c, int status);
+
+/* Graceful stop (every connection): idle ones close now, busy ones after
+ * their response; with 'force', all close now. */
+void ml_conn_shutdown_all(moonlet_server *s, int force);
+
+/* Graceful stop: close if idle, else close after the current response. */
+void ml_conn_shutdown(ml_conn *c);
+
+/* Closes now, cancelling the coroutine serving it. */
+void ml_conn_close(ml_conn *c);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * lib_core.c - the module "moonlet.core" that lua/moonlet builds on:
+ * sleep, now, after/every timers, logging, and the hooks the Lua side
+ * registers.  Request objects are lib_req.c's, routers lib_router.c's.
+ */
+#include <stdlib.h>
+#include <lauxlib.h>
+#include "lib.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+/*
+** {======================================================
+** sleep
+** =======================================================
+*/
+
+typedef struct { ml_wait w; uv_timer_t timer; } sleep_op;
+
+static void sleep_free(uv_handle_t *h) {
+  free(container_of(h, sleep_op, timer));
+}
+
+static void sleep_done(uv_timer_t *t) {
+  sleep_op *op = container_of(t, sleep_op, timer);
+  ml_co *co = ml_sched_unpark(&op->w);     /* detach first */
+  uv_close((uv_handle_t *)t, sleep_free);  /* free in the close callback */
+  if (co != NULL)
+    ml_sched_resume(co, 0);                /* last: it may free the conn */
+}
+
+static void sleep_cancel(ml_wait *w) {     /* closing stops the timer */
+  uv_close((uv_handle_t *)&((sleep_op *)w)->timer, sleep_free);
+}
+
+static int core_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);   /* raise before any malloc */
+  ml_co *co;
+  sleep_op *op;
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "duration out of range");
+  co = ml_sched_current(L);
+  if ((op = calloc(1, sizeof *op)) == NULL)
+    return luaL_error(L, "not enough memory");
+  uv_timer_init(co->gen->loop, &op->timer);  /* cannot fail */
+  uv_timer_start(&op->timer, sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
+  ml_sched_park(co, &op->w, sleep_cancel);
+  return ml_sched_yield(L);  /* resume's values become sleep's results */
+}
+
+static int core_now(lua_State *L) {
+  uv_loop_t *loop = ML_GEN(L)->loop;
+  uv_update_time(loop);
+  lua_pushnumber(L, (lua_Number)uv_now(loop) / 1000.0);
+  return 1;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** after / every
+** =======================================================
+*/
+
+/*
+ * A timer belongs to its state (not to a request): it lives until it is
+ * stopped, has fired once ('after'), or the state is retired.  The Lua
+ * userdata only points at it; either may go first.
+ */
+struct ml_timer {
+  uv_timer_t timer;
+  ml_gen *gen;
+  int fn_ref;             /* the callback */
+  ml_timer **ud;          /* the userdata's pointer to us, or NULL */
+  ml_timer *prev, *next;  /* the state's list */
+  int repeat;
+};
+
+static void timer_free(uv_handle_t *h) {
+  free(container_of(h, ml_timer, timer));
+}
+
+/* Unlinks, drops the callback's ref and closes; idempotent by fn_ref. */
+static void timer_stop(ml_timer *t) {
+  ml_gen *g = t->gen;
+  if (t->fn_ref == LUA_NOREF)
+    return;
+  luaL_unref(g->L, LUA_REGISTRYINDEX, t->fn_ref);
+  t->fn_ref = LUA_NOREF;
+  if (t->ud != NULL)
+    *t->ud = NULL;
+  if (t->prev != NULL)
+    t->prev->next = t->next;
+  else
+    g->timers = t->next;
+  if (t->next != NULL)
+    t->next->prev = t->prev;
+  uv_close((uv_handle_t *)&t->timer, timer_free);
+}
+
+void ml_core_timers_close(ml_gen *g) {
+  while (g->timers != NULL)
+    timer_stop(g->timers);
+}
+
+/* Each firing runs the callback in a fresh coroutine of the pool. */
+static void on_timer(uv_timer_t *h) {
+  ml_timer *t = container_of(h, ml_timer, timer);
+  ml_gen *g = t->gen;
+  ml_co *co = ml_sched_acquire(g);
+  if (co == NULL) {
+    ml_log(MOONLET_LOG_ERROR, "timer: out of memory, firing skipped");
+    return;
+  }
+  lua_rawgeti(co->L, LUA_REGISTRYINDEX, t->fn_ref);
+  co->what = "timer callback";
+  if (!t->repeat)
+    timer_stop(t);         /* the coroutine holds the function now */
+  ml_sched_start(co, 0);
+}
+
+static int new_timer(lua_State *L, int repeat) {
+  lua_Number s = luaL_checknumber(L, 1);
+  ml_gen *g = ML_GEN(L);
+  ml_timer **ud, *t;
+  uint64_t ms;
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "interval out of range");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (g->retired)
+    return luaL_error(L, "this version of the app has been replaced");
+  ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  *ud = NULL;
+  luaL_setmetatable(L, "moonlet.Timer");
+  if ((t = calloc(1, sizeof *t)) == NULL)
+    return luaL_error(L, "not enough memory");
+  ms = (uint64_t)(s * 1000 + 0.5);
+  if (repeat && ms == 0)
+    ms = 1;                /* an every(0) would starve the loop */
+  t->gen = g;
+  t->repeat = repeat;
+  lua_pushvalue(L, 2);
+  t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->next = g->timers;
+  if (g->timers != NULL)
+    g->timers->prev = t;
+  g->timers = t;
+  t->ud = ud;
+  *ud = t;
+  uv_timer_init(g->loop, &t->timer);
+  uv_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0);
+  return 1;
+}
+
+static int core_after(lua_State *L) {
+  return new_timer(L, 0);
+}
+
+static int core_every(lua_State *L) {
+  return new_timer(L, 1);
+}
+
+static int timer_stop_l(lua_State *L) {
+  ml_timer **ud = luaL_checkudata(L, 1, "moonlet.Timer");
+  if (*ud != NULL)
+    timer_stop(*ud);
+  return 0;
+}
+
+static int timer_gc(lua_State *L) {   /* the timer keeps running */
+  ml_timer **ud = luaL_checkudata(L, 1, "moonlet.Timer");
+  if (*ud != NULL)
+    (*ud)->ud = NULL;
+  return 0;
+}
+
+static int timer_active(lua_State *L) {
+  ml_timer **ud = luaL_checkudata(L, 1, "moonlet.Timer");
+  lua_pushboolean(L, *ud != NULL);
+  return 1;
+}
+
+/* }====================================================== */
+
+static int core_log(lua_State *L) {
+  static const char *const names[] = { "debug", "info", "warn", "error",
+                                       NULL };
+  int level = luaL_checkoption(L, 1, NULL, names);
+  const char *msg = luaL_checkstring(L, 2);
+  ml_log(level, "%s", msg);
+  return 0;
+}
+
+static int core_log_enabled(lua_State *L) {
+  static const char *const names[] = { "debug", "info", "warn", "error",
+                                       NULL };
+  lua_pushboolean(L, ml_log_enabled(luaL_checkoption(L, 1, NULL, names)));
+  return 1;
+}
+
+static int core_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
+static int core_debug(lua_State *L) {
+  lua_pushboolean(L, ML_GEN(L)->server->cfg.debug);
+  return 1;
+}
+
+/* core.yield_token(): the value runtime waits yield first. */
+static int core_yield_token(lua_State *L) {
+  ml_sched_push_token(L);
+  return 1;
+}
+
+/* Replaces the registry reference *ref with the value at idx. */
+static void set_ref(lua_State *L, int *ref, int idx) {
+  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  lua_pushvalue(L, idx);
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* core.set_request_class(methods, lazy, headers_mt), called once by
+ * moonlet.request: what req:name() and req.name find beyond the fields
+ * lib_req.c answers itself. */
+static int core_set_request_class(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  set_ref(L, &g->reqmethods_ref, 1);
+  set_ref(L, &g->reqlazy_ref, 2);
+  set_ref(L, &g->headers_mt_ref, 3);
+  return 0;
+}
+
+static const luaL_Reg timer_methods[] = {
+  {"stop", timer_stop_l},
+  {"active", timer_active},
+  {NULL, NULL}
+};
+
+static const luaL_Reg core_funcs[] = {
+  {"sleep", core_sleep},
+  {"now", core_now},
+  {"after", core_after},
+  {"every", core_every},
+  {"log", core_log},
+  {"log_enabled", core_log_enabled},
+  {"debug", core_debug},
+  {"pid", core_pid},
+  {"yield_token", core_yield_token},
+  {"set_request_class", core_set_request_class},
+  {NULL, NULL}
+};
+
+int luaopen_moonlet_core(lua_State *L) {
+  luaL_newmetatable(L, "moonlet.Timer");
+  luaL_newlib(L, timer_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, timer_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newlib(L, core_funcs);
+  lua_pushstring(L, MOONLET_VERSION);
+  lua_setfield(L, -2, "version");
+  ml_lib_req_register(L);
+  ml_lib_router_register(L);
+  return 1;
+}

@@ -1,0 +1,426 @@
+/*
+ * lib_req.c - the request object handlers receive, and core.send, which
+ * writes a response head and body in one buffer.  Fields are read from C
+ * on first use and cached; what is cheaper to write in Lua (query, form,
+ * cookies, json) comes from the tables moonlet.request registers.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "conn.h"
+#include "http.h"
+#include "lib.h"
+
+#define REQ_MT "moonlet.Request"
+
+/* The connection behind a request object, or NULL once it is finished. */
+static ml_conn *get_conn(lua_State *L) {
+  ml_conn **ud = luaL_checkudata(L, 1, REQ_MT);
+  return *ud;
+}
+
+static ml_conn *need_conn(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  if (c == NULL)
+    luaL_error(L, "the request is finished (its response was sent or "
+                  "its client left)");
+  return c;
+}
+
+void ml_lib_req_push(lua_State *L, ml_conn *c) {
+  ml_conn **ud = lua_newuserdatauv(L, sizeof *ud, 1);
+  *ud = c;
+  luaL_setmetatable(L, REQ_MT);
+  ml_conn_req(c)->ud = (void **)ud;
+}
+
+/* The request's cache table (user value 1), made on first use. */
+static void push_cache(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+}
+
+/* Caches the value on top under key k and leaves it on top. */
+static int cache(lua_State *L, const char *k) {
+  push_cache(L);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, k);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* The path part of the URL as received, and the query after '?'. */
+static void split_url(ml_conn *c, const char **path, size_t *plen,
+                      const char **query, size_t *qlen) {
+  size_t n, i;
+  const char *u = ml_conn_url(c, &n);
+  for (i = 0; i < n && u[i] != '?' && u[i] != '#'; i++)
+    ;
+  *path = u;
+  *plen = i;
+  *query = u + i;
+  *qlen = 0;
+  if (i < n && u[i] == '?') {
+    size_t j;
+    for (j = i + 1; j < n && u[j] != '#'; j++)
+      ;
+    *query = u + i + 1;
+    *qlen = j - i - 1;
+  }
+}
+
+/* req.headers: lower-cased names, repeats joined with ", ". */
+static int push_headers(lua_State *L, ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  int i;
+  char name[256];
+  lua_createtable(L, 0, r->nhdrs);
+  for (i = 0; i < r->nhdrs; i++) {
+    size_t nlen, vlen, j;
+    const char *n = ml_conn_header_name(c, i, &nlen);
+    const char *v = ml_conn_header_value(c, i, &vlen);
+    if (nlen >= sizeof name)
+      continue;                       /* no real header is that long */
+    for (j = 0; j < nlen; j++)
+      name[j] = (n[j] >= 'A' && n[j] <= 'Z') ? (char)(n[j] + 32) : n[j];
+    lua_pushlstring(L, name, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {  /* a repeat: join */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int push_params(lua_State *L, ml_conn *c) {
+  ml_match *m = &ml_conn_req(c)->match;
+  int i;
+  lua_createtable(L, 0, m->nparams);
+  if (m->kind != ML_MATCH_FOUND)
+    return 1;
+  for (i = 0; i < m->nparams; i++) {
+    if (m->params[i].conv == ML_CONV_INT)
+      lua_pushinteger(L, (lua_Integer)m->params[i].i);
+    else if (m->params[i].conv == ML_CONV_FLOAT)
+      lua_pushnumber(L, m->params[i].d);
+    else
+      lua_pushlstring(L, m->params[i].s, m->params[i].len);
+    lua_setfield(L, -2, m->params[i].name);
+  }
+  return 1;
+}
+
+/* The fields answered from C; 0 when k is not one of them. */
+static int core_field(lua_State *L, const char *k, size_t klen) {
+  ml_conn *c;
+  const char *p, *q;
+  size_t plen, qlen;
+  char buf[64];
+  ml_req *r;
+#define IS(lit) (klen == sizeof(lit) - 1 && memcmp(k, lit, klen) == 0)
+  if (!(IS("method") || IS("path") || IS("raw_path") ||
+        IS("query_string") || IS("version") || IS("remote_addr") ||
+        IS("body") || IS("headers") || IS("params") || IS("ctx")))
+    return 0;
+  if (IS("ctx")) {
+    lua_newtable(L);
+    return cache(L, "ctx");
+  }
+  c = need_conn(L);
+  r = ml_conn_req(c);
+  if (IS("method")) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+  } else if (IS("path")) {
+    lua_pushlstring(L, r->path.data, r->path.len);
+  } else if (IS("raw_path") || IS("query_string")) {
+    split_url(c, &p, &plen, &q, &qlen);
+    if (IS("raw_path"))
+      lua_pushlstring(L, p, plen);
+    else
+      lua_pushlstring(L, q, qlen);
+  } else if (IS("version")) {
+    lua_pushstring(L, r->minor == 0 ? "1.0" : "1.1");
+  } else if (IS("remote_addr")) {
+    ml_conn_peer(c, buf, sizeof buf);
+    lua_pushstring(L, buf);
+  } else if (IS("body")) {
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    return cache(L, "body");
+  } else if (IS("headers")) {
+    push_headers(L, c);
+    return cache(L, "headers");
+  } else {
+    push_params(L, c);
+    return cache(L, "params");
+  }
+#undef IS
+  return 1;
+}
+
+/*
+ * req.key: a cached or user-set value, a field from C, a method, or a
+ * lazy field computed by moonlet.request (and cached).
+ */
+static int req_index(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  size_t klen;
+  const char *k;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+      return 1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if ((k = lua_tolstring(L, 2, &klen)) == NULL || lua_type(L, 2) !=
+      LUA_TSTRING)
+    return 0;
+  if (core_field(L, k, klen))
+    return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqmethods_ref);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqlazy_ref);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) == LUA_TNIL)
+    return 1;                          /* no such field: nil */
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return cache(L, k);
+}
+
+/* req.key = value: kept with the request (fields of the app's own). */
+static int req_newindex(lua_State *L) {
+  push_cache(L);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+/* req:header(name): case-insensitive, repeats joined with ", ". */
+static int req_header(lua_State *L) {
+  ml_conn *c = need_conn(L);
+  ml_req *r = ml_conn_req(c);
+  size_t len, nlen, vlen;
+  const char *name = luaL_checklstring(L, 2, &len);
+  int i, found = 0;
+  for (i = 0; i < r->nhdrs; i++) {
+    const char *n = ml_conn_header_name(c, i, &nlen), *v;
+    if (nlen != len || strncasecmp(n, name, len) != 0)
+      continue;
+    v = ml_conn_header_value(c, i, &vlen);
+    if (found++) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pushlstring(L, v, vlen);
+    }
+  }
+  if (!found)
+    lua_pushnil(L);
+  return 1;
+}
+
+static int req_tostring(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  size_t n;
+  const char *u;
+  if (c == NULL) {
+    lua_pushliteral(L, "moonlet.Request (finished)");
+    return 1;
+  }
+  u = ml_conn_url(c, &n);
+  lua_pushfstring(L, "moonlet.Request: %s ",
+                  llhttp_method_name((llhttp_method_t)ml_conn_req(c)->method));
+  lua_pushlstring(L, u, n);
+  lua_concat(L, 2);
+  return 1;
+}
+
+/*
+** {======================================================
+** core.send: the response head and body in one buffer
+** =======================================================
+*/
+
+typedef struct {
+  int has_ctype;
+  int close;
+} head_flags;
+
+/*
+ * Appends one header line, or returns a message saying why it cannot be
+ * sent.  Framing headers are ours: Content-Length, Transfer-Encoding and
+ * Date are dropped, "Connection: close" closes after the response.
+ */
+static const char *put_header(ml_buf *o, const char *n, size_t nlen,
+                              const char *v, size_t vlen, head_flags *f) {
+  if (!ml_http_name_ok(n, nlen))
+    return "invalid header name";
+  if (!ml_http_value_ok(v, vlen))
+    return "header value contains CR, LF or NUL";
+  if (ml_strieq(n, nlen, "content-length") ||
+      ml_strieq(n, nlen, "transfer-encoding") || ml_strieq(n, nlen, "date"))
+    return NULL;
+  if (ml_strieq(n, nlen, "connection")) {
+    if (ml_strieq(v, vlen, "close"))
+      f->close = 1;
+    return NULL;
+  }
+  if (ml_strieq(n, nlen, "content-type"))
+    f->has_ctype = 1;
+  if (ml_buf_reserve(o, nlen + vlen + 4) != 0)
+    return "not enough memory";
+  memcpy(o->data + o->len, n, nlen);
+  o->len += nlen;
+  memcpy(o->data + o->len, ": ", 2);
+  memcpy(o->data + o->len + 2, v, vlen);
+  o->len += vlen + 2;
+  memcpy(o->data + o->len, "\r\n", 2);
+  o->len += 2;
+  return NULL;
+}
+
+/* The headers table at idx: names to a string, number or list of them. */
+static const char *put_headers(lua_State *L, int idx, ml_buf *o,
+                               head_flags *f) {
+  const char *err = NULL;
+  size_t nlen, vlen;
+  lua_pushnil(L);
+  while (err == NULL && lua_next(L, idx) != 0) {
+    const char *n = lua_type(L, -2) == LUA_TSTRING
+                      ? lua_tolstring(L, -2, &nlen) : NULL;
+    if (n == NULL) {
+      err = "header names must be strings";
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_Integer i, len = (lua_Integer)lua_rawlen(L, -1);
+      for (i = 1; err == NULL && i <= len; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING ||
+            lua_type(L, -1) == LUA_TNUMBER) {
+          const char *v = lua_tolstring(L, -1, &vlen);
+          err = put_header(o, n, nlen, v, vlen, f);
+        } else
+          err = "header values must be strings or numbers";
+        lua_pop(L, 1);
+      }
+    } else if (lua_type(L, -1) == LUA_TSTRING ||
+               lua_type(L, -1) == LUA_TNUMBER) {
+      const char *v;
+      lua_pushvalue(L, -1);   /* tolstring must not convert the value */
+      v = lua_tolstring(L, -1, &vlen);
+      err = put_header(o, n, nlen, v, vlen, f);
+      lua_pop(L, 1);
+    } else {
+      err = "header values must be strings, numbers or lists of them";
+    }
+    if (err != NULL) {
+      lua_pushfstring(L, "%s: '%s'", err, n ? n : "?");
+      return lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
+/*
+ * core.send(req, status, body, headers, default_content_type) -> true, or
+ * nil and why (nil, "closed" when the client has gone).  Appends the whole
+ * response to the connection's output; the connection writes it once the
+ * handler's coroutine has ended.  A HEAD request gets the head only.
+ */
+static int req_send(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  size_t blen, mark;
+  const char *body = luaL_optlstring(L, 3, "", &blen), *err;
+  const char *ctype = luaL_optstring(L, 5, "text/html; charset=utf-8");
+  head_flags f = { 0, 0 };
+  ml_req *r;
+  ml_buf *o;
+  int bodyless;
+  luaL_argcheck(L, status >= 200 && status <= 999, 2,
+                "status must be from 200 to 999");
+  if (!lua_isnoneornil(L, 4))
+    luaL_checktype(L, 4, LUA_TTABLE);
+  if (c == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (r->responded)
+    return luaL_error(L, "the response was already sent");
+  o = ml_conn_out(c);
+  mark = o->len;
+  f.close = !ml_conn_keep_alive(c);
+  bodyless = status == 204 || status == 304;
+  if (ml_http_status_line(o, (int)status) != 0) {
+    o->len = mark;
+    return luaL_error(L, "not enough memory");
+  }
+  if (!lua_isnoneornil(L, 4) && (err = put_headers(L, 4, o, &f)) != NULL) {
+    o->len = mark;              /* nothing of it is sent */
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  if (!bodyless) {
+    if (!f.has_ctype) {
+      ML_BUF_LIT(o, "Content-Type: ");
+      ml_buf_append(o, ctype, strlen(ctype));
+      ML_BUF_LIT(o, "\r\n");
+    }
+    ML_BUF_LIT(o, "Content-Length: ");
+    ml_http_append_size(o, blen);
+    ML_BUF_LIT(o, "\r\n");
+  }
+  if (f.close)
+    ML_BUF_LIT(o, "Connection: close\r\n");
+  else if (r->minor == 0)
+    ML_BUF_LIT(o, "Connection: keep-alive\r\n");
+  ML_BUF_LIT(o, "\r\n");
+  if (bodyless || r->method == HTTP_HEAD)
+    blen = 0;
+  if (ml_buf_append(o, body, blen) != 0) {
+    o->len = mark;
+    return luaL_error(L, "not enough memory");
+  }
+  ml_conn_responded(c, (int)status, blen, f.close);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* }====================================================== */
+
+static const luaL_Reg req_meta[] = {
+  {"__index", req_index},
+  {"__newindex", req_newindex},
+  {"__tostring", req_tostring},
+  {NULL, NULL}
+};
+
+void ml_lib_req_register(lua_State *L) {
+  luaL_newmetatable(L, REQ_MT);
+  luaL_setfuncs(L, req_meta, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, req_send);
+  lua_setfield(L, -2, "send");
+  lua_pushcfunction(L, req_header);
+  lua_setfield(L, -2, "req_header");
+}

@@ -1,0 +1,319 @@
+/*
+ * sched.c - Lua states and the coroutines that run every handler, hook,
+ * timer callback and app load.  Coroutines come from a per-state pool; a
+ * coroutine that waits parks on an ml_wait and is resumed by the libuv
+ * callback of what it waits on.  What Lua sees of time and requests lives
+ * in lib_core.c and lib_req.c; connections in conn.c.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "sched.h"
+#include "server.h"
+#include "luasrc.h"
+#include "log.h"
+#include "lib.h"
+
+#define POOL_MAX 1024   /* idle coroutines kept per state */
+
+/* The token runtime waits yield, so coroutine wrappers can pass them up. */
+static char yield_token;
+
+/*
+** {======================================================
+** Lua states
+** =======================================================
+*/
+
+/* package.searchers entry: the framework's own modules, built in. */
+static int search_builtin(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const ml_luasrc *m;
+  char chunk[128];
+  for (m = ml_luasrc_list; m->name != NULL; m++) {
+    if (strcmp(m->name, name) != 0)
+      continue;
+    snprintf(chunk, sizeof chunk, "@%s", m->file);
+    if (luaL_loadbuffer(L, m->src, m->len, chunk) != LUA_OK)
+      return lua_error(L);
+    lua_pushstring(L, m->file);
+    return 2;
+  }
+  lua_pushfstring(L, "no built-in module '%s'", name);
+  return 1;
+}
+
+/* Puts search_builtin second in package.searchers, after preload. */
+static void add_searcher(lua_State *L) {
+  lua_Integer i, n;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  n = (lua_Integer)luaL_len(L, -1);
+  for (i = n; i >= 2; i--) {      /* shift entries 2..n up by one */
+    lua_geti(L, -1, i);
+    lua_seti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, search_builtin);
+  lua_seti(L, -2, 2);
+  lua_pop(L, 2);
+}
+
+/* Runs in protected mode: libraries, searcher, host hooks, boot module. */
+static int gen_setup(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  luaL_openlibs(L);
+  add_searcher(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_moonlet_core);
+  lua_setfield(L, -2, "moonlet.core");
+  lua_pop(L, 1);
+  ml_server_state_hooks(g->server, L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "moonlet.boot");   /* coroutine wrappers, require */
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
+  ml_gen *g = calloc(1, sizeof *g);
+  if (g == NULL)
+    return NULL;
+  g->server = s;
+  g->loop = loop;
+  g->dispatch_ref = g->app_ref = LUA_NOREF;
+  g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
+  g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&
+                 strcmp(getenv("MOONLET_GC_STRESS"), "0") != 0;
+  if ((g->L = luaL_newstate()) == NULL) {
+    free(g);
+    return NULL;
+  }
+  ML_GEN(g->L) = g;   /* new threads copy the main thread's extra space */
+  lua_pushcfunction(g->L, gen_setup);
+  if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
+    ml_log(MOONLET_LOG_ERROR, "cannot start Lua: %s",
+           lua_tostring(g->L, -1));
+    lua_close(g->L);
+    free(g);
+    return NULL;
+  }
+  return g;
+}
+
+/* Closes the state: its timers first, then every Lua object. */
+static void gen_close(ml_gen *g) {
+  ml_co *co, *next;
+  ml_core_timers_close(g);
+  g->router = NULL;            /* owned by a userdata, freed by __gc */
+  lua_close(g->L);             /* collects the pooled threads too */
+  for (co = g->pool; co != NULL; co = next) {
+    next = co->next;
+    free(co);
+  }
+  free(g);
+}
+
+/*
+ * Retiring cancels what belongs to the state rather than to a request
+ * (timer callbacks, the app load), then closes it once nothing is lent.
+ */
+void ml_sched_gen_retire(ml_gen *g) {
+  ml_co *co, *next;
+  if (g->retired)
+    return;
+  g->retired = 1;
+  g->live++;                 /* hold it open while cancelling */
+  ml_core_timers_close(g);
+  for (co = g->lent; co != NULL; co = next) {
+    next = co->next;
+    if (!co->is_request && !co->running)
+      ml_sched_cancel(co);
+  }
+  if (--g->live == 0)
+    gen_close(g);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Coroutines
+** =======================================================
+*/
+
+ml_co *ml_sched_acquire(ml_gen *g) {
+  ml_co *co = g->pool;
+  if (co != NULL) {
+    g->pool = co->next;
+    g->pooled--;
+  } else {
+    if ((co = calloc(1, sizeof *co)) == NULL)
+      return NULL;
+    co->gen = g;
+    co->L = lua_newthread(g->L);      /* cannot fail short of memory */
+    co->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+  }
+  co->prev = NULL;
+  co->next = g->lent;
+  if (g->lent != NULL)
+    g->lent->prev = co;
+  g->lent = co;
+  g->live++;
+  return co;
+}
+
+/* The one luaL_unref of a coroutine's thread. */
+static void co_unref(ml_co *co) {
+  luaL_unref(co->gen->L, LUA_REGISTRYINDEX, co->ref);
+  co->ref = LUA_NOREF;
+  free(co);
+}
+
+/*
+ * The job is over, however it ended: the thread is clean again and goes
+ * back to the pool, or is dropped when the pool is full or the state is
+ * retiring.  Closes a retired state whose last coroutine this was.
+ */
+static void co_release(ml_co *co) {
+  ml_gen *g = co->gen;
+  if (co->prev != NULL)
+    co->prev->next = co->next;
+  else
+    g->lent = co->next;
+  if (co->next != NULL)
+    co->next->prev = co->prev;
+  lua_settop(co->L, 0);
+  co->wait = NULL;
+  co->done = NULL;
+  co->data = NULL;
+  co->cancel_pending = 0;
+  co->is_request = 0;
+  if (!g->retired && g->pooled < POOL_MAX) {
+    co->next = g->pool;
+    g->pool = co;
+    g->pooled++;
+  } else {
+    co_unref(co);
+  }
+  if (--g->live == 0 && g->retired)
+    gen_close(g);
+}
+
+void ml_sched_log_error(ml_co *co, const char *context) {
+  lua_State *L = co->L;
+  const char *msg = lua_tostring(L, -1);
+  if (msg == NULL)
+    msg = luaL_typename(L, -1);
+  luaL_traceback(L, L, msg, 0);
+  ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
+  lua_pop(L, 1);
+}
+
+/* The job ended (returned or raised): tell its owner, then release. */
+static void co_finish(ml_co *co, int ok) {
+  if (!ok)
+    ml_sched_log_error(co, co->what ? co->what : "coroutine");
+  if (co->done != NULL)
+    co->done(co, ok);   /* results (or the error) are still on co->L */
+  if (!ok)
+    ml_closethread(co->L);
+  co_release(co);
+}
+
+/*
+ * Resumes co and handles how it stopped.  A yield must have parked it on
+ * a wait; a bare coroutine.yield in a handler did not, and is an error.
+ */
+static void run(ml_co *co, int nargs) {
+  ml_gen *g = co->gen;
+  ml_co *prev = g->running;
+  int status, nres;
+  if (g->gc_stress)
+    lua_gc(g->L, LUA_GCCOLLECT);
+  g->running = co;
+  co->running = 1;
+  status = lua_resume(co->L, NULL, nargs, &nres);
+  co->running = 0;
+  g->running = prev;
+  if (status == LUA_YIELD) {
+    lua_pop(co->L, nres);
+    if (co->wait == NULL) {
+      lua_pushliteral(co->L, "coroutine.yield() outside a coroutine of "
+                             "your own: use moonlet.sleep or another wait");
+      co_finish(co, 0);
+    } else if (co->cancel_pending) {
+      ml_sched_cancel(co);
+    }
+  } else {
+    co_finish(co, status == LUA_OK);
+  }
+}
+
+void ml_sched_start(ml_co *co, int nargs) {
+  run(co, nargs);
+}
+
+ml_co *ml_sched_current(lua_State *L) {
+  ml_co *co = ML_GEN(L)->running;
+  if (co == NULL || !lua_isyieldable(L))
+    luaL_error(L, "attempt to wait outside a handler, timer or task "
+                  "(or across a C call such as a table.sort comparator)");
+  return co;
+}
+
+int ml_sched_yield(lua_State *L) {
+  lua_pushlightuserdata(L, &yield_token);
+  return lua_yield(L, 1);
+}
+
+/* The token as Lua sees it, for moonlet.boot's coroutine wrappers. */
+void ml_sched_push_token(lua_State *L) {
+  lua_pushlightuserdata(L, &yield_token);
+}
+
+void ml_sched_park(ml_co *co, ml_wait *w, void (*cancel)(ml_wait *)) {
+  assert(co->wait == NULL);   /* a coroutine waits on one thing at a time */
+  w->co = co;
+  w->cancel = cancel;
+  co->wait = w;
+}
+
+ml_co *ml_sched_unpark(ml_wait *w) {
+  ml_co *co = w->co;
+  if (co != NULL) {
+    co->wait = NULL;
+    w->co = NULL;
+  }
+  return co;
+}
+
+void ml_sched_resume(ml_co *co, int nargs) {
+  run(co, nargs);
+}
+
+/*
+ * The owner no longer wants the job (its client left, the server stops).
+ * A running coroutine is cancelled at its next yield; a parked one has its
+ * wait detached and stopped (the operation's callback still fires, sees
+ * w->co == NULL and only frees), its thread reset so <close> variables
+ * run, and goes back to the pool.  'done' is not called.
+ */
+void ml_sched_cancel(ml_co *co) {
+  ml_wait *w = co->wait;
+  if (co->running) {
+    co->cancel_pending = 1;
+    return;
+  }
+  co->done = NULL;
+  if (w != NULL) {
+    co->wait = NULL;
+    w->co = NULL;
+    w->cancel(w);
+  }
+  ml_closethread(co->L);
+  co_release(co);
+}
+
+/* }====================================================== */

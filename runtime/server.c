@@ -1,0 +1,479 @@
+/*
+ * server.c - the public API of moonlet.h: settings, loading an app into a
+ * generation, the listening socket, signals and the graceful stop.
+ * Connections are conn.c's; Lua states and coroutines are sched.c's.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <llhttp.h>
+#include "conn.h"
+#include "lib.h"
+#include "log.h"
+#include "server.h"
+
+#define DEFAULT_MAX_BODY (1024 * 1024)
+#define DEFAULT_MAX_URL (8 * 1024)
+#define DEFAULT_MAX_HEADERS (16 * 1024)
+#define DEFAULT_HEADER_TIMEOUT 10.0
+#define DEFAULT_KEEPALIVE_TIMEOUT 75.0
+
+void moonlet_config_init(moonlet_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->host = "127.0.0.1";
+  cfg->port = 8080;
+  cfg->log_level = MOONLET_LOG_INFO;
+  cfg->grace = 10.0;
+  cfg->workers = 1;
+}
+
+static char *dup_or_null(const char *s) {
+  char *d;
+  if (s == NULL)
+    return NULL;
+  if ((d = malloc(strlen(s) + 1)) != NULL)
+    strcpy(d, s);
+  return d;
+}
+
+moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
+  moonlet_server *s = calloc(1, sizeof *s);
+  struct sigaction sa;
+  if (s == NULL)
+    return NULL;
+  s->loop = loop != NULL ? loop : uv_default_loop();
+  if (cfg != NULL)
+    s->cfg = *cfg;
+  else
+    moonlet_config_init(&s->cfg);
+  s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
+  s->access_log = dup_or_null(s->cfg.access_log);
+  s->cfg.host = s->host;
+  s->cfg.access_log = s->access_log;
+  /* a write to a socket the client closed must fail, not kill us; a host
+   * that chose its own SIGPIPE handling keeps it */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
+  ml_log_set_level(s->cfg.log_level);
+  return s;
+}
+
+void moonlet_on_state(moonlet_server *s,
+                      void (*fn)(lua_State *L, void *ud), void *ud) {
+  ml_state_hook *h = calloc(1, sizeof *h), **tail = &s->hooks;
+  if (h == NULL)
+    return;
+  h->fn = fn;
+  h->ud = ud;
+  while (*tail != NULL)          /* hooks run in the order they came */
+    tail = &(*tail)->next;
+  *tail = h;
+}
+
+void ml_server_state_hooks(moonlet_server *s, lua_State *L) {
+  ml_state_hook *h;
+  for (h = s->hooks; h != NULL; h = h->next)
+    h->fn(L, h->ud);
+}
+
+/* A limit in force: the flag, else the app's option, else the default. */
+static void set_limits(moonlet_server *s) {
+  ml_gen *g = s->gen;
+  moonlet_config *c = &s->cfg;
+  ml_limits *l = &s->limits;
+  double ht, kt;
+  l->max_body = c->max_body ? c->max_body
+              : g->max_body ? g->max_body : DEFAULT_MAX_BODY;
+  l->max_url = c->max_url ? c->max_url
+             : g->max_url ? g->max_url : DEFAULT_MAX_URL;
+  l->max_headers = c->max_headers ? c->max_headers
+                 : g->max_headers ? g->max_headers : DEFAULT_MAX_HEADERS;
+  ht = c->header_timeout > 0 ? c->header_timeout
+     : g->header_timeout > 0 ? g->header_timeout : DEFAULT_HEADER_TIMEOUT;
+  kt = c->keepalive_timeout > 0 ? c->keepalive_timeout
+     : g->keepalive_timeout > 0 ? g->keepalive_timeout
+     : DEFAULT_KEEPALIVE_TIMEOUT;
+  l->header_timeout_ms = (uint64_t)(ht * 1000 + 0.5);
+  l->keepalive_timeout_ms = (uint64_t)(kt * 1000 + 0.5);
+}
+
+/*
+** {======================================================
+** Loading an app into a new generation
+** =======================================================
+*/
+
+typedef struct {
+  moonlet_server *s;
+  ml_gen *g;
+  int finished;
+  int status;      /* 0, or why it failed */
+  int async;       /* a reload: finish in load_done, then free the job */
+} load_job;
+
+static int end_load(moonlet_server *s, load_job *job);
+
+static size_t opt_size(lua_State *L, int t, const char *k) {
+  lua_Integer v;
+  lua_getfield(L, t, k);
+  v = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v > 0 ? (size_t)v : 0;
+}
+
+static double opt_num(lua_State *L, int t, const char *k) {
+  double v;
+  lua_getfield(L, t, k);
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v > 0 ? v : 0;
+}
+
+/* moonlet.boot.load_app returned app, router, dispatch, options. */
+static void load_done(ml_co *co, int ok) {
+  load_job *job = co->data;
+  lua_State *L = co->L;
+  ml_gen *g = co->gen;
+  job->finished = 1;
+  if (!ok) {
+    job->status = MOONLET_ELOAD;
+    return;
+  }
+  g->router = ml_lib_router_get(L, 2);
+  if (g->router == NULL || !lua_isfunction(L, 3)) {
+    job->status = MOONLET_ENOAPP;
+    return;
+  }
+  if (lua_istable(L, 4)) {
+    g->max_body = opt_size(L, 4, "max_body");
+    g->max_url = opt_size(L, 4, "max_url");
+    g->max_headers = opt_size(L, 4, "max_headers");
+    g->header_timeout = opt_num(L, 4, "header_timeout");
+    g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
+  }
+  lua_pushvalue(L, 3);
+  g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 1);            /* the app also keeps the router alive */
+  g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* The coroutine loading the app ended: for a reload, switch now. */
+static void load_finished(ml_co *co, int ok) {
+  load_job *job = co->data;
+  load_done(co, ok);
+  if (job->async) {
+    if (end_load(job->s, job) == 0)
+      ml_log(MOONLET_LOG_INFO, "reloaded %s", job->s->app_path);
+    else
+      ml_log(MOONLET_LOG_ERROR, "reload failed: still serving the "
+             "previous version of %s", job->s->app_path);
+    free(job);
+  }
+}
+
+/*
+ * Starts loading 'path' in a new state: moonlet.boot.load_app runs in a
+ * coroutine, so the app file may wait; 'job' says when it has finished.
+ */
+static int start_load(moonlet_server *s, const char *path, load_job *job,
+                      int async) {
+  ml_gen *g;
+  ml_co *co;
+  memset(job, 0, sizeof *job);
+  job->s = s;
+  job->async = async;
+  if ((g = ml_sched_gen_new(s, s->loop)) == NULL)
+    return UV_ENOMEM;
+  if ((co = ml_sched_acquire(g)) == NULL) {
+    ml_sched_gen_retire(g);
+    return UV_ENOMEM;
+  }
+  job->g = g;
+  lua_getfield(co->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(co->L, -1, "moonlet.boot");
+  lua_getfield(co->L, -1, "load_app");
+  lua_replace(co->L, 1);
+  lua_settop(co->L, 1);
+  lua_pushstring(co->L, path);
+  co->done = load_finished;
+  co->data = job;
+  co->what = "loading the app";
+  ml_sched_start(co, 1);
+  return 0;
+}
+
+/* The load has finished: make the new generation current, or drop it. */
+static int end_load(moonlet_server *s, load_job *job) {
+  ml_gen *old = s->gen;
+  if (!job->finished) {           /* the loop ran dry while it waited */
+    ml_log(MOONLET_LOG_ERROR, "%s: the app never finished loading "
+           "(it waits on something that cannot happen)", s->app_path);
+    job->status = MOONLET_ELOAD;
+  }
+  if (job->status != 0) {
+    if (job->status == MOONLET_ENOAPP)
+      ml_log(MOONLET_LOG_ERROR, "%s: %s", s->app_path,
+             moonlet_strerror(job->status));
+    ml_sched_gen_retire(job->g);
+    return job->status;
+  }
+  s->gen = job->g;
+  set_limits(s);
+  if (old != NULL)
+    ml_sched_gen_retire(old);
+  return 0;
+}
+
+int moonlet_load(moonlet_server *s, const char *app_path) {
+  load_job job;
+  FILE *f;
+  int rc;
+  if (s->closing)
+    return MOONLET_ESTATE;
+  if ((f = fopen(app_path, "r")) == NULL) {
+    rc = -errno;
+    ml_log(MOONLET_LOG_ERROR, "cannot open %s: %s", app_path, strerror(errno));
+    return rc;
+  }
+  fclose(f);
+  free(s->app_path);
+  if ((s->app_path = dup_or_null(app_path)) == NULL)
+    return UV_ENOMEM;
+  if ((rc = start_load(s, app_path, &job, 0)) != 0)
+    return rc;
+  while (!job.finished && uv_run(s->loop, UV_RUN_ONCE) != 0)
+    ;
+  return end_load(s, &job);
+}
+
+/* }====================================================== */
+
+/*
+ * Loads the app file again into a new state while the current one goes
+ * on serving; the switch happens when (and only if) the load succeeds.
+ */
+int moonlet_reload(moonlet_server *s) {
+  load_job *job;
+  int rc;
+  if (s->closing || s->app_path == NULL)
+    return MOONLET_ESTATE;
+  if ((job = malloc(sizeof *job)) == NULL)
+    return UV_ENOMEM;
+  if ((rc = start_load(s, s->app_path, job, 1)) != 0)
+    free(job);
+  return rc;
+}
+
+/*
+** {======================================================
+** Listening
+** =======================================================
+*/
+
+static void on_connection(uv_stream_t *listener, int status) {
+  moonlet_server *s = listener->data;
+  if (status < 0) {
+    ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(status));
+    return;
+  }
+  ml_conn_accept(s, listener);
+}
+
+/* Resolves host:port; numeric addresses first, then a name lookup. */
+static int resolve(moonlet_server *s, struct sockaddr_storage *ss) {
+  uv_getaddrinfo_t req;
+  struct addrinfo hints;
+  int rc;
+  if (uv_ip4_addr(s->host, s->cfg.port, (struct sockaddr_in *)ss) == 0 ||
+      uv_ip6_addr(s->host, s->cfg.port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  /* no callback: a synchronous lookup, done once at start */
+  if ((rc = uv_getaddrinfo(s->loop, &req, NULL, s->host, NULL, &hints)) != 0)
+    return rc;
+  memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)s->cfg.port);
+  uv_freeaddrinfo(req.addrinfo);
+  return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum);
+
+static void start_signals(moonlet_server *s) {
+  static const int signums[3] = { SIGINT, SIGTERM, SIGHUP };
+  int i;
+  for (i = 0; i < 3; i++) {
+    uv_signal_init(s->loop, &s->sigs[i]);
+    s->sigs[i].data = s;
+    uv_signal_start(&s->sigs[i], on_signal, signums[i]);
+    uv_unref((uv_handle_t *)&s->sigs[i]);   /* they don't keep us alive */
+  }
+  s->nsigs = 3;
+}
+
+int moonlet_listen(moonlet_server *s) {
+  struct sockaddr_storage ss;
+  int rc, len = sizeof ss;
+  if (s->gen == NULL || s->closing || s->listening)
+    return MOONLET_ESTATE;
+  if (s->cfg.port < 0 || s->cfg.port > 65535)
+    return UV_EINVAL;
+  if ((rc = resolve(s, &ss)) != 0)
+    return rc;
+  uv_tcp_init(s->loop, &s->listener);
+  s->listener.data = s;
+  s->listening = 1;
+  if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0 ||
+      (rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss,
+                               &len)) != 0)
+    return rc;       /* moonlet_close still closes the listener */
+  if (ml_log_access_open(s->access_log) != 0)
+    ml_log(MOONLET_LOG_ERROR, "cannot open the access log %s: %s",
+           s->access_log, strerror(errno));
+  if (s->cfg.handle_signals && s->nsigs == 0)
+    start_signals(s);
+  return ss.ss_family == AF_INET6
+           ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Stopping
+** =======================================================
+*/
+
+static void handle_closed(uv_handle_t *h) {
+  moonlet_server *s = h->data;
+  void (*done)(void *) = s->done;
+  void *ud = s->done_ud;
+  ml_state_hook *hk, *next;
+  if (--s->pending_closes > 0 || !s->finished)
+    return;
+  for (hk = s->hooks; hk != NULL; hk = next) {
+    next = hk->next;
+    free(hk);
+  }
+  free(s->host);
+  free(s->access_log);
+  free(s->app_path);
+  free(s);
+  if (done != NULL)
+    done(ud);
+}
+
+static void close_handle(moonlet_server *s, uv_handle_t *h) {
+  s->pending_closes++;
+  h->data = s;
+  uv_close(h, handle_closed);
+}
+
+/* Every connection is gone: close the state and our own handles. */
+static void finish_close(moonlet_server *s) {
+  int i;
+  if (s->finished || s->nconns > 0)
+    return;
+  if (s->gen != NULL)
+    ml_sched_gen_retire(s->gen);
+  s->gen = NULL;
+  ml_log_access_close();
+  s->finished = 1;        /* the last handle_closed frees the server */
+  close_handle(s, (uv_handle_t *)&s->grace);
+  for (i = 0; i < s->nsigs; i++)
+    close_handle(s, (uv_handle_t *)&s->sigs[i]);
+}
+
+void ml_server_conn_closed(moonlet_server *s) {
+  s->nconns--;
+  if (s->closing && s->nconns == 0)
+    finish_close(s);
+}
+
+static void on_grace_over(uv_timer_t *t) {
+  moonlet_server *s = container_of(t, moonlet_server, grace);
+  ml_log(MOONLET_LOG_WARN, "grace period over: closing %d connection(s)",
+         s->nconns);
+  ml_conn_shutdown_all(s, 1);
+}
+
+void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
+  if (s->closing)
+    return;
+  s->closing = 1;
+  s->done = done;
+  s->done_ud = ud;
+  uv_timer_init(s->loop, &s->grace);
+  if (s->listening)                 /* no new connections */
+    close_handle(s, (uv_handle_t *)&s->listener);
+  s->listening = 0;
+  uv_timer_start(&s->grace, on_grace_over,
+                 (uint64_t)(s->cfg.grace * 1000 + 0.5), 0);
+  ml_conn_shutdown_all(s, 0);
+  if (s->nconns == 0)
+    finish_close(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  moonlet_server *s = h->data;
+  if (signum == SIGHUP) {
+    ml_log(MOONLET_LOG_INFO, "SIGHUP: reloading %s", s->app_path);
+    moonlet_reload(s);
+  } else if (!s->closing) {
+    ml_log(MOONLET_LOG_INFO, "%s: stopping (grace %.3g s)",
+           signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.grace);
+    moonlet_close(s, NULL, NULL);
+  } else {
+    ml_log(MOONLET_LOG_WARN, "second signal: closing now");
+    ml_conn_shutdown_all(s, 1);
+  }
+}
+
+/* }====================================================== */
+
+int moonlet_write_routes(moonlet_server *s, FILE *out) {
+  lua_State *L;
+  int rc = 0;
+  if (s->gen == NULL)
+    return MOONLET_ESTATE;
+  L = s->gen->L;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "moonlet.app");
+  lua_getfield(L, -1, "route_lines");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->gen->app_ref);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    ml_log(MOONLET_LOG_ERROR, "routes: %s", lua_tostring(L, -1));
+    rc = MOONLET_ELOAD;
+  } else {
+    fputs(lua_tostring(L, -1), out);
+  }
+  lua_pop(L, 3);
+  return rc;
+}
+
+const char *moonlet_version(void) {
+  static char v[128];
+  if (v[0] == '\0')
+    snprintf(v, sizeof v, "moonlet %s (Lua %s.%s.%s, libuv %s, llhttp %d.%d.%d)",
+             MOONLET_VERSION, LUA_VERSION_MAJOR, LUA_VERSION_MINOR,
+             LUA_VERSION_RELEASE, uv_version_string(), LLHTTP_VERSION_MAJOR,
+             LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+  return v;
+}
+
+const char *moonlet_strerror(int err) {
+  switch (err) {
+  case MOONLET_ELOAD: return "the app failed to load";
+  case MOONLET_ENOAPP: return "the app file did not return an app "
+                              "(end it with 'return app')";
+  case MOONLET_ESTATE: return "not possible now (no app loaded, or "
+                              "the server is stopping)";
+  default: return uv_strerror(err);
+  }
+}

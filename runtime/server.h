@@ -1,0 +1,57 @@
+/*
+ * server.h - what the rest of the runtime needs from the server: its
+ * settings, current generation, and the list of open connections.
+ */
+#ifndef ML_SERVER_H
+#define ML_SERVER_H
+
+#include <uv.h>
+#include "moonlet.h"
+#include "sched.h"
+
+typedef struct ml_conn ml_conn;
+
+/* A host hook run on each new Lua state (moonlet_on_state). */
+typedef struct ml_state_hook {
+  void (*fn)(lua_State *L, void *ud);
+  void *ud;
+  struct ml_state_hook *next;
+} ml_state_hook;
+
+/* Limits in force: flags, else the app's options, else defaults. */
+typedef struct {
+  size_t max_body, max_url, max_headers;
+  uint64_t header_timeout_ms, keepalive_timeout_ms;
+} ml_limits;
+
+struct moonlet_server {
+  uv_loop_t *loop;
+  moonlet_config cfg;
+  char *host;                 /* a copy of cfg.host */
+  char *access_log;           /* a copy of cfg.access_log */
+  char *app_path;
+  uv_tcp_t listener;
+  int listening;
+  ml_gen *gen;                /* the generation new requests go to */
+  ml_limits limits;
+  ml_conn *conns;             /* every open connection */
+  int nconns;
+  ml_state_hook *hooks;
+  uv_signal_t sigs[3];        /* SIGINT, SIGTERM, SIGHUP */
+  int nsigs;
+  uv_timer_t grace;
+  int closing;                /* moonlet_close was called */
+  int pending_closes;         /* handles still closing */
+  int finished;               /* every connection is gone */
+  void (*done)(void *ud);
+  void *done_ud;
+  char readbuf[65536];        /* shared by every read callback */
+};
+
+/* Runs the host's on_state hooks on a new state. */
+void ml_server_state_hooks(moonlet_server *s, lua_State *L);
+
+/* A connection closed; during a graceful stop the last one finishes it. */
+void ml_server_conn_closed(moonlet_server *s);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * util.h - small helpers every runtime file may use: container_of (libuv
+ * keeps its own private) and a growable byte buffer.
+ */
+#ifndef ML_UTIL_H
+#define ML_UTIL_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define ML_UNUSED(x) ((void)(x))
+
+/* A byte buffer that owns its memory; all zero is a valid empty buffer. */
+typedef struct {
+  char *data;
+  size_t len;
+  size_t cap;
+} ml_buf;
+
+/* Makes room for 'extra' more bytes; 0, or -1 when out of memory. */
+int ml_buf_reserve(ml_buf *b, size_t extra);
+/* Appends n bytes; 0 or -1. */
+int ml_buf_append(ml_buf *b, const void *p, size_t n);
+/* Frees the memory and empties the buffer. */
+void ml_buf_free(ml_buf *b);
+
+/* Appends a literal string. */
+#define ML_BUF_LIT(b, s) ml_buf_append((b), (s), sizeof(s) - 1)
+
+/* ASCII case-insensitive equality of a (length n) and NUL-terminated lit. */
+int ml_strieq(const char *a, size_t n, const char *lit);
+
+#endif

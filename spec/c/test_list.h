@@ -1,0 +1,36 @@
+/* test_list.h - every C test, one table (see run.c). */
+#ifndef ML_TEST_LIST_H
+#define ML_TEST_LIST_H
+
+#define TEST_LIST(X) \
+  X(router_static) \
+  X(router_root_and_odd_paths) \
+  X(router_string_param) \
+  X(router_int_param) \
+  X(router_int_overflow) \
+  X(router_float_param) \
+  X(router_path_param) \
+  X(router_path_backtracks) \
+  X(router_path_and_static_siblings) \
+  X(router_static_beats_param_added_after) \
+  X(router_static_beats_param_added_before) \
+  X(router_static_backtracks_to_param) \
+  X(router_converter_order) \
+  X(router_int_backtracks_to_string) \
+  X(router_not_found) \
+  X(router_bad_method) \
+  X(router_allow_is_a_union) \
+  X(router_head_via_get) \
+  X(router_explicit_head) \
+  X(router_options) \
+  X(router_redirect_slash) \
+  X(router_no_redirect_other_way) \
+  X(router_duplicate_route) \
+  X(router_pattern_errors) \
+  X(router_method_mask_errors) \
+  X(router_max_params) \
+  X(router_segment_limit) \
+  X(router_backtracking_is_bounded) \
+  X(router_format_allow)
+
+#endif
