@@ -125,6 +125,7 @@ ml_buf *ml_conn_out(ml_conn *c) {
 /* Each closed handle lands here; the last one frees the connection. */
 static void on_close(uv_handle_t *h) {
   ml_conn *c = h->data;
+  moonlet_server *s = c->srv;
   if (--c->closes > 0)
     return;
   ml_buf_free(&c->in);
@@ -140,6 +141,7 @@ static void on_close(uv_handle_t *h) {
   if (c->next != NULL)
     c->next->prev = c->prev;
   free(c);
+  ml_server_conn_closed(s);   /* counted until its memory is gone */
 }
 
 /* Detaches the Lua request object, which then answers "finished". */
@@ -168,8 +170,6 @@ void ml_conn_close(ml_conn *c) {
   c->closes = 2;
   uv_close((uv_handle_t *)&c->tcp, on_close);
   uv_close((uv_handle_t *)&c->timer, on_close);
-  c->srv->nconns--;
-  ml_server_conn_closed(c->srv);
 }
 
 void ml_conn_shutdown(ml_conn *c) {

@@ -1,0 +1,91 @@
+-- The example apps in apps/, each through a real server.
+local H = require "helpers"
+
+describe("apps/hello.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/hello.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("says Hello, World!", function()
+    local res = H.get(srv, "/")
+    assert.equal(200, res.status)
+    assert.equal("Hello, World!", res.body)
+    assert.equal("text/html; charset=utf-8", res.headers["content-type"])
+  end)
+end)
+
+describe("apps/square.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/square.lua") end)
+  teardown(function() srv:stop() end)
+
+  local form = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+
+  it("squares the form field x", function()
+    local res = H.post(srv, "/square/submit", "x=12", { headers = form })
+    assert.equal(200, res.status)
+    assert.equal("12 squared is 144", res.body)
+  end)
+
+  it("squares a multipart field too", function()
+    local body = "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n"
+      .. "3\r\n--b--\r\n"
+    local res = H.post(srv, "/square/submit", body, { headers = {
+      ["Content-Type"] = "multipart/form-data; boundary=b" } })
+    assert.equal("3 squared is 9", res.body)
+  end)
+
+  it("answers 400 when x is not a number", function()
+    local res = H.post(srv, "/square/submit", "x=abc", { headers = form })
+    assert.equal(400, res.status)
+    assert.matches("x must be a number", res.body)
+  end)
+
+  it("serves the form", function()
+    assert.matches('action="/square/submit"', H.get(srv, "/").body)
+  end)
+end)
+
+describe("apps/tags.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/tags.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("wraps the text one tag at a time", function()
+    local res = H.get(srv, "/coro")
+    assert.equal("<html><body><strong><i>Hello</i></strong></body></html>",
+      res.body)
+  end)
+
+  it("serves many at once, each yielding between tags", function()
+    local results, took = H.concurrent(srv, 50, "/coro?text=x")
+    for _, res in ipairs(results) do
+      assert.equal("<html><body><strong><i>x</i></strong></body></html>",
+        res.body)
+    end
+    assert.is_true(took < 1.0, "took " .. took)   -- 4 steps of 10 ms each
+  end)
+end)
+
+describe("apps/sleep.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/sleep.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("sleeps without holding up other requests", function()
+    local t0 = H.now()
+    local slow = H.raw(srv.port)
+    slow:send("GET /sleep/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    local fast = H.get(srv, "/")
+    assert.equal(200, fast.status)
+    assert.is_true(H.now() - t0 < 0.5, "a sleeper held up another request")
+    local res = H.read_response(slow)
+    slow:close()
+    assert.equal("Slept for 1 seconds", res.body)
+    assert.is_true(H.now() - t0 >= 0.95)
+  end)
+
+  it("does not match a non-integer", function()
+    assert.equal(404, H.get(srv, "/sleep/abc").status)
+  end)
+end)
