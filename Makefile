@@ -22,7 +22,8 @@ LLHTTP_OBJ   = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o \
 LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
-.PHONY: all deps run test test-c test-lua asan test-asan check-leaks clean
+.PHONY: all deps run test test-c test-lua test-gc asan test-asan check-leaks \
+        clean
 
 all: deps $(BUILD)/moonlet
 
@@ -93,22 +94,38 @@ test-lua: deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet && \
 	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted $(ARGS) spec
 
+# The busted suite with a full garbage collection before every resume in
+# the servers: a reference dropped too early fails at once.
+test-gc: deps
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet && MOONLET_GC_STRESS=1 \
+	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted $(ARGS) spec
+
 # The same code built with AddressSanitizer and UBSan, in its own folder.
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	  SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  build-asan/moonlet build-asan/ctest
 
+# Reports go to files in build-asan/reports; spec/run.sh fails on any.
 test-asan: asan
-	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  BUILD=build-asan sh spec/run.sh
+	@rm -rf build-asan/reports && mkdir -p build-asan/reports && \
+	  ASAN_OPTIONS=detect_leaks=1:log_path=$(CURDIR)/build-asan/reports/asan \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/build-asan/reports/ubsan \
+	  SANITIZER_REPORTS=build-asan/reports BUILD=build-asan sh spec/run.sh
 
-# The busted suite against a server running under valgrind.
+# The C tests, then the busted suite with every server under valgrind;
+# any error or definite leak in a log fails it.
+VALGRIND = valgrind --leak-check=full --errors-for-leak-kinds=definite \
+           --error-exitcode=9
 check-leaks: all $(BUILD)/ctest
-	valgrind --leak-check=full --errors-for-leak-kinds=definite \
-	  --error-exitcode=9 $(BUILD)/ctest
-	MOONLET_WRAP="valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=9 -q" \
-	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted spec
+	$(VALGRIND) -q $(BUILD)/ctest | tail -n 1
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	-@MOONLET_WRAP="$(VALGRIND) --log-file=$(CURDIR)/$(BUILD)/valgrind/%p.log" \
+	  MOONLET_BIN=$(BUILD)/moonlet lua5.4 /usr/bin/busted $(ARGS) spec | tail -n 3
+	@bad=$$(grep -lE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' \
+	  $(BUILD)/valgrind/*.log); \
+	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad"; \
+	  exit 1; fi; echo "valgrind: $$(ls $(BUILD)/valgrind | wc -l) servers, clean"
 
 clean:
 	rm -rf build build-asan

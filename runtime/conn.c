@@ -344,6 +344,7 @@ static int on_message_begin(llhttp_t *p) {
   r->responded = r->expect_continue = r->in_field = 0;
   r->status = 0;
   r->bytes = 0;
+  c->err_status = 0;
   c->in_request = 1;
   arm(c, c->srv->limits.header_timeout_ms);
   return 0;
@@ -453,6 +454,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     return refuse(c, 413);
   if (ml_buf_append(&r->body, at, len) != 0)
     return refuse(c, 503);
+  arm(c, c->srv->limits.header_timeout_ms);  /* a body that keeps coming */
   return 0;
 }
 
@@ -488,10 +490,21 @@ static int hexval(char ch) {
   return -1;
 }
 
+/* Whether the raw path holds %2F: a '/' that must not split a segment. */
+static int has_encoded_slash(const char *u, const char *end) {
+  for (; u + 2 < end; u++)
+    if (u[0] == '%' && u[1] == '2' && (u[2] == 'F' || u[2] == 'f'))
+      return 1;
+  return 0;
+}
+
 /*
  * Decodes the URL's path into req.path: the part before '?' or '#', with
- * the scheme and authority of an absolute-form URL skipped.  Returns -1
- * for invalid percent-encoding or an encoded NUL, which get a 400.
+ * the scheme and authority of an absolute-form URL skipped.  When the path
+ * holds %2F, both %2F and %25 stay encoded (as "%2F" and "%25"), so the
+ * router never splits a segment on a '/' the client escaped, and the two
+ * can be told apart again by ml_conn_push_text.  Returns -1 for invalid
+ * percent-encoding or an encoded NUL, which get a 400.
  */
 static int decode_path(ml_conn *c) {
   ml_req *r = &c->req;
@@ -506,25 +519,50 @@ static int decode_path(ml_conn *c) {
   for (q = u; q < end && *q != '?' && *q != '#'; q++)
     ;
   r->path.len = 0;
-  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 1) != 0)
+  r->enc_slash = (unsigned)has_encoded_slash(u, q);
+  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 2) != 0)
     return -1;
   d = r->path.data;
   if (u == q || *u != '/')
     *d++ = '/';
   for (; u < q; u++) {
+    int hi, lo;
     if (*u != '%') {
       *d++ = *u;
-    } else {
-      int hi, lo;
-      if (q - u < 3 || (hi = hexval(u[1])) < 0 || (lo = hexval(u[2])) < 0 ||
-          (hi == 0 && lo == 0))
-        return -1;
-      *d++ = (char)(hi << 4 | lo);
-      u += 2;
+      continue;
     }
+    if (q - u < 3 || (hi = hexval(u[1])) < 0 || (lo = hexval(u[2])) < 0 ||
+        (hi == 0 && lo == 0))
+      return -1;
+    if (r->enc_slash && hi == 2 && (lo == 15 || lo == 5)) {
+      memcpy(d, lo == 15 ? "%2F" : "%25", 3);
+      d += 3;
+    } else {
+      *d++ = (char)(hi << 4 | lo);
+    }
+    u += 2;
   }
   r->path.len = (size_t)(d - r->path.data);
   return 0;
+}
+
+void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
+  luaL_Buffer b;
+  size_t i;
+  if (!c->req.enc_slash) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    if (s[i] == '%' && i + 2 < n) {   /* only %2F and %25 are left */
+      luaL_addchar(&b, s[i + 2] == 'F' ? '/' : '%');
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
 }
 
 /* Pushes dispatch's arguments after the request: the route id and its
@@ -543,18 +581,20 @@ static int push_route(lua_State *L, ml_conn *c) {
       else if (p->conv == ML_CONV_FLOAT)
         lua_pushnumber(L, p->d);
       else
-        lua_pushlstring(L, p->s, p->len);
+        ml_conn_push_text(L, c, p->s, p->len);
     }
     return 1 + m->nparams;
-  case ML_MATCH_REDIRECT_SLASH: {
-    size_t n;
-    const char *u = ml_conn_url(c, &n), *q = memchr(u, '?', n);
+  case ML_MATCH_REDIRECT_SLASH: {   /* the URL as sent, with a '/' */
+    size_t n, p = 0;
+    const char *u = ml_conn_url(c, &n);
+    while (p < n && u[p] != '?' && u[p] != '#')
+      p++;
     lua_pushinteger(L, 0);
     lua_pushinteger(L, 308);
-    if (q == NULL)
-      lua_pushfstring(L, "%s/", c->req.path.data);
-    else
-      lua_pushfstring(L, "%s/%s", c->req.path.data, q);
+    lua_pushlstring(L, u, p);
+    lua_pushliteral(L, "/");
+    lua_pushlstring(L, u + p, n - p);
+    lua_concat(L, 3);
     return 3;
   }
   case ML_MATCH_BAD_METHOD:
@@ -692,13 +732,31 @@ static void start_reading(ml_conn *c) {
     ml_conn_close(c);
 }
 
+/*
+ * 501 for a method we do not know but that looks like one (a token of
+ * capitals before a space); garbage also fails as a method in llhttp, and
+ * gets 400.
+ */
+static int unknown_method_status(ml_conn *c) {
+  const char *p = c->in.data + c->parsed, *end = c->in.data + c->in.len;
+  int n = 0;
+  while (p < end && (*p == '\r' || *p == '\n'))
+    p++;
+  for (; p < end && n <= 32; p++, n++) {
+    if (*p == ' ')
+      return n > 0 ? 501 : 400;
+    if (!((*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+      return 400;
+  }
+  return 400;
+}
+
 /* The parser failed or we refused the request: answer and close. */
 static void parse_error(ml_conn *c, llhttp_errno_t err) {
-  int status = err == HPE_USER ? c->err_status : 400;
-  if (err == HPE_INVALID_METHOD)
-    status = 501;
+  int status = c->err_status ? c->err_status          /* we refused it */
+             : err == HPE_INVALID_METHOD ? unknown_method_status(c) : 400;
   ml_log(MOONLET_LOG_DEBUG, "bad request (%d): %s", status,
-         err == HPE_USER ? "over a limit" : llhttp_get_error_reason(&c->parser));
+         c->err_status ? "over a limit" : llhttp_get_error_reason(&c->parser));
   c->in_request = 0;
   ml_conn_reject(c, status);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <llhttp.h>
 #include <uv.h>
+#include <lua.h>
 #include "router.h"
 #include "sched.h"
 #include "util.h"
@@ -33,7 +34,9 @@ typedef struct {
   size_t head_bytes;       /* counted against max_headers */
   uint32_t head_end;       /* end of the head in conn->in */
   ml_buf body;
-  ml_buf path;             /* the decoded path; params point into it */
+  ml_buf path;             /* the decoded path, but for %2F, which stays
+                              so that it cannot split a segment; the
+                              params point into it */
   ml_match match;
   void **ud;               /* the Lua request's pointer to us, or NULL */
   ml_co *co;               /* the coroutine serving it */
@@ -44,6 +47,7 @@ typedef struct {
   unsigned expect_continue : 1;
   unsigned keep_alive : 1;
   unsigned in_field : 1;   /* the last header callback was a name */
+  unsigned enc_slash : 1;  /* the path had %2F, kept encoded in 'path' */
 } ml_req;
 
 /* Accepts a connection from the listening stream; logs its failures. */
@@ -59,6 +63,9 @@ const char *ml_conn_header_value(ml_conn *c, int i, size_t *len);
 /* The request of a connection, and the connection of a request. */
 ml_req *ml_conn_req(ml_conn *c);
 ml_conn *ml_req_conn(ml_req *r);
+
+/* Pushes a piece of the request's path with %2F turned into '/'. */
+void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n);
 
 /* The client's address as text ("-" if unknown). */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);

@@ -77,17 +77,16 @@ static void split_url(ml_conn *c, const char **path, size_t *plen,
 static int push_headers(lua_State *L, ml_conn *c) {
   ml_req *r = ml_conn_req(c);
   int i;
-  char name[256];
   lua_createtable(L, 0, r->nhdrs);
   for (i = 0; i < r->nhdrs; i++) {
     size_t nlen, vlen, j;
     const char *n = ml_conn_header_name(c, i, &nlen);
     const char *v = ml_conn_header_value(c, i, &vlen);
-    if (nlen >= sizeof name)
-      continue;                       /* no real header is that long */
+    luaL_Buffer b;
+    char *name = luaL_buffinitsize(L, &b, nlen);
     for (j = 0; j < nlen; j++)
       name[j] = (n[j] >= 'A' && n[j] <= 'Z') ? (char)(n[j] + 32) : n[j];
-    lua_pushlstring(L, name, nlen);
+    luaL_pushresultsize(&b, nlen);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {  /* a repeat: join */
       lua_pushliteral(L, ", ");
@@ -116,7 +115,7 @@ static int push_params(lua_State *L, ml_conn *c) {
     else if (m->params[i].conv == ML_CONV_FLOAT)
       lua_pushnumber(L, m->params[i].d);
     else
-      lua_pushlstring(L, m->params[i].s, m->params[i].len);
+      ml_conn_push_text(L, c, m->params[i].s, m->params[i].len);
     lua_setfield(L, -2, m->params[i].name);
   }
   return 1;
@@ -143,7 +142,7 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
   if (IS("method")) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
   } else if (IS("path")) {
-    lua_pushlstring(L, r->path.data, r->path.len);
+    ml_conn_push_text(L, c, r->path.data, r->path.len);
   } else if (IS("raw_path") || IS("query_string")) {
     split_url(c, &p, &plen, &q, &qlen);
     if (IS("raw_path"))

@@ -24,6 +24,13 @@ if [ "$l_rc" -ne 0 ] && [ "$l_fail" -eq 0 ]; then
   l_fail=1; echo "busted failed to run"
 fi
 
+# Sanitizer builds write their reports to files: any report fails the run.
+if [ -n "$SANITIZER_REPORTS" ] && [ -n "$(ls -A "$SANITIZER_REPORTS")" ]; then
+  echo "== sanitizer reports"
+  cat "$SANITIZER_REPORTS"/*
+  l_fail=$((l_fail + 1))
+fi
+
 pass=$((c_pass + l_pass))
 fail=$((c_fail + l_fail))
 echo "C: $c_pass passed, $c_fail failed; Lua: $l_pass passed, $l_fail failed"

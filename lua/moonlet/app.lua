@@ -13,7 +13,8 @@ local type, pairs, ipairs, error, xpcall, pcall, setmetatable,
   getmetatable, tostring, select = type, pairs, ipairs, error, xpcall,
   pcall, setmetatable, getmetatable, tostring, select
 local concat, sort = table.concat, table.sort
-local upper, format = string.upper, string.format
+local upper, format, gsub, byte = string.upper, string.format,
+  string.gsub, string.byte
 local traceback = debug.traceback
 local math_type = math.type
 local is_response, is_abort = response.is_response, response.is_abort
@@ -36,8 +37,12 @@ function M.new(options)
   if options ~= nil and type(options) ~= "table" then
     error("moonlet.app expects an options table", 2)
   end
+  local settings = {}    -- not 'options': that is app:options(pattern, fn)
+  for k, v in pairs(options or {}) do
+    settings[k] = v
+  end
   return setmetatable({
-    options = options or {},
+    settings = settings,
     name = options and options.name,
     routes = {},          -- declarations, in order
     names = {},           -- route name -> declaration
@@ -45,6 +50,7 @@ function M.new(options)
     afters = {},
     errorhandlers = {},   -- status -> fn(req, err)
     mounts = {},          -- {prefix=, app=}
+    mounted_on = nil,     -- {app=, prefix=} once mounted (for url_for)
     check = core.router(),  -- catches bad and duplicate routes early
   }, App)
 end
@@ -56,14 +62,15 @@ end
 --- Declaring routes
 -- @section routes
 
+-- Level 3 blames the user: check_methods <- App:route <- user.
 local function check_methods(methods)
   if type(methods) ~= "table" or #methods == 0 then
-    error("opts.methods must be a list such as {\"GET\", \"POST\"}", 4)
+    error("opts.methods must be a list such as {\"GET\", \"POST\"}", 3)
   end
   local list = {}
   for i, m in ipairs(methods) do
     if type(m) ~= "string" then
-      error("opts.methods must hold method names", 4)
+      error("opts.methods must hold method names", 3)
     end
     list[i] = upper(m)
   end
@@ -166,6 +173,11 @@ function App:mount(prefix, other)
     end
   end
   self.mounts[#self.mounts + 1] = { prefix = prefix, app = other }
+  -- other:url_for must give its paths as served, under this prefix; an
+  -- app mounted in several places answers for the first one.
+  if other.mounted_on == nil then
+    other.mounted_on = { app = self, prefix = prefix }
+  end
   return self
 end
 
@@ -197,6 +209,17 @@ local function find_named(app, name, prefix)
   end
 end
 
+-- The prefix app is served under: its mount prefixes up to the root app.
+local function served_prefix(app)
+  local p, seen = "", {}
+  while app.mounted_on and not seen[app] do
+    seen[app] = true
+    p = app.mounted_on.prefix .. p
+    app = app.mounted_on.app
+  end
+  return p
+end
+
 --- `app:url_for(name, params [, query])`: the path of a named route.
 -- Parameters the pattern does not use go to the query string.
 function App:url_for(name, params, query)
@@ -225,7 +248,8 @@ function App:url_for(name, params, query)
     q[k] = v
   end
   local qs = url.build_query(q)
-  return prefix .. path .. (qs ~= "" and "?" .. qs or "")
+  return served_prefix(self) .. prefix .. path .. (qs ~= "" and "?" .. qs
+    or "")
 end
 
 --- Responses
@@ -294,10 +318,20 @@ local function run_afters(req, afters, status, body, headers, ctype)
   for i = 1, #afters do
     afters[i](req, resp)
   end
+  -- Checked here, inside the error handling, so that a bad value is a
+  -- logged 500 with the request line rather than a failure in core.send.
+  local s = resp.status
+  if math_type(s) ~= "integer" or s < 200 or s > 999 then
+    error("after hook left a status that is not an integer from 200 to "
+      .. "999: " .. tostring(s), 0)
+  end
   if type(resp.body) ~= "string" then
     error("after hook left a response body that is not a string", 0)
   end
-  return resp.status, resp.body, resp.headers, ctype
+  if type(resp.headers) ~= "table" then
+    error("after hook left response headers that are not a table", 0)
+  end
+  return s, resp.body, resp.headers, ctype
 end
 
 -- The message handler of xpcall: aborts pass as they are; other errors
@@ -314,11 +348,22 @@ local function request_line(req)
   return req.method .. " " .. req.raw_path
 end
 
+-- Control bytes as \xHH.  Explicit ranges, not %c, so that the C locale
+-- does not matter.
+local function escape_controls(s)
+  return (gsub(s, "[\0-\31\127]", function(c)
+    return format("\\x%02X", byte(c))
+  end))
+end
+
 -- Sends; a response the wire refuses (bad header) becomes a logged 500.
 local function finish(req, status, body, headers, ctype)
   local ok, err = send(req, status, body, headers, ctype)
   if not ok and err ~= "closed" then
-    log("error", request_line(req) .. ": cannot send the response: " .. err)
+    -- err may quote the handler's header name, CR/LF and all: escaped, it
+    -- cannot forge lines in the log.
+    log("error", request_line(req) .. ": cannot send the response: "
+      .. escape_controls(err))
     send(req, 500, "500 Internal Server Error", nil, TEXT)
   end
 end
@@ -336,14 +381,28 @@ local function respond(req, e, default_status, a, b, c)
 end
 
 -- An error page: the app's errorhandler for the status, or plain text.
-function render_error(req, e, status, message, tb, extra)
+-- 'detail' is the message of an uncaught error: for the errorhandler's
+-- err.message only, never in the default page, which must not leak it.
+function render_error(req, e, status, message, tb, extra, detail)
   local handler = e.errorhandler(status)
   local ok, s, b, h, ct
+  local fallback = false
   if handler then
-    local err = { status = status, message = message, traceback = tb }
+    local err = { status = status, message = message or detail,
+      traceback = tb }
     ok, s, b, h, ct = xpcall(function()
-      return respond(req, e, status, handler(req, err))
+      local a1, a2, a3 = handler(req, err)
+      -- A handler that renders nothing (one that only logs) must not
+      -- turn the error into a 204: the status stays, with the default page.
+      if a1 == nil and a2 == nil then
+        fallback = true
+        a1 = default_error_body(status, message)
+      end
+      return respond(req, e, status, a1, a2, a3)
     end, on_error)
+    if ok and fallback then
+      ct = TEXT
+    end
     if not ok then
       log("error", request_line(req) .. ": the errorhandler for "
         .. status .. " failed: " .. (s.traceback or tostring(s.message)))
@@ -376,7 +435,7 @@ local function failed(req, e, err)
     return render_error(req, e, err.status, err.message)
   end
   log("error", request_line(req) .. ": " .. err.traceback)
-  return render_error(req, e, 500, nil, err.traceback)
+  return render_error(req, e, 500, nil, err.traceback, nil, err.message)
 end
 
 --- Serving

@@ -117,7 +117,7 @@ function M.load_app(path)
       .. "moonlet.app()); it returned %s"):format(path, type(app)), 0)
   end
   local router, dispatch = appmod.serve(app)
-  return app, router, dispatch, app.options
+  return app, router, dispatch, app.settings
 end
 
 require "moonlet.request"    -- registers the request class with the core

@@ -1,8 +1,8 @@
 --- Response values and errors a handler can return or raise.
 -- @module moonlet.response
 
-local setmetatable, getmetatable, error, type = setmetatable, getmetatable,
-  error, type
+local setmetatable, getmetatable, error, type, tostring = setmetatable,
+  getmetatable, error, type, tostring
 local math_type = math.type
 
 local M = {}
@@ -30,6 +30,11 @@ function M.response(t)
   check_status(status, 2)
   if t.headers ~= nil and type(t.headers) ~= "table" then
     error("headers must be a table", 2)
+  end
+  -- Checked here, where the caller's line is known: the server could
+  -- only fail later, far from the mistake.
+  if t.body ~= nil and type(t.body) ~= "string" then
+    error("body must be a string, got " .. type(t.body), 2)
   end
   return setmetatable({ status = status, headers = t.headers,
     body = t.body == nil and "" or t.body }, Response)

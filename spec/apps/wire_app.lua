@@ -1,0 +1,38 @@
+-- The wire_spec app: small answers whose order and framing can be checked.
+local moonlet = require "moonlet"
+local app = moonlet.app()
+
+app:route("/", { methods = { "GET", "POST" } }, function(req)
+  return "ok"
+end)
+
+app:get("/n/<int:n>", function(req, n)
+  return "r" .. n
+end)
+
+app:get("/slow/<int:n>", function(req, n)
+  moonlet.sleep(0.1)
+  return "r" .. n
+end)
+
+app:get("/version", function(req)
+  return req.version
+end)
+
+app:get("/json", function(req)
+  return { ok = true }
+end)
+
+app:get("/text", function(req)
+  return "hello text"
+end)
+
+app:route("/body", { methods = { "POST", "PUT" } }, function(req)
+  return req.body, 200, { ["X-Body-Length"] = tostring(#req.body) }
+end)
+
+app:get("/boom", function(req)
+  error("boom on purpose")
+end)
+
+return app
