@@ -440,10 +440,10 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > c->srv->limits.max_body)
     return refuse(c, 413);
-  if (r->expect_continue && has_body && r->minor >= 1)
+  if (r->expect_continue && has_body && r->minor >= 1) {
     ML_BUF_LIT(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-  if (c->out.len > 0)
-    flush(c);
+    flush(c);      /* now: the client waits for it before the body */
+  }
   return 0;
 }
 
