@@ -18,6 +18,12 @@ void ml_lib_req_register(lua_State *L);
 struct ml_conn;
 void ml_lib_req_push(lua_State *L, struct ml_conn *c);
 
+/* Adds core.future() and core.spawn() (lib_task.c). */
+void ml_lib_task_register(lua_State *L);
+
+/* Adds core.http_request() (lib_http.c). */
+void ml_lib_http_register(lua_State *L);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 

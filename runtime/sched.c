@@ -15,6 +15,8 @@
 #include "luasrc.h"
 #include "log.h"
 #include "lib.h"
+#include "client.h"
+#include "util.h"
 
 #define POOL_MAX 1024   /* idle coroutines kept per state */
 
@@ -60,6 +62,11 @@ static void add_searcher(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* The ready queue's idle handle is closed: the last of the state. */
+static void gen_free(uv_handle_t *h) {
+  free(container_of(h, ml_gen, ready_idle));
+}
+
 /* Runs in protected mode: libraries, searcher, host hooks, boot module. */
 static int gen_setup(lua_State *L) {
   ml_gen *g = ML_GEN(L);
@@ -91,12 +98,13 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
     return NULL;
   }
   ML_GEN(g->L) = g;   /* new threads copy the main thread's extra space */
+  uv_idle_init(loop, &g->ready_idle);
   lua_pushcfunction(g->L, gen_setup);
   if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
     ml_log(MOONLET_LOG_ERROR, "cannot start Lua: %s",
            lua_tostring(g->L, -1));
     lua_close(g->L);
-    free(g);
+    uv_close((uv_handle_t *)&g->ready_idle, gen_free);
     return NULL;
   }
   return g;
@@ -106,13 +114,15 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
 static void gen_close(ml_gen *g) {
   ml_co *co, *next;
   ml_core_timers_close(g);
+  if (g->client != NULL)
+    ml_client_close(g->client);  /* frees itself when its sockets close */
   g->router = NULL;            /* owned by a userdata, freed by __gc */
   lua_close(g->L);             /* collects the pooled threads too */
   for (co = g->pool; co != NULL; co = next) {
     next = co->next;
     free(co);
   }
-  free(g);
+  uv_close((uv_handle_t *)&g->ready_idle, gen_free);
 }
 
 /*
@@ -171,13 +181,40 @@ static void co_unref(ml_co *co) {
   free(co);
 }
 
+/* Unlinks co from its parent's children; it no longer dies with it. */
+static void orphan(ml_co *co) {
+  ml_co *p = co->parent;
+  if (p == NULL)
+    return;
+  if (co->sibling_prev != NULL)
+    co->sibling_prev->sibling_next = co->sibling_next;
+  else
+    p->children = co->sibling_next;
+  if (co->sibling_next != NULL)
+    co->sibling_next->sibling_prev = co->sibling_prev;
+  co->parent = co->sibling_prev = co->sibling_next = NULL;
+}
+
+void ml_sched_adopt(ml_co *parent, ml_co *child) {
+  child->parent = parent;
+  child->sibling_prev = NULL;
+  child->sibling_next = parent->children;
+  if (parent->children != NULL)
+    parent->children->sibling_prev = child;
+  parent->children = child;
+}
+
 /*
  * The job is over, however it ended: the thread is clean again and goes
  * back to the pool, or is dropped when the pool is full or the state is
- * retiring.  Closes a retired state whose last coroutine this was.
+ * retiring.  Its own tasks live on, no longer tied to it.  Closes a
+ * retired state whose last coroutine this was.
  */
 static void co_release(ml_co *co) {
   ml_gen *g = co->gen;
+  orphan(co);
+  while (co->children != NULL)
+    orphan(co->children);
   if (co->prev != NULL)
     co->prev->next = co->next;
   else
@@ -190,6 +227,7 @@ static void co_release(ml_co *co) {
   co->data = NULL;
   co->cancel_pending = 0;
   co->is_request = 0;
+  co->quiet = 0;
   if (!g->retired && g->pooled < POOL_MAX) {
     co->next = g->pool;
     g->pool = co;
@@ -213,10 +251,12 @@ void ml_sched_log_error(ml_co *co, const char *context) {
 
 /* The job ended (returned or raised): tell its owner, then release. */
 static void co_finish(ml_co *co, int ok) {
-  if (!ok)
+  void (*done)(ml_co *, int) = co->done;
+  if (!ok && !co->quiet)
     ml_sched_log_error(co, co->what ? co->what : "coroutine");
-  if (co->done != NULL)
-    co->done(co, ok);   /* results (or the error) are still on co->L */
+  co->done = NULL;
+  if (done != NULL)
+    done(co, ok ? ML_CO_OK : ML_CO_ERROR);  /* values still on co->L */
   if (!ok)
     ml_closethread(co->L);
   co_release(co);
@@ -268,6 +308,11 @@ int ml_sched_yield(lua_State *L) {
   return lua_yield(L, 1);
 }
 
+int ml_sched_yieldk(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  lua_pushlightuserdata(L, &yield_token);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
 /* The token as Lua sees it, for moonlet.boot's coroutine wrappers. */
 void ml_sched_push_token(lua_State *L) {
   lua_pushlightuserdata(L, &yield_token);
@@ -294,26 +339,86 @@ void ml_sched_resume(ml_co *co, int nargs) {
 }
 
 /*
- * The owner no longer wants the job (its client left, the server stops).
- * A running coroutine is cancelled at its next yield; a parked one has its
- * wait detached and stopped (the operation's callback still fires, sees
+ * The owner no longer wants the job (its client left, the task was
+ * cancelled, the server stops).  Its own tasks go first.  A running
+ * coroutine is cancelled at its next yield; a parked one has its wait
+ * detached and stopped (the operation's callback still fires, sees
  * w->co == NULL and only frees), its thread reset so <close> variables
- * run, and goes back to the pool.  'done' is not called.
+ * run, its owner told, and goes back to the pool.
  */
 void ml_sched_cancel(ml_co *co) {
   ml_wait *w = co->wait;
+  void (*done)(ml_co *, int);
+  while (co->children != NULL)
+    ml_sched_cancel(co->children);   /* each one orphans itself */
   if (co->running) {
     co->cancel_pending = 1;
     return;
   }
-  co->done = NULL;
   if (w != NULL) {
     co->wait = NULL;
     w->co = NULL;
     w->cancel(w);
   }
   ml_closethread(co->L);
+  done = co->done;
+  co->done = NULL;
+  if (done != NULL)
+    done(co, ML_CO_CANCELLED);
   co_release(co);
+}
+
+/*
+** The ready queue: coroutines woken from inside another coroutine wait
+** here, parked on their own 'ready' wait, until the loop's next turn.
+*/
+
+static void ready_cancel(ml_wait *w) {
+  ml_co *co = container_of(w, ml_co, ready), **p;
+  ml_gen *g = co->gen;
+  for (p = &g->ready_head; *p != NULL; p = &(*p)->ready_next)
+    if (*p == co) {
+      *p = co->ready_next;
+      break;
+    }
+  g->ready_tail = NULL;
+  for (co = g->ready_head; co != NULL; co = co->ready_next)
+    g->ready_tail = co;
+  if (g->ready_head == NULL)
+    uv_idle_stop(&g->ready_idle);
+}
+
+static void on_ready(uv_idle_t *h) {
+  ml_gen *g = container_of(h, ml_gen, ready_idle);
+  ml_co *co, *last = g->ready_tail;  /* later wakes wait for next turn */
+  int more = 1;
+  g->live++;                         /* no close while we walk */
+  while (more && (co = g->ready_head) != NULL) {
+    more = co != last;
+    g->ready_head = co->ready_next;
+    if (g->ready_head == NULL)
+      g->ready_tail = NULL;
+    co->ready_next = NULL;
+    ml_sched_unpark(&co->ready);
+    run(co, co->ready_nargs);
+  }
+  if (g->ready_head == NULL)
+    uv_idle_stop(&g->ready_idle);
+  if (--g->live == 0 && g->retired)
+    gen_close(g);
+}
+
+void ml_sched_resume_soon(ml_co *co, int nargs) {
+  ml_gen *g = co->gen;
+  co->ready_nargs = nargs;
+  ml_sched_park(co, &co->ready, ready_cancel);
+  co->ready_next = NULL;
+  if (g->ready_tail != NULL)
+    g->ready_tail->ready_next = co;
+  else
+    g->ready_head = co;
+  g->ready_tail = co;
+  uv_idle_start(&g->ready_idle, on_ready);
 }
 
 /* }====================================================== */

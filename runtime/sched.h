@@ -16,6 +16,7 @@ typedef struct ml_co ml_co;
 typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
 typedef struct ml_timer ml_timer;
+typedef struct ml_client ml_client;
 
 /* The first member of every pending operation. */
 struct ml_wait {
@@ -32,13 +33,22 @@ struct ml_co {
   int ref;                          /* anchors L in the registry */
   ml_gen *gen;
   ml_wait *wait;                    /* what it is parked on, or NULL */
-  void (*done)(ml_co *co, int ok);  /* the job ended (not on cancel) */
+  void (*done)(ml_co *co, int how); /* the job ended: ML_CO_OK (results
+                                       on co->L), ML_CO_ERROR (the error
+                                       on co->L) or ML_CO_CANCELLED */
   void *data;                       /* the job's owner, for 'done' */
+  ml_co *parent;                    /* who spawned it; cancelled with it */
+  ml_co *children;                  /* tasks it spawned, still running */
+  ml_co *sibling_prev, *sibling_next;
+  ml_co *ready_next;                /* the ready queue */
+  ml_wait ready;                    /* parked here while queued */
+  int ready_nargs;
   const char *what;                 /* "request", "timer" ... for logs */
   ml_co *next;                      /* pool link, or the lent list */
   ml_co *prev;                      /* the lent list */
   unsigned running : 1;             /* inside lua_resume */
   unsigned is_request : 1;          /* a retired state lets it finish */
+  unsigned quiet : 1;               /* its owner reports its errors */
   unsigned cancel_pending : 1;      /* cancel at its next yield */
 };
 
@@ -59,15 +69,20 @@ struct ml_gen {
   ml_co *running;        /* the coroutine inside lua_resume, if any */
   ml_co *pool;           /* idle coroutines */
   ml_co *lent;           /* coroutines at work */
+  ml_co *ready_head, *ready_tail;  /* woken, to resume next turn */
+  uv_idle_t ready_idle;  /* runs the ready queue */
   int pooled;
   int live;              /* coroutines lent out */
   ml_timer *timers;      /* after/every timers (lib_core.c) */
+  ml_client *client;     /* outbound connections (client.c), lazily */
   int retired;           /* no new work; close when live == 0 */
   int gc_stress;         /* MOONLET_GC_STRESS: full GC before resumes */
   /* limits from the app's options (0: not set) */
   size_t max_body, max_url, max_headers;
   double header_timeout, keepalive_timeout;
 };
+
+enum { ML_CO_CANCELLED = -1, ML_CO_ERROR = 0, ML_CO_OK = 1 };
 
 /* The generation of any thread of its state. */
 #define ML_GEN(L) (*(ml_gen **)lua_getextraspace(L))
@@ -104,11 +119,26 @@ ml_co *ml_sched_unpark(ml_wait *w);
 /* Resumes co with the nargs values pushed on co->L. */
 void ml_sched_resume(ml_co *co, int nargs);
 
-/* Its connection closed: stop its wait, reset it, return it to the pool. */
+/*
+ * Like ml_sched_resume, but on the loop's next turn: for wakes that come
+ * from inside another coroutine (a future set, a task done), so that no
+ * resume nests in another.  co must not be parked (unpark it first).
+ */
+void ml_sched_resume_soon(ml_co *co, int nargs);
+
+/* Makes child a task of parent: cancelled when parent is cancelled. */
+void ml_sched_adopt(ml_co *parent, ml_co *child);
+
+/* Its owner gave up on it (connection closed, task cancelled): cancel its
+ * tasks, stop its wait, reset it, call done(ML_CO_CANCELLED), release. */
 void ml_sched_cancel(ml_co *co);
 
 /* Yields the private token that user-level coroutine wrappers pass up. */
 int ml_sched_yield(lua_State *L);
+
+/* ml_sched_yield with a continuation k(L, status, ctx) that receives the
+ * wake values (lua_yieldk), for waits whose result needs work. */
+int ml_sched_yieldk(lua_State *L, lua_KContext ctx, lua_KFunction k);
 
 /* Pushes that token, for moonlet.boot's coroutine wrappers. */
 void ml_sched_push_token(lua_State *L);

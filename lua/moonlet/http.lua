@@ -1,0 +1,224 @@
+--- Outbound HTTP from handlers: `moonlet.http.request/get/post`.
+-- The exchange itself (lookup, pool, parsing) is C's; this module turns
+-- options into a request, follows redirects within one deadline and makes
+-- the response object.  Every call yields only its own coroutine.
+-- @module moonlet.http
+
+local core = require "moonlet.core"
+local cjson = require "cjson.safe"
+
+local type, pairs, ipairs, error, tostring, tonumber, setmetatable =
+  type, pairs, ipairs, error, tostring, tonumber, setmetatable
+local concat = table.concat
+local lower, upper, find, sub, match = string.lower, string.upper,
+  string.find, string.sub, string.match
+local http_request, now = core.http_request, core.now
+
+local M = {}
+
+local MAX_REDIRECTS = 5
+local MAX_BODY = 64 * 1024 * 1024
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true,
+  OPTIONS = true, TRACE = true }
+
+--- Responses: `res.status`, `res.headers` (any case), `res.body`,
+-- `res:json()`, and `res.url`, where the last redirect led.
+local Response = { __name = "moonlet.http.Response" }
+Response.__index = Response
+
+--- The decoded body; raises when it is not JSON.
+function Response:json()
+  local v, err = cjson.decode(self.body)
+  if v == nil and err ~= nil then
+    error("the response body is not JSON: " .. err, 2)
+  end
+  return v
+end
+
+-- Splits an absolute URL into scheme, host, port, target and authority.
+local function split_url(u)
+  local scheme, rest = match(u, "^(%a[%w+.-]*)://(.*)$")
+  if not scheme then
+    return nil
+  end
+  scheme = lower(scheme)
+  local authority, target = match(rest, "^([^/?#]*)(.*)$")
+  target = target:gsub("#.*$", "")
+  if target == "" or sub(target, 1, 1) == "?" then
+    target = "/" .. target
+  end
+  if find(authority, "@", 1, true) then
+    return nil       -- credentials in URLs: send an Authorization header
+  end
+  local host, port
+  if sub(authority, 1, 1) == "[" then
+    host, port = match(authority, "^%[([%x:.]+)%]:?(%d*)$")
+  else
+    host, port = match(authority, "^([^:]+):?(%d*)$")
+  end
+  if not host then
+    return nil
+  end
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  return scheme, host, port, target, authority
+end
+
+-- Where a Location header leads from 'base'.
+local function resolve(base, location)
+  if match(location, "^%a[%w+.-]*://") then
+    return location
+  end
+  local scheme, authority, path = match(base, "^(%a[%w+.-]*)://([^/?#]*)([^?#]*)")
+  if sub(location, 1, 2) == "//" then
+    return scheme .. ":" .. location
+  elseif sub(location, 1, 1) == "/" then
+    return scheme .. "://" .. authority .. location
+  end
+  local dir = match(path, "^(.*/)") or "/"
+  return scheme .. "://" .. authority .. dir .. location
+end
+
+local function check_header(name, value)
+  if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+.^_`|~-]+$") then
+    error("invalid header name: " .. tostring(name), 4)
+  end
+  value = tostring(value)
+  if find(value, "[\r\n%z]") then
+    error("header value for " .. name .. " contains CR, LF or NUL", 4)
+  end
+  return value
+end
+
+-- The request as it goes on the wire, head and body.
+local function build(method, target, authority, headers, body)
+  local lines, has = { method .. " " .. target .. " HTTP/1.1" }, {}
+  for name, v in pairs(headers) do
+    local lname = lower(name)
+    if lname ~= "content-length" and lname ~= "transfer-encoding" then
+      has[lname] = true
+      if type(v) == "table" then
+        for _, x in ipairs(v) do
+          lines[#lines + 1] = name .. ": " .. check_header(name, x)
+        end
+      else
+        lines[#lines + 1] = name .. ": " .. check_header(name, v)
+      end
+    end
+  end
+  if not has.host then
+    lines[#lines + 1] = "Host: " .. authority
+  end
+  if not has["user-agent"] then
+    lines[#lines + 1] = "User-Agent: moonlet/" .. core.version
+  end
+  if body ~= "" or method == "POST" or method == "PUT" or method == "PATCH"
+  then
+    lines[#lines + 1] = "Content-Length: " .. #body
+  end
+  lines[#lines + 1] = "\r\n"
+  return concat(lines, "\r\n") .. body
+end
+
+local function check_options(opts)
+  if type(opts) ~= "table" then
+    error("moonlet.http.request expects a table of options", 3)
+  end
+  if type(opts.url) ~= "string" then
+    error("moonlet.http.request: url must be a string", 3)
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error("moonlet.http.request: headers must be a table", 3)
+  end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or t <= 0 or t ~= t) then
+    error("moonlet.http.request: timeout must be a positive number", 3)
+  end
+  local b = opts.body
+  if b ~= nil and type(b) ~= "string" and type(b) ~= "table" then
+    error("moonlet.http.request: body must be a string or a table", 3)
+  end
+end
+
+-- A table body is sent as JSON, with its Content-Type unless one is set.
+local function encode_body(body, headers)
+  if type(body) ~= "table" then
+    return body or "", headers
+  end
+  local json, err = cjson.encode(body)
+  if not json then
+    error("moonlet.http.request: cannot encode the body as JSON: " .. err, 3)
+  end
+  for name in pairs(headers) do
+    if lower(name) == "content-type" then
+      return json, headers
+    end
+  end
+  local h = { ["Content-Type"] = "application/json" }
+  for k, v in pairs(headers) do h[k] = v end
+  return json, h
+end
+
+--- `moonlet.http.request{method=, url=, headers=, body=, timeout=,
+-- follow_redirects=}` (yields) -> res, or nil and a short reason.
+function M.request(opts)
+  check_options(opts)
+  local method = upper(opts.method or "GET")
+  local headers = opts.headers or {}
+  local body
+  body, headers = encode_body(opts.body, headers)
+  local follow = opts.follow_redirects ~= false
+  local deadline = now() + (opts.timeout or 30)
+  local target_url, hops = opts.url, 0
+  while true do
+    local scheme, host, port, target, authority = split_url(target_url)
+    if scheme == "https" then
+      return nil, "https not supported"
+    elseif scheme ~= "http" then
+      error("moonlet.http.request: not an http:// URL: " .. target_url, 2)
+    end
+    local left = deadline - now()
+    if left <= 0 then
+      return nil, "timeout"
+    end
+    local status, hdrs, rbody = http_request(host, port,
+      build(method, target, authority, headers, body), left,
+      method == "HEAD", IDEMPOTENT[method], MAX_BODY)
+    if not status then
+      return nil, hdrs
+    end
+    local location = hdrs.location
+    if not (follow and location and (status == 301 or status == 302
+        or status == 303 or status == 307 or status == 308)) then
+      return setmetatable({ status = status, headers = hdrs, body = rbody,
+        url = target_url }, Response)
+    end
+    hops = hops + 1
+    if hops > MAX_REDIRECTS then
+      return nil, "too many redirects"
+    end
+    target_url = resolve(target_url, location)
+    if status == 303 or ((status == 301 or status == 302)
+        and method ~= "GET" and method ~= "HEAD") then
+      method, body = "GET", ""     -- as browsers do
+    end
+  end
+end
+
+--- `moonlet.http.get(url [, opts])` (yields).
+function M.get(url, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.url, o.method = url, "GET"
+  return M.request(o)
+end
+
+--- `moonlet.http.post(url, body [, opts])` (yields).
+function M.post(url, body, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.url, o.method, o.body = url, "POST", body
+  return M.request(o)
+end
+
+return M

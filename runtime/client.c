@@ -1,0 +1,632 @@
+/*
+ * client.c - outbound HTTP/1.1: uv_getaddrinfo (on libuv's thread pool),
+ * connect, the request written in one go, the response parsed with llhttp
+ * (Content-Length, chunked, close-delimited; 1xx skipped; no body for
+ * HEAD, 204, 304), and a pool of kept-alive connections per host:port.
+ *
+ * An exchange (ml_hreq) owns its timer and name lookup; a connection
+ * (hconn) belongs to the pool while idle and to one exchange while in use.
+ * A connection that ends an exchange in any state but "response complete,
+ * keep-alive" is closed, so the pool never hands out a half-used one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <llhttp.h>
+#include "client.h"
+#include "util.h"
+
+#define MAX_IDLE 32                /* idle connections kept per host:port */
+#define IDLE_MS 30000              /* then closed */
+#define MAX_HEADERS 65536          /* response head larger: bad response */
+
+typedef struct hconn hconn;
+
+/* The idle connections to one host:port. */
+typedef struct pool {
+  struct pool *next;
+  hconn *idle;
+  int nidle;
+  struct sockaddr_storage addr;   /* the last address resolved */
+  int has_addr;
+  char key[];                     /* "host:port" */
+} pool;
+
+struct ml_client {
+  uv_loop_t *loop;
+  pool *pools;
+  int nconns;                     /* open connections */
+  int nreqs;                      /* exchanges not yet freed */
+  int closing;
+  uint64_t connects;
+  char readbuf[65536];            /* shared by every read callback */
+};
+
+struct hconn {
+  uv_tcp_t tcp;
+  uv_timer_t idle_timer;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  llhttp_t parser;
+  ml_client *client;
+  pool *pool;
+  ml_hreq *req;                   /* the exchange using it; NULL if idle */
+  ml_buf wbuf;                    /* the request being written */
+  hconn *next;                    /* the pool's idle list */
+  int closes;
+  unsigned closing : 1;
+  unsigned reused : 1;            /* served an exchange before this one */
+};
+
+struct ml_hreq {
+  ml_client *client;
+  pool *pool;
+  uv_getaddrinfo_t dns;
+  uv_timer_t timer;
+  hconn *conn;
+  char *data;                     /* the request, owned */
+  size_t len;
+  char *host;
+  int port;
+  ml_hreq_done done;
+  void *ud;
+  int pending;                    /* timer close and name lookup */
+  /* the response as it arrives */
+  int status;
+  ml_buf headers;
+  int nheaders;
+  ml_buf body;
+  size_t max_body;
+  const char *err;
+  char errbuf[160];
+  char early_buf[160];
+  unsigned head : 1;
+  unsigned idempotent : 1;
+  unsigned retried : 1;
+  unsigned got_bytes : 1;         /* some of the response arrived */
+  unsigned complete : 1;          /* the final response is complete */
+  unsigned extra_bytes : 1;       /* bytes came after the response */
+  unsigned finished : 1;
+  unsigned cancelled : 1;
+  unsigned starting : 1;          /* inside ml_client_request */
+  const char *early_err;          /* a failure while starting, deferred */
+};
+
+static void finish(ml_hreq *r, const char *err);
+static void start_connect(ml_hreq *r);
+static void send_request(hconn *c);
+
+/*
+** {======================================================
+** The client and its pools
+** =======================================================
+*/
+
+ml_client *ml_client_new(uv_loop_t *loop) {
+  ml_client *c = calloc(1, sizeof *c);
+  if (c != NULL)
+    c->loop = loop;
+  return c;
+}
+
+uint64_t ml_client_connects(ml_client *c) {
+  return c->connects;
+}
+
+/* Frees the client once it is closing and nothing of it is left. */
+static void client_maybe_free(ml_client *c) {
+  pool *p, *next;
+  if (!c->closing || c->nconns > 0 || c->nreqs > 0)
+    return;
+  for (p = c->pools; p != NULL; p = next) {
+    next = p->next;
+    free(p);
+  }
+  free(c);
+}
+
+static pool *find_pool(ml_client *c, const char *host, int port) {
+  char key[300];
+  pool *p;
+  size_t n;
+  snprintf(key, sizeof key, "%s:%d", host, port);
+  for (p = c->pools; p != NULL; p = p->next)
+    if (strcmp(p->key, key) == 0)
+      return p;
+  n = strlen(key) + 1;
+  if ((p = calloc(1, sizeof *p + n)) == NULL)
+    return NULL;
+  memcpy(p->key, key, n);
+  p->next = c->pools;
+  c->pools = p;
+  return p;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Connections
+** =======================================================
+*/
+
+static void conn_closed(uv_handle_t *h) {
+  hconn *c = h->data;
+  ml_client *cl = c->client;
+  if (--c->closes > 0)
+    return;
+  ml_buf_free(&c->wbuf);
+  free(c);
+  cl->nconns--;
+  client_maybe_free(cl);
+}
+
+static void unlink_idle(hconn *c) {
+  hconn **p;
+  for (p = &c->pool->idle; *p != NULL; p = &(*p)->next)
+    if (*p == c) {
+      *p = c->next;
+      c->pool->nidle--;
+      break;
+    }
+  c->next = NULL;
+}
+
+/* Closes a connection, idle or in use; idempotent. */
+static void conn_close(hconn *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  if (c->req == NULL)
+    unlink_idle(c);
+  c->req = NULL;
+  c->closes = 2;
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  uv_close((uv_handle_t *)&c->idle_timer, conn_closed);
+}
+
+static void on_idle_timeout(uv_timer_t *t) {
+  conn_close(container_of(t, hconn, idle_timer));
+}
+
+/*
+ * The exchange is over and the response was complete: keep the
+ * connection for the next exchange to that host, quietly (unref'd: an
+ * idle pool does not keep the loop running), or close it.
+ */
+static void conn_release(hconn *c, int reusable) {
+  pool *p = c->pool;
+  c->req = NULL;
+  if (!reusable || c->client->closing || p->nidle >= MAX_IDLE) {
+    conn_close(c);
+    return;
+  }
+  c->reused = 1;
+  c->next = p->idle;
+  p->idle = c;
+  p->nidle++;
+  uv_timer_start(&c->idle_timer, on_idle_timeout, IDLE_MS, 0);
+  uv_unref((uv_handle_t *)&c->tcp);
+  uv_unref((uv_handle_t *)&c->idle_timer);
+}
+
+/* The most recently used idle connection to r's host, or NULL. */
+static hconn *conn_take(ml_hreq *r) {
+  hconn *c = r->pool->idle;
+  if (c == NULL)
+    return NULL;
+  r->pool->idle = c->next;
+  r->pool->nidle--;
+  c->next = NULL;
+  uv_timer_stop(&c->idle_timer);
+  uv_ref((uv_handle_t *)&c->tcp);
+  uv_ref((uv_handle_t *)&c->idle_timer);
+  llhttp_reset(&c->parser);      /* paused at the last response's end */
+  c->req = r;
+  r->conn = c;
+  return c;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Parsing the response
+** =======================================================
+*/
+
+#define REQ(p) (((hconn *)(p)->data)->req)
+
+static int on_message_begin(llhttp_t *p) {
+  ml_hreq *r = REQ(p);
+  r->headers.len = 0;          /* a final response after a 1xx */
+  r->nheaders = 0;
+  r->body.len = 0;
+  return 0;
+}
+
+static int on_header_data(llhttp_t *p, const char *at, size_t len) {
+  ml_hreq *r = REQ(p);
+  if (r->headers.len + len > MAX_HEADERS ||
+      ml_buf_append(&r->headers, at, len) != 0)
+    return -1;
+  return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p) {
+  return ml_buf_append(&REQ(p)->headers, "", 1);   /* name\0 */
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  ml_hreq *r = REQ(p);
+  r->nheaders++;
+  return ml_buf_append(&r->headers, "", 1);        /* value\0 */
+}
+
+/* 1 tells llhttp there is no body: HEAD, 204 and 304 have none. */
+static int on_headers_complete(llhttp_t *p) {
+  ml_hreq *r = REQ(p);
+  r->status = p->status_code;
+  if (r->status >= 100 && r->status < 200)
+    return 0;
+  if (r->head || r->status == 204 || r->status == 304)
+    return 1;
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->max_body) {
+    r->err = "too large";      /* known from the head: don't read it */
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ml_hreq *r = REQ(p);
+  if (r->body.len + len > r->max_body) {
+    r->err = "too large";
+    return -1;
+  }
+  return ml_buf_append(&r->body, at, len) == 0 ? 0 : -1;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  ml_hreq *r = REQ(p);
+  if (r->status >= 100 && r->status < 200 && r->status != 101)
+    return 0;                  /* an interim response: the real one follows */
+  r->complete = 1;
+  return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+  .on_message_begin = on_message_begin,
+  .on_header_field = on_header_data,
+  .on_header_value = on_header_data,
+  .on_header_field_complete = on_header_field_complete,
+  .on_header_value_complete = on_header_value_complete,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Reading and writing
+** =======================================================
+*/
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  hconn *c = h->data;
+  ML_UNUSED(hint);
+  buf->base = c->client->readbuf;
+  buf->len = sizeof c->client->readbuf;
+}
+
+/* Sends the exchange again on a fresh connection: the pooled one it
+ * tried had been closed by the server meanwhile. */
+static int retry(ml_hreq *r) {
+  hconn *c = r->conn;
+  if (!c->reused || r->got_bytes || !r->idempotent || r->retried)
+    return 0;
+  r->retried = 1;
+  r->conn = NULL;
+  conn_close(c);
+  start_connect(r);
+  return 1;
+}
+
+/* The connection ended (EOF or an error) during an exchange. */
+static void on_end(hconn *c, ssize_t nread) {
+  ml_hreq *r = c->req;
+  if (nread == UV_EOF && r->got_bytes && llhttp_message_needs_eof(&c->parser)
+      && llhttp_finish(&c->parser) == HPE_OK && r->complete) {
+    finish(r, NULL);           /* a close-delimited body */
+    return;
+  }
+  if (!retry(r))
+    finish(r, "closed");
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  hconn *c = s->data;
+  ml_hreq *r = c->req;
+  llhttp_errno_t e;
+  if (c->closing || nread == 0)
+    return;
+  if (r == NULL) {             /* idle: the server closed or spoke */
+    conn_close(c);
+    return;
+  }
+  if (nread < 0) {
+    on_end(c, nread);
+    return;
+  }
+  r->got_bytes = 1;
+  e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+  if (e == HPE_PAUSED) {
+    /* complete; bytes after it: the connection cannot be trusted again */
+    r->extra_bytes = llhttp_get_error_pos(&c->parser) != buf->base + nread;
+    finish(r, NULL);
+  } else if (e != HPE_OK) {
+    finish(r, r->err != NULL ? r->err : "bad response");
+  }
+}
+
+static void write_done(uv_write_t *w, int status) {
+  hconn *c = container_of(w, hconn, wreq);
+  if (status < 0 && !c->closing && c->req != NULL && !retry(c->req))
+    finish(c->req, "closed");
+}
+
+/* The request in one write: uv_try_write, then uv_write for the rest. */
+static void send_request(hconn *c) {
+  ml_hreq *r = c->req;
+  uv_buf_t b;
+  int n;
+  c->wbuf.len = 0;
+  if (ml_buf_append(&c->wbuf, r->data, r->len) != 0) {
+    finish(r, "closed");
+    return;
+  }
+  b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+  n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n == UV_EAGAIN)
+    n = 0;
+  if (n < 0) {
+    if (!retry(r))
+      finish(r, "closed");
+    return;
+  }
+  if ((size_t)n < c->wbuf.len) {
+    b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - n));
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0)
+      finish(r, "closed");
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Connecting
+** =======================================================
+*/
+
+/* The short message for a failed connect or lookup. */
+static const char *connect_error(ml_hreq *r, int status) {
+  if (status == UV_ECONNREFUSED)
+    return "connection refused";
+  if (status == UV_ETIMEDOUT)
+    return "timeout";
+  snprintf(r->errbuf, sizeof r->errbuf, "connect: %s", uv_strerror(status));
+  return r->errbuf;
+}
+
+static void on_connect(uv_connect_t *cr, int status) {
+  hconn *c = container_of(cr, hconn, creq);
+  if (c->closing || c->req == NULL)
+    return;                    /* abandoned meanwhile */
+  if (status < 0) {
+    finish(c->req, connect_error(c->req, status));
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    finish(c->req, "closed");
+    return;
+  }
+  send_request(c);
+}
+
+/* A new connection for r to the address its pool has resolved. */
+static void connect_to(ml_hreq *r) {
+  ml_client *cl = r->client;
+  hconn *c = calloc(1, sizeof *c);
+  int rc;
+  if (c == NULL) {
+    finish(r, "connect: not enough memory");
+    return;
+  }
+  c->client = cl;
+  c->pool = r->pool;
+  uv_tcp_init(cl->loop, &c->tcp);
+  uv_timer_init(cl->loop, &c->idle_timer);
+  c->tcp.data = c->idle_timer.data = c;
+  c->parser.data = c;
+  llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
+  c->parser.data = c;
+  cl->nconns++;
+  cl->connects++;
+  c->req = r;
+  r->conn = c;
+  uv_tcp_nodelay(&c->tcp, 1);
+  rc = uv_tcp_connect(&c->creq, &c->tcp,
+                      (const struct sockaddr *)&r->pool->addr, on_connect);
+  if (rc != 0)
+    finish(r, connect_error(r, rc));
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
+  ml_hreq *r = container_of(req, ml_hreq, dns);
+  r->pending--;
+  if (r->finished) {           /* timed out or cancelled meanwhile */
+    uv_freeaddrinfo(res);
+    finish(r, NULL);           /* only releases */
+    return;
+  }
+  if (status < 0 || res == NULL) {
+    snprintf(r->errbuf, sizeof r->errbuf, "dns: %s", uv_strerror(status));
+    uv_freeaddrinfo(res);
+    finish(r, r->errbuf);
+    return;
+  }
+  memcpy(&r->pool->addr, res->ai_addr, res->ai_addrlen);
+  r->pool->has_addr = 1;
+  uv_freeaddrinfo(res);
+  connect_to(r);
+}
+
+/* Looks the host up (off the loop), then connects. */
+static void start_connect(ml_hreq *r) {
+  struct addrinfo hints;
+  char port[16];
+  int rc;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof port, "%d", r->port);
+  r->pending++;
+  rc = uv_getaddrinfo(r->client->loop, &r->dns, on_resolved, r->host, port,
+                      &hints);
+  if (rc != 0) {
+    r->pending--;
+    snprintf(r->errbuf, sizeof r->errbuf, "dns: %s", uv_strerror(rc));
+    finish(r, r->errbuf);
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Exchanges
+** =======================================================
+*/
+
+static void req_free(ml_hreq *r) {
+  ml_client *cl = r->client;
+  ml_buf_free(&r->headers);
+  ml_buf_free(&r->body);
+  free(r->data);
+  free(r->host);
+  free(r);
+  cl->nreqs--;
+  client_maybe_free(cl);
+}
+
+static void timer_closed(uv_handle_t *h) {
+  ml_hreq *r = container_of((uv_timer_t *)h, ml_hreq, timer);
+  if (--r->pending == 0)
+    req_free(r);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  ml_hreq *r = container_of(t, ml_hreq, timer);
+  finish(r, r->early_err != NULL ? r->early_err : "timeout");
+}
+
+/*
+ * Ends the exchange once: gives back or closes its connection, closes its
+ * timer, cancels a lookup in flight, then tells the caller (unless it
+ * cancelled).  The exchange is freed when its timer and lookup are done.
+ * Called again (from a late lookup) it only releases.
+ */
+static void finish(ml_hreq *r, const char *err) {
+  hconn *c = r->conn;
+  ml_hres res;
+  if (r->finished) {
+    if (r->pending == 0)
+      req_free(r);
+    return;
+  }
+  if (r->starting && err != NULL) {
+    /* never call back before ml_client_request has returned: report it
+     * from the timer, on the loop's next turn */
+    r->early_err = err == r->errbuf ? strcpy(r->early_buf, err) : err;
+    uv_timer_start(&r->timer, on_timeout, 0, 0);
+    return;
+  }
+  r->finished = 1;
+  r->conn = NULL;
+  if (c != NULL)
+    conn_release(c, err == NULL && !r->extra_bytes &&
+                    llhttp_should_keep_alive(&c->parser));
+  if (r->pending > 1)              /* the lookup: its callback will come */
+    uv_cancel((uv_req_t *)&r->dns);
+  uv_close((uv_handle_t *)&r->timer, timer_closed);
+  if (r->cancelled)
+    return;
+  memset(&res, 0, sizeof res);
+  res.err = err;
+  if (err == NULL) {
+    res.status = r->status;
+    res.headers = r->headers.data ? r->headers.data : "";
+    res.nheaders = r->nheaders;
+    res.body = r->body.data ? r->body.data : "";
+    res.body_len = r->body.len;
+  }
+  r->done(r, &res, r->ud);       /* last: it may resume a coroutine */
+}
+
+ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
+                           ml_hreq_done done, void *ud) {
+  ml_hreq *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->client = c;
+  r->data = malloc(o->len ? o->len : 1);
+  r->host = malloc(strlen(o->host) + 1);
+  r->pool = find_pool(c, o->host, o->port);
+  if (r->data == NULL || r->host == NULL || r->pool == NULL) {
+    free(r->data);
+    free(r->host);
+    free(r);
+    return NULL;
+  }
+  memcpy(r->data, o->data, o->len);
+  strcpy(r->host, o->host);
+  r->len = o->len;
+  r->port = o->port;
+  r->max_body = o->max_body;
+  r->head = o->head != 0;
+  r->idempotent = o->idempotent != 0;
+  r->done = done;
+  r->ud = ud;
+  c->nreqs++;
+  r->pending = 1;                  /* the timer, closed by finish */
+  uv_timer_init(c->loop, &r->timer);
+  uv_timer_start(&r->timer, on_timeout, o->timeout_ms, 0);
+  r->starting = 1;
+  if (conn_take(r) != NULL)
+    send_request(r->conn);
+  else
+    start_connect(r);
+  r->starting = 0;
+  return r;
+}
+
+void ml_client_cancel(ml_hreq *r) {
+  r->cancelled = 1;
+  if (!r->finished)
+    finish(r, "cancelled");        /* closes its connection */
+}
+
+void ml_client_close(ml_client *c) {
+  pool *p;
+  c->closing = 1;
+  for (p = c->pools; p != NULL; p = p->next)
+    while (p->idle != NULL)
+      conn_close(p->idle);
+  client_maybe_free(c);
+}
+
+/* }====================================================== */

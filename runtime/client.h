@@ -1,0 +1,65 @@
+/*
+ * client.h - outbound HTTP/1.1 on the server's loop: name lookups off the
+ * loop, connections kept alive in a pool per host:port, responses parsed
+ * with llhttp.  Pure C: what Lua sees of it is lib_http.c's.
+ */
+#ifndef ML_CLIENT_H
+#define ML_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct ml_client ml_client;
+typedef struct ml_hreq ml_hreq;
+
+/* One exchange to start. */
+typedef struct {
+  const char *host;          /* a name or a numeric address */
+  int port;
+  const char *data;          /* the whole request, head and body; copied */
+  size_t len;
+  uint64_t timeout_ms;       /* bounds the whole exchange */
+  size_t max_body;           /* larger responses fail with "too large" */
+  int head;                  /* a HEAD request: the response has no body */
+  int idempotent;            /* may be sent again on a fresh connection */
+} ml_hreq_opts;
+
+/* Its outcome, valid while the 'done' callback runs. */
+typedef struct {
+  const char *err;           /* NULL, or "timeout", "connection refused",
+                                "dns: <reason>", "closed", "too large",
+                                "bad response", "connect: <reason>" */
+  int status;
+  const char *headers;       /* nheaders pairs "name\0value\0" */
+  int nheaders;
+  const char *body;
+  size_t body_len;
+} ml_hres;
+
+typedef void (*ml_hreq_done)(ml_hreq *r, const ml_hres *res, void *ud);
+
+/* A pool on 'loop'; NULL when out of memory. */
+ml_client *ml_client_new(uv_loop_t *loop);
+
+/*
+ * Closes the idle connections; the client frees itself once its last
+ * connection and exchange are gone.  Exchanges still running go on.
+ */
+void ml_client_close(ml_client *c);
+
+/*
+ * Starts an exchange; 'done' is called exactly once, from a loop callback,
+ * unless the exchange is cancelled first.  NULL when out of memory.
+ */
+ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
+                           ml_hreq_done done, void *ud);
+
+/* Abandons an exchange: 'done' will not be called; its connection is
+ * closed, never pooled half-used. */
+void ml_client_cancel(ml_hreq *r);
+
+/* Connections opened so far, for tests of the pool. */
+uint64_t ml_client_connects(ml_client *c);
+
+#endif

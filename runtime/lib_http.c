@@ -1,0 +1,122 @@
+/*
+ * lib_http.c - core.http_request: one outbound exchange from a handler,
+ * parked until client.c calls back.  URLs, redirects, bodies and the
+ * response object are lua/moonlet/http.lua's.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "client.h"
+#include "lib.h"
+#include "util.h"
+
+typedef struct {
+  ml_wait w;
+  ml_hreq *req;
+} http_op;
+
+/* Pushes the response headers: lower-cased names, repeats joined. */
+static void push_headers(lua_State *L, const ml_hres *res) {
+  const char *p = res->headers;
+  int i;
+  lua_createtable(L, 0, res->nheaders);
+  for (i = 0; i < res->nheaders; i++) {
+    size_t nlen = strlen(p), vlen, j;
+    const char *v = p + nlen + 1;
+    luaL_Buffer b;
+    char *name = luaL_buffinitsize(L, &b, nlen);
+    vlen = strlen(v);
+    for (j = 0; j < nlen; j++)
+      name[j] = (p[j] >= 'A' && p[j] <= 'Z') ? (char)(p[j] + 32) : p[j];
+    luaL_pushresultsize(&b, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
+    }
+    lua_rawset(L, -3);
+    p = v + vlen + 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
+  lua_setmetatable(L, -2);
+}
+
+static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
+  http_op *op = ud;
+  ml_co *co = ml_sched_unpark(&op->w);
+  lua_State *L;
+  ML_UNUSED(r);
+  free(op);
+  if (co == NULL)
+    return;
+  L = co->L;
+  if (res->err != NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, res->err);
+  } else {
+    lua_pushinteger(L, res->status);
+    push_headers(L, res);
+    lua_pushlstring(L, res->body, res->body_len);
+  }
+  ml_sched_resume(co, 3 - (res->err != NULL));
+}
+
+/* The coroutine was cancelled: abandon the exchange and its connection. */
+static void http_cancel(ml_wait *w) {
+  http_op *op = (http_op *)w;
+  ml_client_cancel(op->req);
+  free(op);
+}
+
+/*
+ * core.http_request(host, port, request, timeout, head, idempotent,
+ * max_body) -> status, headers, body | nil, err.  'request' is the whole
+ * request, head and body, as it goes on the wire.
+ */
+static int http_request(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  ml_hreq_opts o;
+  lua_Number timeout;
+  ml_co *co;
+  http_op *op;
+  o.host = luaL_checkstring(L, 1);
+  o.port = (int)luaL_checkinteger(L, 2);
+  o.data = luaL_checklstring(L, 3, &o.len);
+  timeout = luaL_checknumber(L, 4);
+  o.head = lua_toboolean(L, 5);
+  o.idempotent = lua_toboolean(L, 6);
+  o.max_body = (size_t)luaL_optinteger(L, 7, 64 * 1024 * 1024);
+  luaL_argcheck(L, o.port > 0 && o.port < 65536, 2, "port out of range");
+  luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 4, "timeout out of range");
+  co = ml_sched_current(L);
+  if (g->client == NULL && (g->client = ml_client_new(g->loop)) == NULL)
+    return luaL_error(L, "not enough memory");
+  if ((op = calloc(1, sizeof *op)) == NULL)
+    return luaL_error(L, "not enough memory");
+  o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
+  if ((op->req = ml_client_request(g->client, &o, http_done, op)) == NULL) {
+    free(op);
+    return luaL_error(L, "not enough memory");
+  }
+  ml_sched_park(co, &op->w, http_cancel);
+  return ml_sched_yield(L);
+}
+
+/* core.http_connects(): connections the pool has opened, for tests. */
+static int http_connects(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  lua_pushinteger(L, g->client ? (lua_Integer)ml_client_connects(g->client)
+                               : 0);
+  return 1;
+}
+
+void ml_lib_http_register(lua_State *L) {
+  lua_pushcfunction(L, http_request);
+  lua_setfield(L, -2, "http_request");
+  lua_pushcfunction(L, http_connects);
+  lua_setfield(L, -2, "http_connects");
+}
