@@ -7,6 +7,7 @@ local core = require "moonlet.core"
 local app = require "moonlet.app"
 local response = require "moonlet.response"
 local cookie = require "moonlet.cookie"
+local task = require "moonlet.task"
 
 local M = {
   _VERSION = core.version,
@@ -19,7 +20,14 @@ local M = {
   now = core.now,
   after = core.after,
   every = core.every,
-  worker = { id = 1, pid = core.pid() },
+  spawn = core.spawn,
+  future = core.future,
+  gather = task.gather,
+  first = task.first,
+  timeout = task.timeout,
+  http = require "moonlet.http",
+  worker = { id = core.worker_id(), pid = core.pid() },
+  shared = core.shared,
 }
 
 --- `moonlet.log(level, message)`: to the error log ("debug" ... "error").
