@@ -89,3 +89,52 @@ describe("apps/sleep.lua", function()
     assert.equal(404, H.get(srv, "/sleep/abc").status)
   end)
 end)
+
+describe("apps/square_remote.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/square_remote.lua") end)
+  teardown(function() srv:stop() end)
+
+  local form = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+
+  it("adds the length of a remote page to the square", function()
+    local res = H.post(srv, "/square/submit", "x=3", { headers = form })
+    assert.equal(200, res.status)
+    -- its own /service page is "a page from the service", 23 bytes
+    assert.equal("3 squared plus 23 is 32", res.body)
+  end)
+
+  it("answers 502 when the service cannot be reached", function()
+    local bad = H.start("apps/square_remote.lua",
+      { env = "SQUARE_SERVICE_URL=http://127.0.0.1:1/" })
+    local res = H.post(bad, "/square/submit", "x=3", { headers = form })
+    bad:stop()
+    assert.equal(502, res.status)
+    assert.matches("connection refused", res.body)
+  end)
+end)
+
+describe("apps/fanout.lua", function()
+  local srv
+  setup(function() srv = H.start("apps/fanout.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("fetches K URLs at once and lists their statuses", function()
+    local t0 = H.now()
+    local res = H.get(srv, "/fanout?n=8")
+    local took = H.now() - t0
+    assert.equal(200, res.status)
+    local list = require("cjson").decode(res.body)
+    assert.equal(8, #list)
+    for i, item in ipairs(list) do
+      assert.equal(200, item.status)
+      assert.matches("/item/" .. i .. "$", item.url)
+    end
+    assert.is_true(took < 0.5, "8 calls of 0.1 s took " .. took)
+  end)
+
+  it("refuses a bad n", function()
+    assert.equal(400, H.get(srv, "/fanout?n=0").status)
+    assert.equal(400, H.get(srv, "/fanout?n=abc").status)
+  end)
+end)

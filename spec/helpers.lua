@@ -178,7 +178,8 @@ function H.request(srv, method, path, opts)
   opts = opts or {}
   local port = type(srv) == "table" and srv.port or srv
   local c = H.raw(port, opts.timeout)
-  local lines = { ("%s %s HTTP/1.1"):format(method, path), "Host: 127.0.0.1" }
+  local lines = { ("%s %s HTTP/1.1"):format(method, path),
+    "Host: 127.0.0.1:" .. port }
   local headers = opts.headers or {}
   if opts.body and not headers["Content-Length"] then
     lines[#lines + 1] = "Content-Length: " .. #opts.body

@@ -169,7 +169,7 @@ describe("requests (§4)", function()
       local t = json(H.get(srv, "/headers", { headers = { ["X-Custom"] = "v1" } }))
       assert.are.equal("v1", t.all["x-custom"])
       assert.is_nil(t.all["X-Custom"])
-      assert.are.equal("127.0.0.1", t.all.host)
+      assert.are.equal("127.0.0.1:" .. srv.port, t.all.host)
     end)
 
     it("gives the same answer in req.headers and req:header for a long name",
