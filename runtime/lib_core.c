@@ -203,6 +203,12 @@ static int core_pid(lua_State *L) {
   return 1;
 }
 
+/* core.worker_id(): 1..N under --workers, else 1. */
+static int core_worker_id(lua_State *L) {
+  lua_pushinteger(L, ML_GEN(L)->server->worker_id);
+  return 1;
+}
+
 static int core_debug(lua_State *L) {
   lua_pushboolean(L, ML_GEN(L)->server->cfg.debug);
   return 1;
@@ -250,6 +256,7 @@ static const luaL_Reg core_funcs[] = {
   {"log_enabled", core_log_enabled},
   {"debug", core_debug},
   {"pid", core_pid},
+  {"worker_id", core_worker_id},
   {"yield_token", core_yield_token},
   {"set_request_class", core_set_request_class},
   {NULL, NULL}

@@ -48,8 +48,17 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     s->cfg = *cfg;
   else
     moonlet_config_init(&s->cfg);
+  s->worker_id = 1;
   s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
+  if (s->host == NULL ||
+      (s->cfg.access_log != NULL && s->access_log == NULL) ||
+      (s->shared = ml_shared_new()) == NULL) {
+    free(s->host);
+    free(s->access_log);
+    free(s);
+    return NULL;
+  }
   s->cfg.host = s->host;
   s->cfg.access_log = s->access_log;
   /* a write to a socket the client closed must fail, not kill us; a host
@@ -361,6 +370,7 @@ static void handle_closed(uv_handle_t *h) {
     next = hk->next;
     free(hk);
   }
+  ml_shared_free(s->shared);
   free(s->host);
   free(s->access_log);
   free(s->app_path);

@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "moonlet.h"
 #include "sched.h"
+#include "shared.h"
 
 typedef struct ml_conn ml_conn;
 
@@ -37,6 +38,8 @@ struct moonlet_server {
   ml_conn *conns;             /* every open connection */
   int nconns;
   ml_state_hook *hooks;
+  ml_shared *shared;          /* moonlet.shared: outlives generations */
+  int worker_id;              /* moonlet.worker.id: 1..N (master.c) */
   uv_signal_t sigs[3];        /* SIGINT, SIGTERM, SIGHUP */
   int nsigs;
   uv_timer_t grace;

@@ -31,6 +31,11 @@
   X(router_max_params) \
   X(router_segment_limit) \
   X(router_backtracking_is_bounded) \
-  X(router_format_allow)
+  X(router_format_allow) \
+  X(shared_set_get_types) \
+  X(shared_add_incr_delete) \
+  X(shared_incr_wraps_and_floats) \
+  X(shared_ttl) \
+  X(shared_keys_sorted_and_growth)
 
 #endif
