@@ -36,6 +36,9 @@ struct ml_conn {
   ml_buf wbuf;             /* the bytes 'wreq' is writing */
   ml_req req;
   int err_status;          /* the answer to a request we refuse */
+  void (*drain_fn)(ml_conn *c, void *ud, int closed);
+  void *drain_ud;          /* waits for the output to drain */
+  size_t drain_low;
   int closes;              /* handle closes still pending */
   ml_conn *prev, *next;    /* the server's list */
   unsigned in_request : 1; /* a request has begun and is not served */
@@ -52,6 +55,7 @@ static void process_input(ml_conn *c);
 static void flush(ml_conn *c);
 static void start_linger(ml_conn *c);
 static void start_reading(ml_conn *c);
+static void check_drain(ml_conn *c);
 
 /*
 ** {======================================================
@@ -158,9 +162,14 @@ static void detach_request(ml_conn *c) {
  */
 void ml_conn_close(ml_conn *c) {
   ml_co *co = c->req.co;
+  void (*drain)(ml_conn *, void *, int) = c->drain_fn;
   if (c->closing)
     return;
   c->closing = 1;
+  c->drain_fn = NULL;
+  if (drain != NULL)               /* a writer waiting: tell it first */
+    drain(c, c->drain_ud, 1);
+  co = c->req.co;                  /* it may have finished meanwhile */
   c->req.co = NULL;
   detach_request(c);
   if (co != NULL) {
@@ -212,6 +221,15 @@ static void arm(ml_conn *c, uint64_t ms) {
 ** =======================================================
 */
 
+/* Wakes a writer waiting for the output to drain, if it has. */
+static void check_drain(ml_conn *c) {
+  void (*fn)(ml_conn *, void *, int) = c->drain_fn;
+  if (fn != NULL && ml_conn_pending(c) <= c->drain_low) {
+    c->drain_fn = NULL;
+    fn(c, c->drain_ud, 0);
+  }
+}
+
 static void write_done(uv_write_t *w, int status) {
   ml_conn *c = container_of(w, ml_conn, wreq);
   c->writing = 0;
@@ -223,6 +241,9 @@ static void write_done(uv_write_t *w, int status) {
     return;
   }
   flush(c);
+  check_drain(c);
+  if (c->closing)
+    return;
   if (!c->writing && !c->handling && !c->close_after)
     process_input(c);      /* it may have waited on our output */
 }
@@ -262,9 +283,37 @@ static void flush(ml_conn *c) {
       return;
     }
     c->out.len = 0;
+    check_drain(c);          /* all written at once: a writer may go on */
+    if (c->closing || c->writing)
+      return;
   }
   if (c->close_after && !c->handling)
     start_linger(c);
+}
+
+void ml_conn_flush(ml_conn *c) {
+  flush(c);
+}
+
+size_t ml_conn_pending(ml_conn *c) {
+  return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
+
+void ml_conn_on_drain(ml_conn *c, size_t low,
+                      void (*fn)(ml_conn *c, void *ud, int closed),
+                      void *ud) {
+  c->drain_fn = fn;
+  c->drain_ud = ud;
+  c->drain_low = low;
+}
+
+int ml_conn_fd(ml_conn *c) {
+  uv_os_fd_t fd;
+  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? (int)fd : -1;
+}
+
+int ml_conn_closing(ml_conn *c) {
+  return c->closing || c->lingering;
 }
 
 /*

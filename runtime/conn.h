@@ -85,6 +85,34 @@ ml_buf *ml_conn_out(ml_conn *c);
  */
 void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close);
 
+/*
+** Output while a handler runs (streams, files): what is appended to
+** ml_conn_out leaves with ml_conn_flush; a writer that must not buffer
+** without bound waits for the output to drain.
+*/
+
+/* Sends what is queued in ml_conn_out now. */
+void ml_conn_flush(ml_conn *c);
+
+/* Bytes queued or being written. */
+size_t ml_conn_pending(ml_conn *c);
+
+/*
+ * Calls fn once the pending bytes are 'low' or fewer (closed = 0), or the
+ * connection closes first (closed = 1: then before its coroutine is
+ * cancelled).  One such waiter per connection; a new one replaces it.
+ * With fn NULL, forgets the waiter.
+ */
+void ml_conn_on_drain(ml_conn *c, size_t low,
+                      void (*fn)(ml_conn *c, void *ud, int closed),
+                      void *ud);
+
+/* The socket's descriptor (for sendfile), or -1. */
+int ml_conn_fd(ml_conn *c);
+
+/* Whether the connection is closing or gone (writes are pointless). */
+int ml_conn_closing(ml_conn *c);
+
 /* Refuses the request before any handler runs: status, then close. */
 void ml_conn_reject(ml_conn *c, int status);
 
