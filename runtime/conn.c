@@ -56,6 +56,7 @@ static void flush(ml_conn *c);
 static void start_linger(ml_conn *c);
 static void start_reading(ml_conn *c);
 static void check_drain(ml_conn *c);
+static void arm(ml_conn *c, uint64_t ms);
 
 /*
 ** {======================================================
@@ -198,8 +199,25 @@ void ml_conn_shutdown(ml_conn *c) {
 ** =======================================================
 */
 
+/* An idle event stream gets a comment, so proxies keep it open. */
+static void stream_ping(ml_conn *c) {
+  static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
+  if (c->req.chunked)
+    ml_buf_append(&c->out, ping, sizeof ping - 1);
+  else
+    ml_buf_append(&c->out, ping + 3, sizeof ping - 1 - 5);
+  flush(c);
+  if (!c->closing)
+    arm(c, c->req.stream_ping_ms);
+}
+
 static void on_timeout(uv_timer_t *t) {
   ml_conn *c = container_of(t, ml_conn, timer);
+  if (c->handling && c->req.streaming && c->req.stream_ping_ms > 0 &&
+      !c->lingering) {
+    stream_ping(c);
+    return;
+  }
   if (c->lingering || !c->in_request || c->handling) {
     ml_conn_close(c);     /* idle keep-alive, or the linger is over */
     return;
@@ -211,6 +229,14 @@ static void on_timeout(uv_timer_t *t) {
 
 static void arm(ml_conn *c, uint64_t ms) {
   uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
+  c->req.stream_ping_ms = ms;
+  if (ms > 0)
+    arm(c, ms);
+  else
+    uv_timer_stop(&c->timer);
 }
 
 /* }====================================================== */
@@ -393,6 +419,8 @@ static int on_message_begin(llhttp_t *p) {
   r->responded = r->expect_continue = r->in_field = 0;
   r->status = 0;
   r->bytes = 0;
+  r->streaming = r->chunked = 0;
+  r->stream_ping_ms = 0;
   c->err_status = 0;
   c->in_request = 1;
   arm(c, c->srv->limits.header_timeout_ms);

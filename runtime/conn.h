@@ -48,6 +48,9 @@ typedef struct {
   unsigned keep_alive : 1;
   unsigned in_field : 1;   /* the last header callback was a name */
   unsigned enc_slash : 1;  /* the path had %2F, kept encoded in 'path' */
+  unsigned streaming : 1;  /* the head is sent; the body follows */
+  unsigned chunked : 1;    /* ... in chunks (else until close) */
+  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
 } ml_req;
 
 /* Accepts a connection from the listening stream; logs its failures. */
@@ -109,6 +112,10 @@ void ml_conn_on_drain(ml_conn *c, size_t low,
 
 /* The socket's descriptor (for sendfile), or -1. */
 int ml_conn_fd(ml_conn *c);
+
+/* A stream wrote: an idle stream's keep-alive comment comes 'ms' after
+ * the last write (0: none). */
+void ml_conn_stream_idle(ml_conn *c, uint64_t ms);
 
 /* Whether the connection is closing or gone (writes are pointless). */
 int ml_conn_closing(ml_conn *c);

@@ -5,6 +5,7 @@
  * cookies, json) comes from the tables moonlet.request registers.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "conn.h"
@@ -251,6 +252,9 @@ static int req_tostring(lua_State *L) {
   return 1;
 }
 
+/* end_stream: below */
+static int end_stream(lua_State *L, ml_conn *c, int status);
+
 /*
 ** {======================================================
 ** core.send: the response head and body in one buffer
@@ -363,6 +367,8 @@ static int req_send(lua_State *L) {
     return 2;
   }
   r = ml_conn_req(c);
+  if (r->streaming)
+    return end_stream(L, c, (int)status);
   if (r->responded)
     return luaL_error(L, "the response was already sent");
   o = ml_conn_out(c);
@@ -407,6 +413,177 @@ static int req_send(lua_State *L) {
 
 /* }====================================================== */
 
+
+/*
+** {======================================================
+** Streams: a head now, the body piece by piece
+** =======================================================
+*/
+
+#define STREAM_HIGH (256 * 1024)   /* a writer waits above this ... */
+#define STREAM_LOW (64 * 1024)     /* ... until the output drains to this */
+
+typedef struct {
+  ml_wait w;
+  ml_conn *c;
+} stream_wait;
+
+/* The handler returned (or failed): the last chunk, or an abort. */
+static int end_stream(lua_State *L, ml_conn *c, int status) {
+  ml_req *r = ml_conn_req(c);
+  if (status >= 500) {              /* failed mid-body: the client must */
+    ml_conn_close(c);               /* not take it for a whole one */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (r->chunked && r->method != HTTP_HEAD)
+    ML_BUF_LIT(ml_conn_out(c), "0\r\n\r\n");
+  ml_conn_stream_idle(c, 0);
+  ml_conn_responded(c, r->status, r->bytes,
+                    !r->chunked || !ml_conn_keep_alive(c));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * core.stream_start(req, status, headers, content_type, ping_seconds):
+ * sends the head at once.  HTTP/1.1 gets a chunked body; HTTP/1.0 one
+ * that ends when the connection closes.  With ping_seconds, an idle
+ * stream gets a comment line that often (server-sent events).
+ */
+static int req_stream_start(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  const char *ctype = luaL_optstring(L, 4, "text/html; charset=utf-8"), *err;
+  lua_Number ping = luaL_optnumber(L, 5, 0);
+  head_flags f = { 0, 0 };
+  ml_req *r;
+  ml_buf *o;
+  size_t mark;
+  luaL_argcheck(L, status >= 200 && status <= 999 && status != 204 &&
+                status != 304, 2, "status must be from 200 to 999, "
+                "with a body");
+  if (!lua_isnoneornil(L, 3))
+    luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_argcheck(L, ping >= 0 && ping < 1e6, 5, "interval out of range");
+  if (c == NULL || ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (r->responded || r->streaming)
+    return luaL_error(L, "the response was already sent");
+  o = ml_conn_out(c);
+  mark = o->len;
+  f.close = !ml_conn_keep_alive(c) || r->minor == 0;
+  ml_http_status_line(o, (int)status);
+  if (!lua_isnoneornil(L, 3) && (err = put_headers(L, 3, o, &f)) != NULL) {
+    o->len = mark;
+    return luaL_error(L, "%s", err);
+  }
+  if (!f.has_ctype) {
+    ML_BUF_LIT(o, "Content-Type: ");
+    ml_buf_append(o, ctype, strlen(ctype));
+    ML_BUF_LIT(o, "\r\n");
+  }
+  r->chunked = !f.close;
+  if (r->chunked && r->method != HTTP_HEAD)
+    ML_BUF_LIT(o, "Transfer-Encoding: chunked\r\n");
+  if (f.close)
+    ML_BUF_LIT(o, "Connection: close\r\n");
+  ML_BUF_LIT(o, "\r\n");
+  r->streaming = 1;
+  r->status = (int)status;
+  r->bytes = 0;
+  ml_conn_flush(c);
+  if (ping > 0 && !ml_conn_closing(c))
+    ml_conn_stream_idle(c, (uint64_t)(ping * 1000 + 0.5));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void stream_drained(ml_conn *c, void *ud, int closed) {
+  stream_wait *op = ud;
+  ml_co *co = ml_sched_unpark(&op->w);
+  ML_UNUSED(c);
+  free(op);
+  if (co == NULL)
+    return;
+  if (closed) {           /* the write returns, then the handler is
+                             cancelled at its next wait */
+    lua_pushnil(co->L);
+    lua_pushliteral(co->L, "closed");
+    ml_sched_resume(co, 2);
+  } else {
+    lua_pushboolean(co->L, 1);
+    ml_sched_resume_soon(co, 1);
+  }
+}
+
+static void stream_wait_cancel(ml_wait *w) {
+  stream_wait *op = (stream_wait *)w;
+  ml_conn_on_drain(op->c, 0, NULL, NULL);
+  free(op);
+}
+
+/*
+ * core.stream_write(req, data) -> true, or nil and "closed" once the
+ * client has gone.  Waits (yields) while more than STREAM_HIGH bytes are
+ * queued, so a slow reader never makes the server buffer without bound.
+ */
+static int req_stream_write(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  ml_req *r;
+  ml_buf *o;
+  stream_wait *op;
+  ml_co *co;
+  char size[24];
+  if (c == NULL || ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (!r->streaming || r->responded)
+    return luaL_error(L, "the stream is not open (req:stream() starts it; "
+                         "it ends when the handler returns)");
+  lua_pushboolean(L, 1);
+  if (len == 0 || r->method == HTTP_HEAD)
+    return 1;
+  o = ml_conn_out(c);
+  if (r->chunked) {
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    ml_buf_append(o, size, (size_t)n);
+  }
+  if (ml_buf_append(o, data, len) != 0)
+    return luaL_error(L, "not enough memory");
+  if (r->chunked)
+    ML_BUF_LIT(o, "\r\n");
+  r->bytes += len;
+  ml_conn_flush(c);
+  if (ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (r->stream_ping_ms > 0)
+    ml_conn_stream_idle(c, r->stream_ping_ms);
+  if (ml_conn_pending(c) <= STREAM_HIGH)
+    return 1;
+  co = ml_sched_current(L);
+  if ((op = calloc(1, sizeof *op)) == NULL)
+    return luaL_error(L, "not enough memory");
+  op->c = c;
+  ml_conn_on_drain(c, STREAM_LOW, stream_drained, op);
+  ml_sched_park(co, &op->w, stream_wait_cancel);
+  return ml_sched_yield(L);
+}
+
+/* }====================================================== */
+
 static const luaL_Reg req_meta[] = {
   {"__index", req_index},
   {"__newindex", req_newindex},
@@ -422,4 +599,8 @@ void ml_lib_req_register(lua_State *L) {
   lua_setfield(L, -2, "send");
   lua_pushcfunction(L, req_header);
   lua_setfield(L, -2, "req_header");
+  lua_pushcfunction(L, req_stream_start);
+  lua_setfield(L, -2, "stream_start");
+  lua_pushcfunction(L, req_stream_write);
+  lua_setfield(L, -2, "stream_write");
 }

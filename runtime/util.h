@@ -27,8 +27,9 @@ int ml_buf_append(ml_buf *b, const void *p, size_t n);
 /* Frees the memory and empties the buffer. */
 void ml_buf_free(ml_buf *b);
 
-/* Appends a literal string. */
-#define ML_BUF_LIT(b, s) ml_buf_append((b), (s), sizeof(s) - 1)
+/* Appends a string literal (only a literal: sizeof must see the array;
+ * the "" s "" makes anything else fail to compile). */
+#define ML_BUF_LIT(b, s) ml_buf_append((b), "" s "", sizeof(s) - 1)
 
 /* ASCII case-insensitive equality of a (length n) and NUL-terminated lit. */
 int ml_strieq(const char *a, size_t n, const char *lit);

@@ -26,6 +26,7 @@ local M = {
   first = task.first,
   timeout = task.timeout,
   http = require "moonlet.http",
+  queue = require("moonlet.queue").new,
   worker = { id = core.worker_id(), pid = core.pid() },
   shared = core.shared,
 }

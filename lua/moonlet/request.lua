@@ -9,6 +9,7 @@ local url = require "moonlet.url"
 local form = require "moonlet.form"
 local cookie = require "moonlet.cookie"
 local response = require "moonlet.response"
+local stream = require "moonlet.stream"
 
 local type, pcall, rawget = type, pcall, rawget
 local lower = string.lower
@@ -18,6 +19,8 @@ local cjson = require "cjson.safe"
 local methods, lazy = {}, {}
 
 methods.header = core.req_header
+methods.stream = stream.stream
+methods.sse = stream.sse
 
 --- `req:json()`: the decoded body; a body that is not JSON aborts with 400.
 function methods.json(req)
