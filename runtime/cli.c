@@ -273,8 +273,5 @@ int moonlet_main(int argc, char **argv) {
             "process only\n", c.cfg.workers);
     return 2;
   }
-  if (c.cfg.reload)
-    fprintf(stderr, "moonlet: --reload: file watching is not available in "
-            "this build; send SIGHUP to reload\n");
   return run(&c);
 }

@@ -125,22 +125,34 @@ static void gen_close(ml_gen *g) {
   uv_close((uv_handle_t *)&g->ready_idle, gen_free);
 }
 
+/* A request, or a task of one: it finishes on a retired state. */
+static int serves_request(const ml_co *co) {
+  for (; co != NULL; co = co->parent)
+    if (co->is_request)
+      return 1;
+  return 0;
+}
+
 /*
  * Retiring cancels what belongs to the state rather than to a request
- * (timer callbacks, the app load), then closes it once nothing is lent.
+ * (timer callbacks, the app load, their tasks), then closes it once
+ * nothing is lent.
  */
+
 void ml_sched_gen_retire(ml_gen *g) {
-  ml_co *co, *next;
+  ml_co *co;
   if (g->retired)
     return;
   g->retired = 1;
   g->live++;                 /* hold it open while cancelling */
   ml_core_timers_close(g);
-  for (co = g->lent; co != NULL; co = next) {
-    next = co->next;
-    if (!co->is_request && !co->running)
+  do {                       /* from the top each time: a cancel also */
+    for (co = g->lent; co != NULL; co = co->next)   /* ends its tasks */
+      if (!serves_request(co) && !co->running)
+        break;
+    if (co != NULL)
       ml_sched_cancel(co);
-  }
+  } while (co != NULL);
   if (--g->live == 0)
     gen_close(g);
 }
@@ -255,8 +267,10 @@ static void co_finish(ml_co *co, int ok) {
   if (!ok && !co->quiet)
     ml_sched_log_error(co, co->what ? co->what : "coroutine");
   co->done = NULL;
+  co->running = 1;      /* 'done' may retire the state: not cancel this */
   if (done != NULL)
     done(co, ok ? ML_CO_OK : ML_CO_ERROR);  /* values still on co->L */
+  co->running = 0;
   if (!ok)
     ml_closethread(co->L);
   co_release(co);

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "lib.h"
 #include "log.h"
+#include "reload.h"
 #include "server.h"
 
 #define DEFAULT_MAX_BODY (1024 * 1024)
@@ -114,12 +115,16 @@ static void set_limits(moonlet_server *s) {
 ** =======================================================
 */
 
-typedef struct {
+/*
+ * One load of the app file into a new generation.  moonlet_load's lives on
+ * its stack; a reload's is the server's ('s->loading') until it ends.
+ */
+typedef struct load_job {
   moonlet_server *s;
   ml_gen *g;
   int finished;
   int status;      /* 0, or why it failed */
-  int async;       /* a reload: finish in load_done, then free the job */
+  int async;       /* a reload: finish in load_finished, then free it */
 } load_job;
 
 static int end_load(moonlet_server *s, load_job *job);
@@ -140,19 +145,74 @@ static double opt_num(lua_State *L, int t, const char *k) {
   return v > 0 ? v : 0;
 }
 
-/* moonlet.boot.load_app returned app, router, dispatch, options. */
-static void load_done(ml_co *co, int ok) {
+/* Runs in protected mode on a state's main thread: pushes the list of
+ * files moonlet.boot saw the app load (the app file first). */
+static int push_required(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "moonlet.boot");
+  lua_getfield(L, -1, "required_files");
+  lua_call(L, 0, 1);
+  return 1;
+}
+
+/*
+ * --reload: watch the files the load just read.  A good load's files are
+ * the new set; a failed one's are added, so that the fix of a broken
+ * module is seen too.  The list is read from the new state before it is
+ * retired.
+ */
+static void watch_files(moonlet_server *s, ml_gen *g, int good) {
+  lua_State *L = g->L;
+  const char **files;
+  int i, n, top = lua_gettop(L);
+  if (!s->cfg.reload || s->closing)
+    return;
+  if (s->reloader == NULL &&
+      (s->reloader = ml_reload_new(s, s->loop)) == NULL) {
+    ml_log(MOONLET_LOG_ERROR, "--reload: out of memory, not watching");
+    return;
+  }
+  lua_pushcfunction(L, push_required);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
+    ml_log(MOONLET_LOG_ERROR, "--reload: no file list: %s",
+           lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a table");
+    lua_settop(L, top);
+    return;
+  }
+  n = (int)lua_rawlen(L, -1);
+  if ((files = calloc((size_t)n + 1, sizeof *files)) != NULL) {
+    for (i = 0; i < n; i++) {       /* the table keeps them alive */
+      lua_rawgeti(L, top + 1, i + 1);
+      files[i] = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+    }
+    if (ml_reload_watch(s->reloader, files, n, good) != 0)
+      ml_log(MOONLET_LOG_ERROR, "--reload: out of memory, some files are "
+             "not watched");
+    free(files);
+  }
+  lua_settop(L, top);
+}
+
+/*
+ * The coroutine running moonlet.boot.load_app ended.  When it returned
+ * (how == ML_CO_OK) its results are app, router, dispatch, options;
+ * otherwise the error was logged (with file:line) or the load cancelled.
+ */
+static void load_done(ml_co *co, int how) {
   load_job *job = co->data;
   lua_State *L = co->L;
   ml_gen *g = co->gen;
   job->finished = 1;
-  if (!ok) {
+  if (how != ML_CO_OK) {
     job->status = MOONLET_ELOAD;
+    if (how != ML_CO_CANCELLED)
+      watch_files(job->s, g, 0);
     return;
   }
   g->router = ml_lib_router_get(L, 2);
   if (g->router == NULL || !lua_isfunction(L, 3)) {
     job->status = MOONLET_ENOAPP;
+    watch_files(job->s, g, 0);
     return;
   }
   if (lua_istable(L, 4)) {
@@ -166,19 +226,33 @@ static void load_done(ml_co *co, int ok) {
   g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, 1);            /* the app also keeps the router alive */
   g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  watch_files(job->s, g, 1);
 }
 
-/* The coroutine loading the app ended: for a reload, switch now. */
-static void load_finished(ml_co *co, int ok) {
+/*
+ * A reload's coroutine ended: switch to the new generation if it loaded,
+ * free the job, and start the reload asked for meanwhile, if any.  A
+ * cancelled load (the server is stopping) only frees.
+ */
+static void load_finished(ml_co *co, int how) {
   load_job *job = co->data;
-  load_done(co, ok);
-  if (job->async) {
-    if (end_load(job->s, job) == 0)
-      ml_log(MOONLET_LOG_INFO, "reloaded %s", job->s->app_path);
-    else
-      ml_log(MOONLET_LOG_ERROR, "reload failed: still serving the "
-             "previous version of %s", job->s->app_path);
-    free(job);
+  moonlet_server *s = job->s;
+  load_done(co, how);
+  if (!job->async)
+    return;
+  s->loading = NULL;
+  if (how == ML_CO_CANCELLED) {
+    ml_sched_gen_retire(job->g);
+  } else if (end_load(s, job) == 0) {
+    ml_log(MOONLET_LOG_INFO, "reloaded %s", s->app_path);
+  } else {
+    ml_log(MOONLET_LOG_ERROR, "reload failed: still serving the "
+           "previous version of %s", s->app_path);
+  }
+  free(job);
+  if (s->reload_again && !s->closing) {  /* a change came during the load */
+    s->reload_again = 0;
+    moonlet_reload(s);
   }
 }
 
@@ -200,6 +274,8 @@ static int start_load(moonlet_server *s, const char *path, load_job *job,
     return UV_ENOMEM;
   }
   job->g = g;
+  if (async)
+    s->loading = job;
   lua_getfield(co->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(co->L, -1, "moonlet.boot");
   lua_getfield(co->L, -1, "load_app");
@@ -209,11 +285,14 @@ static int start_load(moonlet_server *s, const char *path, load_job *job,
   co->done = load_finished;
   co->data = job;
   co->what = "loading the app";
-  ml_sched_start(co, 1);
+  ml_sched_start(co, 1);   /* may finish, and free an async job, at once */
   return 0;
 }
 
-/* The load has finished: make the new generation current, or drop it. */
+/*
+ * The load has finished: make the new generation current and retire the
+ * old one (its running requests finish on it), or drop the new one.
+ */
 static int end_load(moonlet_server *s, load_job *job) {
   ml_gen *old = s->gen;
   if (!job->finished) {           /* the loop ran dry while it waited */
@@ -239,7 +318,7 @@ int moonlet_load(moonlet_server *s, const char *app_path) {
   load_job job;
   FILE *f;
   int rc;
-  if (s->closing)
+  if (s->closing || s->loading != NULL)
     return MOONLET_ESTATE;
   if ((f = fopen(app_path, "r")) == NULL) {
     rc = -errno;
@@ -262,12 +341,18 @@ int moonlet_load(moonlet_server *s, const char *app_path) {
 /*
  * Loads the app file again into a new state while the current one goes
  * on serving; the switch happens when (and only if) the load succeeds.
+ * A reload asked for while one is loading runs once that one has ended,
+ * so the newest version of the files always wins and loads never pile up.
  */
 int moonlet_reload(moonlet_server *s) {
   load_job *job;
   int rc;
   if (s->closing || s->app_path == NULL)
     return MOONLET_ESTATE;
+  if (s->loading != NULL) {
+    s->reload_again = 1;
+    return 0;
+  }
   if ((job = malloc(sizeof *job)) == NULL)
     return UV_ENOMEM;
   if ((rc = start_load(s, s->app_path, job, 1)) != 0)
@@ -359,8 +444,9 @@ int moonlet_listen(moonlet_server *s) {
 ** =======================================================
 */
 
-static void handle_closed(uv_handle_t *h) {
-  moonlet_server *s = h->data;
+/* One of the server's handles (or its file watcher) has closed; the last
+ * one after finish_close frees the server and calls 'done'. */
+static void release_one(moonlet_server *s) {
   void (*done)(void *) = s->done;
   void *ud = s->done_ud;
   ml_state_hook *hk, *next;
@@ -379,6 +465,14 @@ static void handle_closed(uv_handle_t *h) {
     done(ud);
 }
 
+static void handle_closed(uv_handle_t *h) {
+  release_one(h->data);
+}
+
+static void reloader_closed(void *ud) {
+  release_one(ud);
+}
+
 static void close_handle(moonlet_server *s, uv_handle_t *h) {
   s->pending_closes++;
   h->data = s;
@@ -394,7 +488,12 @@ static void finish_close(moonlet_server *s) {
     ml_sched_gen_retire(s->gen);
   s->gen = NULL;
   ml_log_access_close();
-  s->finished = 1;        /* the last handle_closed frees the server */
+  s->finished = 1;        /* the last release_one frees the server */
+  if (s->reloader != NULL) {
+    s->pending_closes++;
+    ml_reload_close(s->reloader, reloader_closed, s);
+    s->reloader = NULL;
+  }
   close_handle(s, (uv_handle_t *)&s->grace);
   for (i = 0; i < s->nsigs; i++)
     close_handle(s, (uv_handle_t *)&s->sigs[i]);
@@ -419,6 +518,8 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
   s->closing = 1;
   s->done = done;
   s->done_ud = ud;
+  if (s->loading != NULL)           /* cancels it; load_finished frees */
+    ml_sched_gen_retire(s->loading->g);
   uv_timer_init(s->loop, &s->grace);
   if (s->listening)                 /* no new connections */
     close_handle(s, (uv_handle_t *)&s->listener);

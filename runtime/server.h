@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "moonlet.h"
 #include "sched.h"
+#include "reload.h"
 #include "shared.h"
 
 typedef struct ml_conn ml_conn;
@@ -34,6 +35,9 @@ struct moonlet_server {
   uv_tcp_t listener;
   int listening;
   ml_gen *gen;                /* the generation new requests go to */
+  struct load_job *loading;   /* a reload in progress (server.c) */
+  int reload_again;           /* another reload was asked for meanwhile */
+  ml_reload *reloader;        /* --reload's file watcher, or NULL */
   ml_limits limits;
   ml_conn *conns;             /* every open connection */
   int nconns;

@@ -54,10 +54,42 @@ end
 local loaded, searchers = package.loaded, package.searchers
 local loading = {}   -- module name -> the coroutine loading it
 
+-- The files --reload watches: the app file and the Lua files required from
+-- its directory tree, as the searcher found them.  moonlet's own modules
+-- are built in (sched.c puts their searcher second) and are never watched,
+-- whatever their file names look like.
+local builtin_searcher = searchers[2]
+local app_dir               -- the app's directory, with a trailing "/"
+local required = {}
+local where = "^" .. debug.getinfo(1, "S").short_src:gsub("%p", "%%%0")
+  .. ":%d+: "               -- our own position, in a searcher's errors
+
+local function record(file)
+  if app_dir and type(file) == "string"
+      and file:sub(1, #app_dir) == app_dir then
+    required[#required + 1] = file
+  end
+end
+
+-- A searcher raises when it finds a file that does not compile: that file
+-- is watched all the same (its fix must reload), and the error names the
+-- file and line rather than this one.
+local function search(i, name)
+  local ok, loader, extra = pcall(searchers[i], name)
+  if not ok then
+    record(package.searchpath(name, package.path))
+    error((tostring(loader):gsub(where, "")), 0)
+  end
+  if type(loader) == "function" and searchers[i] ~= builtin_searcher then
+    record(extra)
+  end
+  return loader, extra
+end
+
 local function find_loader(name)
   local msgs = {}
   for i = 1, #searchers do
-    local loader, extra = searchers[i](name)
+    local loader, extra = search(i, name)
     if type(loader) == "function" then
       return loader, extra
     elseif type(loader) == "string" then
@@ -106,6 +138,7 @@ end
 function M.load_app(path)
   local dir = path:match("^(.*)/[^/]*$") or "."
   package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
+  app_dir, required = dir .. "/", { path }
   local chunk, err = loadfile(path)
   if not chunk then
     error(err, 0)
@@ -118,6 +151,13 @@ function M.load_app(path)
   end
   local router, dispatch = appmod.serve(app)
   return app, router, dispatch, app.settings
+end
+
+--- The app file and the files it has required from its own directory
+-- tree so far, in load order (for --reload; the server reads it after
+-- each load).
+function M.required_files()
+  return table.move(required, 1, #required, 1, {})
 end
 
 require "moonlet.request"    -- registers the request class with the core
