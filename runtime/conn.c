@@ -36,6 +36,8 @@ struct ml_conn {
   ml_buf wbuf;             /* the bytes 'wreq' is writing */
   ml_req req;
   int err_status;          /* the answer to a request we refuse */
+  uint64_t deadline;       /* loop ms when the timer matters; 0: never */
+  uint64_t timer_due;      /* when the libuv timer is set to fire */
   void (*drain_fn)(ml_conn *c, void *ud, int closed);
   void *drain_ud;          /* waits for the output to drain */
   size_t drain_low;
@@ -213,6 +215,15 @@ static void stream_ping(ml_conn *c) {
 
 static void on_timeout(uv_timer_t *t) {
   ml_conn *c = container_of(t, ml_conn, timer);
+  uint64_t now = uv_now(t->loop);
+  if (c->deadline == 0)
+    return;                  /* disarmed since it was set */
+  if (now < c->deadline) {   /* moved later meanwhile: sleep on */
+    c->timer_due = c->deadline;
+    uv_timer_start(t, on_timeout, c->deadline - now, 0);
+    return;
+  }
+  c->deadline = 0;
   if (c->handling && c->req.streaming && c->req.stream_ping_ms > 0 &&
       !c->lingering) {
     stream_ping(c);
@@ -227,8 +238,25 @@ static void on_timeout(uv_timer_t *t) {
   ml_conn_reject(c, 408);
 }
 
+/*
+ * The connection's one timer: 'ms' from now it times out (head, body,
+ * keep-alive, linger) or pings (an event stream).  Moving the deadline
+ * later leaves the libuv timer alone; it re-arms itself for the rest when
+ * it fires early.  So a busy keep-alive connection costs no timer work
+ * per request.
+ */
 static void arm(ml_conn *c, uint64_t ms) {
-  uv_timer_start(&c->timer, on_timeout, ms, 0);
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) ||
+      c->deadline < c->timer_due) {
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+  }
+}
+
+/* No timeout while a handler works; the timer, if set, finds nothing. */
+static void disarm(ml_conn *c) {
+  c->deadline = 0;
 }
 
 void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
@@ -236,7 +264,7 @@ void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
   if (ms > 0)
     arm(c, ms);
   else
-    uv_timer_stop(&c->timer);
+    disarm(c);
 }
 
 /* }====================================================== */
@@ -716,7 +744,7 @@ static void serve_request(ml_conn *c) {
   ml_co *co;
   int n;
   c->handling = 1;
-  uv_timer_stop(&c->timer);
+  disarm(c);
   c->req.start = uv_now(s->loop);
   if (decode_path(c) != 0) {
     c->handling = 0;

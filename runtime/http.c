@@ -64,19 +64,49 @@ static const char *date_line(size_t *len) {
   return line;
 }
 
+/* Writes v in decimal at the end of buf (which has room); returns the
+ * start of the digits. */
+static char *format_size(char *end, size_t v) {
+  do {
+    *--end = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  return end;
+}
+
+/*
+ * "HTTP/1.1 200 OK\r\n" for the common codes, built once; the others are
+ * formatted each time.
+ */
+static const char *status_text(int status, size_t *len) {
+  static char cache[600][48];
+  static unsigned char cache_len[600];
+  static char other[64];
+  char *line = (status >= 100 && status < 600) ? cache[status] : other;
+  if (line == other || cache_len[status] == 0) {
+    int n = snprintf(line, 48, "HTTP/1.1 %d %s\r\n", status,
+                     ml_http_reason(status));
+    if (n < 0 || n >= 48)
+      n = snprintf(line, 48, "HTTP/1.1 %d Unknown\r\n", status);
+    if (line == other) {
+      *len = (size_t)n;
+      return line;
+    }
+    cache_len[status] = (unsigned char)n;
+  }
+  *len = cache_len[status];
+  return line;
+}
+
 int ml_http_status_line(ml_buf *out, int status) {
-  char head[96];
-  size_t dlen;
+  size_t slen, dlen;
+  const char *head = status_text(status, &slen);
   const char *date = date_line(&dlen);
-  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n", status,
-                   ml_http_reason(status));
-  if (n < 0 || (size_t)n >= sizeof head)
+  if (ml_buf_reserve(out, slen + dlen) != 0)
     return -1;
-  if (ml_buf_reserve(out, (size_t)n + dlen) != 0)
-    return -1;
-  memcpy(out->data + out->len, head, (size_t)n);
-  memcpy(out->data + out->len + n, date, dlen);
-  out->len += (size_t)n + dlen;
+  memcpy(out->data + out->len, head, slen);
+  memcpy(out->data + out->len + slen, date, dlen);
+  out->len += slen + dlen;
   return 0;
 }
 
@@ -105,7 +135,7 @@ int ml_http_value_ok(const char *s, size_t n) {
 }
 
 int ml_http_append_size(ml_buf *out, size_t v) {
-  char tmp[24];
-  int n = snprintf(tmp, sizeof tmp, "%zu", v);
-  return ml_buf_append(out, tmp, (size_t)n);
+  char tmp[24], *end = tmp + sizeof tmp;
+  char *p = format_size(end, v);
+  return ml_buf_append(out, p, (size_t)(end - p));
 }

@@ -481,6 +481,7 @@ local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
       pattern = prefix .. r.pattern, methods = r.methods,
       name = r.name and name_prefix .. r.name,
       run = with_befores(befores, r.handler), afters = afters,
+      plain = #afters == 0,
       errorhandler = errh,
     }
   end
@@ -524,6 +525,22 @@ function M.serve(app)
     end
     local e = entries[id]
     local ok, a, b, c = xpcall(e.run, on_error, req, ...)
+    if ok and b == nil and e.plain then
+      -- the common case, without a second xpcall: a string, or a plain
+      -- table as JSON, and no after hooks to run
+      local ta = type(a)
+      if ta == "string" then
+        return finish(req, 200, a, nil, HTML)
+      elseif ta == "table" and getmetatable(a) == nil then
+        local encoded, json = pcall(encode_json, a)
+        if encoded then
+          return finish(req, 200, json, nil, JSON)
+        end
+      end
+    end
+    if ok and a == SENT then
+      return
+    end
     if ok then
       local d
       ok, a, b, c, d = xpcall(respond, on_error, req, e, nil, a, b, c)
