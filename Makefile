@@ -129,3 +129,19 @@ check-leaks: all $(BUILD)/ctest
 
 clean:
 	rm -rf build build-asan
+
+# Benchmarks: moonlet against nginx + ngx_lua and a bare libuv + llhttp
+# ceiling (spec/bench/README.md).  Installs wrk, nginx and valgrind when
+# missing.  BENCH_DURATION=3 BENCH_RUNS=1 make bench for a quick look.
+.PHONY: bench bench-instr
+bench: deps
+	@sh spec/bench/deps.sh
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet
+	@BUILD=$(BUILD) sh spec/bench/run.sh
+
+# Instructions per hello request under callgrind: quote it with every
+# performance change.
+bench-instr: deps
+	@sh spec/bench/deps.sh
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet
+	@BUILD=$(BUILD) sh spec/bench/instr.sh

@@ -1,0 +1,29 @@
+#!/bin/sh
+# deps.sh - the Debian packages `make bench` needs beyond `make deps`:
+# wrk, nginx with Debian's ngx_lua module, valgrind (bench-instr), procps
+# (pgrep).  Installs only what is missing; apt-get needs root.  nginx's own
+# service is kept from starting while it installs (policy-rc.d).
+set -u
+PKGS="wrk nginx libnginx-mod-http-lua valgrind procps"
+
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' ||
+    missing="$missing $p"
+done
+[ -n "$missing" ] || exit 0
+echo "installing:$missing"
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\n# from moonlet spec/bench/deps.sh\nexit 101\n' |
+    $SUDO tee $policy > /dev/null && $SUDO chmod 755 $policy
+fi
+$SUDO apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing \
+    > /dev/null
+rc=$?
+[ -n "$policy" ] && $SUDO rm -f "$policy"
+exit $rc

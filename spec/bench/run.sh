@@ -1,0 +1,305 @@
+#!/bin/sh
+# run.sh - `make bench`: moonlet against nginx + ngx_lua and against the
+# bare libuv + llhttp ceiling (limit.c), scenario by scenario; raw numbers
+# go to results/latest.raw, the tables (report.lua) to results/latest.md.
+# Servers on CPU 0, load generators on CPU 1; see README.md here.
+#
+#   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
+#   BENCH_SCENARIOS="hello pipeline json param fanin idle sleep reload"
+#   BENCH_PORT=18081   nginx's port (the backend takes the next one)
+set -u
+. spec/bench/lib.sh
+
+D=${BENCH_DURATION:-10}
+RUNS=${BENCH_RUNS:-3}
+WARMUP=${BENCH_WARMUP:-2}
+SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload}
+NGX_PORT=${BENCH_PORT:-18081}
+BACKEND_PORT=$((NGX_PORT + 1))
+SERVERS="moonlet nginx limit"
+IDLE_CONNS=10000
+SLEEPERS=5000
+RELOADS=10
+RESULTS="$HERE/results"
+
+[ -x "$ML" ] || die "$ML is missing: run make first"
+command -v wrk > /dev/null || die "wrk is missing"
+command -v nginx > /dev/null || die "nginx is missing"
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] ||
+  die "libnginx-mod-http-lua is missing"
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (server on 0, load on 1)"
+
+bench_tmp
+raise_nofile
+build_tools
+RAW="$T/raw"
+META="$T/meta"
+: > "$RAW"
+: > "$META"
+
+record() {
+  echo "$*" >> "$RAW"
+}
+
+meta() {
+  printf '%s\t%s\n' "$1" "$2" >> "$META"
+}
+
+log() {
+  echo "bench: $*" >&2
+}
+
+pkgver() {
+  dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"
+}
+
+collect_meta() {
+  dirty=$(git status --porcelain runtime lua 2>/dev/null | wc -l)
+  meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+  meta cpu "$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)"
+  meta cores "$(nproc)"
+  meta memory "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' \
+    /proc/meminfo)"
+  meta kernel "$(uname -sr)"
+  meta os "$(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release)"
+  meta moonlet "$("$ML" version)"
+  meta commit "$(git rev-parse --short HEAD 2>/dev/null)$(
+    [ "$dirty" -gt 0 ] && echo " + $dirty uncommitted files in runtime/ lua/")"
+  meta nginx "$(nginx -v 2>&1 | sed 's/^.*: //')"
+  meta ngx_lua "libnginx-mod-http-lua $(pkgver libnginx-mod-http-lua)"
+  meta luajit "$(dpkg-query -W -f '${db:Status-Abbrev}${Package} ${Version}\n' \
+    'libluajit*' 2>/dev/null | sed -n 's/^ii *//p' | head -n 1)"
+  meta wrk "wrk $(pkgver wrk)"
+  meta cc "$(cc --version | head -n 1)"
+  meta duration "$D"
+  meta runs "$RUNS"
+  meta "load average at start" "$(cut -d" " -f1-3 /proc/loadavg)"
+}
+
+# start SERVER APP [LIMIT ARGS...]: one of the three on CPU 0; PID, PORT.
+start() {
+  srv=$1
+  app=$2
+  shift 2
+  case $srv in
+  moonlet)
+    BENCH_BACKEND_PORT=$BACKEND_PORT start_moonlet "$HERE/apps/$app.lua" ;;
+  nginx)
+    nginx_conf "$T/nginx" "$NGX_PORT" "Hello, World!" "$BACKEND_PORT"
+    start_nginx "$T/nginx" "$NGX_PORT" 0 ;;
+  limit)
+    start_limit "$@" ;;
+  esac
+}
+
+# probe SCEN SERVER PATH: one request first; a server that cannot answer
+# is recorded as n/a instead of being measured.
+probe() {
+  got=$(taskset -c 1 "$BIN/client" get "$PORT" "$3" 2>&1)
+  case $got in
+  200\ *) return 0 ;;
+  501\ no\ moonlet.http*)
+    note="n/a (no moonlet.http yet)" ;;
+  *) note="n/a (GET $3 answered: $(echo "$got" | head -c 80))" ;;
+  esac
+  log "$1/$2: $note"
+  record "scenario=$1 server=$2 run=0 note=$note"
+  return 1
+}
+
+# wrk_once CONNS PATH SECONDS [PIPELINE]: wrk on CPU 1; prints its line.
+wrk_once() {
+  if [ -n "${4:-}" ]; then
+    set -- "$1" "$2" "$3" -s "$HERE/wrk/pipeline.lua" \
+      "http://127.0.0.1:$PORT$2" -- "$4"
+  else
+    set -- "$1" "$2" "$3" -s "$HERE/wrk/report.lua" "http://127.0.0.1:$PORT$2"
+  fi
+  c=$1
+  s=$3
+  shift 3
+  taskset -c 1 wrk -t1 -c"$c" -d"${s}s" --timeout 5s "$@" 2>&1 |
+    sed -n 's/^BENCH //p'
+}
+
+# measure SCEN SERVER RUN CONNS PATH [PIPELINE]: one wrk run with the
+# server's CPU time and peak RSS over it.
+measure() {
+  quiet
+  reset_peak "$PID"
+  b0=$(cpu0_busy)
+  c0=$(cpu_ticks "$PID")
+  out=$(wrk_once "$4" "$5" "$D" "${6:-}")
+  c1=$(cpu_ticks "$PID")
+  b1=$(cpu0_busy)
+  [ -n "$out" ] || out="requests=0 note=wrk failed"
+  record "scenario=$1 server=$2 run=$3 conns=$4 cpu_ticks=$((c1 - c0))" \
+    "other_ticks=$((b1 - b0 - c1 + c0)) clk_tck=$CLK_TCK" \
+    "rss_kb=$(rss_kb "$PID" VmHWM) $out"
+}
+
+# throughput SCEN APP PATH CONNS [PIPELINE]: scenarios 1-5.
+throughput() {
+  for srv in $SERVERS; do
+    case $1 in
+    fanin) start "$srv" "$2" --fanin "$BACKEND_PORT" ;;
+    *) start "$srv" "$2" ;;
+    esac
+    if probe "$1" "$srv" "$3"; then
+      log "$1/$srv: port $PORT, ${RUNS}x ${D}s at $4 connections"
+      wrk_once "$4" "$3" "$WARMUP" "${5:-}" > /dev/null
+      r=1
+      while [ $r -le "$RUNS" ]; do
+        measure "$1" "$srv" $r "$4" "$3" "${5:-}"
+        r=$((r + 1))
+      done
+    fi
+    stop "$PID"
+  done
+}
+
+# idle: 10,000 keep-alive connections, one request each, then idle;
+# the server's RSS before and with them.  A fresh server per run.
+idle() {
+  for srv in $SERVERS; do
+    r=1
+    while [ $r -le "$RUNS" ]; do
+      start "$srv" hello
+      taskset -c 1 "$BIN/client" count "$PORT" / 2000 50 > /dev/null
+      quiet
+      base=$(rss_kb "$PID" VmRSS)
+      : > "$T/idle.out"
+      taskset -c 1 "$BIN/client" idle "$PORT" / $IDLE_CONNS 4 \
+        > "$T/idle.out" &
+      cp=$!
+      STARTED="$STARTED $cp"
+      line=$(wait_line "$T/idle.out" '^ready' 130) || line="ready note=timeout"
+      sleep 1
+      held=$(rss_kb "$PID" VmRSS)
+      wait $cp
+      forget $cp
+      log "idle/$srv run $r: $line, RSS $base -> $held KiB"
+      record "scenario=idle server=$srv run=$r base_kb=$base rss_kb=$held" \
+        "bytes_per_conn=$(((held - base) * 1024 / IDLE_CONNS))" \
+        "${line#ready }"
+      stop "$PID"
+      r=$((r + 1))
+    done
+  done
+}
+
+# sleep: 5,000 requests at once, each sleeping 1 s in the handler;
+# completion time and peak RSS per sleeping request.
+sleepers() {
+  for srv in $SERVERS; do
+    r=1
+    while [ $r -le "$RUNS" ]; do
+      start "$srv" sleep --sleep 1000
+      if ! probe sleep "$srv" /sleep; then stop "$PID"; break; fi
+      taskset -c 1 "$BIN/client" burst "$PORT" /sleep 50 > /dev/null
+      quiet
+      base=$(rss_kb "$PID" VmRSS)
+      reset_peak "$PID"
+      c0=$(cpu_ticks "$PID")
+      out=$(taskset -c 1 "$BIN/client" burst "$PORT" /sleep $SLEEPERS)
+      c1=$(cpu_ticks "$PID")
+      peak=$(rss_kb "$PID" VmHWM)
+      log "sleep/$srv run $r: $out, RSS $base -> peak $peak KiB"
+      record "scenario=sleep server=$srv run=$r base_kb=$base rss_kb=$peak" \
+        "bytes_per_req=$(((peak - base) * 1024 / SLEEPERS))" \
+        "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK ${out#done }"
+      stop "$PID"
+      r=$((r + 1))
+    done
+  done
+}
+
+# rewrite SERVER I: the I-th new version of the app (alternating text),
+# then SIGHUP.  Written aside and renamed, so no half file is ever read.
+rewrite() {
+  if [ $(($2 % 2)) -eq 1 ]; then text="Hello, Moon!"; else text="Hello, World!"; fi
+  case $1 in
+  moonlet)
+    sed "s/Hello, World!/$text/" "$HERE/apps/hello.lua" > "$T/reload/app.new"
+    mv "$T/reload/app.new" "$T/reload/app.lua" ;;
+  nginx)
+    nginx_conf "$T/nginx" "$NGX_PORT" "$text" "$BACKEND_PORT" ;;
+  esac
+  kill -HUP "$PID"
+}
+
+# reload: hello at 100 connections while the app is rewritten and
+# reloaded 10 times; wrk's errors and p99 (steady p99: the hello scenario).
+reload() {
+  gap=$(awk -v d="$D" -v n=$RELOADS 'BEGIN { printf "%.3f", d / (n + 1) }')
+  for srv in moonlet nginx; do
+    : > "$T/moonlet.err"
+    case $srv in
+    moonlet)
+      mkdir -p "$T/reload"
+      cp "$HERE/apps/hello.lua" "$T/reload/app.lua"
+      start_moonlet "$T/reload/app.lua" info ;;
+    nginx) start nginx hello ;;
+    esac
+    log "reload/$srv: port $PORT, ${RUNS}x ${D}s with $RELOADS reloads"
+    wrk_once 100 / "$WARMUP" > /dev/null
+    r=1
+    while [ $r -le "$RUNS" ]; do
+      n0=$(grep -c 'reloaded \|: reconfiguring$' "$T/moonlet.err" \
+        "$T/nginx/error.log" 2>/dev/null | awk -F: '{ s += $NF } END { print s }')
+      quiet
+      c0=$(cpu_ticks "$PID")
+      wrk_once 100 / "$D" > "$T/wrk.out" &
+      wp=$!
+      STARTED="$STARTED $wp"
+      i=1
+      while [ $i -le $RELOADS ]; do
+        sleep "$gap"
+        rewrite $srv $i
+        i=$((i + 1))
+      done
+      wait $wp
+      forget $wp
+      sleep 0.5 # old nginx workers finish and are reaped
+      c1=$(cpu_ticks "$PID")
+      n1=$(grep -c 'reloaded \|: reconfiguring$' "$T/moonlet.err" \
+        "$T/nginx/error.log" 2>/dev/null | awk -F: '{ s += $NF } END { print s }')
+      out=$(cat "$T/wrk.out")
+      [ -n "$out" ] || out="requests=0 note=wrk failed"
+      record "scenario=reload server=$srv run=$r conns=100" \
+        "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK reloads=$((n1 - n0))" \
+        "rss_kb=$(rss_kb "$PID" VmRSS) $out"
+      r=$((r + 1))
+    done
+    stop "$PID"
+    rm -f "$T/nginx/error.log"
+  done
+}
+
+collect_meta
+started=$(date +%s)
+for s in $SCENARIOS; do
+  case $s in
+  hello) throughput hello hello / 100 ;;
+  pipeline) throughput pipeline hello / 100 16 ;;
+  json) throughput json json /json 100 ;;
+  param) throughput param param /user/12345 100 ;;
+  fanin)
+    nginx_conf "$T/backend" "$BACKEND_PORT" "Hello, World!"
+    start_nginx "$T/backend" "$BACKEND_PORT" 1
+    backend=$PID
+    throughput fanin fanin /fanin 1000
+    stop "$backend" ;;
+  idle) idle ;;
+  sleep) sleepers ;;
+  reload) reload ;;
+  *) die "unknown scenario $s" ;;
+  esac
+done
+meta elapsed "$(($(date +%s) - started)) s"
+
+mkdir -p "$RESULTS"
+cp "$RAW" "$RESULTS/latest.raw"
+lua5.4 "$HERE/report.lua" "$RAW" "$META" "$RESULTS/latest.md" ||
+  die "report.lua failed"
+log "wrote spec/bench/results/latest.md"
