@@ -538,9 +538,6 @@ function M.serve(app)
         end
       end
     end
-    if ok and a == SENT then
-      return
-    end
     if ok then
       local d
       ok, a, b, c, d = xpcall(respond, on_error, req, e, nil, a, b, c)
