@@ -2,7 +2,7 @@
 -- `q:put(v)` waits while the queue is full; `q:get([timeout])` waits for
 -- an item.  A waiter cancelled with its request leaves the queue as it
 -- was: a getter's place is given up, and an item already handed to it
--- goes back to the front.
+-- goes to the next getter, or back to the front.
 -- @module moonlet.queue
 
 local core = require "moonlet.core"
@@ -91,10 +91,14 @@ function Queue:get(timeout)
   local f = future()
   local taken = false
   local place <close> = waiting(self.getters, f, function()
-    -- cancelled after a put handed us an item: it goes back in front
+    -- cancelled after a put handed us an item: it goes to the next
+    -- getter, or back in front
     if f:done() and not taken then
       local ok, v = pcall(f.get, f, 0)
-      if ok and v ~= nil then insert(self.items, 1, v) end
+      if ok and v ~= nil then
+        local g = remove(self.getters, 1)
+        if g then g:set(v) else insert(self.items, 1, v) end
+      end
     end
   end)
   local v, err = f:get(timeout)
