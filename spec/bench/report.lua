@@ -202,6 +202,20 @@ local DESC = {
     "reloaded (SIGHUP) 10 times",
 }
 
+-- A warning under a table when something else used CPU 0 in a run.
+local function disturbed(t)
+  local worst = 0
+  for _, srv in ipairs(SERVERS) do
+    for _, x in ipairs(values(t[srv], other_pct)) do
+      worst = math.max(worst, x)
+    end
+  end
+  if worst > 10 then
+    w(fmt("⚠ something else used up to %.0f%% of CPU 0 during a run: " ..
+      "those numbers are disturbed.\n", worst))
+  end
+end
+
 local function throughput(scen)
   local t = runs[scen]
   if not t then return end
@@ -229,16 +243,7 @@ local function throughput(scen)
   end
   table_rows({ "server", "requests/s", "p50", "p99", "server CPU",
     "CPU per request", "peak RSS", "errors (max)" }, rows)
-  local worst = 0
-  for _, srv in ipairs(SERVERS) do
-    for _, x in ipairs(values(t[srv], other_pct)) do
-      worst = math.max(worst, x)
-    end
-  end
-  if worst > 5 then
-    w(fmt("⚠ something else used up to %.0f%% of CPU 0 during a run: " ..
-      "those numbers are disturbed.\n", worst))
-  end
+  disturbed(t)
   local m, n, l = k.moonlet, k.nginx, k.limit
   w(fmt("moonlet / nginx + ngx_lua: %s requests/s, %s CPU per request; " ..
     "moonlet / ceiling: %s requests/s.\n",
@@ -280,7 +285,9 @@ local function sleep()
   local t = runs.sleep
   if not t then return end
   w("### sleep\n\n", DESC.sleep, ". Bytes per request = (peak RSS − RSS " ..
-    "before) / 5,000; completion = first connect to last response.\n")
+    "before) / 5,000; completion = first connect to last response; p99 from " ..
+    "sending the request; a slowest connect near 1 s or 3 s is a SYN " ..
+    "dropped at a full accept queue, retried by the kernel.\n")
   local rows, k = {}, {}
   for _, srv in ipairs(SERVERS) do
     local list = t[srv]
@@ -290,17 +297,19 @@ local function sleep()
       local c = stat(list, function(r) return r.total_ms and r.total_ms / 1000 end)
       k[srv] = { bytes = med(b), secs = med(c) }
       if not b and note then
-        rows[#rows + 1] = { LABEL[srv], note, "", "", "", "", "" }
+        rows[#rows + 1] = { LABEL[srv], note, "", "", "", "", "", "" }
       else
         rows[#rows + 1] = { LABEL[srv], cell(c, " s"),
           cell(stat(list, function(r) return r.p99_ms end), " ms"),
+          cell(stat(list, function(r) return r.connect_max_ms end), " ms"),
           cell(b, " B"), cell(stat(list, rss_mib), " MiB"),
           cell(stat(list, cpu_s), " s"),
           cell(stat(list, client_errors), "", int) }
       end
     end
   end
-  table_rows({ "server", "completion", "p99", "bytes per request",
+  table_rows({ "server", "completion", "p99", "slowest connect",
+    "bytes per request",
     "peak RSS", "server CPU", "errors" }, rows)
   local m, n, l = k.moonlet or {}, k.nginx or {}, k.limit or {}
   w(fmt("moonlet / nginx + ngx_lua: %s bytes per request, %s completion; " ..
@@ -334,6 +343,7 @@ local function reload()
   end
   table_rows({ "server", "requests/s", "p99", "steady p99", "p99 / steady",
     "errors (max)", "reloads seen" }, rows)
+  disturbed(t)
   key.reload = k
   summarize("reload", "requests/s",
     function(srv) return k[srv] and k[srv].rps end)
