@@ -23,6 +23,7 @@ LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
 .PHONY: all deps run test test-c test-lua test-gc asan test-asan check-leaks \
+        fuzz fuzz-deps \
         clean
 
 all: deps $(BUILD)/moonlet
@@ -127,8 +128,33 @@ check-leaks: all $(BUILD)/ctest
 	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad"; \
 	  exit 1; fi; echo "valgrind: $$(ls $(BUILD)/valgrind | wc -l) servers, clean"
 
+# Fuzzing the connection path with libFuzzer (spec/fuzz/fuzz_conn.c):
+# `make fuzz SECONDS=600`.  New inputs go to build-fuzz/corpus, crashes
+# to build-fuzz/crash-*; a crash, once fixed, joins spec/fuzz/corpus.
+SECONDS ?= 600
+FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
+FUZZ_RUN := -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps PKGS="clang-14 libclang-rt-14-dev"
+
+build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) runtime/*.h \
+                      $(LUA_SRC) | fuzz-deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang-14 \
+	  OPT="-O1 -g" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  build-fuzz/libmoonlet.a
+	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
+	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime \
+	  $(shell pkg-config --cflags lua5.4 libuv) -o $@ spec/fuzz/fuzz_conn.c \
+	  build-fuzz/libmoonlet.a $(LIBS)
+
+fuzz: deps build-fuzz/fuzz_conn
+	@mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz_conn -max_total_time=$(SECONDS) $(FUZZ_RUN) \
+	  build-fuzz/corpus spec/fuzz/corpus
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # Benchmarks: moonlet against nginx + ngx_lua and a bare libuv + llhttp
 # ceiling (spec/bench/README.md).  Installs wrk, nginx and valgrind when
