@@ -337,10 +337,15 @@ static int retry(ml_hreq *r) {
 /* The connection ended (EOF or an error) during an exchange. */
 static void on_end(hconn *c, ssize_t nread) {
   ml_hreq *r = c->req;
-  if (nread == UV_EOF && r->got_bytes && llhttp_message_needs_eof(&c->parser)
-      && llhttp_finish(&c->parser) == HPE_OK && r->complete) {
-    finish(r, NULL);           /* a close-delimited body */
-    return;
+  llhttp_errno_t e;
+  if (nread == UV_EOF && r->got_bytes &&
+      llhttp_message_needs_eof(&c->parser)) {
+    /* llhttp_finish returns what on_message_complete did: HPE_PAUSED */
+    e = llhttp_finish(&c->parser);
+    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) {
+      finish(r, NULL);         /* a close-delimited body */
+      return;
+    }
   }
   if (!retry(r))
     finish(r, "closed");
