@@ -361,7 +361,7 @@ void ml_sched_resume(ml_co *co, int nargs) {
  * run, its owner told, and goes back to the pool.
  */
 void ml_sched_cancel(ml_co *co) {
-  ml_wait *w = co->wait;
+  ml_wait *w;
   void (*done)(ml_co *, int);
   while (co->children != NULL)
     ml_sched_cancel(co->children);   /* each one orphans itself */
@@ -369,6 +369,9 @@ void ml_sched_cancel(ml_co *co) {
     co->cancel_pending = 1;
     return;
   }
+  /* read only now: a child's end may have woken co from what it waited
+   * on (freeing that wait) and queued it on its ready wait instead */
+  w = co->wait;
   if (w != NULL) {
     co->wait = NULL;
     w->co = NULL;
