@@ -24,6 +24,9 @@ void ml_lib_task_register(lua_State *L);
 /* Adds core.http_request() (lib_http.c). */
 void ml_lib_http_register(lua_State *L);
 
+/* Adds core.thread_run(), moonlet.thread.run (lib_thread.c). */
+void ml_lib_thread_register(lua_State *L);
+
 /* Adds core.shared, moonlet.shared's functions (lib_shared.c). */
 void ml_lib_shared_register(lua_State *L);
 

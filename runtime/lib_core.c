@@ -277,5 +277,6 @@ int luaopen_moonlet_core(lua_State *L) {
   ml_lib_shared_register(L);
   ml_lib_task_register(L);
   ml_lib_http_register(L);
+  ml_lib_thread_register(L);
   return 1;
 }

@@ -29,6 +29,7 @@ local M = {
   queue = require("moonlet.queue").new,
   worker = { id = core.worker_id(), pid = core.pid() },
   shared = core.shared,
+  thread = { run = core.thread_run },
 }
 
 --- `moonlet.log(level, message)`: to the error log ("debug" ... "error").
