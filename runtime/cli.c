@@ -27,8 +27,9 @@ static const char usage_text[] =
   "  --host H                 address to listen on (127.0.0.1; "
   "MOONLET_HOST)\n"
   "  --port P                 port, 0 for any free one (8080; MOONLET_PORT)\n"
-  "  --workers N|auto         processes (1)\n"
-  "  --reload                 reload when the app's files change\n"
+  "  --workers N|auto         processes sharing the port (1; auto: one "
+  "per CPU)\n"
+  "  --reload                 reload when the app or its modules change\n"
   "  --access-log PATH|-      one line per response (off; - is stdout)\n"
   "  --log-level LEVEL        debug, info, warn or error (info)\n"
   "  --debug                  tracebacks in 500 responses\n"
@@ -268,10 +269,7 @@ int moonlet_main(int argc, char **argv) {
   }
   if (c.cfg.workers == 0)
     c.cfg.workers = (int)uv_available_parallelism();
-  if (c.cfg.workers > 1) {
-    fprintf(stderr, "moonlet: --workers %d: this build runs one worker "
-            "process only\n", c.cfg.workers);
-    return 2;
-  }
+  if (c.cfg.workers > 1 && c.command == CMD_RUN)
+    return moonlet_run_workers(&c.cfg, c.app);
   return run(&c);
 }

@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include "lib.h"
 #include "log.h"
+#include "master.h"
 #include "server.h"
 #include "util.h"
 
@@ -75,6 +76,7 @@ struct ml_timer {
   ml_timer **ud;          /* the userdata's pointer to us, or NULL */
   ml_timer *prev, *next;  /* the state's list */
   int repeat;
+  int single;             /* {single = true}: one worker only */
 };
 
 static void timer_free(uv_handle_t *h) {
@@ -108,8 +110,13 @@ void ml_core_timers_close(ml_gen *g) {
 static void on_timer(uv_timer_t *h) {
   ml_timer *t = container_of(h, ml_timer, timer);
   ml_gen *g = t->gen;
-  ml_co *co = ml_sched_acquire(g);
-  if (co == NULL) {
+  ml_co *co;
+  if (t->single && !ml_master_single_turn(g->server)) {
+    if (!t->repeat)
+      timer_stop(t);       /* another worker's firing */
+    return;
+  }
+  if ((co = ml_sched_acquire(g)) == NULL) {
     ml_log(MOONLET_LOG_ERROR, "timer: out of memory, firing skipped");
     return;
   }
@@ -125,8 +132,15 @@ static int new_timer(lua_State *L, int repeat) {
   ml_gen *g = ML_GEN(L);
   ml_timer **ud, *t;
   uint64_t ms;
+  int single = 0;
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "interval out of range");
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 3)) {   /* options: {single = true} */
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "single");
+    single = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   if (g->retired)
     return luaL_error(L, "this version of the app has been replaced");
   ud = lua_newuserdatauv(L, sizeof *ud, 0);
@@ -139,6 +153,7 @@ static int new_timer(lua_State *L, int repeat) {
     ms = 1;                /* an every(0) would starve the loop */
   t->gen = g;
   t->repeat = repeat;
+  t->single = single;
   lua_pushvalue(L, 2);
   t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->next = g->timers;

@@ -80,6 +80,17 @@ int moonlet_write_routes(moonlet_server *s, FILE *out);
 /* "moonlet X.Y.Z (Lua 5.4.N, libuv A.B.C, llhttp D.E.F)" */
 const char *moonlet_version(void);
 
+/*
+ * --workers: serves the app from cfg->workers processes on one port.  A
+ * master forks the workers (each with its own loop and Lua state, sharing
+ * the port through SO_REUSEPORT), prints the listening line once all of
+ * them listen, restarts one that dies, passes SIGHUP on, and on SIGTERM
+ * or SIGINT lets them drain (cfg->grace).  Returns the exit status: 0
+ * after a stop, 1 when the app cannot load or the port cannot be bound.
+ * It forks: call it before making any libuv loop of your own.
+ */
+int moonlet_run_workers(const moonlet_config *cfg, const char *app_path);
+
 /* The moonlet command line (run, routes, version); returns the exit
  * status: 0, 1 when the app cannot load or listen, 2 for bad usage. */
 int moonlet_main(int argc, char **argv);

@@ -4,9 +4,13 @@
  * Connections are conn.c's; Lua states and coroutines are sched.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <lauxlib.h>
 #include <llhttp.h>
 #include "conn.h"
@@ -50,6 +54,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   else
     moonlet_config_init(&s->cfg);
   s->worker_id = 1;
+  s->single_fd = -1;
   s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
   if (s->host == NULL ||
@@ -375,24 +380,77 @@ static void on_connection(uv_stream_t *listener, int status) {
   ml_conn_accept(s, listener);
 }
 
-/* Resolves host:port; numeric addresses first, then a name lookup. */
-static int resolve(moonlet_server *s, struct sockaddr_storage *ss) {
-  uv_getaddrinfo_t req;
-  struct addrinfo hints;
+static int eai_to_uv(int eai) {
+  switch (eai) {
+  case EAI_AGAIN: return UV_EAI_AGAIN;
+  case EAI_FAMILY: return UV_EAI_FAMILY;
+  case EAI_MEMORY: return UV_ENOMEM;
+  case EAI_NONAME: return UV_EAI_NONAME;
+  case EAI_SERVICE: return UV_EAI_SERVICE;
+  default: return UV_EAI_FAIL;
+  }
+}
+
+/*
+ * Resolves host:port: numeric addresses first, then a name lookup.  It
+ * blocks and needs no loop: it runs once at start, in the master before
+ * any fork too.
+ */
+int ml_server_resolve(const char *host, int port,
+                      struct sockaddr_storage *ss) {
+  struct addrinfo hints, *ai;
   int rc;
-  if (uv_ip4_addr(s->host, s->cfg.port, (struct sockaddr_in *)ss) == 0 ||
-      uv_ip6_addr(s->host, s->cfg.port, (struct sockaddr_in6 *)ss) == 0)
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
     return 0;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  /* no callback: a synchronous lookup, done once at start */
-  if ((rc = uv_getaddrinfo(s->loop, &req, NULL, s->host, NULL, &hints)) != 0)
-    return rc;
-  memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
-  ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)s->cfg.port);
-  uv_freeaddrinfo(req.addrinfo);
+  if ((rc = getaddrinfo(host, NULL, &hints, &ai)) != 0)
+    return eai_to_uv(rc);
+  memset(ss, 0, sizeof *ss);
+  memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+  if (ss->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  freeaddrinfo(ai);
   return 0;
+}
+
+/*
+ * A TCP socket bound to 'sa' with SO_REUSEPORT, so that several processes
+ * (--workers) listen on one port and the kernel spreads connections over
+ * them.  libuv 1.44 has no flag for it, hence socket() here and
+ * uv_tcp_open after.  The descriptor, or a negative error.
+ */
+int ml_server_reuseport_socket(const struct sockaddr *sa) {
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+  int fd, one = 1, rc;
+  if ((fd = socket(sa->sa_family, SOCK_STREAM, 0)) < 0)
+    return -errno;
+  if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+      bind(fd, sa, len) != 0) {
+    rc = -errno;
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+/* Binds the listener: by libuv, or (--workers) on a socket of our own. */
+static int bind_listener(moonlet_server *s, const struct sockaddr *sa) {
+  int fd, rc;
+  if (!s->reuse_port)
+    return uv_tcp_bind(&s->listener, sa, 0);
+  if ((fd = ml_server_reuseport_socket(sa)) < 0)
+    return fd;
+  if ((rc = uv_tcp_open(&s->listener, fd)) != 0)
+    close(fd);
+  return rc;
 }
 
 static void on_signal(uv_signal_t *h, int signum);
@@ -416,12 +474,12 @@ int moonlet_listen(moonlet_server *s) {
     return MOONLET_ESTATE;
   if (s->cfg.port < 0 || s->cfg.port > 65535)
     return UV_EINVAL;
-  if ((rc = resolve(s, &ss)) != 0)
+  if ((rc = ml_server_resolve(s->host, s->cfg.port, &ss)) != 0)
     return rc;
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
   s->listening = 1;
-  if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) != 0 ||
+  if ((rc = bind_listener(s, (struct sockaddr *)&ss)) != 0 ||
       (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0 ||
       (rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss,
                                &len)) != 0)
@@ -457,6 +515,9 @@ static void release_one(moonlet_server *s) {
     free(hk);
   }
   ml_shared_free(s->shared);
+  if (s->single_fd >= 0)
+    close(s->single_fd);          /* frees the lock, if we held it */
+  free(s->single_lock);
   free(s->host);
   free(s->access_log);
   free(s->app_path);

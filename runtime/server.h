@@ -44,6 +44,10 @@ struct moonlet_server {
   ml_state_hook *hooks;
   ml_shared *shared;          /* moonlet.shared: outlives generations */
   int worker_id;              /* moonlet.worker.id: 1..N (master.c) */
+  int reuse_port;             /* listen with SO_REUSEPORT (master.c) */
+  char *single_lock;          /* the lock file of {single = true} timers,
+                                 NULL with one process (master.c) */
+  int single_fd;              /* that file, once opened; -1 */
   uv_signal_t sigs[3];        /* SIGINT, SIGTERM, SIGHUP */
   int nsigs;
   uv_timer_t grace;
@@ -54,6 +58,13 @@ struct moonlet_server {
   void *done_ud;
   char readbuf[65536];        /* shared by every read callback */
 };
+
+/* Resolves host:port once, blocking; 0 or a negative error. */
+int ml_server_resolve(const char *host, int port,
+                      struct sockaddr_storage *ss);
+
+/* A socket bound to sa with SO_REUSEPORT; the fd or a negative error. */
+int ml_server_reuseport_socket(const struct sockaddr *sa);
 
 /* Runs the host's on_state hooks on a new state. */
 void ml_server_state_hooks(moonlet_server *s, lua_State *L);

@@ -309,6 +309,9 @@ os.rename(out .. ".tmp", out)
     assert.equal("mem", body(srv))
     io.stderr:write(("RSS after 20 reloads %d KiB, after 200 %d KiB\n")
       :format(before, after))
+    -- a sanitizer keeps freed memory in quarantine, valgrind is the
+    -- process: only a plain build's RSS says anything
+    if os.getenv("ASAN_OPTIONS") or H.wrap ~= "" then return end
     assert.is_true(after - before < 3 * 1024,
       ("RSS grew from %d to %d KiB"):format(before, after))
   end)
