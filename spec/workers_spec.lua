@@ -115,6 +115,24 @@ describe("workers", function()
     os.execute("rm -rf " .. H.quote(dir))
   end)
 
+  it("reloads every worker on a save with --reload", function()
+    local src = 'local m = require "moonlet"\nlocal app = m.app()\n'
+      .. 'app:get("/", function() return "%s" end)\nreturn app\n'
+    local path, dir = H.write_app(src:format("before"))
+    srv = H.start(path, { args = { "--workers", "2", "--reload" } })
+    assert.truthy(H.wait_for_log(srv, "watching 1 file.*watching 1 file"))
+    local f = assert(io.open(path, "w"))
+    f:write(src:format("after"))
+    f:close()
+    local deadline = H.now() + 5
+    while select(2, srv:log():gsub("reloaded", "")) < 2
+        and H.now() < deadline do
+      H.pause(0.02)
+    end
+    for _ = 1, 20 do assert.equal("after", H.get(srv, "/").body) end
+    os.execute("rm -rf " .. H.quote(dir))
+  end)
+
   for _, n in ipairs { 1, 2 } do
     it(("lets 1 s requests finish on SIGTERM, then exits 0 (%d worker%s)")
         :format(n, n > 1 and "s" or ""), function()
