@@ -632,7 +632,8 @@ int moonlet_write_routes(moonlet_server *s, FILE *out) {
 const char *moonlet_version(void) {
   static char v[128];
   if (v[0] == '\0')
-    snprintf(v, sizeof v, "moonlet %s (Lua %s.%s.%s, libuv %s, llhttp %d.%d.%d)",
+    snprintf(v, sizeof v,
+             "moonlet %s (Lua %s.%s.%s, libuv %s, llhttp %d.%d.%d)",
              MOONLET_VERSION, LUA_VERSION_MAJOR, LUA_VERSION_MINOR,
              LUA_VERSION_RELEASE, uv_version_string(), LLHTTP_VERSION_MAJOR,
              LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
