@@ -272,10 +272,10 @@ reset_peak() {
   return 0
 }
 
-# cpu0_busy: ticks CPU 0 (the servers' CPU) has spent busy, all processes
-# and interrupts together; less the server's own, what disturbed a run.
-cpu0_busy() {
-  awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+# cpu_busy N: ticks CPU N has spent busy, all processes and interrupts
+# together; less the server's (CPU 0) or wrk's (CPU 1) own, what else ran.
+cpu_busy() {
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 
 # quiet: waits (up to BENCH_QUIET_WAIT seconds, default 20) until both

@@ -56,6 +56,8 @@ static uv_loop_t *loop;
 static uv_tcp_t listener;
 static uv_timer_t date_timer;
 static char date_hdr[64];
+static char resp_ok[256];  /* the keep-alive answer, rebuilt every second */
+static int resp_ok_len;
 static char read_buf[65536];
 static int fanin_port, sleep_ms;
 static backend *idle_backends;
@@ -73,13 +75,19 @@ static void conn_close(conn *c);
 static void start_delay(conn *c);
 static void flush(conn *c);
 
-/* The Date header, refreshed once a second as real servers do. */
+/* The Date header, refreshed once a second as real servers do, and the
+ * whole usual answer with it. */
 static void update_date(uv_timer_t *t) {
   time_t now = time(NULL);
   struct tm tm;
   (void)t;
   gmtime_r(&now, &tm);
   strftime(date_hdr, sizeof date_hdr, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  resp_ok_len = snprintf(resp_ok, sizeof resp_ok,
+                         "HTTP/1.1 200 OK\r\nServer: limit\r\nDate: %s\r\n"
+                         "Content-Type: text/html; charset=utf-8\r\n"
+                         "Content-Length: %d\r\n\r\n%s",
+                         date_hdr, (int)sizeof BODY - 1, BODY);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -91,23 +99,29 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
  * connection's responses at a time. */
 static void append_response(conn *c, int status) {
   char head[256];
+  const char *r = head;
   int n, ok = status == 200;
   if (out_owner && out_owner != c) flush(out_owner);
   out_owner = c;
-  n = snprintf(head, sizeof head,
-               "HTTP/1.1 %s\r\nServer: limit\r\nDate: %s\r\n"
-               "Content-Type: text/html; charset=utf-8\r\n"
-               "Content-Length: %d\r\n%s\r\n%s",
-               ok ? "200 OK" : "502 Bad Gateway", date_hdr,
-               ok ? (int)sizeof BODY - 1 : 0,
-               c->close_after ? "Connection: close\r\n" : "",
-               ok ? BODY : "");
+  if (ok && !c->close_after) {
+    r = resp_ok;
+    n = resp_ok_len;
+  } else {
+    n = snprintf(head, sizeof head,
+                 "HTTP/1.1 %s\r\nServer: limit\r\nDate: %s\r\n"
+                 "Content-Type: text/html; charset=utf-8\r\n"
+                 "Content-Length: %d\r\n%s\r\n%s",
+                 ok ? "200 OK" : "502 Bad Gateway", date_hdr,
+                 ok ? (int)sizeof BODY - 1 : 0,
+                 c->close_after ? "Connection: close\r\n" : "",
+                 ok ? BODY : "");
+  }
   if (out_len + n > out_cap) {
     out_cap = (out_len + n) * 2;
     out = realloc(out, out_cap);
     if (!out) abort();
   }
-  memcpy(out + out_len, head, n);
+  memcpy(out + out_len, r, n);
   out_len += n;
 }
 

@@ -99,11 +99,12 @@ end
 local function client_errors(r)
   return (r.errors or 0) + (r.not_2xx or 0)
 end
--- CPU 0's busy time not spent by the server, in % of the run: other
--- processes (or interrupts) on the server's CPU.
+-- Busy time of CPU 0 not spent by the server, or of CPU 1 not spent by
+-- wrk (or the fan-in backend), in % of the run: something else ran.
 local function other_pct(r)
   if not r.other_ticks or secs(r) == 0 then return nil end
-  return 100 * r.other_ticks / r.clk_tck / secs(r)
+  local t = math.max(r.other_ticks, r.other1_ticks or 0)
+  return 100 * t / r.clk_tck / secs(r)
 end
 local function p50(r) return r.p50_us and r.p50_us / 1000 end
 local function p99(r)
@@ -211,7 +212,7 @@ local function disturbed(t)
     end
   end
   if worst > 10 then
-    w(fmt("⚠ something else used up to %.0f%% of CPU 0 during a run: " ..
+    w(fmt("⚠ something else used up to %.0f%% of a CPU during a run: " ..
       "those numbers are disturbed.\n", worst))
   end
 end

@@ -1,10 +1,26 @@
 -- wrk script: one machine-readable line at the end of a run, for run.sh.
 -- Latencies are in microseconds; errors split as wrk counts them.
+-- wrk's own CPU ticks (all threads), so run.sh can tell what else ran
+-- on CPU 1.
+local function own_ticks()
+  local f = io.open("/proc/self/stat")
+  if not f then return 0 end
+  local rest = f:read("*a"):match("%) (.*)")
+  f:close()
+  local n, t = 0, 0
+  for v in rest:gmatch("%S+") do
+    n = n + 1
+    if n == 12 or n == 13 then t = t + tonumber(v) end
+  end
+  return t
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(("BENCH requests=%d duration_us=%d connect=%d read=%d " ..
-    "write=%d timeout=%d status=%d p50_us=%d p99_us=%d max_us=%d\n"):format(
+    "write=%d timeout=%d status=%d p50_us=%d p99_us=%d max_us=%d " ..
+    "wrk_ticks=%d\n"):format(
     summary.requests, summary.duration, e.connect, e.read, e.write,
     e.timeout, e.status, latency:percentile(50), latency:percentile(99),
-    latency.max))
+    latency.max, own_ticks()))
 end
