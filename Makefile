@@ -23,7 +23,7 @@ LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
 .PHONY: all deps run test test-c test-lua test-gc asan test-asan check-leaks \
-        fuzz fuzz-deps \
+        fuzz fuzz-deps embed-example \
         clean
 
 all: deps $(BUILD)/moonlet
@@ -79,6 +79,17 @@ $(BUILD)/ctest: $(CTEST_SRC) spec/c/*.h $(BUILD)/libmoonlet.a
 
 $(BUILD):
 	@mkdir -p $(BUILD)
+
+# apps/embed/host.c: a C program of its own hosting an app, built the way
+# any embedder builds one: the public header and the library, nothing more.
+EMBED_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L $(OPT) $(SANITIZE) \
+               -iquote runtime \
+               $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
+embed-example: deps $(BUILD)/embed-host
+
+$(BUILD)/embed-host: apps/embed/host.c runtime/moonlet.h $(BUILD)/libmoonlet.a
+	$(CC) $(EMBED_CFLAGS) $(WARN) -o $@ apps/embed/host.c \
+	  $(BUILD)/libmoonlet.a $(LIBS)
 
 run: all
 	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)

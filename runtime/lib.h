@@ -30,6 +30,9 @@ void ml_lib_thread_register(lua_State *L);
 /* Adds core.shared, moonlet.shared's functions (lib_shared.c). */
 void ml_lib_shared_register(lua_State *L);
 
+/* Adds core.static_send(), app:static's files (static.c). */
+void ml_lib_static_register(lua_State *L);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 

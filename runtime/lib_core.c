@@ -289,6 +289,7 @@ int luaopen_moonlet_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   ml_lib_req_register(L);
   ml_lib_router_register(L);
+  ml_lib_static_register(L);
   ml_lib_shared_register(L);
   ml_lib_task_register(L);
   ml_lib_http_register(L);

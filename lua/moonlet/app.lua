@@ -15,10 +15,11 @@ local type, pairs, ipairs, error, xpcall, pcall, setmetatable,
 local concat, sort = table.concat, table.sort
 local upper, format, gsub, byte = string.upper, string.format,
   string.gsub, string.byte
-local traceback = debug.traceback
+local traceback, getinfo = debug.traceback, debug.getinfo
 local math_type = math.type
 local is_response, is_abort = response.is_response, response.is_abort
-local send, log = core.send, core.log
+local redirect, abort = response.redirect, response.abort
+local send, log, static_send = core.send, core.log, core.static_send
 local encode_json = cjson.encode
 
 local M = {}
@@ -29,6 +30,10 @@ App.__index = App
 local HTML = "text/html; charset=utf-8"
 local TEXT = "text/plain; charset=utf-8"
 local JSON = "application/json"
+
+-- What a handler returns when it has sent its response itself (a file of
+-- app:static): dispatch sends nothing more, and after hooks do not run.
+local SENT = setmetatable({}, { __name = "moonlet.Sent" })
 
 --- `moonlet.app([options])`: a new app.
 -- options: name (prefix of route names when mounted), and the limits
@@ -125,6 +130,51 @@ for _, m in ipairs { "get", "post", "put", "patch", "delete", "options" } do
     add_route(self, pattern, { method }, opts and opts.name, handler)
     return self
   end
+end
+
+--- `app:static(prefix, directory [, opts])`: serves the files under
+-- directory at prefix/..., with an index.html for a directory.  A
+-- relative directory is relative to the file that declares it (the app
+-- file, usually).  opts.name names the file route, whose parameter is
+-- 'filename'.  The file is sent by core.static_send; a missing one is
+-- this app's 404.
+function App:static(prefix, directory, opts)
+  if type(prefix) ~= "string" or prefix:sub(1, 1) ~= "/" then
+    error("static prefix must be a path starting with '/'", 2)
+  end
+  if type(directory) ~= "string" or directory == "" then
+    error("app:static expects a directory name", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("app:static options must be a table", 2)
+  end
+  local root = directory
+  if root:sub(1, 1) ~= "/" then
+    local dir = getinfo(2, "S").source:match("^@(.*)/[^/]*$")
+    if dir then
+      root = dir .. "/" .. root
+    end
+  end
+  local function serve(req, path, slash)
+    local ok, why = static_send(req, root, path, slash)
+    if ok or why == "closed" then
+      return SENT
+    elseif why == "redirect" then         -- a directory: to its slash
+      local qs = req.query_string
+      return redirect(req.raw_path .. "/" .. (qs ~= "" and "?" .. qs or ""),
+        308)
+    end
+    abort(404)
+  end
+  prefix = prefix:gsub("/+$", "")
+  add_route(self, prefix .. "/", { "GET" }, nil, function(req)
+    return serve(req, "", true)
+  end)
+  add_route(self, prefix .. "/<path:filename>", { "GET" }, opts and opts.name,
+    function(req, path) return serve(req, path, false) end)
+  add_route(self, prefix .. "/<path:filename>/", { "GET" }, nil,
+    function(req, path) return serve(req, path, true) end)
+  return self
 end
 
 --- `app:before(fn(req))`: a non-nil return is the response.
@@ -525,6 +575,9 @@ function M.serve(app)
     end
     local e = entries[id]
     local ok, a, b, c = xpcall(e.run, on_error, req, ...)
+    if ok and a == SENT then
+      return
+    end
     if ok and b == nil and e.plain then
       -- the common case, without a second xpcall: a string, or a plain
       -- table as JSON, and no after hooks to run
