@@ -1,14 +1,8 @@
 /*
- * static.c - the files of app:static: find a request's file under its
- * directory (never outside it), answer If-None-Match, If-Modified-Since
- * and Range, write the head, and send the body with sendfile(2) straight
- * from the file.  The routes, the 404 page and the 308 to a directory's
+ * static.c - app:static's files: find one under its directory (never
+ * outside it), answer conditions and ranges, write the head, send the body
+ * with sendfile(2).  The routes, the 404 page and the 308 to a directory's
  * slash are moonlet.app's; the socket and its write queue are conn.c's.
- *
- * realpath, stat and open run on the loop, synchronously, like the reads
- * the kernel does inside sendfile: on a local disk with a warm cache each
- * takes microseconds, and a handful of them per request does not stall
- * the loop the way a thread-pool round trip per call would slow it down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +30,14 @@
 #define PIECE 65536              /* one read through the write queue */
 #define SENDFILE_MAX 0x7ffff000  /* Linux's most for one call */
 #define REQ_MT "moonlet.Request" /* lib_req.c's request objects */
+
+/*
+ * realpath, stat, open, and the read of a piece when the socket is full,
+ * run on the loop, synchronously, as the kernel's own reads inside
+ * sendfile do: on a local disk with a warm cache each takes microseconds,
+ * less than a round trip through libuv's thread pool.  A slow network
+ * disk would stall the loop while they wait: that is the price.
+ */
 
 /*
 ** {======================================================
@@ -262,9 +264,10 @@ enum { RANGE_NONE, RANGE_ONE, RANGE_BAD };
 static int number(const char *v, size_t n, size_t *i, uint64_t *out) {
   size_t start = *i;
   uint64_t x = 0;
-  for (; *i < n && v[*i] >= '0' && v[*i] <= '9'; (*i)++)
-    x = x > (UINT64_MAX - 9) / 10 ? UINT64_MAX : x * 10 + (uint64_t)(v[*i]
-                                                                   - '0');
+  for (; *i < n && v[*i] >= '0' && v[*i] <= '9'; (*i)++) {
+    unsigned d = (unsigned)(v[*i] - '0');
+    x = x > (UINT64_MAX - 9) / 10 ? UINT64_MAX : x * 10 + d;
+  }
   *out = x;
   return *i > start ? 0 : -1;
 }
