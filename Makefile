@@ -4,7 +4,7 @@
 CC       ?= cc
 BUILD    ?= build
 PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
-            lua-socket pkg-config gcc make curl
+            lua-socket pkg-config gcc make curl luarocks
 LLHTTP   := /usr/share/llhttp
 PORT     ?= 8080
 
@@ -23,7 +23,7 @@ LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
 .PHONY: all deps run test test-c test-lua test-gc asan test-asan check-leaks \
-        fuzz fuzz-deps embed-example \
+        fuzz fuzz-deps embed-example module rock-install \
         clean
 
 all: deps $(BUILD)/moonlet
@@ -90,6 +90,24 @@ embed-example: deps $(BUILD)/embed-host
 $(BUILD)/embed-host: apps/embed/host.c runtime/moonlet.h $(BUILD)/libmoonlet.a
 	$(CC) $(EMBED_CFLAGS) $(WARN) -o $@ apps/embed/host.c \
 	  $(BUILD)/libmoonlet.a $(LIBS)
+
+# The Lua module: the same runtime built with -fPIC in build-pic/ and
+# linked into one shared object that a stock lua5.4 loads for
+# require "moonlet" (its Lua files are built in).  Lua's own symbols come
+# from the interpreter that loads it.
+MODULE_LIBS = $(shell pkg-config --libs libuv 2>/dev/null) -lm -ldl -lpthread
+module: deps $(BUILD)/moonlet.so
+
+$(BUILD)/moonlet.so: $(RUNTIME_SRC) runtime/*.h $(LUA_SRC) | $(BUILD)
+	@$(MAKE) --no-print-directory BUILD=build-pic OPT="$(OPT) -fPIC" \
+	  build-pic/libmoonlet.a
+	$(CC) $(SANITIZE) -shared -o $@ -Wl,--whole-archive build-pic/libmoonlet.a \
+	  -Wl,--no-whole-archive $(MODULE_LIBS)
+
+# What rocks/moonlet-scm-1.rockspec runs after `make module`: LIBDIR is
+# the tree's lib/lua/5.4, which luarocks passes.
+rock-install: $(BUILD)/moonlet.so
+	mkdir -p $(LIBDIR) && cp $(BUILD)/moonlet.so $(LIBDIR)/moonlet.so
 
 run: all
 	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)
@@ -165,7 +183,7 @@ fuzz: deps build-fuzz/fuzz_conn
 	  build-fuzz/corpus spec/fuzz/corpus
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-pic
 
 # Benchmarks: moonlet against nginx + ngx_lua and a bare libuv + llhttp
 # ceiling (spec/bench/README.md).  Installs wrk, nginx and valgrind when

@@ -20,6 +20,9 @@
 
 #define POOL_MAX 1024   /* idle coroutines kept per state */
 
+/* The host state ml_sched_gen_borrow passes to ml_sched_gen_new. */
+static lua_State *borrow_next;
+
 /* The token runtime waits yield, so coroutine wrappers can pass them up. */
 static char yield_token;
 
@@ -93,7 +96,8 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
   g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
   g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&
                  strcmp(getenv("MOONLET_GC_STRESS"), "0") != 0;
-  if ((g->L = luaL_newstate()) == NULL) {
+  g->borrowed = borrow_next != NULL;
+  if ((g->L = g->borrowed ? borrow_next : luaL_newstate()) == NULL) {
     free(g);
     return NULL;
   }
@@ -103,10 +107,20 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
   if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
     ml_log(MOONLET_LOG_ERROR, "cannot start Lua: %s",
            lua_tostring(g->L, -1));
-    lua_close(g->L);
+    if (!g->borrowed)
+      lua_close(g->L);
     uv_close((uv_handle_t *)&g->ready_idle, gen_free);
     return NULL;
   }
+  return g;
+}
+
+ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
+                            lua_State *L) {
+  ml_gen *g;
+  borrow_next = L;
+  g = ml_sched_gen_new(s, loop);
+  borrow_next = NULL;
   return g;
 }
 
@@ -117,7 +131,8 @@ static void gen_close(ml_gen *g) {
   if (g->client != NULL)
     ml_client_close(g->client);  /* frees itself when its sockets close */
   g->router = NULL;            /* owned by a userdata, freed by __gc */
-  lua_close(g->L);             /* collects the pooled threads too */
+  if (!g->borrowed)
+    lua_close(g->L);           /* collects the pooled threads too */
   for (co = g->pool; co != NULL; co = next) {
     next = co->next;
     free(co);

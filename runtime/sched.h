@@ -80,18 +80,38 @@ struct ml_gen {
   /* limits from the app's options (0: not set) */
   size_t max_body, max_url, max_headers;
   double header_timeout, keepalive_timeout;
+  int borrowed;          /* L is a host's own state (module.c): its host
+                            closes it, not us */
 };
 
 enum { ML_CO_CANCELLED = -1, ML_CO_ERROR = 0, ML_CO_OK = 1 };
 
-/* The generation of any thread of its state. */
-#define ML_GEN(L) (*(ml_gen **)lua_getextraspace(L))
+/*
+ * The generation of any thread of its state: new threads copy the main
+ * thread's extra space.  A thread a host's Lua made before it required
+ * the moonlet module (module.c) has none; ml_module_gen_slot finds the
+ * state's generation in the registry and caches it there.
+ */
+#define ML_GEN(L) (*ml_sched_gen_slot(L))
+
+ml_gen **ml_module_gen_slot(lua_State *L, ml_gen **slot);
+
+static inline ml_gen **ml_sched_gen_slot(lua_State *L) {
+  ml_gen **slot = lua_getextraspace(L);
+  return *slot != NULL ? slot : ml_module_gen_slot(L, slot);
+}
 
 /*
  * A new Lua state with the standard libraries, moonlet's modules and the
  * host's on_state hooks.  NULL when out of memory.
  */
 ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop);
+
+/* The same over L, a state the host made (the Lua module, module.c):
+ * moonlet's searcher, core and boot are added to it; it is never closed
+ * by a retire.  NULL when out of memory or on a Lua error (logged). */
+ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
+                            lua_State *L);
 
 /* No new work: its timers stop and every coroutine not serving a request
  * is cancelled; the state closes once the last request has ended. */

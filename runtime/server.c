@@ -114,6 +114,11 @@ static void set_limits(moonlet_server *s) {
   l->keepalive_timeout_ms = (uint64_t)(kt * 1000 + 0.5);
 }
 
+void ml_server_use_gen(moonlet_server *s, ml_gen *g) {
+  s->gen = g;
+  set_limits(s);
+}
+
 /*
 ** {======================================================
 ** Loading an app into a new generation

@@ -69,6 +69,10 @@ int ml_server_reuseport_socket(const struct sockaddr *sa);
 /* Runs the host's on_state hooks on a new state. */
 void ml_server_state_hooks(moonlet_server *s, lua_State *L);
 
+/* The Lua module (module.c): g, over the host's own state, is the
+ * generation new requests go to; its app's limits apply. */
+void ml_server_use_gen(moonlet_server *s, ml_gen *g);
+
 /* A connection closed; during a graceful stop the last one finishes it. */
 void ml_server_conn_closed(moonlet_server *s);
 

@@ -3,6 +3,19 @@
 -- timers; handlers run in coroutines, so waits suspend only themselves.
 -- @module moonlet
 
+-- A stock lua5.4 that found this file on package.path: the C runtime is
+-- moonlet.so on package.cpath; it sets this state up (module.c).
+if not package.loaded["moonlet.core"] and not package.preload["moonlet.core"]
+then
+  local so = package.searchpath("moonlet", package.cpath)
+  local setup = so and package.loadlib(so, "moonlet_lua_setup")
+  if not setup then
+    error("moonlet: the C module moonlet.so is not on package.cpath "
+      .. "(make module builds build/moonlet.so)", 2)
+  end
+  setup()
+end
+
 local core = require "moonlet.core"
 local app = require "moonlet.app"
 local response = require "moonlet.response"
@@ -31,6 +44,28 @@ local M = {
   shared = core.shared,
   thread = { run = core.thread_run },
 }
+
+--- `moonlet.run(fn, ...)`: from a stock lua5.4 (the module), runs the
+-- loop with fn as its first coroutine until fn returns, then closes what
+-- it opened (timers, tasks, pooled connections); fn's results.
+if core.loop_run then
+  function M.run(fn, ...)
+    local res = table.pack(pcall(core.loop_run, fn, ...))
+    core.loop_cleanup()
+    if not res[1] then
+      error(res[2], 0)
+    end
+    return table.unpack(res, 2, res.n)
+  end
+
+  --- `moonlet.serve(a)`: the module serves app a on 127.0.0.1 and a free
+  -- port (returned) while the loop runs; one app per Lua state, a second
+  -- call replaces it on the same port.
+  function M.serve(a)
+    local router, dispatch = app.serve(a)
+    return core.loop_serve(a, router, dispatch, a.settings)
+  end
+end
 
 --- `moonlet.log(level, message)`: to the error log ("debug" ... "error").
 function M.log(level, ...)

@@ -1,0 +1,33 @@
+-- moonlet as a Lua C module: `luarocks make rocks/moonlet-scm-1.rockspec`
+-- from the repository's top builds build/moonlet.so (the runtime, with its
+-- Lua files built in) and installs it as the module "moonlet".  Needs no
+-- other rock; needs liblua5.4-dev, libuv1-dev and node-llhttp installed.
+rockspec_format = "3.0"
+package = "moonlet"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/moonlet.git",
+}
+description = {
+  summary = "Flask-style web apps in Lua 5.4 on a C event loop",
+  detailed = [[
+    Handlers run in coroutines on libuv; moonlet.run drives the loop from
+    a stock lua5.4, and moonlet.testing tests apps with busted.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+build = {
+  type = "make",
+  build_target = "module",
+  install_target = "rock-install",
+  build_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+  },
+  install_variables = {
+    LIBDIR = "$(LIBDIR)",
+  },
+}
