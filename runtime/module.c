@@ -242,6 +242,13 @@ static const luaL_Reg loop_funcs[] = {
   {NULL, NULL}
 };
 
+/* "moonlet.core" in a module's state: the core and the loop functions. */
+static int open_core(lua_State *L) {
+  luaopen_moonlet_core(L);
+  luaL_setfuncs(L, loop_funcs, 0);
+  return 1;
+}
+
 /*
  * Gives the state its server and generation, once: moonlet's searcher,
  * "moonlet.core" (with the loop functions above) and moonlet.boot, as
@@ -282,6 +289,10 @@ static int module_setup(lua_State *L) {
   lua_getfield(L, -1, "moonlet.core");
   luaL_setfuncs(L, loop_funcs, 0);
   lua_pop(L, 2);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open_core);    /* a later load of it, too (busted */
+  lua_setfield(L, -2, "moonlet.core");  /* empties package.loaded) */
+  lua_pop(L, 1);
   return 0;
 }
 

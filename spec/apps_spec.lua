@@ -1,48 +1,50 @@
 -- The example apps in apps/, each through a real server.
 local H = require "helpers"
 
-describe("apps/hello.lua", function()
-  local srv
-  setup(function() srv = H.start("apps/hello.lua") end)
-  teardown(function() srv:stop() end)
+-- hello and square in busted's own state, through moonlet.testing.
+assert(os.execute("make -s --no-print-directory module BUILD=build "
+  .. ">/dev/null"), "make module failed")
+package.cpath = "./build/?.so;" .. package.cpath
+local testing = require "moonlet.testing"
 
+describe("apps/hello.lua", function()
   it("says Hello, World!", function()
-    local res = H.get(srv, "/")
-    assert.equal(200, res.status)
+    local res = testing.client("apps/hello.lua"):get("/")
+    assert.status(200, res)
     assert.equal("Hello, World!", res.body)
     assert.equal("text/html; charset=utf-8", res.headers["content-type"])
   end)
 end)
 
 describe("apps/square.lua", function()
-  local srv
-  setup(function() srv = H.start("apps/square.lua") end)
-  teardown(function() srv:stop() end)
+  local client
+  setup(function() client = testing.client("apps/square.lua") end)
 
-  local form = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+  local form = { headers = {
+    ["Content-Type"] = "application/x-www-form-urlencoded" } }
 
   it("squares the form field x", function()
-    local res = H.post(srv, "/square/submit", "x=12", { headers = form })
-    assert.equal(200, res.status)
+    local res = client:post("/square/submit", "x=12", form)
+    assert.status(200, res)
     assert.equal("12 squared is 144", res.body)
   end)
 
   it("squares a multipart field too", function()
     local body = "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n"
       .. "3\r\n--b--\r\n"
-    local res = H.post(srv, "/square/submit", body, { headers = {
+    local res = client:post("/square/submit", body, { headers = {
       ["Content-Type"] = "multipart/form-data; boundary=b" } })
     assert.equal("3 squared is 9", res.body)
   end)
 
   it("answers 400 when x is not a number", function()
-    local res = H.post(srv, "/square/submit", "x=abc", { headers = form })
-    assert.equal(400, res.status)
+    local res = client:post("/square/submit", "x=abc", form)
+    assert.status(400, res)
     assert.matches("x must be a number", res.body)
   end)
 
   it("serves the form", function()
-    assert.matches('action="/square/submit"', H.get(srv, "/").body)
+    assert.matches('action="/square/submit"', client:get("/").body)
   end)
 end)
 

@@ -1,0 +1,190 @@
+--- Testing apps with busted (API §13), as Flask's test_client does.
+-- `testing.client(app_or_path [, opts])` serves the app in this Lua state
+-- on 127.0.0.1 and a free port; `client:get`, `client:post` and
+-- `client:request` send real HTTP over loopback through the production
+-- code path and turn the loop until the response has arrived.
+-- Needs the Lua module (`require "moonlet"` from a stock lua5.4).
+-- @module moonlet.testing
+
+local moonlet = require "moonlet"
+local core = require "moonlet.core"
+local http = require "moonlet.http"
+
+local type, pairs, error, tostring, setmetatable, getmetatable =
+  type, pairs, error, tostring, setmetatable, getmetatable
+local format, sub = string.format, string.sub
+
+local M = {}
+
+local raw_request = http.request   -- the client's own, never stubbed
+
+-- Responses as moonlet.http returns them (status, headers, body, json()),
+-- shown with their status and body when an assertion prints them.
+local shown = setmetatable({}, { __mode = "k" })   -- http mt -> ours
+
+local function body_excerpt(body)
+  body = tostring(body or "")
+  if #body > 2000 then
+    return sub(body, 1, 2000) .. format("... (%d bytes)", #body)
+  end
+  return body
+end
+
+local function show(res)
+  local mt = getmetatable(res)
+  local ours = shown[mt]
+  if not ours then
+    ours = { __index = mt and mt.__index or mt,
+      __name = "moonlet.testing.Response" }
+    ours.__tostring = function(r)
+      return format("HTTP %s\n%s", tostring(r.status), body_excerpt(r.body))
+    end
+    shown[mt] = ours
+  end
+  return setmetatable(res, ours)
+end
+
+-- luassert prints a table with its own formatter, which ignores
+-- __tostring: ours shows a response as "HTTP 404" and its body.  And
+-- `assert.status(200, res)` fails with the whole response in its message.
+local luassert, say
+do
+  local ok, a = pcall(require, "luassert")
+  local ok2, sy = pcall(require, "say")
+  if ok and ok2 then
+    luassert, say = a, sy
+  end
+end
+
+local function format_response(v)
+  local mt = type(v) == "table" and getmetatable(v)
+  if mt and mt.__name == "moonlet.testing.Response" then
+    return tostring(v)
+  end
+end
+
+if luassert then
+  say:set("assertion.status.positive",
+    "Expected HTTP status %s; the response was:\n%s")
+  say:set("assertion.status.negative",
+    "Expected an HTTP status other than %s; the response was:\n%s")
+  luassert:register("assertion", "status", function(_, args)
+    local want, res = args[1], args[2]
+    local got = type(res) == "table" and res.status
+    args[1] = tostring(want)
+    args[2] = type(res) == "table" and tostring(show(res)) or tostring(res)
+    args.nofmt = { true, true }
+    return got == want
+  end, "assertion.status.positive", "assertion.status.negative")
+end
+
+local Client = {}
+Client.__index = Client
+
+local current        -- the client whose stubs apply (the last made)
+
+--- Makes a test client for an app (a table from moonlet.app()) or an app
+-- file's path, served from this Lua state.  One app is served per state:
+-- a new client replaces the previous one's app.
+-- opts.timeout: seconds a request may take (10).
+-- @return the client
+function M.client(app_or_path, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("testing.client: opts must be a table", 2)
+  end
+  local port
+  if type(app_or_path) == "string" then
+    local boot = require "moonlet.boot"
+    port = core.loop_serve(core.loop_run(boot.load_app, app_or_path))
+  elseif type(app_or_path) == "table" then
+    port = moonlet.serve(app_or_path)
+  else
+    error("testing.client: an app or the path of an app file expected", 2)
+  end
+  local c = setmetatable({
+    port = port,
+    url = "http://127.0.0.1:" .. port,
+    timeout = opts.timeout or 10,
+    stubs = {},
+  }, Client)
+  current = c
+  if luassert then       -- busted reverts formatters between files
+    luassert:add_formatter(format_response)
+  end
+  return c
+end
+
+local function request_options(self, o)
+  if type(o) ~= "table" then
+    error("client:request expects a table {method=, path=, ...}", 3)
+  end
+  local r = {}
+  for k, v in pairs(o) do r[k] = v end
+  local path = o.path or "/"
+  if sub(path, 1, 1) ~= "/" then
+    error("client:request: the path must start with '/': " .. path, 3)
+  end
+  r.path = nil
+  r.url = self.url .. path
+  r.method = o.method or "GET"
+  r.timeout = o.timeout or self.timeout
+  r.follow_redirects = o.follow_redirects == true
+  return r, path
+end
+
+local function done(r, path, res, err)
+  if not res then
+    error(format("moonlet.testing: %s %s: %s", r.method, path,
+      tostring(err)), 3)
+  end
+  return show(res)
+end
+
+--- `client:request{method=, path=, headers=, body=, timeout=,
+-- follow_redirects=}`: sends it, runs the loop until the response has
+-- arrived and returns it (status, headers, body, json()).  Raises when
+-- no response came (the reason: "timeout", "closed", ...).
+function Client:request(o)
+  local r, path = request_options(self, o)
+  return done(r, path, core.loop_run(raw_request, r))
+end
+
+--- `client:get(path [, opts])`.
+function Client:get(path, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.method, o.path = "GET", path
+  local r, p = request_options(self, o)
+  return done(r, p, core.loop_run(raw_request, r))
+end
+
+--- `client:post(path, body [, opts])`: a table body is sent as JSON.
+function Client:post(path, body, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.method, o.path, o.body = "POST", path, body
+  local r, p = request_options(self, o)
+  return done(r, p, core.loop_run(raw_request, r))
+end
+
+--- `client:start{...}`: sends the request and returns at once; the
+-- returned handle's `:wait()` runs the loop until its response arrives.
+-- For a handler that waits on time (with clock:advance between).
+function Client:start(o)
+  local r, path = request_options(self, o)
+  local t = core.spawn(raw_request, r)
+  return {
+    wait = function()
+      return done(r, path, core.loop_run(t.wait, t))
+    end,
+  }
+end
+
+--- `client:run(fn, ...)`: runs fn in a coroutine with the loop turning
+-- (moonlet.sleep, futures, moonlet.http work inside) until it returns.
+function Client:run(fn, ...)
+  return core.loop_run(fn, ...)
+end
+
+return M

@@ -1,0 +1,138 @@
+--- moonlet.testing (API §13): an app served in busted's own Lua state,
+-- requests over loopback through the production code path.
+assert(os.execute("make -s --no-print-directory module BUILD=build "
+  .. ">/dev/null"), "make module failed")
+package.cpath = "./build/?.so;" .. package.cpath
+
+local moonlet = require "moonlet"
+local testing = require "moonlet.testing"
+
+local function make_app()
+  local app = moonlet.app()
+  app:get("/hello/<name>", function(req)
+    return "hello " .. req.params.name
+  end)
+  app:get("/echo", function(req)
+    return { q = req.query.q, agent = req.headers["x-test"] }
+  end)
+  app:post("/items", function(req)
+    return { got = req:json() }, 201
+  end)
+  app:route("/raw", { methods = { "PUT", "DELETE" } }, function(req)
+    return req.method .. " " .. req.body
+  end)
+  app:get("/nap/<s>", function(req)
+    moonlet.sleep(tonumber(req.params.s))
+    return "napped"
+  end)
+  app:get("/boom", function() error("kaboom") end)
+  app:get("/moved", function() return moonlet.redirect("/hello/there") end)
+  return app
+end
+
+describe("moonlet.testing", function()
+  local client
+
+  setup(function()
+    client = testing.client(make_app())
+  end)
+
+  it("serves on a free loopback port", function()
+    assert.is_true(client.port > 0)
+    assert.equal("http://127.0.0.1:" .. client.port, client.url)
+  end)
+
+  it("gets a path: status, headers, body", function()
+    local res = client:get("/hello/ann")
+    assert.equal(200, res.status)
+    assert.equal("hello ann", res.body)
+    assert.matches("^text/html", res.headers["Content-Type"])
+  end)
+
+  it("sends query strings and headers, and decodes JSON", function()
+    local res = client:get("/echo?q=a%20b", { headers = { ["X-Test"] = "t1" } })
+    assert.same({ q = "a b", agent = "t1" }, res:json())
+  end)
+
+  it("posts a table as JSON and a string as is", function()
+    local res = client:post("/items", { name = "pen" })
+    assert.equal(201, res.status)
+    assert.equal("pen", res:json().got.name)
+    res = client:post("/items", '{"n":2}',
+      { headers = { ["Content-Type"] = "application/json" } })
+    assert.equal(2, res:json().got.n)
+  end)
+
+  it("sends any method with request{}", function()
+    local res = client:request{ method = "PUT", path = "/raw", body = "x=1" }
+    assert.equal("PUT x=1", res.body)
+    assert.equal("DELETE ", client:request{ method = "DELETE",
+      path = "/raw" }.body)
+    assert.equal(405, client:get("/raw").status)
+  end)
+
+  it("answers a handler's error with a 500", function()
+    assert.equal(500, client:get("/boom").status)
+  end)
+
+  it("does not follow redirects unless asked", function()
+    local res = client:get("/moved")
+    assert.equal(302, res.status)
+    assert.equal("/hello/there", res.headers.location)
+    res = client:get("/moved", { follow_redirects = true })
+    assert.equal("hello there", res.body)
+  end)
+
+  it("runs the loop while a handler waits", function()
+    local t0 = moonlet.now()
+    assert.equal("napped", client:get("/nap/0.05").body)
+    assert.is_true(moonlet.now() - t0 >= 0.04)
+  end)
+
+  it("serves requests started together concurrently", function()
+    local t0 = moonlet.now()
+    local a = client:start{ path = "/nap/0.2" }
+    local b = client:start{ path = "/nap/0.2" }
+    assert.equal("napped", a.wait().body)
+    assert.equal("napped", b.wait().body)
+    assert.is_true(moonlet.now() - t0 < 0.35)
+  end)
+
+  it("raises with the reason when no response comes", function()
+    assert.has_error(function()
+      client:get("/nap/2", { timeout = 0.1 })
+    end, "moonlet.testing: GET /nap/2: timeout")
+    assert.has_error(function() client:get("hello") end)
+  end)
+
+  it("runs a function with the loop turning", function()
+    assert.equal(3, client:run(function(x) moonlet.sleep(0.01) return x end, 3))
+  end)
+
+  it("shows the status and body of a failing response", function()
+    local res = client:get("/nowhere")
+    assert.equal("HTTP 404\n404 Not Found", tostring(res):gsub("\n$", ""))
+    local ok, err = pcall(assert.status, 200, res)
+    assert.is_false(ok)
+    assert.matches("Expected HTTP status 200; the response was:\nHTTP 404\n"
+      .. "404 Not Found", tostring(err))
+    assert.status(404, res)
+  end)
+end)
+
+describe("moonlet.testing with an app file", function()
+  it("loads the file in this state and serves it", function()
+    local client = testing.client("apps/hello.lua")
+    assert.status(200, client:get("/"))
+    assert.equal("Hello, World!", client:get("/").body)
+  end)
+
+  it("raises a load error with the file and line", function()
+    local path = os.tmpname() .. ".lua"
+    local f = io.open(path, "w")
+    f:write("local x = \nerror('broken app')\n")
+    f:close()
+    assert.has_error(function() testing.client(path) end)
+    os.remove(path)
+  end)
+end)
