@@ -136,3 +136,86 @@ describe("moonlet.testing with an app file", function()
     os.remove(path)
   end)
 end)
+
+describe("client:stub_http", function()
+  local client
+
+  setup(function()
+    local app = moonlet.app()
+    -- fetches the url in ?u= and reports what came back
+    app:get("/fetch", function(req)
+      local res, err = moonlet.http.request{ method = req.query.m or "GET",
+        url = req.query.u, body = req.query.b }
+      if not res then
+        return { err = err }
+      end
+      return { status = res.status, body = res.body,
+        type = res.headers["Content-Type"],
+        name = res.headers["content-type"] == "application/json"
+          and res:json().name or nil }
+    end)
+    app:get("/self", function() return "from the network" end)
+    client = testing.client(app)
+  end)
+
+  local function fetch(u, extra)
+    return client:get("/fetch?u=" .. u .. (extra or "")):json()
+  end
+
+  it("answers with a table, a table body as JSON", function()
+    local st = client:stub_http("http://api.example/users/",
+      { status = 200, body = { name = "ann" } })
+    local v = fetch("http://api.example/users/1")
+    assert.same({ status = 200, body = '{"name":"ann"}',
+      type = "application/json", name = "ann" }, v)
+    assert.equal(1, st.calls)
+  end)
+
+  it("answers with a function that sees the request and may wait", function()
+    local seen
+    client:stub_http("http://pay.example", function(req)
+      seen = req
+      moonlet.sleep(0.01)
+      return { status = 201, headers = { ["X-Id"] = "7" },
+        body = req.method .. " " .. req.body }
+    end)
+    local v = fetch("http://pay.example/charge", "&m=post&b=ten")
+    assert.equal(201, v.status)
+    assert.equal("POST ten", v.body)
+    assert.equal("POST", seen.method)
+    assert.equal("http://pay.example/charge", seen.url)
+  end)
+
+  it("passes a function's nil, err on as moonlet.http's error", function()
+    client:stub_http("http://down.example", function()
+      return nil, "connection refused"
+    end)
+    assert.same({ err = "connection refused" }, fetch("http://down.example/x"))
+  end)
+
+  it("picks the longest prefix, and nil removes a stub", function()
+    client:stub_http("http://api.example/", { status = 500 })
+    client:stub_http("http://api.example/users/", { status = 200, body = "u" })
+    assert.equal(200, fetch("http://api.example/users/2").status)
+    assert.equal(500, fetch("http://api.example/other").status)
+    client:stub_http("http://api.example/users/", nil)
+    assert.equal(500, fetch("http://api.example/users/2").status)
+  end)
+
+  it("stubs https:// URLs too", function()
+    client:stub_http("https://secure.example", { body = "tls-free" })
+    assert.equal("tls-free", fetch("https://secure.example/a").body)
+  end)
+
+  it("leaves other URLs to the network", function()
+    client:stub_http("http://api.example/", { status = 500 })
+    local v = fetch(client.url .. "/self")
+    assert.same({ status = 200, body = "from the network",
+      type = "text/html; charset=utf-8" }, v)
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() client:stub_http(nil, {}) end)
+    assert.has_error(function() client:stub_http("http://x", 42) end)
+  end)
+end)

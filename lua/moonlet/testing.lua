@@ -16,7 +16,11 @@ local format, sub = string.format, string.sub
 
 local M = {}
 
-local raw_request = http.request   -- the client's own, never stubbed
+-- The network's moonlet.http.request: the client's own requests use it,
+-- and so do the app's calls no stub answers.  (busted may load this file
+-- again over the same moonlet.http: keep the first.)
+local raw_request = http._network_request or http.request
+http._network_request = raw_request
 
 -- Responses as moonlet.http returns them (status, headers, body, json()),
 -- shown with their status and body when an assertion prints them.
@@ -179,6 +183,105 @@ function Client:start(o)
       return done(r, path, core.loop_run(t.wait, t))
     end,
   }
+end
+
+--[[ Stubs: the app's outbound calls to a prefix get an answer made here.
+]]
+
+local cjson = require "cjson.safe"
+
+local StubResponse = { __name = "moonlet.http.Response" }
+StubResponse.__index = StubResponse
+
+function StubResponse:json()
+  local v, err = cjson.decode(self.body)
+  if v == nil and err ~= nil then
+    error("the response body is not JSON: " .. err, 2)
+  end
+  return v
+end
+
+local lower = string.lower
+local Headers = { __index = function(t, k)
+  if type(k) == "string" then
+    return rawget(t, lower(k))
+  end
+end }
+
+-- A stub's {status=, headers=, body=} as moonlet.http returns it: a
+-- table body is JSON, headers answer in any case.
+local function stub_response(t, url)
+  if type(t) ~= "table" then
+    error("a stub must give a table {status=, headers=, body=}, got "
+      .. type(t), 0)
+  end
+  local headers = setmetatable({}, Headers)
+  for k, v in pairs(t.headers or {}) do headers[lower(k)] = v end
+  local body = t.body or ""
+  if type(body) == "table" then
+    body = assert(cjson.encode(body))
+    if headers["content-type"] == nil then
+      headers["content-type"] = "application/json"
+    end
+  end
+  return setmetatable({ status = t.status or 200, headers = headers,
+    body = body, url = url }, StubResponse)
+end
+
+-- The stub of the current client whose prefix is the longest that
+-- starts url, or nil.
+local function find_stub(url)
+  local best
+  for _, st in pairs(current and current.stubs or {}) do
+    if sub(url, 1, #st.prefix) == st.prefix
+        and (best == nil or #st.prefix > #best.prefix) then
+      best = st
+    end
+  end
+  return best
+end
+
+--- moonlet.http.request as the app sees it while a client exists.
+function http.request(opts)
+  local st = type(opts) == "table" and type(opts.url) == "string"
+    and find_stub(opts.url)
+  if not st then
+    return raw_request(opts)
+  end
+  st.calls = st.calls + 1
+  if type(st.answer) ~= "function" then
+    return stub_response(st.answer, opts.url)
+  end
+  local req = { method = (opts.method or "GET"):upper(), url = opts.url,
+    headers = opts.headers or {}, body = opts.body }
+  local res, err = st.answer(req)
+  if res == nil then
+    return nil, err
+  end
+  return stub_response(res, opts.url)
+end
+
+--- `client:stub_http(url_prefix, res_or_fn)`: the app's moonlet.http
+-- calls to URLs starting with url_prefix no longer reach the network:
+-- they get res (`{status=, headers=, body=}`, a table body as JSON), or
+-- what fn(req) returns (such a table, or nil and an error string such as
+-- "timeout"); req has method, url, headers and body.  fn runs in the
+-- app's coroutine and may wait.  The longest matching prefix wins; nil
+-- removes the stub.  Returns a table whose `calls` counts the calls.
+function Client:stub_http(prefix, answer)
+  if type(prefix) ~= "string" or prefix == "" then
+    error("client:stub_http: a URL prefix expected", 2)
+  end
+  if answer == nil then
+    self.stubs[prefix] = nil
+    return nil
+  end
+  if type(answer) ~= "table" and type(answer) ~= "function" then
+    error("client:stub_http: a response table or a function expected", 2)
+  end
+  local st = { prefix = prefix, answer = answer, calls = 0 }
+  self.stubs[prefix] = st
+  return st
 end
 
 --- `client:run(fn, ...)`: runs fn in a coroutine with the loop turning

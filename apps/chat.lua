@@ -1,0 +1,91 @@
+-- A long-polling chat.  POST /say adds a message (form fields or JSON:
+-- name, text); GET /poll?since=N waits up to 30 s for messages newer than
+-- N; GET /events streams them as server-sent events; / serves the page
+-- in chat/static/.  One future, replaced on every message, wakes every
+-- poll and stream at once: none of them costs the worker anything while
+-- it waits.
+local moonlet = require "moonlet"
+local app = moonlet.app()
+
+local KEEP = 1000                 -- messages kept in memory
+local messages = {}               -- oldest first: {id, name, text, at}
+local last_id = 0
+local changed = moonlet.future()  -- set (and replaced) on each message
+
+-- The messages newer than id n, oldest first.
+local function since(n)
+  local found = {}
+  for i = #messages, 1, -1 do
+    if messages[i].id <= n then break end
+    table.insert(found, 1, messages[i])
+  end
+  return found
+end
+
+local function field(req, name)
+  local ctype = req:header("content-type") or ""
+  if ctype:find("^application/json") then
+    local body = req:json()
+    return type(body) == "table" and body[name] or nil
+  end
+  return req.form[name]
+end
+
+app:post("/say", function(req)
+  local text, name = field(req, "text"), field(req, "name") or "anon"
+  if type(text) ~= "string" or text:match("^%s*$") then
+    moonlet.abort(400, "say something: the text field is empty")
+  end
+  if #text > 2000 or type(name) ~= "string" or #name > 40 then
+    moonlet.abort(400, "the text is limited to 2000 bytes, the name to 40")
+  end
+  last_id = last_id + 1
+  local m = { id = last_id, name = name, text = text, at = os.time() }
+  messages[#messages + 1] = m
+  if #messages > KEEP then
+    table.remove(messages, 1)
+  end
+  local f = changed
+  changed = moonlet.future()
+  f:set()
+  return m, 201
+end)
+
+app:get("/poll", function(req)
+  local n = math.tointeger(tonumber(req.query.since or "0"))
+  local wait = tonumber(req.query.timeout or "30")
+  if not n or n < 0 or not wait or wait < 0 then
+    moonlet.abort(400, "since must be a message id, timeout seconds")
+  end
+  local deadline = moonlet.now() + math.min(wait, 30)
+  while true do
+    local new = since(n)
+    if #new > 0 then
+      return { last = new[#new].id, messages = new }
+    end
+    local left = deadline - moonlet.now()
+    if left <= 0 then
+      return { last = n }         -- no messages: poll again from n
+    end
+    changed:get(left)
+  end
+end)
+
+app:get("/events", function(req)
+  local n = math.tointeger(tonumber(req:header("last-event-id")
+    or req.query.since or "0")) or 0
+  local ev = req:sse()
+  while true do
+    for _, m in ipairs(since(n)) do
+      if not ev:send{ id = m.id, event = "message", data = m } then
+        return
+      end
+      n = m.id
+    end
+    changed:get(25)               -- a new message, or loop anyway
+  end
+end)
+
+app:static("/", "chat/static")
+
+return app
