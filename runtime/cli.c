@@ -38,7 +38,12 @@ static const char usage_text[] =
   "  --max-headers BYTES      request headers limit, 431 (16k)\n"
   "  --header-timeout S       time to send a request head, 408 (10)\n"
   "  --keepalive-timeout S    idle time between requests (75)\n"
-  "  --grace S                time in-flight requests get at shutdown (10)\n";
+  "  --grace S                time in-flight requests get at shutdown (10)\n"
+  "  --max-connections N      more are answered 503 and closed (no cap)\n"
+  "  --watchdog MS            log a loop busy this long, 0 for off (250)\n"
+  "  --cpu-budget S           stop a handler computing this long without\n"
+  "                           waiting: 503 (off)\n"
+  "  --lua-memory MB          cap each Lua state's memory (no cap)\n";
 
 /* "1024", "64k", "1m": bytes; -1 when it is not a size. */
 static long long parse_size(const char *s) {
@@ -108,6 +113,22 @@ static int set_option(cli *c, const char *name, const char *v) {
       cfg->max_url = (size_t)n;
     else
       cfg->max_headers = (size_t)n;
+  } else if (strcmp(name, "max-connections") == 0) {
+    if ((n = parse_size(v)) <= 0 || n > 10000000 || strpbrk(v, "kKmMgG"))
+      return bad("--max-connections wants a positive count", v);
+    cfg->max_connections = (int)n;
+  } else if (strcmp(name, "watchdog") == 0) {
+    if ((n = parse_size(v)) < 0 || n > 3600000 || strpbrk(v, "kKmMgG"))
+      return bad("--watchdog wants milliseconds (0 turns it off)", v);
+    cfg->watchdog_ms = n == 0 ? -1 : (int)n;
+  } else if (strcmp(name, "cpu-budget") == 0) {
+    if ((d = parse_seconds(v)) <= 0)
+      return bad("--cpu-budget wants a number of seconds", v);
+    cfg->cpu_budget = d;
+  } else if (strcmp(name, "lua-memory") == 0) {
+    if ((n = parse_size(v)) <= 0 || n > 1024 * 1024 || strpbrk(v, "kKmMgG"))
+      return bad("--lua-memory wants megabytes", v);
+    cfg->lua_memory = (size_t)n * 1024 * 1024;
   } else if (strcmp(name, "header-timeout") == 0 ||
              strcmp(name, "keepalive-timeout") == 0 ||
              strcmp(name, "grace") == 0) {

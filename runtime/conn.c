@@ -952,6 +952,10 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   uv_tcp_nodelay(&c->tcp, 1);
   arm(c, s->limits.header_timeout_ms);
   start_reading(c);
+  if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections) {
+    ml_log(MOONLET_LOG_DEBUG, "over --max-connections: 503");
+    ml_conn_reject(c, 503);      /* answered at once, then closed */
+  }
 }
 
 void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close) {

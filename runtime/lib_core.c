@@ -256,6 +256,17 @@ static int core_set_request_class(lua_State *L) {
   return 0;
 }
 
+/* core.set_abort_class(mt): moonlet.abort's errors, which the watchdog
+ * raises too (a 503 past --cpu-budget). */
+static int core_set_abort_class(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->abort_mt_ref);
+  lua_pushvalue(L, 1);
+  g->abort_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 static const luaL_Reg timer_methods[] = {
   {"stop", timer_stop_l},
   {"active", timer_active},
@@ -274,6 +285,7 @@ static const luaL_Reg core_funcs[] = {
   {"worker_id", core_worker_id},
   {"yield_token", core_yield_token},
   {"set_request_class", core_set_request_class},
+  {"set_abort_class", core_set_abort_class},
   {NULL, NULL}
 };
 

@@ -40,6 +40,11 @@ typedef struct moonlet_config {
   int handle_signals;        /* SIGINT/SIGTERM stop, SIGHUP reloads */
   int reload;                /* watch the app's files (--reload) */
   int workers;               /* processes (--workers); 1 */
+  int max_connections;       /* 0: no cap; over it, 503 and close */
+  int watchdog_ms;           /* 250: log a loop busy this long; <0: off */
+  double cpu_budget;         /* 0: off; stop a handler computing this long
+                                without waiting (503) */
+  size_t lua_memory;         /* 0: no cap on a Lua state's bytes */
 } moonlet_config;
 
 typedef struct moonlet_server moonlet_server;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "lib.h"
 #include "client.h"
+#include "watchdog.h"
 #include "util.h"
 
 #define POOL_MAX 1024   /* idle coroutines kept per state */
@@ -86,13 +87,35 @@ static int gen_setup(lua_State *L) {
   return 0;
 }
 
+/*
+ * The state's allocator when --lua-memory caps it: counts its bytes and
+ * refuses to grow past the cap, which Lua turns into a "not enough memory"
+ * error in the code that asked (a handler fails, not the process).
+ */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  ml_gen *g = ud;
+  size_t old = ptr != NULL ? osize : 0;
+  void *p;
+  if (nsize == 0) {
+    free(ptr);
+    g->mem -= old;
+    return NULL;
+  }
+  if (nsize > old && g->mem + (nsize - old) > g->mem_limit)
+    return NULL;
+  if ((p = realloc(ptr, nsize)) == NULL)
+    return NULL;
+  g->mem = g->mem - old + nsize;
+  return p;
+}
+
 ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
   ml_gen *g = calloc(1, sizeof *g);
   if (g == NULL)
     return NULL;
   g->server = s;
   g->loop = loop;
-  g->dispatch_ref = g->app_ref = LUA_NOREF;
+  g->dispatch_ref = g->app_ref = g->abort_mt_ref = LUA_NOREF;
   g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
   g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&
                  strcmp(getenv("MOONLET_GC_STRESS"), "0") != 0;
@@ -102,6 +125,13 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
     return NULL;
   }
   ML_GEN(g->L) = g;   /* new threads copy the main thread's extra space */
+  g->watch = s->watch;
+  if (s->cfg.lua_memory > 0) {
+    g->mem_limit = s->cfg.lua_memory;
+    g->mem = (size_t)lua_gc(g->L, LUA_GCCOUNT, 0) * 1024 +
+             (size_t)lua_gc(g->L, LUA_GCCOUNTB, 0);
+    lua_setallocf(g->L, limited_alloc, g);
+  }
   uv_idle_init(loop, &g->ready_idle);
   lua_pushcfunction(g->L, gen_setup);
   if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
@@ -303,7 +333,14 @@ static void run(ml_co *co, int nargs) {
     lua_gc(g->L, LUA_GCCOLLECT);
   g->running = co;
   co->running = 1;
-  status = lua_resume(co->L, NULL, nargs, &nres);
+  if (g->watch != NULL) {
+    ml_watch_mark mark;
+    ml_watchdog_enter(g->watch, co->L, co, &mark);
+    status = lua_resume(co->L, NULL, nargs, &nres);
+    ml_watchdog_leave(g->watch, &mark);
+  } else {
+    status = lua_resume(co->L, NULL, nargs, &nres);
+  }
   co->running = 0;
   g->running = prev;
   if (status == LUA_YIELD) {

@@ -17,6 +17,7 @@ typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
 typedef struct ml_timer ml_timer;
 typedef struct ml_client ml_client;
+typedef struct ml_watch ml_watch;
 
 /* The first member of every pending operation. */
 struct ml_wait {
@@ -75,6 +76,9 @@ struct ml_gen {
   int live;              /* coroutines lent out */
   ml_timer *timers;      /* after/every timers (lib_core.c) */
   ml_client *client;     /* outbound connections (client.c), lazily */
+  ml_watch *watch;       /* the server's watchdog, or NULL */
+  int abort_mt_ref;      /* moonlet.abort's metatable, for the watchdog */
+  size_t mem, mem_limit; /* bytes the state holds; its cap (0: none) */
   int retired;           /* no new work; close when live == 0 */
   int gc_stress;         /* MOONLET_GC_STRESS: full GC before resumes */
   /* limits from the app's options (0: not set) */

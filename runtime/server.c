@@ -32,6 +32,7 @@ void moonlet_config_init(moonlet_config *cfg) {
   cfg->log_level = MOONLET_LOG_INFO;
   cfg->grace = 10.0;
   cfg->workers = 1;
+  cfg->watchdog_ms = 250;
 }
 
 static char *dup_or_null(const char *s) {
@@ -55,6 +56,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     moonlet_config_init(&s->cfg);
   s->worker_id = 1;
   s->single_fd = -1;
+  s->watch = ml_watchdog_start(s->cfg.watchdog_ms, s->cfg.cpu_budget);
   s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
   if (s->host == NULL ||
@@ -379,7 +381,14 @@ int moonlet_reload(moonlet_server *s) {
 static void on_connection(uv_stream_t *listener, int status) {
   moonlet_server *s = listener->data;
   if (status < 0) {
-    ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(status));
+    /* out of descriptors, libuv accepts and closes the waiting ones (it
+     * keeps a spare for that), so the loop does not spin; say so once a
+     * second, not once per client */
+    int now = (int)(uv_now(s->loop) / 1000);
+    if (now != s->emfile_logged) {
+      s->emfile_logged = now;
+      ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(status));
+    }
     return;
   }
   ml_conn_accept(s, listener);
@@ -520,6 +529,7 @@ static void release_one(moonlet_server *s) {
     free(hk);
   }
   ml_shared_free(s->shared);
+  ml_watchdog_stop(s->watch);
   if (s->single_fd >= 0)
     close(s->single_fd);          /* frees the lock, if we held it */
   free(s->single_lock);

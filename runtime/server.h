@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "moonlet.h"
 #include "sched.h"
+#include "watchdog.h"
 #include "reload.h"
 #include "shared.h"
 
@@ -43,6 +44,8 @@ struct moonlet_server {
   int nconns;
   ml_state_hook *hooks;
   ml_shared *shared;          /* moonlet.shared: outlives generations */
+  ml_watch *watch;            /* the watchdog thread, or NULL */
+  int emfile_logged;          /* last second an EMFILE was logged */
   int worker_id;              /* moonlet.worker.id: 1..N (master.c) */
   int reuse_port;             /* listen with SO_REUSEPORT (master.c) */
   char *single_lock;          /* the lock file of {single = true} timers,

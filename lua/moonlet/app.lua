@@ -484,6 +484,10 @@ local function failed(req, e, err)
   if is_abort(err) then
     return render_error(req, e, err.status, err.message)
   end
+  if type(err) ~= "table" then  -- xpcall skips the message handler for
+    err = { message = tostring(err),   -- memory errors (--lua-memory)
+      traceback = tostring(err) .. " (no traceback: out of memory)" }
+  end
   log("error", request_line(req) .. ": " .. err.traceback)
   return render_error(req, e, 500, nil, err.traceback, nil, err.message)
 end

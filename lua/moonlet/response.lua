@@ -68,4 +68,8 @@ function M.is_abort(v)
   return getmetatable(v) == Abort
 end
 
+-- The watchdog raises abort(503) itself when a handler computes past
+-- --cpu-budget: it needs the class.
+require("moonlet.core").set_abort_class(Abort)
+
 return M
