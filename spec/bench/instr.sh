@@ -38,11 +38,12 @@ count() {
   [ -n "$f" ] || die "$1: no callgrind dump"
   ir=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$f")
   if [ "$1" = moonlet ]; then
-    # Self cost per function; the frames on the stack when the counters
-    # were zeroed show 100% and are dropped.
+    # Self cost per function; the frames that were on the stack when the
+    # counters were zeroed show (nearly) everything and are dropped.
     callgrind_annotate --threshold=100 --auto=no "$f" 2>/dev/null |
-      sed -n '/file:function/,$p' | grep -v '(100.0%)' |
-      sed -n '3,27p' > "$T/profile.txt"
+      sed -n '/file:function/,$p' | sed -n '3,$p' |
+      grep -v -E 'moonlet_main|:main |libc_start|below main|ld-linux' |
+      head -n 25 > "$T/profile.txt"
   fi
   awk -v ir="$ir" -v n="$N" 'BEGIN { printf "%.0f", ir / n }'
 }
