@@ -112,10 +112,13 @@ rock-install: $(BUILD)/moonlet.so
 run: all
 	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)
 
-# Every suite, then one line summing them all: "N passed, N failed".
-test: deps
+# Every suite, then one line summing them all: the C tests (also under
+# ASan + UBSan), 30 s of fuzzing, and the busted specs.
+FUZZ_SECONDS ?= 30
+test: deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
-	@BUILD=$(BUILD) sh spec/run.sh
+	@$(MAKE) --no-print-directory asan build-fuzz/fuzz_conn >/dev/null
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
 
 test-c: deps
 	@$(MAKE) --no-print-directory $(BUILD)/ctest && $(BUILD)/ctest

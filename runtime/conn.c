@@ -523,6 +523,12 @@ static int on_header_value_complete(llhttp_t *p) {
   ml_req *r = &c->req;
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
   r->in_field = 0;
+  /* llhttp lets through a space in a name and obsolete line folding (a
+   * value running on after CRLF): both are ways to smuggle, both 400 */
+  if (!ml_http_name_ok(c->in.data + h->name_off, h->name_len) ||
+      memchr(c->in.data + h->value_off, '\n', h->value_len) != NULL ||
+      memchr(c->in.data + h->value_off, '\r', h->value_len) != NULL)
+    return refuse(c, 400);
   if (ml_strieq(c->in.data + h->name_off, h->name_len, "expect")) {
     if (ml_strieq(c->in.data + h->value_off, h->value_len, "100-continue"))
       r->expect_continue = 1;
@@ -540,8 +546,8 @@ static int on_headers_complete(llhttp_t *p) {
   r->method = p->method;
   r->minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
-  if (p->http_major != 1)
-    return refuse(c, 505);
+  if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
+    return refuse(c, p->http_major == 0 ? 400 : 505);
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > c->srv->limits.max_body)
     return refuse(c, 413);

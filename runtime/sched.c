@@ -298,12 +298,10 @@ static void co_release(ml_co *co) {
 
 void ml_sched_log_error(ml_co *co, const char *context) {
   lua_State *L = co->L;
-  const char *msg = lua_tostring(L, -1);
-  if (msg == NULL)
-    msg = luaL_typename(L, -1);
+  const char *msg = luaL_tolstring(L, -1, NULL);  /* __tostring counts */
   luaL_traceback(L, L, msg, 0);
   ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 /* The job ended (returned or raised): tell its owner, then release. */

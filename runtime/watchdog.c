@@ -43,7 +43,7 @@ struct ml_watch {
 /* Logs what the loop is busy with: the request line and a traceback. */
 static void report(lua_State *L, ml_watch *w, ml_co *co, uint64_t ns) {
   const char *what = co != NULL && co->what ? co->what : "Lua code";
-  luaL_traceback(L, L, NULL, 1);
+  luaL_traceback(L, L, NULL, 0);   /* level 0: what tripped the hook */
   if (co != NULL && co->is_request && co->data != NULL) {
     size_t n;
     ml_conn *c = co->data;

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Runs every suite (the C tests, then busted under Lua 5.4) and ends with
-# one line summing them: "N passed, N failed".  Exit status 1 on any failure.
+# Runs every suite (the C tests, the C tests again under ASan + UBSan when
+# built, the fuzzer for FUZZ_SECONDS when built, then busted under Lua 5.4)
+# and ends with one line summing them: "N passed, N failed".  Exit status
+# 1 on any failure.
 BUILD=${BUILD:-build}
 export MOONLET_BIN="$BUILD/moonlet"
 tmp=$(mktemp -d)
@@ -13,6 +15,38 @@ c_line=$(tail -n 1 "$tmp/c.out")
 c_pass=$(echo "$c_line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
 c_fail=$(echo "$c_line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
 if [ -z "$c_pass" ]; then c_pass=0; c_fail=1; echo "C tests did not finish"; fi
+
+# The same C tests built with AddressSanitizer and UBSan (make test builds
+# them; `make test-asan` runs everything that way).
+if [ "$BUILD" = build ] && [ -x build-asan/ctest ]; then
+  echo "== C tests under ASan + UBSan (build-asan/ctest)"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    build-asan/ctest > "$tmp/asan.out" 2>&1
+  a_rc=$?
+  tail -n 3 "$tmp/asan.out"
+  a_line=$(tail -n 1 "$tmp/asan.out")
+  a_pass=$(echo "$a_line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+  a_fail=$(echo "$a_line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -z "$a_pass" ] || [ "$a_rc" -ne 0 ]; then
+    cat "$tmp/asan.out"; a_pass=${a_pass:-0}; a_fail=$((${a_fail:-0} + 1))
+  fi
+  c_pass=$((c_pass + a_pass)); c_fail=$((c_fail + a_fail))
+fi
+
+# The connection fuzzer (spec/fuzz), for a while: one test, passed when it
+# finds nothing in that time.
+if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_conn ]; then
+  echo "== fuzzing the connection path for $FUZZ_SECONDS s"
+  mkdir -p build-fuzz/corpus
+  if build-fuzz/fuzz_conn -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+      -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
+      build-fuzz/corpus spec/fuzz/corpus > "$tmp/fuzz.out" 2>&1; then
+    grep -E "^stat::number_of_executed_units|^Done" "$tmp/fuzz.out"
+    c_pass=$((c_pass + 1))
+  else
+    tail -n 40 "$tmp/fuzz.out"; c_fail=$((c_fail + 1))
+  fi
+fi
 
 echo "== busted (Lua 5.4)"
 lua5.4 /usr/bin/busted -o TAP spec > "$tmp/lua.out" 2>&1

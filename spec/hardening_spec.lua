@@ -1,0 +1,177 @@
+-- Hostile input and runaway code (API §10): slow and abusive clients,
+-- framing tricks, handlers that never wait, a Lua state that grows.
+local H = require "helpers"
+local cjson = require "cjson"
+
+-- The first line of the answer to raw bytes, and whether it then closed.
+local function answer(port, bytes)
+  local c = H.raw(port, 3)
+  c:send(bytes)
+  local line = c:receive("*l")
+  c:settimeout(2)
+  local rest, err = c:receive("*a")
+  c:close()
+  return line, err == nil and rest ~= nil
+end
+
+local function cpu_seconds(pid)
+  local stat = H.slurp("/proc/" .. pid .. "/stat")
+  local utime, stime = stat:match("%) %S+" .. (" %S+"):rep(11) .. " (%d+) (%d+)")
+  return (tonumber(utime) + tonumber(stime)) / 100
+end
+
+describe("malformed framing", function()
+  local srv
+  setup(function() srv = H.start("apps/hello.lua") end)
+  teardown(function() srv:stop() end)
+
+  for name, bytes in pairs {
+    ["obsolete line folding"] = "GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n",
+    ["a space in a header name"] = "GET / HTTP/1.1\r\nX A: b\r\n\r\n",
+    ["a bare CR"] = "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+    ["a NUL in a header"] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+    ["an HTTP/0.9 request"] = "GET /\r\n\r\n",
+    ["a chunk size that overflows"] = "POST / HTTP/1.1\r\nTransfer-Encoding: "
+      .. "chunked\r\n\r\nffffffffffffffffffffff\r\nx\r\n",
+    ["Transfer-Encoding with Content-Length"] = "POST / HTTP/1.1\r\n"
+      .. "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    ["two Content-Lengths"] = "POST / HTTP/1.1\r\nContent-Length: 1\r\n"
+      .. "Content-Length: 2\r\n\r\nab",
+    ["invalid percent-encoding"] = "GET /%zz HTTP/1.1\r\n\r\n",
+  } do
+    it("answers 400 and closes for " .. name, function()
+      local line, closed = answer(srv.port, bytes)
+      assert.equal("HTTP/1.1 400 Bad Request", line)
+      assert.is_true(closed)
+      assert.equal(200, H.get(srv, "/").status)
+    end)
+  end
+
+  it("answers 501 to an unknown method, 505 to HTTP/2.0", function()
+    assert.equal("HTTP/1.1 501 Not Implemented",
+      (answer(srv.port, "FROB / HTTP/1.1\r\n\r\n")))
+    assert.equal("HTTP/1.1 505 HTTP Version Not Supported",
+      (answer(srv.port, "GET / HTTP/2.0\r\n\r\n")))
+  end)
+end)
+
+describe("slow and abusive clients", function()
+  it("closes 1,000 trickling connections at the header timeout while "
+    .. "others are served fast", function()
+    local srv = H.start("apps/hello.lua", { args = { "--header-timeout", "1" } })
+    finally(function() srv:stop() end)
+    local out = os.tmpname()
+    os.execute(("sh -c 'ulimit -n 4096; exec lua5.4 spec/apps/trickle.lua %d "
+      .. "1000 8' > %s 2>&1 &"):format(srv.port, out))
+    local deadline = H.now() + 5
+    repeat H.pause(0.05) until H.slurp(out):find("opened") or H.now() > deadline
+    local worst = 0
+    for _ = 1, 20 do
+      local t0 = H.now()
+      assert.equal(200, H.get(srv, "/").status)
+      worst = math.max(worst, H.now() - t0)
+      H.pause(0.05)
+    end
+    assert.is_true(worst < 0.5, "a normal request took " .. worst)
+    deadline = H.now() + 12
+    repeat H.pause(0.2) until H.slurp(out):find("closed") or H.now() > deadline
+    local text = H.slurp(out)
+    os.remove(out)
+    local closed, got408, after = text:match("closed (%d+) got408 (%d+) after ([%d.]+)")
+    assert.equal("1000", closed, text)
+    assert.is_true(tonumber(got408) >= 900, text)
+    assert.is_true(tonumber(after) < 6, text)
+  end)
+
+  it("answers over --max-connections with 503 and closes", function()
+    local srv = H.start("apps/hello.lua", { args = { "--max-connections", "5" } })
+    finally(function() srv:stop() end)
+    local held = {}
+    for i = 1, 5 do
+      held[i] = H.raw(srv.port)
+      held[i]:send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+      assert.equal(200, H.read_response(held[i]).status)
+    end
+    local line, closed = answer(srv.port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.equal("HTTP/1.1 503 Service Unavailable", line)
+    assert.is_true(closed)
+    held[1]:close()
+    H.pause(0.2)
+    assert.equal(200, H.get(srv, "/").status)
+    for i = 2, 5 do held[i]:close() end
+  end)
+
+  it("does not spin out of file descriptors, and recovers", function()
+    local srv = H.start("apps/hello.lua", { env = "ulimit -n 48;" })
+    finally(function() srv:stop() end)
+    assert.matches("Max open files%s+48", H.slurp("/proc/" .. srv.pid
+      .. "/limits"))
+    local held = {}
+    for _ = 1, 80 do
+      local c = require("socket").tcp()
+      c:settimeout(1)
+      if c:connect("127.0.0.1", srv.port) then held[#held + 1] = c end
+    end
+    local cpu0 = cpu_seconds(srv.pid)
+    H.pause(1)
+    local used = cpu_seconds(srv.pid) - cpu0
+    assert.is_true(used < 0.3, "the loop spun: " .. used .. " s of CPU")
+    -- past the limit, libuv's spare descriptor accepts and closes them
+    local refused = 0
+    for _, c in ipairs(held) do
+      c:settimeout(0)
+      local _, err = c:receive(1)
+      if err == "closed" then refused = refused + 1 end
+    end
+    assert.is_true(refused > 0, "no connection met the limit")
+    for _, c in ipairs(held) do c:close() end
+    H.pause(0.3)
+    assert.equal(200, H.get(srv, "/").status)
+  end)
+end)
+
+describe("runaway handlers", function()
+  local srv
+  setup(function()
+    srv = H.start("spec/apps/hardening.lua", { args = { "--watchdog", "100",
+      "--cpu-budget", "0.5", "--lua-memory", "32" } })
+  end)
+  teardown(function() srv:stop() end)
+
+  it("logs a handler that keeps the loop busy, with its route and line",
+    function()
+      assert.equal("spun", H.get(srv, "/spin/0.3").body)
+      assert.truthy(H.wait_for_log(srv, "watchdog: the loop has been busy "
+        .. "for %d+ ms in GET /spin/0%.3"))
+      assert.truthy(H.wait_for_log(srv, "spec/apps/hardening%.lua:%d+"))
+    end)
+
+  it("stops a handler past --cpu-budget with 503 and goes on", function()
+    local t0 = H.now()
+    local res = H.get(srv, "/forever")
+    assert.equal(503, res.status)
+    assert.matches("cpu%-budget", res.body)
+    assert.is_true(H.now() - t0 < 3)
+    assert.equal("ok", H.get(srv, "/").body)
+  end)
+
+  it("stops it even when it pcalls in the loop", function()
+    assert.equal(503, H.get(srv, "/swallow").status)
+    assert.equal("ok", H.get(srv, "/").body)
+  end)
+
+  it("stops a timer callback that never waits", function()
+    assert.equal("started", H.get(srv, "/spin-timer").body)
+    assert.truthy(H.wait_for_log(srv, "timer callback failed: abort 503", 3))
+    assert.equal(1, cjson.decode(H.get(srv, "/timer-runs").body).runs)
+  end)
+
+  it("fails a handler that grows its state past --lua-memory with 500",
+    function()
+      local res = H.get(srv, "/hog", { timeout = 20 })
+      assert.equal(500, res.status)
+      assert.truthy(H.wait_for_log(srv, "GET /hog: not enough memory"))
+      assert.equal("ok", H.get(srv, "/").body)
+      assert.equal("ok", H.get(srv, "/").body)
+    end)
+end)
