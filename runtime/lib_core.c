@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <lauxlib.h>
+#include "clock.h"
 #include "lib.h"
 #include "log.h"
 #include "master.h"
@@ -17,22 +18,23 @@
 ** =======================================================
 */
 
-typedef struct { ml_wait w; uv_timer_t timer; } sleep_op;
+/* Timers run on the state's clock (clock.c): libuv's, or virtual. */
+typedef struct { ml_wait w; ml_ctimer timer; } sleep_op;
 
-static void sleep_free(uv_handle_t *h) {
-  free(container_of(h, sleep_op, timer));
+static void sleep_free(ml_ctimer *t) {
+  free(container_of(t, sleep_op, timer));
 }
 
-static void sleep_done(uv_timer_t *t) {
+static void sleep_done(ml_ctimer *t) {
   sleep_op *op = container_of(t, sleep_op, timer);
   ml_co *co = ml_sched_unpark(&op->w);     /* detach first */
-  uv_close((uv_handle_t *)t, sleep_free);  /* free in the close callback */
+  ml_clock_timer_close(t, sleep_free);     /* free in the close callback */
   if (co != NULL)
     ml_sched_resume(co, 0);                /* last: it may free the conn */
 }
 
 static void sleep_cancel(ml_wait *w) {     /* closing stops the timer */
-  uv_close((uv_handle_t *)&((sleep_op *)w)->timer, sleep_free);
+  ml_clock_timer_close(&((sleep_op *)w)->timer, sleep_free);
 }
 
 static int core_sleep(lua_State *L) {
@@ -43,16 +45,15 @@ static int core_sleep(lua_State *L) {
   co = ml_sched_current(L);
   if ((op = calloc(1, sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
-  uv_timer_init(co->gen->loop, &op->timer);  /* cannot fail */
-  uv_timer_start(&op->timer, sleep_done, (uint64_t)(s * 1000 + 0.5), 0);
+  ml_clock_timer_init(co->gen, &op->timer);  /* cannot fail */
+  ml_clock_timer_start(&op->timer, sleep_done, (uint64_t)(s * 1000 + 0.5),
+                       0);
   ml_sched_park(co, &op->w, sleep_cancel);
   return ml_sched_yield(L);  /* resume's values become sleep's results */
 }
 
 static int core_now(lua_State *L) {
-  uv_loop_t *loop = ML_GEN(L)->loop;
-  uv_update_time(loop);
-  lua_pushnumber(L, (lua_Number)uv_now(loop) / 1000.0);
+  lua_pushnumber(L, (lua_Number)ml_clock_now(ML_GEN(L)) / 1000.0);
   return 1;
 }
 
@@ -70,7 +71,7 @@ static int core_now(lua_State *L) {
  * userdata only points at it; either may go first.
  */
 struct ml_timer {
-  uv_timer_t timer;
+  ml_ctimer timer;
   ml_gen *gen;
   int fn_ref;             /* the callback */
   ml_timer **ud;          /* the userdata's pointer to us, or NULL */
@@ -79,7 +80,7 @@ struct ml_timer {
   int single;             /* {single = true}: one worker only */
 };
 
-static void timer_free(uv_handle_t *h) {
+static void timer_free(ml_ctimer *h) {
   free(container_of(h, ml_timer, timer));
 }
 
@@ -98,7 +99,7 @@ static void timer_stop(ml_timer *t) {
     g->timers = t->next;
   if (t->next != NULL)
     t->next->prev = t->prev;
-  uv_close((uv_handle_t *)&t->timer, timer_free);
+  ml_clock_timer_close(&t->timer, timer_free);
 }
 
 void ml_core_timers_close(ml_gen *g) {
@@ -107,7 +108,7 @@ void ml_core_timers_close(ml_gen *g) {
 }
 
 /* Each firing runs the callback in a fresh coroutine of the pool. */
-static void on_timer(uv_timer_t *h) {
+static void on_timer(ml_ctimer *h) {
   ml_timer *t = container_of(h, ml_timer, timer);
   ml_gen *g = t->gen;
   ml_co *co;
@@ -162,8 +163,8 @@ static int new_timer(lua_State *L, int repeat) {
   g->timers = t;
   t->ud = ud;
   *ud = t;
-  uv_timer_init(g->loop, &t->timer);
-  uv_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0);
+  ml_clock_timer_init(g, &t->timer);
+  ml_clock_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0);
   return 1;
 }
 

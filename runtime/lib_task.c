@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <lauxlib.h>
+#include "clock.h"
 #include "lib.h"
 #include "log.h"
 #include "util.h"
@@ -32,7 +33,7 @@ typedef struct {
  */
 struct waiter {
   ml_wait w;
-  uv_timer_t timer;
+  ml_ctimer timer;          /* on the state's clock (clock.c) */
   int has_timer;
   future *f;                 /* NULL once unlinked */
   waiter *prev, *next;
@@ -64,7 +65,7 @@ static void unlink_waiter(waiter *w) {
   w->f = NULL;
 }
 
-static void waiter_free(uv_handle_t *h) {
+static void waiter_free(ml_ctimer *h) {
   free(container_of(h, waiter, timer));
 }
 
@@ -72,7 +73,7 @@ static void waiter_free(uv_handle_t *h) {
 static void waiter_drop(waiter *w) {
   unlink_waiter(w);
   if (w->has_timer)
-    uv_close((uv_handle_t *)&w->timer, waiter_free);
+    ml_clock_timer_close(&w->timer, waiter_free);
   else
     free(w);
 }
@@ -81,7 +82,7 @@ static void waiter_cancel(ml_wait *mw) {
   waiter_drop((waiter *)mw);
 }
 
-static void waiter_timeout(uv_timer_t *t) {
+static void waiter_timeout(ml_ctimer *t) {
   waiter *w = container_of(t, waiter, timer);
   ml_co *co = ml_sched_unpark(&w->w);
   waiter_drop(w);
@@ -170,9 +171,9 @@ static int wait_on(lua_State *L, future *f) {
   f->waiters = w;
   if (timeout >= 0) {
     w->has_timer = 1;
-    uv_timer_init(co->gen->loop, &w->timer);
-    uv_timer_start(&w->timer, waiter_timeout,
-                   (uint64_t)(timeout * 1000 + 0.5), 0);
+    ml_clock_timer_init(co->gen, &w->timer);
+    ml_clock_timer_start(&w->timer, waiter_timeout,
+                         (uint64_t)(timeout * 1000 + 0.5), 0);
   }
   ml_sched_park(co, &w->w, waiter_cancel);
   return ml_sched_yieldk(L, base, wait_k);

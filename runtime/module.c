@@ -4,10 +4,12 @@
  * its own state, on a loop of their own.  moonlet.run and moonlet.testing
  * drive that loop; everything they reach is the code the binary runs.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "client.h"
+#include "clock.h"
 #include "lib.h"
 #include "luasrc.h"
 #include "server.h"
@@ -21,6 +23,7 @@ typedef struct ml_module {
   uv_loop_t loop;
   moonlet_server *server;
   ml_gen *gen;
+  ml_clock *clock;      /* the virtual clock, once asked for */
   int port;             /* the listening port once an app is served */
 } ml_module;
 
@@ -202,6 +205,69 @@ static int core_loop_serve(lua_State *L) {
   return 1;
 }
 
+/* Refuses a loop turn from inside one of the state's coroutines. */
+static ml_module *check_outside(lua_State *L, const char *what) {
+  ml_module *m = module_check(L);
+  if (m->gen->running != NULL)
+    luaL_error(L, "%s inside a moonlet coroutine", what);
+  return m;
+}
+
+/* core.loop_once(): one turn of the loop, waiting for an event. */
+static int core_loop_once(lua_State *L) {
+  ml_module *m = check_outside(L, "loop_once");
+  uv_run(&m->loop, UV_RUN_ONCE);
+  return 0;
+}
+
+/* core.loop_live(): coroutines at work in the state (requests, tasks,
+ * timer callbacks): moonlet.testing watches a request reach its app. */
+static int core_loop_live(lua_State *L) {
+  lua_pushinteger(L, module_check(L)->gen->live);
+  return 1;
+}
+
+/*
+ * core.loop_virtual_time(on): timers, sleeps and timeouts made from now
+ * on run on a virtual clock (on) or libuv's (off); those made before keep
+ * the clock they had.  The virtual clock starts at the loop's time and
+ * keeps its time when switched off and on again.
+ */
+static int core_loop_virtual_time(lua_State *L) {
+  ml_module *m = module_check(L);
+  if (lua_toboolean(L, 1)) {
+    if (m->clock == NULL) {
+      uv_update_time(&m->loop);
+      if ((m->clock = ml_clock_new(uv_now(&m->loop))) == NULL)
+        return luaL_error(L, "not enough memory");
+    }
+    m->gen->clock = m->clock;
+  } else {
+    m->gen->clock = NULL;
+  }
+  return 0;
+}
+
+static void advance_turn(void *ud) {
+  ml_module *m = ud;
+  int i;
+  for (i = 0; i < 4; i++)            /* woken coroutines, their writes */
+    uv_run(&m->loop, UV_RUN_NOWAIT);
+}
+
+/* core.loop_advance(seconds): moves the virtual clock, firing what
+ * comes due in order, and turns the loop after each firing. */
+static int core_loop_advance(lua_State *L) {
+  ml_module *m = check_outside(L, "clock:advance");
+  lua_Number s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds out of range");
+  if (m->clock == NULL || m->gen->clock == NULL)
+    return luaL_error(L, "clock:advance: virtual time is off");
+  advance_turn(m);                   /* what is in flight gets going */
+  ml_clock_advance(m->clock, (uint64_t)(s * 1000 + 0.5), advance_turn, m);
+  return 0;
+}
+
 /* }====================================================== */
 
 /*
@@ -231,6 +297,7 @@ static int module_gc(lua_State *L) {
   }
   uv_run(&m->loop, UV_RUN_DEFAULT);  /* the last close callbacks */
   uv_loop_close(&m->loop);
+  ml_clock_free(m->clock);
   free(m);
   return 0;
 }
@@ -239,6 +306,10 @@ static const luaL_Reg loop_funcs[] = {
   {"loop_run", core_loop_run},
   {"loop_serve", core_loop_serve},
   {"loop_cleanup", core_loop_cleanup},
+  {"loop_once", core_loop_once},
+  {"loop_live", core_loop_live},
+  {"loop_virtual_time", core_loop_virtual_time},
+  {"loop_advance", core_loop_advance},
   {NULL, NULL}
 };
 
@@ -302,24 +373,37 @@ int moonlet_lua_setup(lua_State *L) {
   return module_setup(L);
 }
 
-/*
- * require "moonlet" from a stock Lua: sets the state up, then runs the
- * built-in lua/moonlet/init.lua and returns the moonlet module.
- */
-int luaopen_moonlet(lua_State *L);
-int luaopen_moonlet(lua_State *L) {
+/* Sets the state up, then runs the built-in module 'name' (whose file
+ * is 'file') as require would and returns its value. */
+static int open_builtin(lua_State *L, const char *name) {
   const ml_luasrc *src;
+  char chunk[128];
   module_setup(L);
   for (src = ml_luasrc_list; src->name != NULL; src++)
-    if (strcmp(src->name, "moonlet") == 0)
+    if (strcmp(src->name, name) == 0)
       break;
   if (src->name == NULL)
-    return luaL_error(L, "moonlet: no built-in init.lua");
-  if (luaL_loadbuffer(L, src->src, src->len, "@lua/moonlet/init.lua") != 0)
+    return luaL_error(L, "moonlet: no built-in module '%s'", name);
+  snprintf(chunk, sizeof chunk, "@%s", src->file);
+  if (luaL_loadbuffer(L, src->src, src->len, chunk) != LUA_OK)
     return lua_error(L);
-  lua_pushstring(L, "moonlet");
-  lua_call(L, 1, 1);
+  lua_pushstring(L, name);
+  lua_pushstring(L, src->file);
+  lua_call(L, 2, 1);
   return 1;
+}
+
+/* require "moonlet" from a stock Lua: the moonlet module. */
+int luaopen_moonlet(lua_State *L);
+int luaopen_moonlet(lua_State *L) {
+  return open_builtin(L, "moonlet");
+}
+
+/* require "moonlet.testing" first: Lua's all-in-one searcher finds it in
+ * moonlet.so under this name. */
+int luaopen_moonlet_testing(lua_State *L);
+int luaopen_moonlet_testing(lua_State *L) {
+  return open_builtin(L, "moonlet.testing");
 }
 
 /* }====================================================== */

@@ -17,6 +17,7 @@ typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
 typedef struct ml_timer ml_timer;
 typedef struct ml_client ml_client;
+typedef struct ml_clock ml_clock;
 typedef struct ml_watch ml_watch;
 
 /* The first member of every pending operation. */
@@ -76,6 +77,7 @@ struct ml_gen {
   int live;              /* coroutines lent out */
   ml_timer *timers;      /* after/every timers (lib_core.c) */
   ml_client *client;     /* outbound connections (client.c), lazily */
+  ml_clock *clock;       /* virtual time (clock.c), or NULL: libuv's */
   ml_watch *watch;       /* the server's watchdog, or NULL */
   int abort_mt_ref;      /* moonlet.abort's metatable, for the watchdog */
   size_t mem, mem_limit; /* bytes the state holds; its cap (0: none) */

@@ -98,6 +98,15 @@ describe("the Lua module", function()
     assert.matches("ok\nexit=0", out)
   end)
 
+  it("gives moonlet.testing to a stock lua5.4, required first", function()
+    local out = lua(cpath, ([[
+      local testing = require "moonlet.testing"
+      local client = testing.client("%s/apps/hello.lua")
+      local res = client:get("/")
+      print(res.status, res.body)]]):format(root))
+    assert.matches("200\tHello, World!\nexit=0", out)
+  end)
+
   it("serves an app over real HTTP", function()
     local out = lua(cpath, serve)
     assert.matches('200\t{"hi":"ann"}\nexit=0', out)

@@ -219,3 +219,94 @@ describe("client:stub_http", function()
     assert.has_error(function() client:stub_http("http://x", 42) end)
   end)
 end)
+
+describe("virtual time", function()
+  local client, ticks
+
+  setup(function()
+    ticks = 0
+    local app = moonlet.app()
+    app:get("/poll", function()
+      local v, err = moonlet.future():get(30)   -- nobody sets it
+      return { v = v, err = err }
+    end)
+    app:get("/nap/<float:s>", function(_, s)
+      local t0 = moonlet.now()
+      moonlet.sleep(s)
+      return { slept = moonlet.now() - t0 }
+    end)
+    app:get("/queue", function()
+      local v, err = moonlet.queue():get(5)
+      return { v = v, err = err }
+    end)
+    app:get("/timeout", function()
+      local v, err = moonlet.timeout(2, function() moonlet.sleep(10) end)
+      return { v = v, err = err }
+    end)
+    app:get("/every", function()
+      moonlet.every(60, function() ticks = ticks + 1 end)
+      return "started"
+    end)
+    app:get("/after", function()
+      moonlet.after(0.5, function() ticks = ticks + 100 end)
+      return "set"
+    end)
+    app:get("/yield", function()
+      moonlet.sleep(0)                  -- "let others run": no advance
+      return "yielded"
+    end)
+    client = testing.client(app, { virtual_time = true })
+  end)
+
+  it("runs a 30 s long-poll in milliseconds", function()
+    local wall = os.time()
+    local p = client:start{ path = "/poll" }
+    client.clock:advance(29.9)
+    client.clock:advance(0.1)
+    assert.same({ err = "timeout" }, p.wait():json())
+    assert.is_true(os.time() - wall <= 1)
+  end)
+
+  it("wakes a sleep only when the clock reaches it", function()
+    local a = client:start{ path = "/nap/10" }
+    local b = client:start{ path = "/nap/3" }
+    client.clock:advance(3)
+    assert.same({ slept = 3 }, b.wait():json())
+    client.clock:advance(7)
+    assert.same({ slept = 10 }, a.wait():json())
+  end)
+
+  it("times out queue gets and moonlet.timeout", function()
+    local q = client:start{ path = "/queue" }
+    local t = client:start{ path = "/timeout" }
+    client.clock:advance(5)
+    assert.same({ err = "timeout" }, q.wait():json())
+    assert.same({ err = "timeout" }, t.wait():json())
+  end)
+
+  it("fires every and after timers in order", function()
+    assert.equal("started", client:get("/every").body)
+    client.clock:advance(59)
+    assert.equal(0, ticks)
+    assert.equal("set", client:get("/after").body)
+    client.clock:advance(301)     -- every: 60, 120 ... 360; after: 59.5
+    assert.equal(106, ticks)
+  end)
+
+  it("keeps moonlet.now on the virtual clock", function()
+    local t0 = client:run(moonlet.now)
+    client.clock:advance(12.5)
+    assert.equal(12.5, client.clock:now() - t0)
+  end)
+
+  it("lets a zero sleep yield without an advance", function()
+    assert.equal("yielded", client:get("/yield").body)
+  end)
+
+  it("refuses to advance without virtual time", function()
+    local real = testing.client(moonlet.app())
+    assert.is_nil(real.clock)
+    assert.has_error(function() client.clock:advance(1) end,
+      "clock:advance: virtual time is off")
+  end)
+end)

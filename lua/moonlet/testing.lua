@@ -85,18 +85,41 @@ end
 local Client = {}
 Client.__index = Client
 
+--- The virtual clock of a client made with {virtual_time = true}.
+local Clock = {}
+Clock.__index = Clock
+
+--- `clock:advance(seconds)`: moves time forward, firing the timers,
+-- sleeps and wait timeouts that come due, in order, each at its own
+-- time, and turns the loop after each so that what it woke runs on.
+function Clock:advance(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then
+    error("clock:advance: a number of seconds >= 0 expected", 2)
+  end
+  core.loop_advance(seconds)
+end
+
+--- `clock:now()`: the virtual time in seconds, as moonlet.now() says.
+function Clock:now()
+  return core.now()
+end
+
 local current        -- the client whose stubs apply (the last made)
 
 --- Makes a test client for an app (a table from moonlet.app()) or an app
 -- file's path, served from this Lua state.  One app is served per state:
 -- a new client replaces the previous one's app.
--- opts.timeout: seconds a request may take (10).
+-- opts.timeout: seconds a request may take (10).  opts.virtual_time:
+-- the app's timers, sleeps and wait timeouts follow client.clock (its
+-- file's too, when app_or_path is a path; a table's timers made before
+-- this call stay on real time).
 -- @return the client
 function M.client(app_or_path, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("testing.client: opts must be a table", 2)
   end
+  core.loop_virtual_time(opts.virtual_time == true)
   local port
   if type(app_or_path) == "string" then
     local boot = require "moonlet.boot"
@@ -112,6 +135,9 @@ function M.client(app_or_path, opts)
     timeout = opts.timeout or 10,
     stubs = {},
   }, Client)
+  if opts.virtual_time then
+    c.clock = setmetatable({}, Clock)
+  end
   current = c
   if luassert then       -- busted reverts formatters between files
     luassert:add_formatter(format_response)
@@ -178,6 +204,12 @@ end
 function Client:start(o)
   local r, path = request_options(self, o)
   local t = core.spawn(raw_request, r)
+  -- turn the loop until the request is in a handler (or answered), so
+  -- that a clock:advance after this finds it waiting
+  local base = core.loop_live()
+  while not t:done() and core.loop_live() <= base do
+    core.loop_once()
+  end
   return {
     wait = function()
       return done(r, path, core.loop_run(t.wait, t))

@@ -36,6 +36,8 @@
   X(shared_add_incr_delete) \
   X(shared_incr_wraps_and_floats) \
   X(shared_ttl) \
-  X(shared_keys_sorted_and_growth)
+  X(shared_keys_sorted_and_growth) \
+  X(clock_fires_in_due_order) \
+  X(clock_repeats_and_stops_itself)
 
 #endif
