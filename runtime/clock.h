@@ -17,8 +17,9 @@ typedef void (*ml_ctimer_cb)(ml_ctimer *t);
 
 /*
  * A timer, embedded in the operation that owns it (like a uv_timer_t).
- * Closing it always ends in close_cb, where the owner frees: on the
- * loop's next turn under real time, at once under virtual time.
+ * Closing it always ends in close_cb, where the owner frees, on a later
+ * turn of the loop: a virtual timer closes its (never started) libuv
+ * handle too, so both kinds end the same way.
  */
 struct ml_ctimer {
   uv_timer_t uv;          /* a real timer's handle */

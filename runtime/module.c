@@ -38,11 +38,13 @@ static ml_module *module_get(lua_State *L) {
   return box != NULL ? *box : NULL;
 }
 
+int ml_module_loaded;
+
 ml_gen **ml_module_gen_slot(lua_State *L, ml_gen **slot) {
   ml_module *m = module_get(L);
-  if (m != NULL)
+  if (m != NULL && m->gen != NULL)
     *slot = m->gen;     /* a thread older than the module: cache it */
-  return slot;
+  return slot;          /* other states: their own (sched.c sets it) */
 }
 
 static ml_module *module_check(lua_State *L) {
@@ -347,6 +349,8 @@ static int module_setup(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &module_key);
   moonlet_config_init(&cfg);
   cfg.port = 0;
+  cfg.grace = 0.2;            /* the state is closing: do not linger */
+  ml_module_loaded = 1;
   if ((m->server = moonlet_new(&m->loop, &cfg)) == NULL)
     return luaL_error(L, "not enough memory");
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);

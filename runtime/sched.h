@@ -94,17 +94,19 @@ enum { ML_CO_CANCELLED = -1, ML_CO_ERROR = 0, ML_CO_OK = 1 };
 
 /*
  * The generation of any thread of its state: new threads copy the main
- * thread's extra space.  A thread a host's Lua made before it required
- * the moonlet module (module.c) has none; ml_module_gen_slot finds the
- * state's generation in the registry and caches it there.
+ * thread's extra space.  In a host's own state (the Lua module,
+ * module.c) threads made before the require copied whatever the host
+ * left there (Lua does not clear it), so once a module is loaded the
+ * registry is asked, and the answer cached in the thread.
  */
 #define ML_GEN(L) (*ml_sched_gen_slot(L))
 
+extern int ml_module_loaded;   /* a state has required the module */
 ml_gen **ml_module_gen_slot(lua_State *L, ml_gen **slot);
 
 static inline ml_gen **ml_sched_gen_slot(lua_State *L) {
   ml_gen **slot = lua_getextraspace(L);
-  return *slot != NULL ? slot : ml_module_gen_slot(L, slot);
+  return ml_module_loaded ? ml_module_gen_slot(L, slot) : slot;
 }
 
 /*

@@ -303,6 +303,13 @@ describe("virtual time", function()
     assert.equal("yielded", client:get("/yield").body)
   end)
 
+  it("says why a plain get of a waiting handler timed out", function()
+    assert.has_error(function()
+      client:get("/nap/1", { timeout = 0.1 })
+    end, "moonlet.testing: GET /nap/1: timeout (a handler waiting on the "
+      .. "virtual clock needs client:start and client.clock:advance)")
+  end)
+
   it("refuses to advance without virtual time", function()
     local real = testing.client(moonlet.app())
     assert.is_nil(real.clock)

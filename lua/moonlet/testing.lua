@@ -165,8 +165,13 @@ end
 
 local function done(r, path, res, err)
   if not res then
-    error(format("moonlet.testing: %s %s: %s", r.method, path,
-      tostring(err)), 3)
+    local hint = ""
+    if err == "timeout" and current and current.clock then
+      hint = " (a handler waiting on the virtual clock needs client:start"
+        .. " and client.clock:advance)"
+    end
+    error(format("moonlet.testing: %s %s: %s%s", r.method, path,
+      tostring(err), hint), 3)
   end
   return show(res)
 end
