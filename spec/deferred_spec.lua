@@ -1,9 +1,74 @@
--- apps/deferred.lua through a real server: /simple waits on a future
--- until /simple/fire resolves it, a second fire is refused, /simple/reset
--- starts again, and a waiter whose client left harms nothing.
+-- apps/deferred.lua: /simple waits on a future until /simple/fire
+-- resolves it, a second fire is refused, /simple/reset starts again
+-- (through moonlet.testing, in this Lua state), and a waiter whose
+-- client left harms nothing (a real server, whose log says so).
 local H = require "helpers"
+assert(os.execute("make -s --no-print-directory module BUILD=build "
+  .. ">/dev/null"), "make module failed")
+package.cpath = "./build/?.so;" .. package.cpath
+local testing = require "moonlet.testing"
 
 describe("apps/deferred.lua", function()
+  local client
+
+  setup(function() client = testing.client("apps/deferred.lua") end)
+
+  before_each(function()
+    assert.status(200, client:get("/simple/reset"))
+  end)
+
+  it("holds /simple until a fire releases every waiter", function()
+    local waiters = {}
+    for i = 1, 3 do waiters[i] = client:start{ path = "/simple" } end
+    assert.is_false(waiters[1].done())        -- in its handler, waiting
+    local fire = client:get("/simple/fire?text=hello")
+    assert.status(200, fire)
+    assert.matches("^Fired", fire.body)
+    for i = 1, 3 do
+      local res = waiters[i].wait()
+      assert.status(200, res)
+      assert.equal("<i><u>hello</u></i>", res.body)
+      assert.matches("^text/html", res.headers["content-type"])
+    end
+    -- one that comes after the fire has its answer at once
+    assert.equal("<i><u>hello</u></i>", client:get("/simple").body)
+  end)
+
+  it("says a second fire was already fired, keeping the first", function()
+    assert.status(200, client:get("/simple/fire?text=first"))
+    local again = client:get("/simple/fire?text=second")
+    assert.status(200, again)
+    assert.matches("Already fired", again.body)
+    assert.equal("<i><u>first</u></i>", client:get("/simple").body)
+  end)
+
+  it("waits again after a reset, for the next fire", function()
+    client:get("/simple/fire?text=old")
+    assert.matches("^Reset", client:get("/simple/reset").body)
+    local w = client:start{ path = "/simple" }
+    assert.is_false(w.done())
+    assert.matches("^Fired", client:get("/simple/fire?text=new").body)
+    assert.equal("<i><u>new</u></i>", w.wait().body)
+  end)
+
+  it("keeps its waiters through a reset before any fire", function()
+    local w = client:start{ path = "/simple" }
+    client:get("/simple/reset")
+    client:get("/simple/fire?text=kept")
+    assert.equal("<i><u>kept</u></i>", w.wait().body)
+  end)
+
+  it("escapes the text and wants one", function()
+    client:get("/simple/fire?text=%3Cb%3E%26")
+    assert.equal("<i><u>&lt;b&gt;&amp;</u></i>", client:get("/simple").body)
+    client:get("/simple/reset")
+    local res = client:get("/simple/fire")
+    assert.status(400, res)
+    assert.matches("text", res.body)
+  end)
+end)
+
+describe("apps/deferred.lua on a real server", function()
   local srv
 
   --- Starts GET path on its own connection, not read yet.
@@ -31,61 +96,6 @@ describe("apps/deferred.lua", function()
     srv = H.start("apps/deferred.lua", { args = { "--log-level", "debug" } })
   end)
   teardown(function() srv:stop() end)
-
-  before_each(function()
-    assert.equal(200, H.get(srv, "/simple/reset").status)
-  end)
-
-  it("holds /simple until a fire releases every waiter", function()
-    local waiters = {}
-    for i = 1, 3 do waiters[i] = start("/simple") end
-    assert.is_true(silent(waiters[1], 0.3))   -- not answered yet
-    local fire = H.get(srv, "/simple/fire?text=hello")
-    assert.equal(200, fire.status)
-    assert.matches("^Fired", fire.body)
-    for i = 1, 3 do
-      local res = finish(waiters[i])
-      assert.equal(200, res.status)
-      assert.equal("<i><u>hello</u></i>", res.body)
-      assert.matches("^text/html", res.headers["content-type"])
-    end
-    -- one that comes after the fire has its answer at once
-    assert.equal("<i><u>hello</u></i>", H.get(srv, "/simple").body)
-  end)
-
-  it("says a second fire was already fired, keeping the first", function()
-    assert.equal(200, H.get(srv, "/simple/fire?text=first").status)
-    local again = H.get(srv, "/simple/fire?text=second")
-    assert.equal(200, again.status)
-    assert.matches("Already fired", again.body)
-    assert.equal("<i><u>first</u></i>", H.get(srv, "/simple").body)
-  end)
-
-  it("waits again after a reset, for the next fire", function()
-    H.get(srv, "/simple/fire?text=old")
-    assert.matches("^Reset", H.get(srv, "/simple/reset").body)
-    local w = start("/simple")
-    assert.is_true(silent(w, 0.3))
-    assert.matches("^Fired", H.get(srv, "/simple/fire?text=new").body)
-    assert.equal("<i><u>new</u></i>", finish(w).body)
-  end)
-
-  it("keeps its waiters through a reset before any fire", function()
-    local w = start("/simple")
-    assert.is_true(silent(w, 0.1))
-    H.get(srv, "/simple/reset")
-    H.get(srv, "/simple/fire?text=kept")
-    assert.equal("<i><u>kept</u></i>", finish(w).body)
-  end)
-
-  it("escapes the text and wants one", function()
-    H.get(srv, "/simple/fire?text=%3Cb%3E%26")
-    assert.equal("<i><u>&lt;b&gt;&amp;</u></i>", H.get(srv, "/simple").body)
-    H.get(srv, "/simple/reset")
-    local res = H.get(srv, "/simple/fire")
-    assert.equal(400, res.status)
-    assert.matches("text", res.body)
-  end)
 
   it("fires as usual after a waiter's client left", function()
     local gone = start("/simple")

@@ -203,8 +203,9 @@ function Client:post(path, body, opts)
   return done(r, p, core.loop_run(raw_request, r))
 end
 
---- `client:start{...}`: sends the request and returns at once; the
--- returned handle's `:wait()` runs the loop until its response arrives.
+--- `client:start{...}`: sends the request and returns once it is in a
+-- handler; the returned handle's `.wait()` runs the loop until its
+-- response arrives, and `.done()` says whether it has.
 -- For a handler that waits on time (with clock:advance between).
 function Client:start(o)
   local r, path = request_options(self, o)
@@ -216,6 +217,9 @@ function Client:start(o)
     core.loop_once()
   end
   return {
+    done = function()                -- true once the response has come
+      return t:done()
+    end,
     wait = function()
       return done(r, path, core.loop_run(t.wait, t))
     end,
