@@ -82,16 +82,50 @@ if luassert then
   end, "assertion.status.positive", "assertion.status.negative")
 end
 
+---A test client (moonlet.testing.client).
+---@class moonlet.testing.Client
+---@field port integer the app's loopback port
+---@field url string "http://127.0.0.1:PORT"
+---@field timeout number seconds a request may take
+---@field clock moonlet.testing.Clock? with {virtual_time = true}
 local Client = {}
 Client.__index = Client
 
+---@class moonlet.testing.Options
+---@field timeout number? seconds a request may take (10)
+---@field virtual_time boolean? timers and sleeps follow client.clock
+
+---`client:request{...}`: a path on the app, and moonlet.http's options.
+---@class moonlet.testing.Request
+---@field method string? "GET"
+---@field path string? "/" and the query
+---@field headers table<string, string|string[]>?
+---@field body (string|table)? a table goes as JSON
+---@field timeout number?
+---@field follow_redirects boolean? false
+
+---A response as moonlet.http gives it; tostring shows status and body.
+---@class moonlet.testing.Response: moonlet.http.Response
+
+---What client:start returns.
+---@class moonlet.testing.Pending
+---@field wait fun(): moonlet.testing.Response runs the loop until it came
+---@field done fun(): boolean whether the response has come
+
+---What client:stub_http returns.
+---@class moonlet.testing.Stub
+---@field prefix string
+---@field calls integer the calls it answered
+
 --- The virtual clock of a client made with {virtual_time = true}.
+---@class moonlet.testing.Clock
 local Clock = {}
 Clock.__index = Clock
 
 --- `clock:advance(seconds)`: moves time forward, firing the timers,
 -- sleeps and wait timeouts that come due, in order, each at its own
 -- time, and turns the loop after each so that what it woke runs on.
+---@param seconds number
 function Clock:advance(seconds)
   if type(seconds) ~= "number" or seconds < 0 then
     error("clock:advance: a number of seconds >= 0 expected", 2)
@@ -100,6 +134,7 @@ function Clock:advance(seconds)
 end
 
 --- `clock:now()`: the virtual time in seconds, as moonlet.now() says.
+---@return number seconds
 function Clock:now()
   return core.now()
 end
@@ -114,6 +149,9 @@ local current        -- the client whose stubs apply (the last made)
 -- file's too, when app_or_path is a path; a table's timers made before
 -- this call stay on real time).
 -- @return the client
+---@param app_or_path moonlet.App|string
+---@param opts moonlet.testing.Options?
+---@return moonlet.testing.Client
 function M.client(app_or_path, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -180,12 +218,17 @@ end
 -- follow_redirects=}`: sends it, runs the loop until the response has
 -- arrived and returns it (status, headers, body, json()).  Raises when
 -- no response came (the reason: "timeout", "closed", ...).
+---@param o moonlet.testing.Request
+---@return moonlet.testing.Response
 function Client:request(o)
   local r, path = request_options(self, o)
   return done(r, path, core.loop_run(raw_request, r))
 end
 
 --- `client:get(path [, opts])`.
+---@param path string
+---@param opts moonlet.testing.Request?
+---@return moonlet.testing.Response
 function Client:get(path, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -195,6 +238,10 @@ function Client:get(path, opts)
 end
 
 --- `client:post(path, body [, opts])`: a table body is sent as JSON.
+---@param path string
+---@param body string|table
+---@param opts moonlet.testing.Request?
+---@return moonlet.testing.Response
 function Client:post(path, body, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -207,6 +254,8 @@ end
 -- handler; the returned handle's `.wait()` runs the loop until its
 -- response arrives, and `.done()` says whether it has.
 -- For a handler that waits on time (with clock:advance between).
+---@param o moonlet.testing.Request
+---@return moonlet.testing.Pending
 function Client:start(o)
   local r, path = request_options(self, o)
   local t = core.spawn(raw_request, r)
@@ -309,6 +358,9 @@ end
 -- "timeout"); req has method, url, headers and body.  fn runs in the
 -- app's coroutine and may wait.  The longest matching prefix wins; nil
 -- removes the stub.  Returns a table whose `calls` counts the calls.
+---@param prefix string
+---@param answer table|fun(req: table): table?, string?|nil
+---@return moonlet.testing.Stub?
 function Client:stub_http(prefix, answer)
   if type(prefix) ~= "string" or prefix == "" then
     error("client:stub_http: a URL prefix expected", 2)
@@ -327,6 +379,8 @@ end
 
 --- `client:run(fn, ...)`: runs fn in a coroutine with the loop turning
 -- (moonlet.sleep, futures, moonlet.http work inside) until it returns.
+---@param fn async fun(...): ...
+---@return any ...
 function Client:run(fn, ...)
   return core.loop_run(fn, ...)
 end
