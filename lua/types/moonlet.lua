@@ -90,6 +90,21 @@ function moonlet.sleep(seconds) end
 ---@return number seconds
 function moonlet.now() end
 
+---From a stock `lua5.4` (the Lua module only): runs the loop with `fn` as
+---its first coroutine until `fn` returns, then closes what it opened
+---(timers, tasks, pooled connections). Returns `fn`'s results.
+---@param fn async fun(...: any): ...
+---@param ... any
+---@return any ...
+function moonlet.run(fn, ...) end
+
+---From a stock `lua5.4` (the Lua module only): serves `app` on 127.0.0.1
+---and a free port while the loop runs; one app per Lua state, a second
+---call replaces it on the same port.
+---@param app moonlet.App
+---@return integer port
+function moonlet.serve(app) end
+
 ---Runs `fn` once after `seconds`, in a new coroutine. The timer belongs
 ---to the app, not to the request that made it.
 ---@param seconds number
