@@ -100,6 +100,8 @@ echo "moonlet's top functions by own instructions:"
 cat "$T/profile.txt"
 if [ -f "$RESULTS/latest.md" ]; then
   commit=$(git rev-parse --short HEAD 2>/dev/null)
+  [ "$(git status --porcelain runtime lua 2>/dev/null | wc -l)" -gt 0 ] &&
+    commit="$commit + uncommitted changes"
   text="- Instructions per request (hello, callgrind, \`make bench-instr\`,"
   text="$text $N requests on $CONNS connection(s), $(date -u '+%Y-%m-%d'),"
   text="$text $commit): **moonlet $m**$peers."
