@@ -16,7 +16,9 @@
 #include "client.h"
 #include "util.h"
 
-#define MAX_IDLE 32                /* idle connections kept per host:port */
+#define MAX_IDLE 1024              /* idle connections kept per host:port:
+                                      a fan-in of many concurrent calls to
+                                      one backend must not churn them */
 #define IDLE_MS 30000              /* then closed */
 #define MAX_HEADERS 65536          /* response head larger: bad response */
 
@@ -490,11 +492,19 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   connect_to(r);
 }
 
-/* Looks the host up (off the loop), then connects. */
+/* Looks the host up (off the loop), then connects.  A numeric address
+ * needs no lookup, nor a trip through libuv's small thread pool. */
 static void start_connect(ml_hreq *r) {
   struct addrinfo hints;
   char port[16];
   int rc;
+  if (uv_ip4_addr(r->host, r->port, (struct sockaddr_in *)&r->pool->addr)
+      == 0 || uv_ip6_addr(r->host, r->port,
+                          (struct sockaddr_in6 *)&r->pool->addr) == 0) {
+    r->pool->has_addr = 1;
+    connect_to(r);
+    return;
+  }
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
