@@ -23,30 +23,34 @@
 #define MAX_PENDING_IN 65536    /* unparsed input kept while serving */
 #define MAX_PENDING_OUT 1048576 /* queued output before parsing waits */
 
+#define REQ_POOL_MAX 256        /* idle requests a server keeps */
+#define WOP_POOL_MAX 64         /* idle write operations it keeps */
+#define POOL_BUF_MAX 16384      /* buffers a pooled request keeps */
+
+/* A uv_write and the bytes it writes: taken from the server's pool only
+ * when uv_try_write could not send a response at once. */
+typedef struct ml_wop {
+  uv_write_t w;
+  ml_conn *c;
+  ml_buf buf;
+  struct ml_wop *next_free;
+} ml_wop;
+
 struct ml_conn {
   uv_tcp_t tcp;
   uv_timer_t timer;        /* header, keep-alive or linger timeout */
-  uv_write_t wreq;
-  uv_shutdown_t sreq;
-  llhttp_t parser;
   moonlet_server *srv;
-  ml_buf in;               /* received bytes not yet released */
-  uint32_t parsed;         /* how much of 'in' llhttp has consumed */
-  ml_buf out;              /* responses waiting to be written */
-  ml_buf wbuf;             /* the bytes 'wreq' is writing */
-  ml_req req;
-  int err_status;          /* the answer to a request we refuse */
+  ml_req *req;             /* being read, served or written; NULL idle */
+  ml_wop *wop;             /* for writes uv_try_write left over: kept
+                              while the request lasts, like 'out' */
   uint64_t deadline;       /* loop ms when the timer matters; 0: never */
   uint64_t timer_due;      /* when the libuv timer is set to fire */
-  void (*drain_fn)(ml_conn *c, void *ud, int closed);
-  void *drain_ud;          /* waits for the output to drain */
-  size_t drain_low;
-  int closes;              /* handle closes still pending */
   ml_conn *prev, *next;    /* the server's list */
+  unsigned closes : 2;     /* handle closes still pending */
   unsigned in_request : 1; /* a request has begun and is not served */
-  unsigned handling : 1;   /* a coroutine is serving 'req' */
+  unsigned handling : 1;   /* a coroutine is serving the request */
+  unsigned writing : 1;    /* wop's uv_write is in flight */
   unsigned processing : 1; /* inside process_input */
-  unsigned writing : 1;    /* 'wreq' is in flight */
   unsigned close_after : 1;/* close once the output is written */
   unsigned closing : 1;
   unsigned lingering : 1;  /* shut down, draining input before close */
@@ -59,6 +63,7 @@ static void start_linger(ml_conn *c);
 static void start_reading(ml_conn *c);
 static void check_drain(ml_conn *c);
 static void arm(ml_conn *c, uint64_t ms);
+static const llhttp_settings_t settings;
 
 /*
 ** {======================================================
@@ -67,58 +72,192 @@ static void arm(ml_conn *c, uint64_t ms);
 */
 
 const char *ml_conn_url(ml_conn *c, size_t *len) {
-  *len = c->req.url_len;
-  return c->in.data + c->req.url_off;
+  *len = c->req->url_len;
+  return c->req->in.data + c->req->url_off;
+}
+
+const char *ml_conn_path(ml_conn *c, size_t *len) {
+  ml_req *r = c->req;
+  *len = r->path_len;
+  return r->decoded ? r->path.data : r->in.data + r->path_off;
 }
 
 const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
-  *len = c->req.hdrs[i].name_len;
-  return c->in.data + c->req.hdrs[i].name_off;
+  *len = c->req->hdrs[i].name_len;
+  return c->req->in.data + c->req->hdrs[i].name_off;
 }
 
 const char *ml_conn_header_value(ml_conn *c, int i, size_t *len) {
-  *len = c->req.hdrs[i].value_len;
-  return c->in.data + c->req.hdrs[i].value_off;
+  *len = c->req->hdrs[i].value_len;
+  return c->req->in.data + c->req->hdrs[i].value_off;
 }
 
 ml_req *ml_conn_req(ml_conn *c) {
-  return &c->req;
-}
-
-ml_conn *ml_req_conn(ml_req *r) {
-  return container_of(r, ml_conn, req);
+  return c->req;
 }
 
 ml_gen *ml_conn_gen(ml_conn *c) {
-  return c->req.co != NULL ? c->req.co->gen : c->srv->gen;
+  return c->req != NULL && c->req->co != NULL ? c->req->co->gen
+                                              : c->srv->gen;
 }
 
 void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
   struct sockaddr_storage sa;
   int salen = sizeof sa;
-  int port;
   char ip[64];
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0) {
     snprintf(buf, len, "-");
     return;
   }
-  if (sa.ss_family == AF_INET6) {
+  if (sa.ss_family == AF_INET6)
     uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-  } else {
+  else
     uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
-    port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-  }
-  (void)port;
   snprintf(buf, len, "%s", ip);
 }
 
 int ml_conn_keep_alive(ml_conn *c) {
-  return c->req.keep_alive && !c->close_after && !c->srv->closing;
+  return c->req->keep_alive && !c->close_after && !c->srv->closing;
 }
 
 ml_buf *ml_conn_out(ml_conn *c) {
-  return &c->out;
+  return &c->req->out;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Pools: requests and write operations live only while in use
+** =======================================================
+*/
+
+/* A request from the server's pool (or a new one) for c; NULL when out
+ * of memory. */
+static ml_req *req_acquire(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_req *r = s->req_pool;
+  if (r != NULL) {
+    s->req_pool = r->next_free;
+    s->req_pooled--;
+  } else {
+    if ((r = calloc(1, sizeof *r)) == NULL)
+      return NULL;
+    r->hdrs = r->inline_hdrs;
+    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+  }
+  r->conn = c;
+  r->in.len = r->out.len = 0;
+  r->parsed = 0;
+  r->ud = NULL;
+  r->co = NULL;
+  r->drain_fn = NULL;
+  llhttp_init(&r->parser, HTTP_REQUEST, &settings);
+  c->req = r;
+  return r;
+}
+
+static void req_free(ml_req *r) {
+  ml_buf_free(&r->in);
+  ml_buf_free(&r->out);
+  ml_buf_free(&r->body);
+  ml_buf_free(&r->path);
+  if (r->hdrs != r->inline_hdrs)
+    free(r->hdrs);
+  free(r);
+}
+
+static void trim(ml_buf *b) {
+  if (b->cap > POOL_BUF_MAX)
+    ml_buf_free(b);
+  b->len = 0;
+}
+
+/* Detaches the Lua request object, which then answers "finished". */
+static void detach_request(ml_req *r) {
+  if (r->ud != NULL) {
+    *r->ud = NULL;
+    r->ud = NULL;
+  }
+}
+
+/* c is between requests: its request goes back to the pool. */
+static void req_release(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_req *r = c->req;
+  c->req = NULL;
+  detach_request(r);
+  r->conn = NULL;
+  if (s->req_pooled >= REQ_POOL_MAX || s->closing) {
+    req_free(r);
+    return;
+  }
+  if (r->hdrs != r->inline_hdrs) {    /* a crowd of headers: let it go */
+    free(r->hdrs);
+    r->hdrs = r->inline_hdrs;
+    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+  }
+  trim(&r->in);
+  trim(&r->out);
+  trim(&r->body);
+  trim(&r->path);
+  r->next_free = s->req_pool;
+  s->req_pool = r;
+  s->req_pooled++;
+}
+
+static ml_wop *wop_acquire(moonlet_server *s) {
+  ml_wop *op = s->wop_pool;
+  if (op != NULL) {
+    s->wop_pool = op->next_free;
+    s->wop_pooled--;
+    return op;
+  }
+  return calloc(1, sizeof *op);
+}
+
+static void wop_release(moonlet_server *s, ml_wop *op) {
+  if (s->wop_pooled >= WOP_POOL_MAX || s->closing) {
+    ml_buf_free(&op->buf);
+    free(op);
+    return;
+  }
+  trim(&op->buf);
+  op->next_free = s->wop_pool;
+  s->wop_pool = op;
+  s->wop_pooled++;
+}
+
+/*
+ * Called where a libuv callback ends: a connection with no request begun,
+ * none served, no input buffered and nothing left to write returns its
+ * request to the pool, so an idle keep-alive connection holds no buffers.
+ */
+static void settle(ml_conn *c) {
+  ml_req *r = c->req;
+  if (r != NULL && !c->processing && !c->in_request && !c->handling &&
+      !c->closing && !c->writing && r->out.len == 0 && r->in.len == 0) {
+    req_release(c);
+    if (c->wop != NULL) {
+      wop_release(c->srv, c->wop);
+      c->wop = NULL;
+    }
+  }
+}
+
+void ml_conn_free_pools(moonlet_server *s) {
+  ml_req *r;
+  ml_wop *op;
+  while ((r = s->req_pool) != NULL) {
+    s->req_pool = r->next_free;
+    req_free(r);
+  }
+  while ((op = s->wop_pool) != NULL) {
+    s->wop_pool = op->next_free;
+    ml_buf_free(&op->buf);
+    free(op);
+  }
+  s->req_pooled = s->wop_pooled = 0;
 }
 
 /* }====================================================== */
@@ -135,12 +274,12 @@ static void on_close(uv_handle_t *h) {
   moonlet_server *s = c->srv;
   if (--c->closes > 0)
     return;
-  ml_buf_free(&c->in);
-  ml_buf_free(&c->out);
-  ml_buf_free(&c->wbuf);
-  ml_buf_free(&c->req.body);
-  ml_buf_free(&c->req.path);
-  free(c->req.hdrs);
+  if (c->req != NULL) {
+    detach_request(c->req);
+    req_free(c->req);
+  }
+  if (c->wop != NULL)
+    wop_release(s, c->wop);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -151,33 +290,29 @@ static void on_close(uv_handle_t *h) {
   ml_server_conn_closed(s);   /* counted until its memory is gone */
 }
 
-/* Detaches the Lua request object, which then answers "finished". */
-static void detach_request(ml_conn *c) {
-  if (c->req.ud != NULL) {
-    *c->req.ud = NULL;
-    c->req.ud = NULL;
-  }
-}
-
 /*
  * Closes now.  A coroutine still serving the request is cancelled; a
  * write in flight fails with UV_ECANCELED before on_close runs.
  */
 void ml_conn_close(ml_conn *c) {
-  ml_co *co = c->req.co;
-  void (*drain)(ml_conn *, void *, int) = c->drain_fn;
+  ml_req *r = c->req;
+  ml_co *co;
+  void (*drain)(ml_conn *, void *, int) = r != NULL ? r->drain_fn : NULL;
   if (c->closing)
     return;
   c->closing = 1;
-  c->drain_fn = NULL;
-  if (drain != NULL)               /* a writer waiting: tell it first */
-    drain(c, c->drain_ud, 1);
-  co = c->req.co;                  /* it may have finished meanwhile */
-  c->req.co = NULL;
-  detach_request(c);
-  if (co != NULL) {
-    ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
-    ml_sched_cancel(co);
+  if (drain != NULL) {             /* a writer waiting: tell it first */
+    r->drain_fn = NULL;
+    drain(c, r->drain_ud, 1);
+  }
+  if ((r = c->req) != NULL) {
+    co = r->co;                    /* it may have finished meanwhile */
+    r->co = NULL;
+    detach_request(r);
+    if (co != NULL) {
+      ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
+      ml_sched_cancel(co);
+    }
   }
   c->closes = 2;
   uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -187,7 +322,8 @@ void ml_conn_close(ml_conn *c) {
 void ml_conn_shutdown(ml_conn *c) {
   if (c->closing)
     return;
-  if (c->handling || c->writing || c->out.len > 0)
+  if (c->handling || c->writing ||
+      (c->req != NULL && c->req->out.len > 0))
     c->close_after = 1;    /* the response in progress says "close" */
   else
     ml_conn_close(c);
@@ -204,13 +340,14 @@ void ml_conn_shutdown(ml_conn *c) {
 /* An idle event stream gets a comment, so proxies keep it open. */
 static void stream_ping(ml_conn *c) {
   static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
-  if (c->req.chunked)
-    ml_buf_append(&c->out, ping, sizeof ping - 1);
+  ml_req *r = c->req;
+  if (r->chunked)
+    ml_buf_append(&r->out, ping, sizeof ping - 1);
   else
-    ml_buf_append(&c->out, ping + 3, sizeof ping - 1 - 5);
+    ml_buf_append(&r->out, ping + 3, sizeof ping - 1 - 5);
   flush(c);
   if (!c->closing)
-    arm(c, c->req.stream_ping_ms);
+    arm(c, r->stream_ping_ms);
 }
 
 static void on_timeout(uv_timer_t *t) {
@@ -224,7 +361,7 @@ static void on_timeout(uv_timer_t *t) {
     return;
   }
   c->deadline = 0;
-  if (c->handling && c->req.streaming && c->req.stream_ping_ms > 0 &&
+  if (c->handling && c->req->streaming && c->req->stream_ping_ms > 0 &&
       !c->lingering) {
     stream_ping(c);
     return;
@@ -236,6 +373,7 @@ static void on_timeout(uv_timer_t *t) {
   ml_log(MOONLET_LOG_DEBUG, "request head timeout: 408");
   c->in_request = 0;
   ml_conn_reject(c, 408);
+  settle(c);
 }
 
 /*
@@ -260,7 +398,7 @@ static void disarm(ml_conn *c) {
 }
 
 void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
-  c->req.stream_ping_ms = ms;
+  c->req->stream_ping_ms = ms;
   if (ms > 0)
     arm(c, ms);
   else
@@ -277,17 +415,20 @@ void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
 
 /* Wakes a writer waiting for the output to drain, if it has. */
 static void check_drain(ml_conn *c) {
-  void (*fn)(ml_conn *, void *, int) = c->drain_fn;
-  if (fn != NULL && ml_conn_pending(c) <= c->drain_low) {
-    c->drain_fn = NULL;
-    fn(c, c->drain_ud, 0);
-  }
+  ml_req *r = c->req;
+  void (*fn)(ml_conn *, void *, int);
+  if (r == NULL || (fn = r->drain_fn) == NULL ||
+      ml_conn_pending(c) > r->drain_low)
+    return;
+  r->drain_fn = NULL;
+  fn(c, r->drain_ud, 0);
 }
 
 static void write_done(uv_write_t *w, int status) {
-  ml_conn *c = container_of(w, ml_conn, wreq);
+  ml_wop *op = container_of(w, ml_wop, w);
+  ml_conn *c = op->c;
   c->writing = 0;
-  c->wbuf.len = 0;
+  op->buf.len = 0;
   if (c->closing)
     return;
   if (status < 0) {
@@ -300,21 +441,25 @@ static void write_done(uv_write_t *w, int status) {
     return;
   if (!c->writing && !c->handling && !c->close_after)
     process_input(c);      /* it may have waited on our output */
+  settle(c);
 }
 
 /*
  * Sends what is queued: uv_try_write first, which usually takes it all;
- * what is left moves to 'wbuf' for one uv_write.  When the output is done
- * and the connection should close, shuts it down and lingers.
+ * what is left moves to a write operation for one uv_write.  When the
+ * output is done and the connection should close, shuts it down and
+ * lingers.
  */
 static void flush(ml_conn *c) {
+  ml_req *r = c->req;
+  ml_wop *op;
+  ml_buf t;
   uv_buf_t b;
   int n;
-  ml_buf t;
   if (c->closing || c->writing)
     return;
-  if (c->out.len > 0) {
-    b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+  if (r != NULL && r->out.len > 0) {
+    b = uv_buf_init(r->out.data, (unsigned)r->out.len);
     n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
       ml_conn_close(c);
@@ -322,21 +467,26 @@ static void flush(ml_conn *c) {
     }
     if (n < 0)
       n = 0;
-    if ((size_t)n < c->out.len) {
-      t = c->wbuf;                /* swap: out keeps taking responses */
-      c->wbuf = c->out;
-      c->out = t;
-      c->out.len = 0;
-      b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - n));
-      if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1,
-                   write_done) != 0) {
+    if ((size_t)n < r->out.len) {
+      if (c->wop == NULL && (c->wop = wop_acquire(c->srv)) == NULL) {
+        ml_conn_close(c);
+        return;
+      }
+      op = c->wop;
+      t = op->buf;                /* swap: out keeps taking responses */
+      op->buf = r->out;
+      r->out = t;
+      r->out.len = 0;
+      op->c = c;
+      b = uv_buf_init(op->buf.data + n, (unsigned)(op->buf.len - n));
+      if (uv_write(&op->w, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
         ml_conn_close(c);
         return;
       }
       c->writing = 1;
       return;
     }
-    c->out.len = 0;
+    r->out.len = 0;
     check_drain(c);          /* all written at once: a writer may go on */
     if (c->closing || c->writing)
       return;
@@ -350,15 +500,16 @@ void ml_conn_flush(ml_conn *c) {
 }
 
 size_t ml_conn_pending(ml_conn *c) {
-  return c->out.len + (c->writing ? c->wbuf.len : 0);
+  return (c->req != NULL ? c->req->out.len : 0) +
+         (c->writing ? c->wop->buf.len : 0);
 }
 
 void ml_conn_on_drain(ml_conn *c, size_t low,
                       void (*fn)(ml_conn *c, void *ud, int closed),
                       void *ud) {
-  c->drain_fn = fn;
-  c->drain_ud = ud;
-  c->drain_low = low;
+  c->req->drain_fn = fn;
+  c->req->drain_ud = ud;
+  c->req->drain_low = low;
 }
 
 int ml_conn_fd(ml_conn *c) {
@@ -377,9 +528,14 @@ int ml_conn_closing(ml_conn *c) {
 void ml_conn_reject(ml_conn *c, int status) {
   char body[64];
   int n;
-  ml_buf *o = &c->out;
+  ml_buf *o;
   if (c->closing || c->close_after)
     return;
+  if (c->req == NULL && req_acquire(c) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  o = &c->req->out;
   n = snprintf(body, sizeof body, "%d %s\n", status, ml_http_reason(status));
   if (ml_http_status_line(o, status) != 0 ||
       ML_BUF_LIT(o, "Content-Type: text/plain; charset=utf-8\r\n"
@@ -396,8 +552,9 @@ void ml_conn_reject(ml_conn *c, int status) {
 
 /* Shut down our side, then drop input until EOF or LINGER_MS, so the
  * client reads the last response before a reset could destroy it. */
-static void shutdown_done(uv_shutdown_t *s, int status) {
-  ml_conn *c = container_of(s, ml_conn, sreq);
+static void shutdown_done(uv_shutdown_t *sr, int status) {
+  ml_conn *c = sr->data;
+  free(sr);
   if (c->closing)
     return;
   if (status < 0)
@@ -405,11 +562,19 @@ static void shutdown_done(uv_shutdown_t *s, int status) {
 }
 
 static void start_linger(ml_conn *c) {
+  uv_shutdown_t *sr;
   if (c->lingering || c->closing)
     return;
   c->lingering = 1;
-  detach_request(c);
-  if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+  if (c->req != NULL)
+    detach_request(c->req);
+  if ((sr = malloc(sizeof *sr)) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  sr->data = c;
+  if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+    free(sr);
     ml_conn_close(c);
     return;
   }
@@ -428,17 +593,16 @@ static void start_linger(ml_conn *c) {
 ** =======================================================
 */
 
-#define CONN(p) container_of(p, ml_conn, parser)
+#define REQ(p) container_of(p, ml_req, parser)
 
 /* Refuses the request being parsed: llhttp stops with HPE_USER. */
-static int refuse(ml_conn *c, int status) {
-  c->err_status = status;
+static int refuse(ml_req *r, int status) {
+  r->err_status = status;
   return -1;
 }
 
 static int on_message_begin(llhttp_t *p) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
   r->url_len = 0;
   r->nhdrs = 0;
   r->head_bytes = 0;
@@ -449,123 +613,128 @@ static int on_message_begin(llhttp_t *p) {
   r->bytes = 0;
   r->streaming = r->chunked = 0;
   r->stream_ping_ms = 0;
-  c->err_status = 0;
-  c->in_request = 1;
-  arm(c, c->srv->limits.header_timeout_ms);
+  r->err_status = 0;
+  r->conn->in_request = 1;
+  arm(r->conn, r->conn->srv->limits.header_timeout_ms);
   return 0;
 }
 
-static void extend_head(ml_conn *c, const char *at, size_t len) {
-  uint32_t end = (uint32_t)(at + len - c->in.data);
-  if (end > c->req.head_end)
-    c->req.head_end = end;
+static void extend_head(ml_req *r, const char *at, size_t len) {
+  uint32_t end = (uint32_t)(at + len - r->in.data);
+  if (end > r->head_end)
+    r->head_end = end;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
   if (r->url_len == 0)
-    r->url_off = (uint32_t)(at - c->in.data);
+    r->url_off = (uint32_t)(at - r->in.data);
   r->url_len += (uint32_t)len;   /* pieces are contiguous in 'in' */
-  extend_head(c, at, len);
-  if (r->url_len > c->srv->limits.max_url)
-    return refuse(c, 414);
+  extend_head(r, at, len);
+  if (r->url_len > r->conn->srv->limits.max_url)
+    return refuse(r, 414);
   return 0;
 }
 
-static int count_head(ml_conn *c, size_t len) {
-  c->req.head_bytes += len;
-  if (c->req.head_bytes > c->srv->limits.max_headers)
-    return refuse(c, 431);
+static int count_head(ml_req *r, size_t len) {
+  r->head_bytes += (uint32_t)len;
+  if (r->head_bytes > r->conn->srv->limits.max_headers)
+    return refuse(r, 431);
+  return 0;
+}
+
+/* Room for one more header: the inline ones, then a growing array. */
+static int grow_hdrs(ml_req *r) {
+  int cap = r->hdrs_cap * 2;
+  ml_hdr *n = r->hdrs == r->inline_hdrs ? malloc((size_t)cap * sizeof *n)
+                                        : realloc(r->hdrs, (size_t)cap *
+                                                  sizeof *n);
+  if (n == NULL)
+    return -1;
+  if (r->hdrs == r->inline_hdrs)
+    memcpy(n, r->inline_hdrs, sizeof r->inline_hdrs);
+  r->hdrs = n;
+  r->hdrs_cap = cap;
   return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
   ml_hdr *h;
   if (!r->in_field) {            /* a new header starts */
-    if (r->nhdrs == r->hdrs_cap) {
-      int cap = r->hdrs_cap ? r->hdrs_cap * 2 : 16;
-      ml_hdr *n = realloc(r->hdrs, (size_t)cap * sizeof *n);
-      if (n == NULL)
-        return refuse(c, 503);
-      r->hdrs = n;
-      r->hdrs_cap = cap;
-    }
+    if (r->nhdrs == r->hdrs_cap && grow_hdrs(r) != 0)
+      return refuse(r, 503);
     h = &r->hdrs[r->nhdrs++];
-    h->name_off = (uint32_t)(at - c->in.data);
+    h->name_off = (uint32_t)(at - r->in.data);
     h->name_len = 0;
     h->value_off = h->name_off;
     h->value_len = 0;
     r->in_field = 1;
   }
   r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
-  extend_head(c, at, len);
-  return count_head(c, len + 4);  /* ": " and CRLF count too */
+  extend_head(r, at, len);
+  return count_head(r, len + 4);  /* ": " and CRLF count too */
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
   if (r->in_field) {
-    h->value_off = (uint32_t)(at - c->in.data);
+    h->value_off = (uint32_t)(at - r->in.data);
     r->in_field = 0;
   }
   h->value_len += (uint32_t)len;
-  extend_head(c, at, len);
-  return count_head(c, len);
+  extend_head(r, at, len);
+  return count_head(r, len);
 }
 
 static int on_header_value_complete(llhttp_t *p) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  const char *t = r->in.data;
   r->in_field = 0;
   /* llhttp lets through a space in a name and obsolete line folding (a
    * value running on after CRLF): both are ways to smuggle, both 400 */
-  if (!ml_http_name_ok(c->in.data + h->name_off, h->name_len) ||
-      memchr(c->in.data + h->value_off, '\n', h->value_len) != NULL ||
-      memchr(c->in.data + h->value_off, '\r', h->value_len) != NULL)
-    return refuse(c, 400);
-  if (ml_strieq(c->in.data + h->name_off, h->name_len, "expect")) {
-    if (ml_strieq(c->in.data + h->value_off, h->value_len, "100-continue"))
+  if (!ml_http_name_ok(t + h->name_off, h->name_len) ||
+      memchr(t + h->value_off, '\n', h->value_len) != NULL ||
+      memchr(t + h->value_off, '\r', h->value_len) != NULL)
+    return refuse(r, 400);
+  if (ml_strieq(t + h->name_off, h->name_len, "expect")) {
+    if (ml_strieq(t + h->value_off, h->value_len, "100-continue"))
       r->expect_continue = 1;
     else
-      return refuse(c, 417);
+      return refuse(r, 417);
   }
   return 0;
 }
 
 /* The head is complete: check the body's size before reading it. */
 static int on_headers_complete(llhttp_t *p) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
+  ml_req *r = REQ(p);
+  ml_conn *c = r->conn;
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   r->method = p->method;
   r->minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
-    return refuse(c, p->http_major == 0 ? 400 : 505);
+    return refuse(r, p->http_major == 0 ? 400 : 505);
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > c->srv->limits.max_body)
-    return refuse(c, 413);
+    return refuse(r, 413);
   if (r->expect_continue && has_body && r->minor >= 1) {
-    ML_BUF_LIT(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    ML_BUF_LIT(&r->out, "HTTP/1.1 100 Continue\r\n\r\n");
     flush(c);      /* now: the client waits for it before the body */
   }
   return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
-  ml_conn *c = CONN(p);
-  ml_req *r = &c->req;
-  if (r->body.len + len > c->srv->limits.max_body)
-    return refuse(c, 413);
+  ml_req *r = REQ(p);
+  if (r->body.len + len > r->conn->srv->limits.max_body)
+    return refuse(r, 413);
   if (ml_buf_append(&r->body, at, len) != 0)
-    return refuse(c, 503);
-  arm(c, c->srv->limits.header_timeout_ms);  /* a body that keeps coming */
+    return refuse(r, 503);
+  arm(r->conn, r->conn->srv->limits.header_timeout_ms);  /* it keeps coming */
   return 0;
 }
 
@@ -610,16 +779,17 @@ static int has_encoded_slash(const char *u, const char *end) {
 }
 
 /*
- * Decodes the URL's path into req.path: the part before '?' or '#', with
- * the scheme and authority of an absolute-form URL skipped.  When the path
- * holds %2F, both %2F and %25 stay encoded (as "%2F" and "%25"), so the
- * router never splits a segment on a '/' the client escaped, and the two
- * can be told apart again by ml_conn_push_text.  Returns -1 for invalid
- * percent-encoding or an encoded NUL, which get a 400.
+ * Finds the URL's path, the part before '?' or '#', with the scheme and
+ * authority of an absolute-form URL skipped.  A plain path is routed
+ * where it lies in the request's text; one with %-escapes (or none at
+ * all) is decoded into r->path.  When it holds %2F, both %2F and %25 stay
+ * encoded (as "%2F" and "%25"), so the router never splits a segment on a
+ * '/' the client escaped, and the two can be told apart again by
+ * ml_conn_push_text.  Returns -1 for invalid percent-encoding or an
+ * encoded NUL, which get a 400.
  */
-static int decode_path(ml_conn *c) {
-  ml_req *r = &c->req;
-  const char *u = c->in.data + r->url_off, *end = u + r->url_len, *q;
+static int route_path(ml_req *r) {
+  const char *t = r->in.data, *u = t + r->url_off, *end = u + r->url_len, *q;
   char *d;
   if (end - u > 7 && (memcmp(u, "http://", 7) == 0 ||
                       memcmp(u, "https://", 8) == 0)) {
@@ -629,9 +799,17 @@ static int decode_path(ml_conn *c) {
   }
   for (q = u; q < end && *q != '?' && *q != '#'; q++)
     ;
+  r->enc_slash = 0;
+  if (u < q && *u == '/' && memchr(u, '%', (size_t)(q - u)) == NULL) {
+    r->decoded = 0;
+    r->path_off = (uint32_t)(u - t);
+    r->path_len = (uint32_t)(q - u);
+    return 0;
+  }
+  r->decoded = 1;
   r->path.len = 0;
   r->enc_slash = (unsigned)has_encoded_slash(u, q);
-  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 2) != 0)
+  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 1) != 0)
     return -1;
   d = r->path.data;
   if (u == q || *u != '/')
@@ -654,13 +832,14 @@ static int decode_path(ml_conn *c) {
     u += 2;
   }
   r->path.len = (size_t)(d - r->path.data);
+  r->path_len = (uint32_t)r->path.len;
   return 0;
 }
 
 void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
   luaL_Buffer b;
   size_t i;
-  if (!c->req.enc_slash) {
+  if (!c->req->enc_slash) {
     lua_pushlstring(L, s, n);
     return;
   }
@@ -678,15 +857,14 @@ void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
 
 /* Pushes dispatch's arguments after the request: the route id and its
  * converted values, or 0, a status and its extra header value. */
-static int push_route(lua_State *L, ml_conn *c) {
-  ml_match *m = &c->req.match;
+static int push_route(lua_State *L, ml_conn *c, const ml_match *m) {
   char allow[256];
   int i;
   switch (m->kind) {
   case ML_MATCH_FOUND:
     lua_pushinteger(L, m->route);
     for (i = 0; i < m->nparams; i++) {
-      ml_param *p = &m->params[i];
+      const ml_param *p = &m->params[i];
       if (p->conv == ML_CONV_INT)
         lua_pushinteger(L, (lua_Integer)p->i);
       else if (p->conv == ML_CONV_FLOAT)
@@ -722,44 +900,55 @@ static int push_route(lua_State *L, ml_conn *c) {
   }
 }
 
+int ml_conn_match(ml_conn *c, ml_match *m) {
+  size_t len;
+  const char *path = ml_conn_path(c, &len);
+  return ml_router_match(ml_conn_gen(c)->router, c->req->method, path, len,
+                         m);
+}
+
 static void finish_request(ml_conn *c);
 
 /* The coroutine serving the request returned or raised. */
 static void request_done(ml_co *co, int ok) {
   ml_conn *c = co->data;
   ML_UNUSED(ok);
-  c->req.co = NULL;
+  c->req->co = NULL;
   if (c->closing)
     return;
-  if (!c->req.responded) {     /* raised past dispatch: a bug of ours */
+  if (!c->req->responded) {    /* raised past dispatch: a bug of ours */
     c->handling = 0;
     ml_conn_reject(c, 500);
-    return;
+  } else {
+    finish_request(c);
   }
-  finish_request(c);
+  settle(c);
 }
 
 /*
- * A complete request: decode its path, route it in C, and start the app's
+ * A complete request: find its path, route it in C, and start the app's
  * dispatch function in a pooled coroutine with the request object, the
- * route id and the converted parameters.
+ * route id and the converted parameters.  The match lives on the stack:
+ * req.params, if ever read, matches again (ml_conn_match).
  */
 static void serve_request(ml_conn *c) {
   moonlet_server *s = c->srv;
   ml_gen *g = s->gen;
+  ml_req *r = c->req;
+  ml_match m;
   ml_co *co;
   int n;
   c->handling = 1;
   disarm(c);
-  c->req.start = uv_now(s->loop);
-  if (decode_path(c) != 0) {
+  r->start = uv_now(s->loop);
+  if (route_path(r) != 0) {
     c->handling = 0;
     ml_conn_reject(c, 400);
     return;
   }
-  ml_router_match(g->router, c->req.method, c->req.path.data,
-                  c->req.path.len, &c->req.match);
-  c->req.path.data[c->req.path.len] = '\0';
+  ml_router_match(g->router, r->method,
+                  r->decoded ? r->path.data : r->in.data + r->path_off,
+                  r->path_len, &m);
   if ((co = ml_sched_acquire(g)) == NULL) {
     c->handling = 0;
     ml_conn_reject(c, 503);
@@ -767,12 +956,12 @@ static void serve_request(ml_conn *c) {
   }
   lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
   ml_lib_req_push(co->L, c);
-  n = push_route(co->L, c);
+  n = push_route(co->L, c, &m);
   co->done = request_done;
   co->data = c;
   co->what = "request";
   co->is_request = 1;
-  c->req.co = co;
+  r->co = co;
   ml_sched_start(co, 1 + n);
 }
 
@@ -781,7 +970,7 @@ static void serve_request(ml_conn *c) {
  * pipelined request already buffered, or wait for the next one.
  */
 static void finish_request(ml_conn *c) {
-  ml_req *r = &c->req;
+  ml_req *r = c->req;
   size_t rest;
   if (ml_log_access_enabled()) {
     char peer[64];
@@ -792,18 +981,19 @@ static void finish_request(ml_conn *c) {
                   n, r->minor, r->status, r->bytes,
                   (double)(uv_now(c->srv->loop) - r->start) / 1000.0);
   }
-  detach_request(c);
+  detach_request(r);
   c->handling = 0;
   c->in_request = 0;
   if (r->body.cap > 1048576)
     ml_buf_free(&r->body);       /* don't hoard a large body's memory */
   if (!r->keep_alive)
     c->close_after = 1;
-  rest = c->in.len - c->parsed;  /* a pipelined request, maybe */
-  memmove(c->in.data, c->in.data + c->parsed, rest);
-  c->in.len = rest;
-  c->parsed = 0;
-  llhttp_resume(&c->parser);
+  rest = r->in.len - r->parsed;  /* a pipelined request, maybe */
+  if (rest > 0)
+    memmove(r->in.data, r->in.data + r->parsed, rest);
+  r->in.len = rest;
+  r->parsed = 0;
+  llhttp_resume(&r->parser);
   if (c->close_after) {
     flush(c);
     return;
@@ -848,8 +1038,8 @@ static void start_reading(ml_conn *c) {
  * capitals before a space); garbage also fails as a method in llhttp, and
  * gets 400.
  */
-static int unknown_method_status(ml_conn *c) {
-  const char *p = c->in.data + c->parsed, *end = c->in.data + c->in.len;
+static int unknown_method_status(ml_req *r) {
+  const char *p = r->in.data + r->parsed, *end = r->in.data + r->in.len;
   int n = 0;
   while (p < end && (*p == '\r' || *p == '\n'))
     p++;
@@ -864,10 +1054,11 @@ static int unknown_method_status(ml_conn *c) {
 
 /* The parser failed or we refused the request: answer and close. */
 static void parse_error(ml_conn *c, llhttp_errno_t err) {
-  int status = c->err_status ? c->err_status          /* we refused it */
-             : err == HPE_INVALID_METHOD ? unknown_method_status(c) : 400;
+  ml_req *r = c->req;
+  int status = r->err_status ? r->err_status          /* we refused it */
+             : err == HPE_INVALID_METHOD ? unknown_method_status(r) : 400;
   ml_log(MOONLET_LOG_DEBUG, "bad request (%d): %s", status,
-         c->err_status ? "over a limit" : llhttp_get_error_reason(&c->parser));
+         r->err_status ? "over a limit" : llhttp_get_error_reason(&r->parser));
   c->in_request = 0;
   ml_conn_reject(c, status);
 }
@@ -879,22 +1070,23 @@ static void parse_error(ml_conn *c, llhttp_errno_t err) {
  */
 static void process_input(ml_conn *c) {
   llhttp_errno_t err;
+  ml_req *r;
   if (c->processing)
     return;          /* an outer call is looping already */
   c->processing = 1;
-  while (!c->closing && !c->handling && !c->close_after &&
-         c->parsed < c->in.len) {
-    if (c->writing && c->out.len > MAX_PENDING_OUT)
+  while ((r = c->req) != NULL && !c->closing && !c->handling &&
+         !c->close_after && r->parsed < r->in.len) {
+    if (c->writing && r->out.len > MAX_PENDING_OUT)
       break;         /* write_done comes back for the rest */
-    err = llhttp_execute(&c->parser, c->in.data + c->parsed,
-                         c->in.len - c->parsed);
+    err = llhttp_execute(&r->parser, r->in.data + r->parsed,
+                         r->in.len - r->parsed);
     if (err == HPE_OK) {
       /* all consumed: keep only the head of a request still arriving
        * (its body is copied out as it comes) */
-      c->in.len = c->in_request ? c->req.head_end : 0;
-      c->parsed = (uint32_t)c->in.len;
+      r->in.len = c->in_request ? r->head_end : 0;
+      r->parsed = (uint32_t)r->in.len;
     } else if (err == HPE_PAUSED) {
-      c->parsed = (uint32_t)(llhttp_get_error_pos(&c->parser) - c->in.data);
+      r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->in.data);
       serve_request(c);
     } else {
       parse_error(c, err);
@@ -902,14 +1094,16 @@ static void process_input(ml_conn *c) {
   }
   c->processing = 0;
   flush(c);
+  settle(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ml_conn *c = st->data;
+  ml_req *r;
   if (nread == 0 || c->closing)
     return;
   if (nread < 0) {   /* EOF or an error: the client is gone */
-    if (!c->handling && !c->lingering && (c->writing || c->out.len > 0)) {
+    if (!c->handling && !c->lingering && ml_conn_pending(c) > 0) {
       c->close_after = 1;          /* let the queued response finish */
       uv_read_stop(st);
       return;
@@ -919,12 +1113,16 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->lingering)
     return;
-  if (ml_buf_append(&c->in, buf->base, (size_t)nread) != 0) {
+  if ((r = c->req) == NULL && (r = req_acquire(c)) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  if (ml_buf_append(&r->in, buf->base, (size_t)nread) != 0) {
     ml_conn_close(c);
     return;
   }
   if (c->handling) {  /* pipelined input waits; bound what we keep */
-    if (c->in.len - c->parsed > MAX_PENDING_IN) {
+    if (r->in.len - r->parsed > MAX_PENDING_IN) {
       uv_read_stop(st);
       c->read_paused = 1;
     }
@@ -954,7 +1152,6 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
     ml_conn_close(c);
     return;
   }
-  llhttp_init(&c->parser, HTTP_REQUEST, &settings);
   uv_tcp_nodelay(&c->tcp, 1);
   arm(c, s->limits.header_timeout_ms);
   start_reading(c);
@@ -965,9 +1162,9 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
 }
 
 void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close) {
-  c->req.responded = 1;
-  c->req.status = status;
-  c->req.bytes = bytes;
+  c->req->responded = 1;
+  c->req->status = status;
+  c->req->bytes = bytes;
   if (close)
     c->close_after = 1;
 }

@@ -15,43 +15,64 @@
 
 typedef struct ml_conn ml_conn;
 
-/* A header as offsets into the connection's input buffer. */
+/* A header as offsets from the start of its request's text. */
 typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } ml_hdr;
 
+#define ML_REQ_INLINE_HDRS 8   /* headers held without a malloc */
+
 /*
- * The request being read or served.  A connection serves one at a time
- * (pipelined ones wait their turn), so it is embedded in the connection
- * and reused.  Text fields are offsets into conn->in, which may move.
+ * A request being read, served or written, with what conn.c needs for it
+ * (the parser, the input and output buffers).  An idle keep-alive
+ * connection holds none: requests come from a per-server pool when bytes
+ * arrive and go back once the response is written.  Text fields are
+ * offsets from the start of the request's text (ml_conn_url and friends
+ * turn them into pointers), which may move.
  */
-typedef struct {
+typedef struct ml_req ml_req;
+struct ml_req {
+  /* the request, for lib_req.c, static.c and the watchdog */
   int method;              /* llhttp's HTTP_GET ... */
   int minor;               /* HTTP/1.<minor> */
-  uint32_t url_off, url_len;
-  ml_hdr *hdrs;            /* kept across requests */
-  int nhdrs, hdrs_cap;
-  size_t head_bytes;       /* counted against max_headers */
-  uint32_t head_end;       /* end of the head in conn->in */
+  int nhdrs;
   ml_buf body;
-  ml_buf path;             /* the decoded path, but for %2F, which stays
-                              so that it cannot split a segment; the
-                              params point into it */
-  ml_match match;
   void **ud;               /* the Lua request's pointer to us, or NULL */
   ml_co *co;               /* the coroutine serving it */
   int status;              /* the status sent, for the access log */
   size_t bytes;            /* body bytes sent */
-  uint64_t start;          /* uv_now when the head was complete */
+  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
   unsigned responded : 1;
+  unsigned streaming : 1;  /* the head is sent; the body follows */
+  unsigned chunked : 1;    /* ... in chunks (else until close) */
+  /* conn.c's own */
   unsigned expect_continue : 1;
   unsigned keep_alive : 1;
   unsigned in_field : 1;   /* the last header callback was a name */
-  unsigned enc_slash : 1;  /* the path had %2F, kept encoded in 'path' */
-  unsigned streaming : 1;  /* the head is sent; the body follows */
-  unsigned chunked : 1;    /* ... in chunks (else until close) */
-  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
-} ml_req;
+  unsigned enc_slash : 1;  /* the path had %2F, kept encoded */
+  unsigned decoded : 1;    /* the path is in 'path', not in the text */
+  uint32_t url_off, url_len;
+  uint32_t path_off, path_len;  /* the routed path, in the text or in
+                                   'path' (when decoded) */
+  ml_hdr *hdrs;            /* inline_hdrs, or a malloc'd array */
+  int hdrs_cap;
+  uint32_t head_bytes;     /* counted against max_headers */
+  uint32_t head_end;       /* the end of the head in the text */
+  uint64_t start;          /* uv_now when the head was complete */
+  ml_conn *conn;
+  llhttp_t parser;
+  ml_buf in;               /* received bytes not yet released; the
+                              request's text starts at in.data */
+  uint32_t parsed;         /* how much of 'in' llhttp has consumed */
+  ml_buf out;              /* responses waiting to be written */
+  ml_buf path;             /* a decoded path: %-escapes, absolute form */
+  int err_status;          /* the answer to a request we refuse */
+  void (*drain_fn)(ml_conn *c, void *ud, int closed);
+  void *drain_ud;          /* waits for the output to drain */
+  size_t drain_low;
+  ml_req *next_free;       /* the server's pool */
+  ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
+};
 
 /* Accepts a connection from the listening stream; logs its failures. */
 void ml_conn_accept(moonlet_server *s, uv_stream_t *listener);
@@ -63,12 +84,19 @@ const char *ml_conn_url(ml_conn *c, size_t *len);
 const char *ml_conn_header_name(ml_conn *c, int i, size_t *len);
 const char *ml_conn_header_value(ml_conn *c, int i, size_t *len);
 
-/* The request of a connection, and the connection of a request. */
+/* The request of a connection (NULL between requests). */
 ml_req *ml_conn_req(ml_conn *c);
-ml_conn *ml_req_conn(ml_req *r);
+
+/* The request's path as routed: percent-decoded but for %2F (see
+ * ml_conn_push_text), without the query. */
+const char *ml_conn_path(ml_conn *c, size_t *len);
 
 /* Pushes a piece of the request's path with %2F turned into '/'. */
 void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n);
+
+/* Matches the request's path again, into m (for req.params): the same
+ * answer its dispatch got.  Returns m->kind. */
+int ml_conn_match(ml_conn *c, ml_match *m);
 
 /* The client's address as text ("-" if unknown). */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);
@@ -132,5 +160,9 @@ void ml_conn_shutdown(ml_conn *c);
 
 /* Closes now, cancelling the coroutine serving it. */
 void ml_conn_close(ml_conn *c);
+
+/* Frees the server's pools of idle requests and write operations, once
+ * every connection is gone. */
+void ml_conn_free_pools(moonlet_server *s);
 
 #endif

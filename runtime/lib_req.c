@@ -104,20 +104,24 @@ static int push_headers(lua_State *L, ml_conn *c) {
   return 1;
 }
 
+/* req.params: the route's converted values by name.  Dispatch got them
+ * as arguments; the match is not kept, so it is made again here. */
 static int push_params(lua_State *L, ml_conn *c) {
-  ml_match *m = &ml_conn_req(c)->match;
+  ml_match m;
   int i;
-  lua_createtable(L, 0, m->nparams);
-  if (m->kind != ML_MATCH_FOUND)
+  if (ml_conn_match(c, &m) != ML_MATCH_FOUND) {
+    lua_newtable(L);
     return 1;
-  for (i = 0; i < m->nparams; i++) {
-    if (m->params[i].conv == ML_CONV_INT)
-      lua_pushinteger(L, (lua_Integer)m->params[i].i);
-    else if (m->params[i].conv == ML_CONV_FLOAT)
-      lua_pushnumber(L, m->params[i].d);
+  }
+  lua_createtable(L, 0, m.nparams);
+  for (i = 0; i < m.nparams; i++) {
+    if (m.params[i].conv == ML_CONV_INT)
+      lua_pushinteger(L, (lua_Integer)m.params[i].i);
+    else if (m.params[i].conv == ML_CONV_FLOAT)
+      lua_pushnumber(L, m.params[i].d);
     else
-      ml_conn_push_text(L, c, m->params[i].s, m->params[i].len);
-    lua_setfield(L, -2, m->params[i].name);
+      ml_conn_push_text(L, c, m.params[i].s, m.params[i].len);
+    lua_setfield(L, -2, m.params[i].name);
   }
   return 1;
 }
@@ -143,7 +147,8 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
   if (IS("method")) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
   } else if (IS("path")) {
-    ml_conn_push_text(L, c, r->path.data, r->path.len);
+    p = ml_conn_path(c, &plen);
+    ml_conn_push_text(L, c, p, plen);
   } else if (IS("raw_path") || IS("query_string")) {
     split_url(c, &p, &plen, &q, &qlen);
     if (IS("raw_path"))

@@ -529,6 +529,7 @@ static void release_one(moonlet_server *s) {
     free(hk);
   }
   ml_shared_free(s->shared);
+  ml_conn_free_pools(s);
   ml_watchdog_stop(s->watch);
   if (s->single_fd >= 0)
     close(s->single_fd);          /* frees the lock, if we held it */

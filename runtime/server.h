@@ -59,6 +59,9 @@ struct moonlet_server {
   int finished;               /* every connection is gone */
   void (*done)(void *ud);
   void *done_ud;
+  struct ml_req *req_pool;    /* idle requests (conn.c) */
+  struct ml_wop *wop_pool;    /* idle write operations (conn.c) */
+  int req_pooled, wop_pooled;
   char readbuf[65536];        /* shared by every read callback */
 };
 
