@@ -73,23 +73,23 @@ static const llhttp_settings_t settings;
 
 const char *ml_conn_url(ml_conn *c, size_t *len) {
   *len = c->req->url_len;
-  return c->req->in.data + c->req->url_off;
+  return c->req->text + c->req->url_off;
 }
 
 const char *ml_conn_path(ml_conn *c, size_t *len) {
   ml_req *r = c->req;
   *len = r->path_len;
-  return r->decoded ? r->path.data : r->in.data + r->path_off;
+  return r->decoded ? r->path.data : r->text + r->path_off;
 }
 
 const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
   *len = c->req->hdrs[i].name_len;
-  return c->req->in.data + c->req->hdrs[i].name_off;
+  return c->req->text + c->req->hdrs[i].name_off;
 }
 
 const char *ml_conn_header_value(ml_conn *c, int i, size_t *len) {
   *len = c->req->hdrs[i].value_len;
-  return c->req->in.data + c->req->hdrs[i].value_off;
+  return c->req->text + c->req->hdrs[i].value_off;
 }
 
 ml_req *ml_conn_req(ml_conn *c) {
@@ -148,7 +148,9 @@ static ml_req *req_acquire(ml_conn *c) {
   }
   r->conn = c;
   r->in.len = r->out.len = 0;
-  r->parsed = 0;
+  r->text = NULL;
+  r->parsed = r->avail = 0;
+  r->shared = 0;
   r->ud = NULL;
   r->co = NULL;
   r->drain_fn = NULL;
@@ -620,7 +622,7 @@ static int on_message_begin(llhttp_t *p) {
 }
 
 static void extend_head(ml_req *r, const char *at, size_t len) {
-  uint32_t end = (uint32_t)(at + len - r->in.data);
+  uint32_t end = (uint32_t)(at + len - r->text);
   if (end > r->head_end)
     r->head_end = end;
 }
@@ -628,7 +630,7 @@ static void extend_head(ml_req *r, const char *at, size_t len) {
 static int on_url(llhttp_t *p, const char *at, size_t len) {
   ml_req *r = REQ(p);
   if (r->url_len == 0)
-    r->url_off = (uint32_t)(at - r->in.data);
+    r->url_off = (uint32_t)(at - r->text);
   r->url_len += (uint32_t)len;   /* pieces are contiguous in 'in' */
   extend_head(r, at, len);
   if (r->url_len > r->conn->srv->limits.max_url)
@@ -665,7 +667,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (r->nhdrs == r->hdrs_cap && grow_hdrs(r) != 0)
       return refuse(r, 503);
     h = &r->hdrs[r->nhdrs++];
-    h->name_off = (uint32_t)(at - r->in.data);
+    h->name_off = (uint32_t)(at - r->text);
     h->name_len = 0;
     h->value_off = h->name_off;
     h->value_len = 0;
@@ -680,7 +682,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
   if (r->in_field) {
-    h->value_off = (uint32_t)(at - r->in.data);
+    h->value_off = (uint32_t)(at - r->text);
     r->in_field = 0;
   }
   h->value_len += (uint32_t)len;
@@ -691,7 +693,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value_complete(llhttp_t *p) {
   ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
-  const char *t = r->in.data;
+  const char *t = r->text;
   r->in_field = 0;
   /* llhttp lets through a space in a name and obsolete line folding (a
    * value running on after CRLF): both are ways to smuggle, both 400 */
@@ -789,7 +791,7 @@ static int has_encoded_slash(const char *u, const char *end) {
  * encoded NUL, which get a 400.
  */
 static int route_path(ml_req *r) {
-  const char *t = r->in.data, *u = t + r->url_off, *end = u + r->url_len, *q;
+  const char *t = r->text, *u = t + r->url_off, *end = u + r->url_len, *q;
   char *d;
   if (end - u > 7 && (memcmp(u, "http://", 7) == 0 ||
                       memcmp(u, "https://", 8) == 0)) {
@@ -947,7 +949,7 @@ static void serve_request(ml_conn *c) {
     return;
   }
   ml_router_match(g->router, r->method,
-                  r->decoded ? r->path.data : r->in.data + r->path_off,
+                  r->decoded ? r->path.data : r->text + r->path_off,
                   r->path_len, &m);
   if ((co = ml_sched_acquire(g)) == NULL) {
     c->handling = 0;
@@ -988,10 +990,16 @@ static void finish_request(ml_conn *c) {
     ml_buf_free(&r->body);       /* don't hoard a large body's memory */
   if (!r->keep_alive)
     c->close_after = 1;
-  rest = r->in.len - r->parsed;  /* a pipelined request, maybe */
-  if (rest > 0)
-    memmove(r->in.data, r->in.data + r->parsed, rest);
-  r->in.len = rest;
+  if (r->shared) {               /* the next request's text follows */
+    r->text += r->parsed;
+    r->avail -= r->parsed;
+    rest = r->avail;
+  } else {                       /* a pipelined request, maybe */
+    rest = r->in.len - r->parsed;
+    if (rest > 0)
+      memmove(r->in.data, r->in.data + r->parsed, rest);
+    r->in.len = rest;
+  }
   r->parsed = 0;
   llhttp_resume(&r->parser);
   if (c->close_after) {
@@ -1018,10 +1026,21 @@ static void finish_request(ml_conn *c) {
 ** =======================================================
 */
 
+/*
+ * Input is parsed where it lies: in the server's read buffer, straight
+ * from on_read ("shared"), or in the request's own buffer, which holds
+ * what must outlive a read callback: the text of a request whose handler
+ * waits, a head still arriving, requests pipelined behind a busy one.
+ * Offsets are from r->text, the start of the request's text in either.
+ */
+static size_t input_len(ml_req *r) {
+  return r->shared ? r->avail : r->in.len;
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   ml_conn *c = h->data;
   ML_UNUSED(hint);
-  /* one buffer for every connection: on_read copies what it keeps */
+  /* one buffer for every connection: what must be kept is copied out */
   buf->base = c->srv->readbuf;
   buf->len = sizeof c->srv->readbuf;
 }
@@ -1039,7 +1058,7 @@ static void start_reading(ml_conn *c) {
  * gets 400.
  */
 static int unknown_method_status(ml_req *r) {
-  const char *p = r->in.data + r->parsed, *end = r->in.data + r->in.len;
+  const char *p = r->text + r->parsed, *end = r->text + input_len(r);
   int n = 0;
   while (p < end && (*p == '\r' || *p == '\n'))
     p++;
@@ -1064,9 +1083,36 @@ static void parse_error(ml_conn *c, llhttp_errno_t err) {
 }
 
 /*
- * Parses what is buffered, serving each complete request in turn until
- * one has to wait (its handler yields) or the input runs out.  Responses
- * produced meanwhile are flushed together at the end.
+ * The read callback ends: copy out of the shared buffer what is still
+ * needed (exactly that much), and drop the rest.
+ */
+static void unshare(ml_conn *c) {
+  ml_req *r = c->req;
+  size_t keep;
+  int consumed = r->parsed >= r->avail;
+  r->shared = 0;
+  if (c->closing)
+    keep = 0;
+  else if (c->handling || !consumed)
+    keep = r->avail;        /* a request being served, or waiting ones */
+  else
+    keep = c->in_request ? r->head_end : 0;  /* a head still arriving */
+  r->in.len = 0;
+  if (keep > 0 && (ml_buf_reserve_exact(&r->in, keep) != 0 ||
+                   ml_buf_append(&r->in, r->text, keep) != 0)) {
+    r->text = NULL;
+    ml_conn_close(c);
+    return;
+  }
+  r->text = r->in.data;
+  if (!c->handling && consumed)
+    r->parsed = (uint32_t)keep;
+}
+
+/*
+ * Parses the input, serving each complete request in turn until one has
+ * to wait (its handler yields) or the input runs out.  Responses produced
+ * meanwhile are flushed together at the end.
  */
 static void process_input(ml_conn *c) {
   llhttp_errno_t err;
@@ -1075,23 +1121,29 @@ static void process_input(ml_conn *c) {
     return;          /* an outer call is looping already */
   c->processing = 1;
   while ((r = c->req) != NULL && !c->closing && !c->handling &&
-         !c->close_after && r->parsed < r->in.len) {
+         !c->close_after && r->parsed < input_len(r)) {
     if (c->writing && r->out.len > MAX_PENDING_OUT)
       break;         /* write_done comes back for the rest */
-    err = llhttp_execute(&r->parser, r->in.data + r->parsed,
-                         r->in.len - r->parsed);
+    err = llhttp_execute(&r->parser, r->text + r->parsed,
+                         input_len(r) - r->parsed);
     if (err == HPE_OK) {
       /* all consumed: keep only the head of a request still arriving
        * (its body is copied out as it comes) */
+      if (r->shared) {
+        r->parsed = r->avail;
+        break;       /* unshare keeps the head */
+      }
       r->in.len = c->in_request ? r->head_end : 0;
       r->parsed = (uint32_t)r->in.len;
     } else if (err == HPE_PAUSED) {
-      r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->in.data);
+      r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->text);
       serve_request(c);
     } else {
       parse_error(c, err);
     }
   }
+  if ((r = c->req) != NULL && r->shared)
+    unshare(c);
   c->processing = 0;
   flush(c);
   settle(c);
@@ -1117,10 +1169,19 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     ml_conn_close(c);
     return;
   }
+  if (!c->handling && r->in.len == 0) {   /* parse it where it lies */
+    r->shared = 1;
+    r->text = buf->base;
+    r->avail = (uint32_t)nread;
+    r->parsed = 0;
+    process_input(c);
+    return;
+  }
   if (ml_buf_append(&r->in, buf->base, (size_t)nread) != 0) {
     ml_conn_close(c);
     return;
   }
+  r->text = r->in.data;
   if (c->handling) {  /* pipelined input waits; bound what we keep */
     if (r->in.len - r->parsed > MAX_PENDING_IN) {
       uv_read_stop(st);

@@ -28,7 +28,8 @@ typedef struct {
  * connection holds none: requests come from a per-server pool when bytes
  * arrive and go back once the response is written.  Text fields are
  * offsets from the start of the request's text (ml_conn_url and friends
- * turn them into pointers), which may move.
+ * turn them into pointers), which may move: it is parsed in the server's
+ * read buffer and copied out only if it must outlive the read.
  */
 typedef struct ml_req ml_req;
 struct ml_req {
@@ -61,9 +62,12 @@ struct ml_req {
   uint64_t start;          /* uv_now when the head was complete */
   ml_conn *conn;
   llhttp_t parser;
-  ml_buf in;               /* received bytes not yet released; the
-                              request's text starts at in.data */
-  uint32_t parsed;         /* how much of 'in' llhttp has consumed */
+  const char *text;        /* the request's text: in 'in', or in the
+                              server's read buffer while 'shared' */
+  ml_buf in;               /* input kept past a read callback */
+  uint32_t parsed;         /* how much input (from text) llhttp took */
+  uint32_t avail;          /* input from text, while shared */
+  unsigned shared : 1;     /* parsing in the server's read buffer */
   ml_buf out;              /* responses waiting to be written */
   ml_buf path;             /* a decoded path: %-escapes, absolute form */
   int err_status;          /* the answer to a request we refuse */

@@ -22,6 +22,17 @@ int ml_buf_reserve(ml_buf *b, size_t extra) {
   return 0;
 }
 
+int ml_buf_reserve_exact(ml_buf *b, size_t extra) {
+  char *p;
+  if (b->cap > 0 || extra == 0)
+    return ml_buf_reserve(b, extra);
+  if ((p = malloc(extra)) == NULL)
+    return -1;
+  b->data = p;
+  b->cap = extra;
+  return 0;
+}
+
 int ml_buf_append(ml_buf *b, const void *p, size_t n) {
   if (ml_buf_reserve(b, n) != 0)
     return -1;

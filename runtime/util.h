@@ -23,6 +23,10 @@ typedef struct {
 /* Makes room for 'extra' more bytes; 0, or -1 when out of memory. */
 int ml_buf_reserve(ml_buf *b, size_t extra);
 /* Appends n bytes; 0 or -1. */
+/* Like ml_buf_reserve, but an empty buffer gets exactly 'extra' bytes:
+ * for data that is likely to stay as it is. */
+int ml_buf_reserve_exact(ml_buf *b, size_t extra);
+
 int ml_buf_append(ml_buf *b, const void *p, size_t n);
 /* Frees the memory and empties the buffer. */
 void ml_buf_free(ml_buf *b);
