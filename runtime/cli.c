@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include "moonlet.h"
 
 enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP };
@@ -272,6 +273,19 @@ static int run(cli *c) {
   return 0;
 }
 
+/*
+ * A server holds a descriptor per connection, and the usual soft limit
+ * (1,024) is far below what one worker serves: raise it to the hard
+ * limit, as a host would.  Failing leaves the limit as it was.
+ */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
 int moonlet_main(int argc, char **argv) {
   cli c;
   if (parse(&c, argc, argv) != 0) {
@@ -288,6 +302,7 @@ int moonlet_main(int argc, char **argv) {
   default:
     break;
   }
+  raise_fd_limit();
   if (c.cfg.workers == 0)
     c.cfg.workers = (int)uv_available_parallelism();
   if (c.cfg.workers > 1 && c.command == CMD_RUN)

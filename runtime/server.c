@@ -19,6 +19,11 @@
 #include "reload.h"
 #include "server.h"
 
+/* Connections the kernel queues before accept: a burst of thousands of
+ * connects waits here instead of retrying its SYN a second later.  The
+ * kernel caps it at net.core.somaxconn (4,096 by default). */
+#define LISTEN_BACKLOG 4096
+
 #define DEFAULT_MAX_BODY (1024 * 1024)
 #define DEFAULT_MAX_URL (8 * 1024)
 #define DEFAULT_MAX_HEADERS (16 * 1024)
@@ -494,7 +499,8 @@ int moonlet_listen(moonlet_server *s) {
   s->listener.data = s;
   s->listening = 1;
   if ((rc = bind_listener(s, (struct sockaddr *)&ss)) != 0 ||
-      (rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG,
+                      on_connection)) != 0 ||
       (rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss,
                                &len)) != 0)
     return rc;       /* moonlet_close still closes the listener */
