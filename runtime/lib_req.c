@@ -14,9 +14,21 @@
 
 #define REQ_MT "moonlet.Request"
 
-/* The connection behind a request object, or NULL once it is finished. */
+/*
+ * The connection behind a request object, or NULL once it is finished.
+ * Every function here has the request metatable as upvalue 1, so the
+ * check is a pointer comparison; luaL_checkudata, with its registry
+ * lookup by name, only words the error.
+ */
 static ml_conn *get_conn(lua_State *L) {
-  ml_conn **ud = luaL_checkudata(L, 1, REQ_MT);
+  ml_conn **ud = lua_touserdata(L, 1);
+  int ok = ud != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    ud = luaL_checkudata(L, 1, REQ_MT);
   return *ud;
 }
 
@@ -28,10 +40,13 @@ static ml_conn *need_conn(lua_State *L) {
   return c;
 }
 
+static const char req_mt_key = 0;   /* the metatable, by address */
+
 void ml_lib_req_push(lua_State *L, ml_conn *c) {
   ml_conn **ud = lua_newuserdatauv(L, sizeof *ud, 1);
   *ud = c;
-  luaL_setmetatable(L, REQ_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_setmetatable(L, -2);
   ml_conn_req(c)->ud = (void **)ud;
 }
 
@@ -596,16 +611,21 @@ static const luaL_Reg req_meta[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg req_core[] = {
+  {"send", req_send},
+  {"req_header", req_header},
+  {"stream_start", req_stream_start},
+  {"stream_write", req_stream_write},
+  {NULL, NULL}
+};
+
+/* Registers the metatable, then adds core's request functions to the
+ * table on top; all of them get the metatable as upvalue 1. */
 void ml_lib_req_register(lua_State *L) {
   luaL_newmetatable(L, REQ_MT);
-  luaL_setfuncs(L, req_meta, 0);
-  lua_pop(L, 1);
-  lua_pushcfunction(L, req_send);
-  lua_setfield(L, -2, "send");
-  lua_pushcfunction(L, req_header);
-  lua_setfield(L, -2, "req_header");
-  lua_pushcfunction(L, req_stream_start);
-  lua_setfield(L, -2, "stream_start");
-  lua_pushcfunction(L, req_stream_write);
-  lua_setfield(L, -2, "stream_write");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, req_meta, 1);
+  luaL_setfuncs(L, req_core, 1);   /* pops the metatable */
 }
