@@ -134,6 +134,13 @@ int ml_http_value_ok(const char *s, size_t n) {
   return 1;
 }
 
+char *ml_http_put_size(char *p, size_t v) {
+  char tmp[24], *end = tmp + sizeof tmp, *q = format_size(end, v);
+  size_t n = (size_t)(end - q);
+  memcpy(p, q, n);
+  return p + n;
+}
+
 int ml_http_append_size(ml_buf *out, size_t v) {
   char tmp[24], *end = tmp + sizeof tmp;
   char *p = format_size(end, v);

@@ -23,6 +23,9 @@ int ml_http_name_ok(const char *s, size_t n);
 /* 1 when a header value has no CR, LF or NUL (it could split the head). */
 int ml_http_value_ok(const char *s, size_t n);
 
+/* Writes v in decimal at p (room for 20 digits); returns the end. */
+char *ml_http_put_size(char *p, size_t v);
+
 /* Appends the decimal form of v; 0 or -1. */
 int ml_http_append_size(ml_buf *out, size_t v);
 

@@ -374,8 +374,10 @@ static int req_send(lua_State *L) {
   const char *body = luaL_optlstring(L, 3, "", &blen), *err;
   const char *ctype = luaL_optstring(L, 5, "text/html; charset=utf-8");
   head_flags f = { 0, 0 };
+  size_t ctlen, sent;
   ml_req *r;
   ml_buf *o;
+  char *p;
   int bodyless;
   luaL_argcheck(L, status >= 200 && status <= 999, 2,
                 "status must be from 200 to 999");
@@ -405,27 +407,40 @@ static int req_send(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
-  if (!bodyless) {
-    if (!f.has_ctype) {
-      ML_BUF_LIT(o, "Content-Type: ");
-      ml_buf_append(o, ctype, strlen(ctype));
-      ML_BUF_LIT(o, "\r\n");
-    }
-    ML_BUF_LIT(o, "Content-Length: ");
-    ml_http_append_size(o, blen);
-    ML_BUF_LIT(o, "\r\n");
-  }
-  if (f.close)
-    ML_BUF_LIT(o, "Connection: close\r\n");
-  else if (r->minor == 0)
-    ML_BUF_LIT(o, "Connection: keep-alive\r\n");
-  ML_BUF_LIT(o, "\r\n");
-  if (bodyless || r->method == HTTP_HEAD)
-    blen = 0;
-  if (ml_buf_append(o, body, blen) != 0) {
+  /* the rest of the head and the body: one reservation, then copies */
+  ctlen = !bodyless && !f.has_ctype ? strlen(ctype) : 0;
+  sent = bodyless || r->method == HTTP_HEAD ? 0 : blen;
+  if (ml_buf_reserve(o, sizeof "Content-Type: \r\n" + ctlen +
+                        sizeof "Content-Length: \r\n" + 20 +
+                        sizeof "Connection: keep-alive\r\n\r\n" +
+                        sent) != 0) {
     o->len = mark;
     return luaL_error(L, "not enough memory");
   }
+  p = o->data + o->len;
+#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
+#define PUT_LIT(s) PUT("" s "", sizeof(s) - 1)
+  if (ctlen > 0) {
+    PUT_LIT("Content-Type: ");
+    PUT(ctype, ctlen);
+    PUT_LIT("\r\n");
+  }
+  if (!bodyless) {
+    PUT_LIT("Content-Length: ");
+    p = ml_http_put_size(p, blen);
+    PUT_LIT("\r\n");
+  }
+  if (f.close)
+    PUT_LIT("Connection: close\r\n");
+  else if (r->minor == 0)
+    PUT_LIT("Connection: keep-alive\r\n");
+  PUT_LIT("\r\n");
+  if (sent > 0)
+    PUT(body, sent);
+#undef PUT_LIT
+#undef PUT
+  o->len = (size_t)(p - o->data);
+  blen = sent;
   ml_conn_responded(c, (int)status, blen, f.close);
   lua_pushboolean(L, 1);
   return 1;
