@@ -149,6 +149,13 @@ int ml_conn_fd(ml_conn *c);
  * the last write (0: none). */
 void ml_conn_stream_idle(ml_conn *c, uint64_t ms);
 
+/* For parse.c: a request's first byte (begun = 1), or more of its body,
+ * arrived; the header timeout runs from now. */
+void ml_conn_request_progress(ml_conn *c, int begun);
+
+/* For parse.c: the limits in force. */
+const struct ml_limits *ml_conn_limits(ml_conn *c);
+
 /* Whether the connection is closing or gone (writes are pointless). */
 int ml_conn_closing(ml_conn *c);
 
