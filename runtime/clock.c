@@ -1,18 +1,30 @@
 /*
- * clock.c - timers for Lua's waits, on libuv or on a virtual clock.  The
- * virtual clock is a binary heap ordered by due time (then by start
- * order); only ml_clock_advance moves it.  Who owns a virtual clock and
- * when it is used is module.c's business (moonlet.testing).
+ * clock.c - timers for Lua's waits and connection timeouts.  A clock is a
+ * binary heap of timers ordered by due time, then by start order.  A real
+ * clock keeps one uv_timer_t armed for its earliest entry; a virtual one
+ * only moves in ml_clock_advance.  Who owns which clock is server.c's and
+ * module.c's business.
  */
 #include <stdlib.h>
 #include "clock.h"
+#include "server.h"
 #include "util.h"
 
+#define NOT_ARMED UINT64_MAX
+
 struct ml_clock {
-  uint64_t now;           /* virtual milliseconds */
-  uint64_t seq;
+  uv_loop_t *loop;        /* a real clock's loop; NULL: virtual */
+  ml_clock *real;         /* a virtual clock's zero waits run there */
+  uint64_t now;           /* a virtual clock's time */
+  uint64_t seq;           /* the next start's number */
+  uint64_t armed;         /* the due time 'uv' fires at, or NOT_ARMED */
   ml_ctimer **heap;
   int n, cap;
+  int firing;             /* inside on_fire: arm once at its end */
+  int closing;
+  void (*done)(void *ud); /* ml_clock_close's callback */
+  void *done_ud;
+  uv_timer_t uv;          /* a real clock's one libuv timer */
 };
 
 /*
@@ -74,8 +86,6 @@ static int heap_push(ml_clock *c, ml_ctimer *t) {
 static void heap_remove(ml_clock *c, ml_ctimer *t) {
   int i = t->index;
   ml_ctimer *last;
-  if (i < 0)
-    return;
   t->index = -1;
   last = c->heap[--c->n];
   if (i == c->n)
@@ -87,44 +97,127 @@ static void heap_remove(ml_clock *c, ml_ctimer *t) {
     sift_down(c, i);
 }
 
+/* Forgets every entry: they never fire, and stopping them is a no-op. */
+static void heap_drop_all(ml_clock *c) {
+  int i;
+  for (i = 0; i < c->n; i++)
+    c->heap[i]->index = -1;
+  c->n = 0;
+}
+
 /* }====================================================== */
 
-static void on_uv_timer(uv_timer_t *h) {
-  ml_ctimer *t = container_of(h, ml_ctimer, uv);
+/*
+** {======================================================
+** Firing
+** =======================================================
+*/
+
+static uint64_t clock_time(ml_clock *c) {
+  return c->loop != NULL ? uv_now(c->loop) : c->now;
+}
+
+/*
+ * Takes the head t off the heap before its callback, or queues it again
+ * if it repeats (in place: no allocation), then runs the callback, which
+ * may stop, restart or free t: nothing here touches t after it.
+ */
+static void fire_head(ml_clock *c, ml_ctimer *t, uint64_t next_due) {
+  if (t->repeat > 0) {
+    t->due = next_due;
+    t->seq = c->seq++;
+    sift_down(c, 0);
+  } else {
+    heap_remove(c, t);
+  }
   t->cb(t);
 }
 
-static void on_uv_close(uv_handle_t *h) {
-  ml_ctimer *t = container_of(h, ml_ctimer, uv);
-  t->close_cb(t);
+static void on_fire(uv_timer_t *h);
+
+/*
+ * Keeps a real clock's uv_timer_t armed no later than its head's due time
+ * and stopped when the heap is empty (so an idle clock does not keep the
+ * loop alive).  A stopped head leaves it armed early: that firing finds
+ * nothing due and arms again, which is cheaper than re-arming on each stop.
+ */
+static void arm(ml_clock *c) {
+  uint64_t now, due;
+  if (c->loop == NULL || c->firing || c->closing)
+    return;
+  if (c->n == 0) {
+    if (c->armed != NOT_ARMED)
+      uv_timer_stop(&c->uv);
+    c->armed = NOT_ARMED;
+    return;
+  }
+  due = c->heap[0]->due;
+  if (due >= c->armed)
+    return;
+  now = uv_now(c->loop);
+  uv_timer_start(&c->uv, on_fire, due > now ? due - now : 0, 0);
+  c->armed = due;
+}
+
+/*
+ * The real clock's timer: every entry due by the loop's cached time fires,
+ * in (due, start) order.  Entries started during this pass (a callback
+ * that sleeps 0 again) wait for the timer's next firing, as a uv_timer_t
+ * started from a callback would: libuv 1.44 runs that one in the same
+ * timer phase, 1.45 and later on the loop's next turn.
+ */
+static void on_fire(uv_timer_t *h) {
+  ml_clock *c = container_of(h, ml_clock, uv);
+  uint64_t now = uv_now(c->loop), last = c->seq;
+  ml_ctimer *t;
+  c->armed = NOT_ARMED;                  /* a one-shot: it has stopped */
+  c->firing = 1;
+  while (!c->closing && c->n > 0 && (t = c->heap[0])->due <= now &&
+         t->seq < last)
+    fire_head(c, t, now + t->repeat);
+  c->firing = 0;
+  arm(c);
+}
+
+/* }====================================================== */
+
+void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t) {
+  t->clock = c;
+  t->cb = NULL;
+  t->due = t->repeat = t->seq = 0;
+  t->index = -1;
+  t->on_real = 0;
 }
 
 void ml_clock_timer_init(ml_gen *g, ml_ctimer *t) {
-  t->clock = g->clock;
-  t->index = -1;
-  t->real = t->clock == NULL;
-  uv_timer_init(g->loop, &t->uv);   /* cannot fail; closed either way */
+  ml_clock_timer_init_on(g->clock != NULL ? g->clock
+                                          : ml_server_clock(g->server), t);
 }
 
-void ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
-                          uint64_t repeat) {
+int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
+                         uint64_t repeat) {
+  ml_clock *c = t->clock;
+  int rc;
+  ml_clock_timer_stop(t);
+  t->on_real = c->loop == NULL && c->real != NULL && ms == 0 && repeat == 0;
+  if (t->on_real)
+    c = c->real;
   t->cb = cb;
-  if (t->clock != NULL && (ms > 0 || repeat > 0)) {
-    t->real = 0;
-    t->due = t->clock->now + ms;
-    t->repeat = repeat;
-    if (heap_push(t->clock, t) == 0)
-      return;
-  }
-  t->real = 1;                       /* or out of memory: real time */
-  uv_timer_start(&t->uv, on_uv_timer, ms, repeat);
+  t->repeat = repeat;
+  t->due = clock_time(c) + ms;
+  if ((rc = heap_push(c, t)) != 0)
+    return rc;
+  arm(c);
+  return 0;
 }
 
-void ml_clock_timer_close(ml_ctimer *t, ml_ctimer_cb close_cb) {
-  t->close_cb = close_cb;
-  if (t->clock != NULL)
-    heap_remove(t->clock, t);
-  uv_close((uv_handle_t *)&t->uv, on_uv_close);
+void ml_clock_timer_stop(ml_ctimer *t) {
+  ml_clock *c;
+  if (t->index < 0)
+    return;
+  c = t->on_real ? t->clock->real : t->clock;
+  heap_remove(c, t);
+  arm(c);
 }
 
 uint64_t ml_clock_now(ml_gen *g) {
@@ -134,22 +227,61 @@ uint64_t ml_clock_now(ml_gen *g) {
   return uv_now(g->loop);
 }
 
-ml_clock *ml_clock_new(uint64_t now) {
+/*
+** {======================================================
+** Making and freeing clocks
+** =======================================================
+*/
+
+ml_clock *ml_clock_new_real(uv_loop_t *loop) {
   ml_clock *c = calloc(1, sizeof *c);
-  if (c != NULL)
+  if (c == NULL)
+    return NULL;
+  c->loop = loop;
+  c->armed = NOT_ARMED;
+  uv_timer_init(loop, &c->uv);           /* cannot fail */
+  return c;
+}
+
+static void on_closed(uv_handle_t *h) {
+  ml_clock *c = container_of(h, ml_clock, uv);
+  void (*done)(void *) = c->done;
+  void *ud = c->done_ud;
+  free(c->heap);
+  free(c);
+  if (done != NULL)
+    done(ud);
+}
+
+void ml_clock_close(ml_clock *c, void (*done)(void *ud), void *ud) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->done = done;
+  c->done_ud = ud;
+  heap_drop_all(c);
+  uv_close((uv_handle_t *)&c->uv, on_closed);
+}
+
+ml_clock *ml_clock_new(uint64_t now, ml_clock *real) {
+  ml_clock *c = calloc(1, sizeof *c);
+  if (c != NULL) {
     c->now = now;
+    c->real = real;
+    c->armed = NOT_ARMED;
+  }
   return c;
 }
 
 void ml_clock_free(ml_clock *c) {
-  int i;
   if (c == NULL)
     return;
-  for (i = 0; i < c->n; i++)
-    c->heap[i]->index = -1;          /* its owner still closes it */
+  heap_drop_all(c);
   free(c->heap);
   free(c);
 }
+
+/* }====================================================== */
 
 uint64_t ml_clock_virtual_now(ml_clock *c) {
   return c->now;
@@ -160,15 +292,9 @@ void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
   uint64_t target = c->now + ms;
   ml_ctimer *t;
   while (c->n > 0 && (t = c->heap[0])->due <= target) {
-    heap_remove(c, t);
     if (t->due > c->now)
       c->now = t->due;
-    if (t->repeat > 0) {             /* re-armed first: cb may stop it */
-      t->due += t->repeat;
-      if (heap_push(c, t) != 0)
-        t->repeat = 0;
-    }
-    t->cb(t);                        /* may close (free) t */
+    fire_head(c, t, t->due + t->repeat);   /* t may be gone now */
     turn(ud);
   }
   c->now = target;

@@ -1,8 +1,9 @@
 /*
- * clock.h - the one clock every moonlet timer of Lua's (sleep, after,
- * every, future and queue timeouts) runs on: libuv's timers normally, or
- * a virtual clock that only moves when a test advances it (moonlet.testing
- * with {virtual_time = true}).  Connection timeouts stay on libuv's.
+ * clock.h - timers as entries of a clock's heap.  A real clock runs on
+ * libuv's time with one uv_timer_t for all its timers (the server owns
+ * one); a virtual clock only moves when a test advances it (moonlet.testing
+ * with {virtual_time = true}).  Lua's waits use their state's clock;
+ * connection timeouts the server's real one.
  */
 #ifndef ML_CLOCK_H
 #define ML_CLOCK_H
@@ -16,46 +17,65 @@ typedef struct ml_ctimer ml_ctimer;
 typedef void (*ml_ctimer_cb)(ml_ctimer *t);
 
 /*
- * A timer, embedded in the operation that owns it (like a uv_timer_t).
- * Closing it always ends in close_cb, where the owner frees, on a later
- * turn of the loop: a virtual timer closes its (never started) libuv
- * handle too, so both kinds end the same way.
+ * A timer, embedded in the operation that owns it.  It holds no libuv
+ * handle: stopping it is immediate, and its owner may free it at once
+ * (from its own callback too).
  */
 struct ml_ctimer {
-  uv_timer_t uv;          /* a real timer's handle */
-  ml_clock *clock;        /* the virtual clock, or NULL */
-  ml_ctimer_cb cb, close_cb;
-  uint64_t due, repeat;   /* virtual milliseconds */
+  ml_clock *clock;        /* the clock it was made on */
+  ml_ctimer_cb cb;
+  uint64_t due, repeat;   /* milliseconds on its clock */
   uint64_t seq;           /* order among timers due together */
-  int index;              /* its place in the clock's heap; -1: none */
-  int real;               /* runs on 'uv' */
+  int index;              /* its place in a heap; -1: not started */
+  int on_real;            /* a virtual clock's zero wait, queued on that
+                             clock's real one */
 };
 
-/* Prepares t on g's clock: virtual if the state has one (g->clock). */
+/* Prepares t on g's clock: virtual if the state has one (g->clock), else
+ * the server's real clock. */
 void ml_clock_timer_init(ml_gen *g, ml_ctimer *t);
 
-/* Fires cb after 'ms', then every 'repeat' ms if not 0.  A zero-length
- * one-shot under virtual time still fires on the loop's next turn: it
- * means "let others run", not "wait". */
-void ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
-                          uint64_t repeat);
+/* Prepares t on the clock c. */
+void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t);
 
-/* Stops t for good; close_cb(t) follows, where the owner frees it. */
-void ml_clock_timer_close(ml_ctimer *t, ml_ctimer_cb close_cb);
+/*
+ * Fires cb after 'ms', then every 'repeat' ms if not 0; a started timer
+ * starts again from now.  On a real clock 'now' is the loop's cached time
+ * (uv_now), as for a uv_timer_t.  A zero-length one-shot under virtual
+ * time fires on the loop's next turn: it means "let others run", not
+ * "wait".  0, or UV_ENOMEM when the heap cannot grow (t is then stopped).
+ */
+int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
+                         uint64_t repeat);
+
+/* Stops t at once (safe if not started); afterwards the owner may free t
+ * right away: no callback follows. */
+void ml_clock_timer_stop(ml_ctimer *t);
 
 /* The state's time in milliseconds: the loop's, or the virtual clock's. */
 uint64_t ml_clock_now(ml_gen *g);
 
-/* A virtual clock starting at 'now' ms; NULL when out of memory. */
-ml_clock *ml_clock_new(uint64_t now);
+/* A real clock on 'loop'; NULL when out of memory. */
+ml_clock *ml_clock_new_real(uv_loop_t *loop);
 
-/* Frees it; its timers must all have closed. */
+/*
+ * Closes a real clock: its uv_timer_t closes, then it is freed and
+ * done(ud) runs, on a later turn of the loop.  Timers still on it are
+ * dropped without firing; their owners must not start them again.
+ */
+void ml_clock_close(ml_clock *c, void (*done)(void *ud), void *ud);
+
+/* A virtual clock starting at 'now' ms, whose zero waits run on 'real';
+ * NULL when out of memory. */
+ml_clock *ml_clock_new(uint64_t now, ml_clock *real);
+
+/* Frees a virtual clock (NULL is fine); timers still on it are dropped. */
 void ml_clock_free(ml_clock *c);
 
 /*
- * Moves the clock 'ms' forward, firing the timers that come due in order
- * of their due times, each at its own time; after each firing, turn(ud)
- * lets what it woke run (the loop's idle and I/O).
+ * Moves a virtual clock 'ms' forward, firing the timers that come due in
+ * order of their due times, each at its own time; after each firing,
+ * turn(ud) lets what it woke run (the loop's idle and I/O).
  */
 void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
                       void *ud);

@@ -18,23 +18,21 @@
 ** =======================================================
 */
 
-/* Timers run on the state's clock (clock.c): libuv's, or virtual. */
+/* Timers run on the state's clock (clock.c): libuv's, or virtual.  A
+ * stopped timer never calls back, so the op is freed at once. */
 typedef struct { ml_wait w; ml_ctimer timer; } sleep_op;
-
-static void sleep_free(ml_ctimer *t) {
-  free(container_of(t, sleep_op, timer));
-}
 
 static void sleep_done(ml_ctimer *t) {
   sleep_op *op = container_of(t, sleep_op, timer);
   ml_co *co = ml_sched_unpark(&op->w);     /* detach first */
-  ml_clock_timer_close(t, sleep_free);     /* free in the close callback */
+  free(op);                                /* fired: off the clock */
   if (co != NULL)
     ml_sched_resume(co, 0);                /* last: it may free the conn */
 }
 
-static void sleep_cancel(ml_wait *w) {     /* closing stops the timer */
-  ml_clock_timer_close(&((sleep_op *)w)->timer, sleep_free);
+static void sleep_cancel(ml_wait *w) {
+  ml_clock_timer_stop(&((sleep_op *)w)->timer);
+  free(w);
 }
 
 static int core_sleep(lua_State *L) {
@@ -43,11 +41,14 @@ static int core_sleep(lua_State *L) {
   sleep_op *op;
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "duration out of range");
   co = ml_sched_current(L);
-  if ((op = calloc(1, sizeof *op)) == NULL)
+  if ((op = malloc(sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &op->timer);  /* cannot fail */
-  ml_clock_timer_start(&op->timer, sleep_done, (uint64_t)(s * 1000 + 0.5),
-                       0);
+  ml_clock_timer_init(co->gen, &op->timer);
+  if (ml_clock_timer_start(&op->timer, sleep_done,
+                           (uint64_t)(s * 1000 + 0.5), 0) != 0) {
+    free(op);
+    return luaL_error(L, "not enough memory");
+  }
   ml_sched_park(co, &op->w, sleep_cancel);
   return ml_sched_yield(L);  /* resume's values become sleep's results */
 }
@@ -80,11 +81,8 @@ struct ml_timer {
   int single;             /* {single = true}: one worker only */
 };
 
-static void timer_free(ml_ctimer *h) {
-  free(container_of(h, ml_timer, timer));
-}
-
-/* Unlinks, drops the callback's ref and closes; idempotent by fn_ref. */
+/* Unlinks, drops the callback's ref, stops and frees: callers must not
+ * use t after.  Safe from t's own firing (clock.c no longer touches t). */
 static void timer_stop(ml_timer *t) {
   ml_gen *g = t->gen;
   if (t->fn_ref == LUA_NOREF)
@@ -99,7 +97,8 @@ static void timer_stop(ml_timer *t) {
     g->timers = t->next;
   if (t->next != NULL)
     t->next->prev = t->prev;
-  ml_clock_timer_close(&t->timer, timer_free);
+  ml_clock_timer_stop(&t->timer);
+  free(t);
 }
 
 void ml_core_timers_close(ml_gen *g) {
@@ -164,7 +163,10 @@ static int new_timer(lua_State *L, int repeat) {
   t->ud = ud;
   *ud = t;
   ml_clock_timer_init(g, &t->timer);
-  ml_clock_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0);
+  if (ml_clock_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0) != 0) {
+    timer_stop(t);
+    return luaL_error(L, "not enough memory");
+  }
   return 1;
 }
 

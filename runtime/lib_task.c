@@ -29,12 +29,11 @@ typedef struct {
 
 /*
  * One coroutine waiting on a future, with its own deadline.  Owned by the
- * wait: freed when woken, timed out or cancelled (after its timer closes).
+ * wait: freed when woken, timed out or cancelled.
  */
 struct waiter {
   ml_wait w;
   ml_ctimer timer;          /* on the state's clock (clock.c) */
-  int has_timer;
   future *f;                 /* NULL once unlinked */
   waiter *prev, *next;
 };
@@ -65,17 +64,11 @@ static void unlink_waiter(waiter *w) {
   w->f = NULL;
 }
 
-static void waiter_free(ml_ctimer *h) {
-  free(container_of(h, waiter, timer));
-}
-
-/* Frees the waiter, through its timer's close when it has one. */
+/* Unlinks, stops the timer (if started) and frees: nothing calls back. */
 static void waiter_drop(waiter *w) {
   unlink_waiter(w);
-  if (w->has_timer)
-    ml_clock_timer_close(&w->timer, waiter_free);
-  else
-    free(w);
+  ml_clock_timer_stop(&w->timer);
+  free(w);
 }
 
 static void waiter_cancel(ml_wait *mw) {
@@ -164,17 +157,18 @@ static int wait_on(lua_State *L, future *f) {
   co = ml_sched_current(L);
   if ((w = calloc(1, sizeof *w)) == NULL)
     return luaL_error(L, "not enough memory");
+  ml_clock_timer_init(co->gen, &w->timer);
+  if (timeout >= 0 &&
+      ml_clock_timer_start(&w->timer, waiter_timeout,
+                           (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {
+    free(w);
+    return luaL_error(L, "not enough memory");
+  }
   w->f = f;
   w->next = f->waiters;
   if (f->waiters != NULL)
     f->waiters->prev = w;
   f->waiters = w;
-  if (timeout >= 0) {
-    w->has_timer = 1;
-    ml_clock_timer_init(co->gen, &w->timer);
-    ml_clock_timer_start(&w->timer, waiter_timeout,
-                         (uint64_t)(timeout * 1000 + 0.5), 0);
-  }
   ml_sched_park(co, &w->w, waiter_cancel);
   return ml_sched_yieldk(L, base, wait_k);
 }

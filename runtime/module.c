@@ -240,7 +240,8 @@ static int core_loop_virtual_time(lua_State *L) {
   if (lua_toboolean(L, 1)) {
     if (m->clock == NULL) {
       uv_update_time(&m->loop);
-      if ((m->clock = ml_clock_new(uv_now(&m->loop))) == NULL)
+      if ((m->clock = ml_clock_new(uv_now(&m->loop),
+                                   ml_server_clock(m->server))) == NULL)
         return luaL_error(L, "not enough memory");
     }
     m->gen->clock = m->clock;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <lauxlib.h>
 #include <llhttp.h>
+#include "clock.h"
 #include "conn.h"
 #include "lib.h"
 #include "log.h"
@@ -66,7 +67,10 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   s->access_log = dup_or_null(s->cfg.access_log);
   if (s->host == NULL ||
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
-      (s->shared = ml_shared_new()) == NULL) {
+      (s->shared = ml_shared_new()) == NULL ||
+      (s->clock = ml_clock_new_real(s->loop)) == NULL) {
+    ml_shared_free(s->shared);
+    ml_watchdog_stop(s->watch);
     free(s->host);
     free(s->access_log);
     free(s);
@@ -552,7 +556,8 @@ static void handle_closed(uv_handle_t *h) {
   release_one(h->data);
 }
 
-static void reloader_closed(void *ud) {
+/* The reloader or the clock has closed. */
+static void part_closed(void *ud) {
   release_one(ud);
 }
 
@@ -574,12 +579,19 @@ static void finish_close(moonlet_server *s) {
   s->finished = 1;        /* the last release_one frees the server */
   if (s->reloader != NULL) {
     s->pending_closes++;
-    ml_reload_close(s->reloader, reloader_closed, s);
+    ml_reload_close(s->reloader, part_closed, s);
     s->reloader = NULL;
   }
+  s->pending_closes++;    /* every timer on it has stopped with the state */
+  ml_clock_close(s->clock, part_closed, s);
+  s->clock = NULL;
   close_handle(s, (uv_handle_t *)&s->grace);
   for (i = 0; i < s->nsigs; i++)
     close_handle(s, (uv_handle_t *)&s->sigs[i]);
+}
+
+ml_clock *ml_server_clock(moonlet_server *s) {
+  return s->clock;
 }
 
 void ml_server_conn_closed(moonlet_server *s) {

@@ -54,6 +54,7 @@ struct moonlet_server {
   uv_signal_t sigs[3];        /* SIGINT, SIGTERM, SIGHUP */
   int nsigs;
   uv_timer_t grace;
+  ml_clock *clock;            /* real time for every timer (clock.c) */
   int closing;                /* moonlet_close was called */
   int pending_closes;         /* handles still closing */
   int finished;               /* every connection is gone */
@@ -78,6 +79,11 @@ void ml_server_state_hooks(moonlet_server *s, lua_State *L);
 /* The Lua module (module.c): g, over the host's own state, is the
  * generation new requests go to; its app's limits apply. */
 void ml_server_use_gen(moonlet_server *s, ml_gen *g);
+
+/* The server's real-time clock (libuv time; one uv_timer_t for all its
+ * timers): Lua's waits when no virtual clock is on, connection timeouts
+ * always.  It lives until the server's handles have closed. */
+ml_clock *ml_server_clock(moonlet_server *s);
 
 /* A connection closed; during a graceful stop the last one finishes it. */
 void ml_server_conn_closed(moonlet_server *s);

@@ -37,7 +37,17 @@
   X(shared_incr_wraps_and_floats) \
   X(shared_ttl) \
   X(shared_keys_sorted_and_growth) \
+  X(clock_timer_is_small) \
   X(clock_fires_in_due_order) \
-  X(clock_repeats_and_stops_itself)
+  X(clock_repeats_and_stops_itself) \
+  X(clock_heap_keeps_order_under_stops) \
+  X(clock_virtual_zero_wait_is_real) \
+  X(clock_real_fires_in_due_then_start_order) \
+  X(clock_real_stop_head_middle_last) \
+  X(clock_real_stop_and_free_inside_callback) \
+  X(clock_real_restart_inside_callback) \
+  X(clock_real_repeats) \
+  X(clock_real_zero_wait_from_callback_goes_last) \
+  X(clock_real_idle_and_close)
 
 #endif
