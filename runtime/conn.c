@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "clock.h"
 #include "conn.h"
 #include "http.h"
 #include "lib.h"
@@ -41,15 +42,15 @@ typedef struct ml_wop {
 
 struct ml_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;        /* header, keep-alive or linger timeout */
+  ml_ctimer timer;         /* header, keep-alive or linger timeout, on
+                              the server's clock */
   moonlet_server *srv;
   ml_req *req;             /* being read, served or written; NULL idle */
   ml_wop *wop;             /* for writes uv_try_write left over: kept
                               while the request lasts, like 'out' */
   uint64_t deadline;       /* loop ms when the timer matters; 0: never */
-  uint64_t timer_due;      /* when the libuv timer is set to fire */
+  uint64_t timer_due;      /* when the timer is set to fire */
   ml_conn *prev, *next;    /* the server's list */
-  unsigned closes : 2;     /* handle closes still pending */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
   unsigned writing : 1;    /* wop's uv_write is in flight */
@@ -272,12 +273,10 @@ void ml_conn_free_pools(moonlet_server *s) {
 ** =======================================================
 */
 
-/* Each closed handle lands here; the last one frees the connection. */
+/* The socket has closed (its timer stopped before): free the connection. */
 static void on_close(uv_handle_t *h) {
   ml_conn *c = h->data;
   moonlet_server *s = c->srv;
-  if (--c->closes > 0)
-    return;
   if (c->req != NULL) {
     detach_request(c->req);
     req_free(c->req);
@@ -318,9 +317,8 @@ void ml_conn_close(ml_conn *c) {
       ml_sched_cancel(co);
     }
   }
-  c->closes = 2;
+  ml_clock_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->tcp, on_close);
-  uv_close((uv_handle_t *)&c->timer, on_close);
 }
 
 void ml_conn_shutdown(ml_conn *c) {
@@ -354,14 +352,15 @@ static void stream_ping(ml_conn *c) {
     arm(c, r->stream_ping_ms);
 }
 
-static void on_timeout(uv_timer_t *t) {
+static void start_timer(ml_conn *c, uint64_t ms);
+
+static void on_timeout(ml_ctimer *t) {
   ml_conn *c = container_of(t, ml_conn, timer);
-  uint64_t now = uv_now(t->loop);
+  uint64_t now = uv_now(c->srv->loop);
   if (c->deadline == 0)
     return;                  /* disarmed since it was set */
   if (now < c->deadline) {   /* moved later meanwhile: sleep on */
-    c->timer_due = c->deadline;
-    uv_timer_start(t, on_timeout, c->deadline - now, 0);
+    start_timer(c, c->deadline - now);
     return;
   }
   c->deadline = 0;
@@ -383,16 +382,23 @@ static void on_timeout(uv_timer_t *t) {
 /*
  * The connection's one timer: 'ms' from now it times out (head, body,
  * keep-alive, linger) or pings (an event stream).  Moving the deadline
- * later leaves the libuv timer alone; it re-arms itself for the rest when
+ * later leaves the timer alone; it re-arms itself for the rest when
  * it fires early.  So a busy keep-alive connection costs no timer work
  * per request.
  */
 static void arm(ml_conn *c, uint64_t ms) {
   c->deadline = uv_now(c->srv->loop) + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) ||
-      c->deadline < c->timer_due) {
-    c->timer_due = c->deadline;
-    uv_timer_start(&c->timer, on_timeout, ms, 0);
+  if (c->timer.index < 0 || c->deadline < c->timer_due)
+    start_timer(c, ms);
+}
+
+/* Only when the clock's heap cannot grow does this fail: a connection
+ * that could never time out is closed instead. */
+static void start_timer(ml_conn *c, uint64_t ms) {
+  c->timer_due = uv_now(c->srv->loop) + ms;
+  if (ml_clock_timer_start(&c->timer, on_timeout, ms, 0) != 0) {
+    ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
+    ml_conn_close(c);
   }
 }
 
@@ -950,8 +956,8 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   }
   c->srv = s;
   uv_tcp_init(s->loop, &c->tcp);
-  uv_timer_init(s->loop, &c->timer);
-  c->tcp.data = c->timer.data = c;
+  ml_clock_timer_init_on(ml_server_clock(s), &c->timer);
+  c->tcp.data = c;
   c->next = s->conns;              /* linked first: on_close unlinks */
   if (s->conns != NULL)
     s->conns->prev = c;
