@@ -30,6 +30,7 @@
 #define REQ_POOL_MAX 256        /* idle requests a server keeps */
 #define WOP_POOL_MAX 64         /* idle write operations it keeps */
 #define POOL_BUF_MAX 16384      /* buffers a pooled request keeps */
+#define POOL_HDRS_MAX 32        /* header slots it keeps (a browser's) */
 
 /* A uv_write and the bytes it writes: taken from the server's pool only
  * when uv_try_write could not send a response at once. */
@@ -197,7 +198,7 @@ static void req_release(ml_conn *c) {
     req_free(r);
     return;
   }
-  if (r->hdrs != r->inline_hdrs) {    /* a crowd of headers: let it go */
+  if (r->hdrs_cap > POOL_HDRS_MAX) {  /* a crowd of headers: let it go */
     free(r->hdrs);
     r->hdrs = r->inline_hdrs;
     r->hdrs_cap = ML_REQ_INLINE_HDRS;

@@ -20,7 +20,7 @@ typedef struct {
   uint32_t name_off, name_len, value_off, value_len;
 } ml_hdr;
 
-#define ML_REQ_INLINE_HDRS 8   /* headers held without a malloc */
+#define ML_REQ_INLINE_HDRS 4   /* headers held without a malloc */
 
 /*
  * A request being read, served or written, with what conn.c needs for it

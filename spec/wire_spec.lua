@@ -49,6 +49,22 @@ describe("the wire", function()
       c:close()
     end)
 
+    it("reads 40, 6, 1 and 33 headers on one connection", function()
+      local c = H.raw(srv.port)
+      for _, n in ipairs({ 40, 6, 1, 33 }) do
+        local extra, want = {}, {}
+        for i = 1, n do
+          extra[i] = ("X-H%d: v%d\r\n"):format(i, i)
+          want[i] = "v" .. i
+        end
+        assert(c:send(req("GET", "/hdrs", table.concat(extra))))
+        local res = assert(H.read_response(c))
+        assert.are.equal(200, res.status)
+        assert.are.equal(table.concat(want, ","), res.body)
+      end
+      c:close()
+    end)
+
     it("answers pipelined requests in order, a slow one in the middle",
       function()
         local c = H.raw(srv.port)

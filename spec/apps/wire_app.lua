@@ -35,4 +35,14 @@ app:get("/boom", function(req)
   error("boom on purpose")
 end)
 
+-- the request's headers "x-h1..x-hN" joined, to check every one arrived
+app:get("/hdrs", function(req)
+  local out, i = {}, 1
+  while req.headers["x-h" .. i] do
+    out[i] = req.headers["x-h" .. i]
+    i = i + 1
+  end
+  return table.concat(out, ",")
+end)
+
 return app
