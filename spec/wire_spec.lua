@@ -65,6 +65,27 @@ describe("the wire", function()
       c:close()
     end)
 
+    it("keeps a waiting request's text while other reads come and go",
+      function()
+      local conns = {}
+      for i = 1, 20 do
+        conns[i] = H.raw(srv.port)
+        assert(conns[i]:send(req("GET", ("/later/w%d?q=%d"):format(i, i),
+          ("X-Tag: tag-%d\r\nX-Other: %s\r\n"):format(i, ("o"):rep(i)))))
+      end
+      -- meanwhile, other requests pass through the read buffer
+      for i = 1, 50 do
+        local res = H.get(srv, "/n/" .. i, { headers = { ["X-Tag"] = "zz" } })
+        assert.are.equal(200, res.status)
+      end
+      for i = 1, 20 do
+        local res = assert(H.read_response(conns[i]))
+        assert.are.equal(("w%d|/later/w%d|q=%d|tag-%d|%s"):format(i, i, i, i,
+          ("o"):rep(i)), res.body)
+        conns[i]:close()
+      end
+    end)
+
     it("answers pipelined requests in order, a slow one in the middle",
       function()
         local c = H.raw(srv.port)

@@ -45,4 +45,12 @@ app:get("/hdrs", function(req)
   return table.concat(out, ",")
 end)
 
+-- reads the request only after a wait, when other connections' bytes
+-- have passed through the server's read buffer meanwhile
+app:get("/later/<word>", function(req, word)
+  moonlet.sleep(0.2)
+  return table.concat({ word, req.path, req.query_string,
+    req.headers["x-tag"] or "-", req.headers["x-other"] or "-" }, "|")
+end)
+
 return app
