@@ -36,24 +36,49 @@ int ml_log_level_from_name(const char *name) {
   return -1;
 }
 
-void ml_log(int level, const char *fmt, ...) {
+/* "2026-01-01T10:00:00Z [warn] " into buf (an unknown level is an
+ * error); its length. */
+static size_t line_head(int level, char *buf, size_t size) {
   char stamp[32];
-  time_t now;
+  time_t now = time(NULL);
   struct tm tm;
+  int n;
+  if (level < MOONLET_LOG_DEBUG || level > MOONLET_LOG_ERROR)
+    level = MOONLET_LOG_ERROR;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  n = snprintf(buf, size, "%s [%s] ", stamp, level_names[level]);
+  return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+void ml_log(int level, const char *fmt, ...) {
+  char head[64];
   va_list ap;
   if (level < min_level)
     return;
-  if (level < MOONLET_LOG_DEBUG || level > MOONLET_LOG_ERROR)
-    level = MOONLET_LOG_ERROR;
-  now = time(NULL);
-  gmtime_r(&now, &tm);
-  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  fprintf(stderr, "%s [%s] ", stamp, level_names[level]);
+  line_head(level, head, sizeof head);
+  fputs(head, stderr);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
   fflush(stderr);
+}
+
+void ml_log_direct(int level, const char *msg) {
+  char line[1024];
+  size_t n;
+  if (level < min_level)
+    return;
+  n = line_head(level, line, sizeof line);
+  n += (size_t)snprintf(line + n, sizeof line - n, "%s\n", msg);
+  if (n >= sizeof line) {             /* cut, but still one whole line */
+    n = sizeof line - 1;
+    line[n - 1] = '\n';
+  }
+  if (write(STDERR_FILENO, line, n) < 0) {
+    /* nowhere left to say it */
+  }
 }
 
 int ml_log_access_open(const char *path) {

@@ -19,6 +19,10 @@ void ml_log(int level, const char *fmt, ...)
 #endif
   ;
 
+/* The same line with one write(2), bypassing stdio: for a thread that
+ * must not wait on a lock a stuck thread may hold (the watchdog's). */
+void ml_log_direct(int level, const char *msg);
+
 /* Opens the access log ("-" is stdout); 0 or a negative errno. */
 int ml_log_access_open(const char *path);
 void ml_log_access_close(void);
