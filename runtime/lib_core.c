@@ -11,6 +11,7 @@
 #include "master.h"
 #include "server.h"
 #include "util.h"
+#include "watchdog.h"
 
 /*
 ** {======================================================
@@ -238,6 +239,40 @@ static int core_yield_token(lua_State *L) {
   return 1;
 }
 
+/*
+ * core.resume(co, ...): coroutine.resume for moonlet.boot's wrappers,
+ * which tells the watchdog the thread that runs now, so that it can hook
+ * the innermost one.  true and the values, or false and the error.
+ */
+static int core_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1), *outer;
+  int n = lua_gettop(L) - 1, status, nres;
+  luaL_argexpected(L, co != NULL, 1, "coroutine");
+  if (!lua_checkstack(co, n)) {
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "too many arguments to resume");
+    return 2;
+  }
+  lua_xmove(L, co, n);
+  ml_watchdog_nest(co, &outer);
+  status = lua_resume(co, L, n, &nres);
+  ml_watchdog_unnest(outer);
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_xmove(co, L, 1);              /* the error */
+    nres = 1;
+  } else if (!lua_checkstack(L, nres + 1)) {
+    lua_pop(co, nres);
+    lua_pushliteral(L, "too many results to resume");
+    nres = 1;
+    status = LUA_ERRRUN;
+  } else {
+    lua_xmove(co, L, nres);
+  }
+  lua_pushboolean(L, status == LUA_OK || status == LUA_YIELD);
+  lua_insert(L, -(nres + 1));         /* co may be L: its error is on top */
+  return nres + 1;
+}
+
 /* Replaces the registry reference *ref with the value at idx. */
 static void set_ref(lua_State *L, int *ref, int idx) {
   luaL_unref(L, LUA_REGISTRYINDEX, *ref);
@@ -287,6 +322,7 @@ static const luaL_Reg core_funcs[] = {
   {"pid", core_pid},
   {"worker_id", core_worker_id},
   {"yield_token", core_yield_token},
+  {"resume", core_resume},
   {"set_request_class", core_set_request_class},
   {"set_abort_class", core_set_abort_class},
   {NULL, NULL}

@@ -75,7 +75,11 @@ int moonlet_reload(moonlet_server *s);
 /*
  * Graceful stop: no new connections, in-flight requests get up to the
  * grace period, then every handle is closed and 'done' is called (may be
- * NULL).  The server is freed after 'done' returns.
+ * NULL).  The server is freed after 'done' returns.  Lua code still
+ * computing when the grace is over is stopped with a 503 by the watchdog
+ * thread, so the stop finishes.  With cfg.handle_signals the process is
+ * the server's: should the loop stay stuck (in a C call) 1 s longer, the
+ * watchdog logs it and exits the process with status 3.
  */
 void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud);
 

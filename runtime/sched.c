@@ -335,7 +335,7 @@ static void run(ml_co *co, int nargs) {
     ml_watch_mark mark;
     ml_watchdog_enter(g->watch, co->L, co, &mark);
     status = lua_resume(co->L, NULL, nargs, &nres);
-    ml_watchdog_leave(g->watch, &mark);
+    ml_watchdog_leave(&mark);
   } else {
     status = lua_resume(co->L, NULL, nargs, &nres);
   }

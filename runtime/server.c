@@ -62,7 +62,6 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     moonlet_config_init(&s->cfg);
   s->worker_id = 1;
   s->single_fd = -1;
-  s->watch = ml_watchdog_start(s->cfg.watchdog_ms, s->cfg.cpu_budget);
   s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
   if (s->host == NULL ||
@@ -78,6 +77,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   }
   s->cfg.host = s->host;
   s->cfg.access_log = s->access_log;
+  s->watch = ml_watchdog_start(&s->cfg);   /* NULL: serve without it */
   /* a write to a socket the client closed must fail, not kill us; a host
    * that chose its own SIGPIPE handling keeps it */
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
@@ -488,6 +488,7 @@ static void start_signals(moonlet_server *s) {
     uv_unref((uv_handle_t *)&s->sigs[i]);   /* they don't keep us alive */
   }
   s->nsigs = 3;
+  ml_watchdog_signals(s->watch);  /* sees a stop while the loop is stuck */
 }
 
 int moonlet_listen(moonlet_server *s) {
@@ -575,6 +576,7 @@ static void finish_close(moonlet_server *s) {
   if (s->gen != NULL)
     ml_sched_gen_retire(s->gen);
   s->gen = NULL;
+  ml_watchdog_stopped(s->watch);
   ml_log_access_close();
   s->finished = 1;        /* the last release_one frees the server */
   if (s->reloader != NULL) {
@@ -607,7 +609,13 @@ static void on_grace_over(uv_timer_t *t) {
   ml_conn_shutdown_all(s, 1);
 }
 
+/*
+ * The grace period runs from the stop's start: when the loop was stuck in
+ * Lua as the signal came, the watchdog saw it then, and what is left may
+ * be nothing.  Past it, the watchdog also stops Lua code still running.
+ */
 void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
+  uint64_t grace_ms;
   if (s->closing)
     return;
   s->closing = 1;
@@ -619,8 +627,9 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
   if (s->listening)                 /* no new connections */
     close_handle(s, (uv_handle_t *)&s->listener);
   s->listening = 0;
-  uv_timer_start(&s->grace, on_grace_over,
-                 (uint64_t)(s->cfg.grace * 1000 + 0.5), 0);
+  grace_ms = s->watch != NULL ? ml_watchdog_stopping(s->watch)
+                              : (uint64_t)(s->cfg.grace * 1000 + 0.5);
+  uv_timer_start(&s->grace, on_grace_over, grace_ms, 0);
   ml_conn_shutdown_all(s, 0);
   if (s->nconns == 0)
     finish_close(s);

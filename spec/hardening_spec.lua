@@ -160,6 +160,24 @@ describe("runaway handlers", function()
     assert.equal("ok", H.get(srv, "/").body)
   end)
 
+  it("logs code looping inside the handler's own coroutine, with that "
+    .. "coroutine's traceback", function()
+      assert.equal("spun inside", H.get(srv, "/nested-spin/0.3").body)
+      -- seen while it loops, not once control is back in the handler
+      assert.truthy(H.wait_for_log(srv, "watchdog: the loop has been busy "
+        .. "for %d+ ms in GET /nested%-spin/0%.3, without waiting:\n"
+        .. "stack traceback:\n[^\n]*spin_inside"))
+    end)
+
+  it("stops code looping in the handler's own coroutines past "
+    .. "--cpu-budget", function()
+      local res = H.get(srv, "/nested-forever")
+      assert.equal(503, res.status)
+      assert.matches("cpu%-budget", res.body)
+      assert.equal(503, H.get(srv, "/nested-swallow").status)
+      assert.equal("ok", H.get(srv, "/").body)
+    end)
+
   it("stops a timer callback that never waits", function()
     assert.equal("started", H.get(srv, "/spin-timer").body)
     assert.truthy(H.wait_for_log(srv, "timer callback failed: abort 503", 3))
@@ -173,5 +191,86 @@ describe("runaway handlers", function()
       assert.truthy(H.wait_for_log(srv, "GET /hog: not enough memory"))
       assert.equal("ok", H.get(srv, "/").body)
       assert.equal("ok", H.get(srv, "/").body)
+    end)
+end)
+
+describe("stopping a server stuck in a handler", function()
+  local function start(args, env)
+    local a = { "--grace", "0.5" }
+    for _, v in ipairs(args or {}) do a[#a + 1] = v end
+    return H.start("spec/apps/hardening.lua", { args = a, env = env })
+  end
+
+  -- An idle keep-alive connection, after one request.
+  local function idle_conn(srv)
+    local c = H.raw(srv.port)
+    c:send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.equal("ok", H.read_response(c).body)
+    return c
+  end
+
+  for _, path in ipairs { "/forever", "/swallow", "/nested-forever" } do
+    it("stops " .. path .. " once the grace is over, then exits 0",
+      function()
+        local srv = start()
+        finally(function() srv:stop() end)
+        local idle = idle_conn(srv)
+        local stuck = H.raw(srv.port)
+        stuck:send("GET " .. path .. " HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert.truthy(H.wait_for_log(srv, "busy for %d+ ms in GET "
+          .. path:gsub("%-", "%%-")))
+        local t0 = H.now()
+        assert.equal(0, srv:kill("TERM", 10))
+        local took = H.now() - t0
+        assert.is_true(took > 0.4, "did not wait for the grace: " .. took)
+        assert.is_true(took < 0.5 + 3, "took " .. took)
+        assert.truthy(srv:log():match("watchdog: stopping GET "
+          .. path:gsub("%-", "%%-") .. ": the server is stopping, the grace "
+          .. "period is over.-stack traceback:\n[^\n]*spec/apps/"
+          .. "hardening%.lua:%d+"))
+        assert.truthy(srv:log():match("watchdog: SIGTERM while the loop has "
+          .. "been busy for %d+ ms: Lua code still running in 0%.%d+ s is "
+          .. "stopped"))
+        assert.equal(503, H.read_response(stuck).status)
+        idle:settimeout(2)
+        local _, err = idle:receive(1)
+        assert.equal("closed", err)
+        stuck:close(); idle:close()
+      end)
+  end
+
+  it("stops it at once on a second signal", function()
+    local srv = start { "--grace", "30" }
+    finally(function() srv:stop() end)
+    local stuck = H.raw(srv.port)
+    stuck:send("GET /forever HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.truthy(H.wait_for_log(srv, "busy for %d+ ms in GET /forever"))
+    local t0 = H.now()
+    srv:kill("TERM", 0.3)
+    assert.equal(0, srv:kill("TERM", 10))
+    assert.is_true(H.now() - t0 < 3, "took " .. H.now() - t0)
+    assert.equal(503, H.read_response(stuck).status)
+    stuck:close()
+  end)
+
+  it("exits with status 3 when the code is stuck in C, naming it",
+    function()
+      local fifo = os.tmpname()
+      os.remove(fifo)
+      assert.is_true(os.execute("mkfifo " .. H.quote(fifo)))
+      local srv = start({}, "HARDENING_FIFO=" .. H.quote(fifo))
+      finally(function() srv:stop(); os.remove(fifo) end)
+      local stuck = H.raw(srv.port)
+      stuck:send("GET /stuck-in-c HTTP/1.1\r\nHost: t\r\n\r\n")
+      H.pause(0.3)
+      local t0 = H.now()
+      assert.equal(3, srv:kill("TERM", 10))
+      local took = H.now() - t0
+      assert.is_true(took > 1.4 and took < 0.5 + 1 + 3, "took " .. took)
+      assert.matches("watchdog: the server cannot stop: the loop is still "
+        .. "busy in GET /stuck%-in%-c 1%.0 s after the grace period ended "
+        .. "%(in C code, or a hook cannot run%); exiting with status 3",
+        srv:log())
+      stuck:close()
     end)
 end)

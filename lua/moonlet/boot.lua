@@ -8,9 +8,10 @@ local core = require "moonlet.core"
 
 local coroutine, package, error, type, select = coroutine, package, error,
   type, select
-local co_create, co_resume, co_yield, co_status, co_running, co_close =
-  coroutine.create, coroutine.resume, coroutine.yield, coroutine.status,
-  coroutine.running, coroutine.close
+local co_create, co_yield, co_status, co_running, co_close =
+  coroutine.create, coroutine.yield, coroutine.status, coroutine.running,
+  coroutine.close
+local co_resume = core.resume   -- coroutine.resume's, and tells the watchdog
 local TOKEN = core.yield_token()
 
 local M = {}
@@ -18,7 +19,8 @@ local M = {}
 --- Coroutine wrappers.
 -- A runtime wait yields TOKEN first.  When the user's coroutine yields it,
 -- we are inside a handler's coroutine: yield the same values up to the
--- scheduler, and hand what it resumes us with back down.
+-- scheduler, and hand what it resumes us with back down.  core.resume
+-- tells the watchdog which coroutine runs, so a loop inside one is seen.
 local function pass(co, ok, first, ...)
   if ok and first == TOKEN and co_status(co) == "suspended" then
     return pass(co, co_resume(co, co_yield(TOKEN, ...)))
