@@ -152,22 +152,6 @@ static int core_loop_cleanup(lua_State *L) {
   return 0;
 }
 
-static size_t opt_size(lua_State *L, int t, const char *k) {
-  lua_Integer v;
-  lua_getfield(L, t, k);
-  v = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v > 0 ? (size_t)v : 0;
-}
-
-static double opt_num(lua_State *L, int t, const char *k) {
-  double v;
-  lua_getfield(L, t, k);
-  v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v > 0 ? v : 0;
-}
-
 /*
  * core.loop_serve(app, router, dispatch [, options]): the state serves
  * this app (moonlet.app.serve's router and dispatch) from now on, on
@@ -182,20 +166,7 @@ static int core_loop_serve(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, r != NULL, 2, "a router expected");
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->dispatch_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->app_ref);
-  g->router = r;
-  lua_pushvalue(L, 3);
-  g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 1);               /* the app keeps the router alive */
-  g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (lua_istable(L, 4)) {
-    g->max_body = opt_size(L, 4, "max_body");
-    g->max_url = opt_size(L, 4, "max_url");
-    g->max_headers = opt_size(L, 4, "max_headers");
-    g->header_timeout = opt_num(L, 4, "header_timeout");
-    g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
-  }
+  ml_server_gen_app(g, L, r);
   ml_server_use_gen(m->server, g);
   if (m->port == 0) {
     if ((port = moonlet_listen(m->server)) < 0)

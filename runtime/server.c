@@ -166,6 +166,23 @@ static double opt_num(lua_State *L, int t, const char *k) {
   return v > 0 ? v : 0;
 }
 
+void ml_server_gen_app(ml_gen *g, lua_State *L, ml_router *r) {
+  luaL_unref(L, LUA_REGISTRYINDEX, g->dispatch_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, g->app_ref);
+  g->router = r;
+  lua_pushvalue(L, 3);
+  g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 1);            /* the app also keeps the router alive */
+  g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, 4)) {
+    g->max_body = opt_size(L, 4, "max_body");
+    g->max_url = opt_size(L, 4, "max_url");
+    g->max_headers = opt_size(L, 4, "max_headers");
+    g->header_timeout = opt_num(L, 4, "header_timeout");
+    g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
+  }
+}
+
 /* Runs in protected mode on a state's main thread: pushes the list of
  * files moonlet.boot saw the app load (the app file first). */
 static int push_required(lua_State *L) {
@@ -223,6 +240,7 @@ static void load_done(ml_co *co, int how) {
   load_job *job = co->data;
   lua_State *L = co->L;
   ml_gen *g = co->gen;
+  ml_router *r;
   job->finished = 1;
   if (how != ML_CO_OK) {
     job->status = MOONLET_ELOAD;
@@ -230,23 +248,13 @@ static void load_done(ml_co *co, int how) {
       watch_files(job->s, g, 0);
     return;
   }
-  g->router = ml_lib_router_get(L, 2);
-  if (g->router == NULL || !lua_isfunction(L, 3)) {
+  r = ml_lib_router_get(L, 2);
+  if (r == NULL || !lua_isfunction(L, 3)) {
     job->status = MOONLET_ENOAPP;
     watch_files(job->s, g, 0);
     return;
   }
-  if (lua_istable(L, 4)) {
-    g->max_body = opt_size(L, 4, "max_body");
-    g->max_url = opt_size(L, 4, "max_url");
-    g->max_headers = opt_size(L, 4, "max_headers");
-    g->header_timeout = opt_num(L, 4, "header_timeout");
-    g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
-  }
-  lua_pushvalue(L, 3);
-  g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 1);            /* the app also keeps the router alive */
-  g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ml_server_gen_app(g, L, r);
   watch_files(job->s, g, 1);
 }
 

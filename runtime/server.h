@@ -76,6 +76,14 @@ int ml_server_reuseport_socket(const struct sockaddr *sa);
 /* Runs the host's on_state hooks on a new state. */
 void ml_server_state_hooks(moonlet_server *s, lua_State *L);
 
+/*
+ * g serves the app that moonlet.app.serve gave, at 1 to 4 on L's stack:
+ * the app table, its router r (the userdata at 2), the dispatch function
+ * and the app's options (used when a table).  What g served before is
+ * let go.
+ */
+void ml_server_gen_app(ml_gen *g, lua_State *L, ml_router *r);
+
 /* The Lua module (module.c): g, over the host's own state, is the
  * generation new requests go to; its app's limits apply. */
 void ml_server_use_gen(moonlet_server *s, ml_gen *g);
