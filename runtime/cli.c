@@ -39,6 +39,7 @@ static const char usage_text[] =
   "  --max-headers BYTES      request headers limit, 431 (16k)\n"
   "  --header-timeout S       time to send a request head, 408 (10)\n"
   "  --keepalive-timeout S    idle time between requests (75)\n"
+  "  --send-timeout S         a client taking no response bytes (60)\n"
   "  --grace S                time in-flight requests get at shutdown (10)\n"
   "  --max-connections N      more are answered 503 and closed (no cap)\n"
   "  --watchdog MS            log a loop busy this long, 0 for off (250)\n"
@@ -132,6 +133,7 @@ static int set_option(cli *c, const char *name, const char *v) {
     cfg->lua_memory = (size_t)n * 1024 * 1024;
   } else if (strcmp(name, "header-timeout") == 0 ||
              strcmp(name, "keepalive-timeout") == 0 ||
+             strcmp(name, "send-timeout") == 0 ||
              strcmp(name, "grace") == 0) {
     if ((d = parse_seconds(v)) < 0 || (d == 0 && name[0] != 'g'))
       return bad("a number of seconds is wanted", v);
@@ -139,6 +141,8 @@ static int set_option(cli *c, const char *name, const char *v) {
       cfg->header_timeout = d;
     else if (name[0] == 'k')
       cfg->keepalive_timeout = d;
+    else if (name[0] == 's')
+      cfg->send_timeout = d;
     else
       cfg->grace = d;
   } else {

@@ -51,6 +51,8 @@ struct ml_conn {
                               while the request lasts, like 'out' */
   uint64_t deadline;       /* loop ms when the timer matters; 0: never */
   uint64_t timer_due;      /* when the timer is set to fire */
+  uint64_t send_deadline;  /* a write in flight must progress by then */
+  size_t send_queued;      /* libuv's write queue then */
   ml_conn *prev, *next;    /* the server's list */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
@@ -355,16 +357,32 @@ static void stream_ping(ml_conn *c) {
 
 static void start_timer(ml_conn *c, uint64_t ms);
 
-static void on_timeout(ml_ctimer *t) {
-  ml_conn *c = container_of(t, ml_conn, timer);
-  uint64_t now = uv_now(c->srv->loop);
-  if (c->deadline == 0)
-    return;                  /* disarmed since it was set */
-  if (now < c->deadline) {   /* moved later meanwhile: sleep on */
-    start_timer(c, c->deadline - now);
-    return;
+/*
+ * The send deadline passed while a write was in flight: the client took
+ * none of it since the last check (libuv's write queue did not shrink)
+ * and is dropped; otherwise the deadline moves on.  1 when it closed.
+ */
+static int send_expired(ml_conn *c, uint64_t now) {
+  size_t queued;
+  if (!c->writing) {
+    c->send_deadline = 0;
+    return 0;
   }
-  c->deadline = 0;
+  queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (queued < c->send_queued) {
+    c->send_queued = queued;
+    c->send_deadline = now + c->srv->limits.send_timeout_ms;
+    return 0;
+  }
+  ml_log(MOONLET_LOG_DEBUG, "send timeout: the client took nothing for "
+         "%llu ms", (unsigned long long)c->srv->limits.send_timeout_ms);
+  ml_conn_close(c);
+  return 1;
+}
+
+/* The deadline that came: a head or body too slow (408), a keep-alive
+ * or a linger over (close), or an event stream's ping. */
+static void expired(ml_conn *c) {
   if (c->handling && c->req->streaming && c->req->stream_ping_ms > 0 &&
       !c->lingering) {
     stream_ping(c);
@@ -380,17 +398,45 @@ static void on_timeout(ml_ctimer *t) {
   settle(c);
 }
 
+static void on_timeout(ml_ctimer *t) {
+  ml_conn *c = container_of(t, ml_conn, timer);
+  uint64_t now = uv_now(c->srv->loop), due;
+  if (c->send_deadline != 0 && now >= c->send_deadline &&
+      send_expired(c, now))
+    return;
+  if (c->deadline != 0 && now >= c->deadline) {
+    c->deadline = 0;
+    expired(c);
+    if (c->closing)
+      return;
+  }
+  /* sleep on until the earliest deadline still set, if any */
+  due = c->deadline;
+  if (c->send_deadline != 0 && (due == 0 || c->send_deadline < due))
+    due = c->send_deadline;
+  if (due != 0 && (c->timer.index < 0 || due < c->timer_due))
+    start_timer(c, due > now ? due - now : 0);
+}
+
 /*
  * The connection's one timer: 'ms' from now it times out (head, body,
- * keep-alive, linger) or pings (an event stream).  Moving the deadline
- * later leaves the timer alone; it re-arms itself for the rest when
- * it fires early.  So a busy keep-alive connection costs no timer work
- * per request.
+ * keep-alive, linger) or pings (an event stream); a write in flight adds
+ * its send deadline.  Moving a deadline later leaves the timer alone; it
+ * re-arms itself for the rest when it fires early.  So a busy keep-alive
+ * connection costs no timer work per request.
  */
 static void arm(ml_conn *c, uint64_t ms) {
   c->deadline = uv_now(c->srv->loop) + ms;
   if (c->timer.index < 0 || c->deadline < c->timer_due)
     start_timer(c, ms);
+}
+
+/* A write waits for the client: it must take some of it in time. */
+static void arm_send(ml_conn *c) {
+  c->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  c->send_deadline = uv_now(c->srv->loop) + c->srv->limits.send_timeout_ms;
+  if (c->timer.index < 0 || c->send_deadline < c->timer_due)
+    start_timer(c, c->srv->limits.send_timeout_ms);
 }
 
 /* Only when the clock's heap cannot grow does this fail: a connection
@@ -449,6 +495,7 @@ static void write_done(uv_write_t *w, int status) {
   ml_wop *op = container_of(w, ml_wop, w);
   ml_conn *c = op->c;
   c->writing = 0;
+  c->send_deadline = 0;
   op->buf.len = 0;
   if (c->closing)
     return;
@@ -505,6 +552,7 @@ static void flush(ml_conn *c) {
         return;
       }
       c->writing = 1;
+      arm_send(c);
       return;
     }
     r->out.len = 0;

@@ -36,6 +36,8 @@ typedef struct moonlet_config {
   size_t max_headers;        /* 16 KiB of headers (431) */
   double header_timeout;     /* 10 s to receive a request head (408) */
   double keepalive_timeout;  /* 75 s idle between requests */
+  double send_timeout;       /* 60 s: a client that takes none of a
+                                response's bytes this long is closed */
   double grace;              /* 10 s for in-flight requests at shutdown */
   int handle_signals;        /* SIGINT/SIGTERM stop, SIGHUP reloads */
   int reload;                /* watch the app's files (--reload) */

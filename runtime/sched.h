@@ -85,7 +85,7 @@ struct ml_gen {
   int gc_stress;         /* MOONLET_GC_STRESS: full GC before resumes */
   /* limits from the app's options (0: not set) */
   size_t max_body, max_url, max_headers;
-  double header_timeout, keepalive_timeout;
+  double header_timeout, keepalive_timeout, send_timeout;
   int borrowed;          /* L is a host's own state (module.c): its host
                             closes it, not us */
 };

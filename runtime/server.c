@@ -30,6 +30,7 @@
 #define DEFAULT_MAX_HEADERS (16 * 1024)
 #define DEFAULT_HEADER_TIMEOUT 10.0
 #define DEFAULT_KEEPALIVE_TIMEOUT 75.0
+#define DEFAULT_SEND_TIMEOUT 60.0
 
 void moonlet_config_init(moonlet_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -109,7 +110,7 @@ static void set_limits(moonlet_server *s) {
   ml_gen *g = s->gen;
   moonlet_config *c = &s->cfg;
   ml_limits *l = &s->limits;
-  double ht, kt;
+  double ht, kt, st;
   l->max_body = c->max_body ? c->max_body
               : g->max_body ? g->max_body : DEFAULT_MAX_BODY;
   l->max_url = c->max_url ? c->max_url
@@ -121,7 +122,10 @@ static void set_limits(moonlet_server *s) {
   kt = c->keepalive_timeout > 0 ? c->keepalive_timeout
      : g->keepalive_timeout > 0 ? g->keepalive_timeout
      : DEFAULT_KEEPALIVE_TIMEOUT;
+  st = c->send_timeout > 0 ? c->send_timeout
+     : g->send_timeout > 0 ? g->send_timeout : DEFAULT_SEND_TIMEOUT;
   l->header_timeout_ms = (uint64_t)(ht * 1000 + 0.5);
+  l->send_timeout_ms = (uint64_t)(st * 1000 + 0.5);
   l->keepalive_timeout_ms = (uint64_t)(kt * 1000 + 0.5);
 }
 
@@ -180,6 +184,7 @@ void ml_server_gen_app(ml_gen *g, lua_State *L, ml_router *r) {
     g->max_headers = opt_size(L, 4, "max_headers");
     g->header_timeout = opt_num(L, 4, "header_timeout");
     g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
+    g->send_timeout = opt_num(L, 4, "send_timeout");
   }
 }
 

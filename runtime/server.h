@@ -24,7 +24,7 @@ typedef struct ml_state_hook {
 /* Limits in force: flags, else the app's options, else defaults. */
 typedef struct ml_limits {
   size_t max_body, max_url, max_headers;
-  uint64_t header_timeout_ms, keepalive_timeout_ms;
+  uint64_t header_timeout_ms, keepalive_timeout_ms, send_timeout_ms;
 } ml_limits;
 
 struct moonlet_server {

@@ -260,3 +260,71 @@ describe("apps/stream.lua", function()
     assert.is_true(e > 4.7 and e < 5.8, "END after " .. e)
   end)
 end)
+
+describe("the send timeout", function()
+  local srv
+
+  local function state()
+    local res = H.get(srv, "/state")
+    assert.equal(200, res.status, res.body)
+    return cjson.decode(res.body)
+  end
+
+  -- Reads everything until the server closes; returns the byte count.
+  local function drain(c)
+    local total = 0
+    c:settimeout(5)
+    while true do
+      local data, err, partial = c:receive(256 * 1024)
+      total = total + #(data or partial or "")
+      if not data then return total, err end
+    end
+  end
+
+  setup(function()
+    srv = H.start("spec/apps/stream.lua", { args = { "--send-timeout", "1" } })
+  end)
+  teardown(function() srv:stop() end)
+
+  it("drops a client that takes none of a stream", function()
+    local c = H.raw(srv.port)
+    c:send("GET /until-closed HTTP/1.1\r\nHost: t\r\n\r\n")
+    local t0, st = H.now()
+    repeat
+      H.pause(0.1)
+      st = state().closed
+    until (st and st.err) or H.now() - t0 > 6
+    local took = H.now() - t0
+    c:close()
+    assert.equal("closed", st and st.err)
+    assert.is_true(took > 0.9 and took < 4, "dropped after " .. took)
+  end)
+
+  it("drops a client that takes none of a large plain response", function()
+    local c = H.raw(srv.port)
+    c:send("GET /blob/64 HTTP/1.1\r\nHost: t\r\n\r\n")
+    H.pause(2.5)                   -- the timeout passes meanwhile
+    local total = drain(c)
+    c:close()
+    assert.is_true(total > 0 and total < 64 * 1024 * 1024,
+      "received " .. total)
+    assert.equal(200, H.get(srv, "/state").status)
+  end)
+
+  it("keeps a slow client that keeps reading", function()
+    local c = H.raw(srv.port)
+    c:send("GET /blob/32 HTTP/1.1\r\nHost: t\r\n\r\n")
+    local head = assert(c:receive("*l"))
+    assert.equal("HTTP/1.1 200 OK", head)
+    repeat local line = assert(c:receive("*l")) until line == ""
+    local total, t0 = 0, H.now()
+    while total < 32 * 1024 * 1024 and H.now() - t0 < 30 do
+      local data = assert(c:receive(128 * 1024))
+      total = total + #data
+      H.pause(0.01)                -- a few MiB/s: slow, never stalled
+    end
+    c:close()
+    assert.equal(32 * 1024 * 1024, total)
+    assert.is_true(H.now() - t0 > 2, "too fast to mean anything")
+  end)
+end)

@@ -37,7 +37,8 @@ local SENT = setmetatable({}, { __name = "moonlet.Sent" })
 
 --- `moonlet.app([options])`: a new app.
 -- options: name (prefix of route names when mounted), and the limits
--- max_body, max_url, max_headers, header_timeout, keepalive_timeout.
+-- max_body, max_url, max_headers, header_timeout, keepalive_timeout,
+-- send_timeout.
 function M.new(options)
   if options ~= nil and type(options) ~= "table" then
     error("moonlet.app expects an options table", 2)

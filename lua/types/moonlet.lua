@@ -181,6 +181,7 @@ function moonlet.log(level, ...) end
 ---@field max_headers? integer request headers limit in bytes, in all (16 KiB; 431)
 ---@field header_timeout? number seconds to send a request head, and between body pieces (10; 408)
 ---@field keepalive_timeout? number idle keep-alive, seconds (75)
+---@field send_timeout? number seconds a client may take none of a response's bytes before it is closed (60)
 
 ---Options of a route. `app:route` uses `methods` and `name`; `app:get`
 ---and the other method functions use `name` only.

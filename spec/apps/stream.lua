@@ -77,4 +77,9 @@ app:get("/until-closed", function(req)
   state.closed.ok = "never failed"
 end)
 
+-- n MiB as one plain response: queued whole, written as the client reads
+app:get("/blob/<int:n>", function(req, n)
+  return string.rep("z", n * 1024 * 1024)
+end)
+
 return app
