@@ -16,7 +16,7 @@ struct ml_clock {
   uv_loop_t *loop;        /* a real clock's loop; NULL: virtual */
   ml_clock *real;         /* a virtual clock's zero waits run there */
   uint64_t now;           /* a virtual clock's time */
-  uint64_t seq;           /* the next start's number */
+  uint32_t seq;           /* the next start's number */
   uint64_t armed;         /* the due time 'uv' fires at, or NOT_ARMED */
   ml_ctimer **heap;
   int n, cap;
@@ -33,8 +33,11 @@ struct ml_clock {
 ** =======================================================
 */
 
+/* Start numbers wrap: compared by difference, they stay in order while
+ * fewer than 2^31 starts separate two timers due at the same time. */
 static int earlier(const ml_ctimer *a, const ml_ctimer *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+  return a->due < b->due ||
+         (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
 }
 
 static void place(ml_clock *c, int i, ml_ctimer *t) {
@@ -168,12 +171,13 @@ static void arm(ml_clock *c) {
  */
 static void on_fire(uv_timer_t *h) {
   ml_clock *c = container_of(h, ml_clock, uv);
-  uint64_t now = uv_now(c->loop), last = c->seq;
+  uint64_t now = uv_now(c->loop);
+  uint32_t last = c->seq;
   ml_ctimer *t;
   c->armed = NOT_ARMED;                  /* a one-shot: it has stopped */
   c->firing = 1;
   while (!c->closing && c->n > 0 && (t = c->heap[0])->due <= now &&
-         t->seq < last)
+         (int32_t)(t->seq - last) < 0)
     fire_head(c, t, now + t->repeat);
   c->firing = 0;
   arm(c);
@@ -184,7 +188,8 @@ static void on_fire(uv_timer_t *h) {
 void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t) {
   t->clock = c;
   t->cb = NULL;
-  t->due = t->repeat = t->seq = 0;
+  t->due = t->repeat = 0;
+  t->seq = 0;
   t->index = -1;
   t->on_real = 0;
 }

@@ -25,9 +25,9 @@ struct ml_ctimer {
   ml_clock *clock;        /* the clock it was made on */
   ml_ctimer_cb cb;
   uint64_t due, repeat;   /* milliseconds on its clock */
-  uint64_t seq;           /* order among timers due together */
-  int index;              /* its place in a heap; -1: not started */
-  int on_real;            /* a virtual clock's zero wait, queued on that
+  uint32_t seq;           /* order among timers due together (wraps) */
+  signed int index : 31;  /* its place in a heap; -1: not started */
+  unsigned on_real : 1;   /* a virtual clock's zero wait, queued on that
                              clock's real one */
 };
 

@@ -290,6 +290,8 @@ static void co_release(ml_co *co) {
     g->pool = co;
     g->pooled++;
   } else {
+    if (!g->retired)
+      ml_closethread(co->L);   /* its stack shrinks now, not at the GC */
     co_unref(co);
   }
   if (--g->live == 0 && g->retired)

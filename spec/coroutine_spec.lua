@@ -68,6 +68,26 @@ describe("coroutine handlers", function()
     assert.is_true(v.elapsed >= 0.09 and v.elapsed < 0.5, v.elapsed)
   end)
 
+  it("lets after hooks and errorhandlers wait too", function()
+    local res = H.get(srv, "/waits/ok")
+    assert.equal(200, res.status)
+    assert.equal("ok", res.body)
+    assert.equal("yes", res.headers["x-handler"])
+    assert.equal("after", res.headers["x-waited"])
+    res = H.get(srv, "/waits/raise")
+    assert.equal(500, res.status)
+    assert.matches("^handled after a wait: .*late boom", res.body)
+    assert.equal("after", res.headers["x-waited"])
+    assert.truthy(H.wait_for_log(srv, "GET /waits/raise: .-late boom\n"
+      .. "stack traceback:.-coro%.lua:%d+"))
+  end)
+
+  it("passes a route's values to a handler that waits", function()
+    local v = cjson.decode(H.get(srv, "/waits/values/7/x%20y/2.5").body)
+    assert.same({ a = 7, b = "x y", c = 2.5, path = "/waits/values/7/x y/2.5" },
+      v)
+  end)
+
   it("refuses a negative sleep with an error", function()
     assert.equal(500, H.get(srv, "/sleep-bad").status)
     assert.truthy(H.wait_for_log(srv, "duration out of range"))

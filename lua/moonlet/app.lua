@@ -547,17 +547,24 @@ local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
   return out
 end
 
+-- What the server runs for a request: dispatch, or, from the C core, a C
+-- function over dispatch and its stages that calls the route's handler
+-- with no Lua frame below it (a frame less for each waiting request).
+local request_body = core.request_body
+
 --- Compiles app into a router and returns it with the dispatch function:
 -- `dispatch(req, id, ...)`, where id is a route with its converted values,
 -- or 0 with a status (404, 405, 308, 200 for OPTIONS) and a header value.
 function M.serve(app)
   local entries = flatten(app, "", {}, {}, nil, "", {})
   local router = core.router()
+  local stages = {}
   for id, e in ipairs(entries) do
     local ok, err = router:add(e.pattern, e.methods, id)
     if not ok then
       error(err, 0)
     end
+    stages[id] = e.run
   end
   app.router = router
   local root = { afters = app.afters,
@@ -574,12 +581,11 @@ function M.serve(app)
     return render_error(req, root, status)
   end
 
-  local function dispatch(req, id, ...)
-    if id == 0 then
-      return no_route(req, ...)
-    end
+  -- Route id's handler has returned a, b, c (ok) or raised (not ok: a is
+  -- what on_error made of the error): the response, after hooks and error
+  -- pages.  The arguments come in the order core.request_body has them.
+  local function handled(a, b, c, ok, req, id)
     local e = entries[id]
-    local ok, a, b, c = xpcall(e.run, on_error, req, ...)
     if ok and a == SENT then
       return
     end
@@ -606,7 +612,20 @@ function M.serve(app)
     return failed(req, e, a)
   end
 
-  return router, dispatch
+  local function dispatch(req, id, ...)
+    if id == 0 then
+      return no_route(req, ...)
+    end
+    local ok, a, b, c = xpcall(entries[id].run, on_error, req, ...)
+    return handled(a, b, c, ok, req, id)
+  end
+
+  if not request_body then
+    return router, dispatch
+  end
+  stages[0] = handled
+  stages[-1] = on_error
+  return router, request_body(dispatch, stages)
 end
 
 --- The lines `moonlet routes` prints: METHODS PATTERN NAME.

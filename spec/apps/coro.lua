@@ -89,4 +89,29 @@ app:get("/sleep-bad", function(req)
   moonlet.sleep(-1)
 end)
 
+-- Waits before and after the handler: an after hook and an errorhandler
+-- that sleep, a handler that raises once it has waited, route values.
+local waits = moonlet.app()
+waits:after(function(req, resp)
+  moonlet.sleep(0.02)
+  resp.headers["X-Waited"] = "after"
+end)
+waits:errorhandler(500, function(req, err)
+  moonlet.sleep(0.02)
+  return "handled after a wait: " .. err.message, 500
+end)
+waits:get("/ok", function(req)
+  moonlet.sleep(0.02)
+  return "ok", 200, { ["X-Handler"] = "yes" }, "a fourth value"
+end)
+waits:get("/raise", function(req)
+  moonlet.sleep(0.02)
+  error("late boom")
+end)
+waits:get("/values/<int:a>/<b>/<float:c>", function(req, a, b, c)
+  moonlet.sleep(0.01)
+  return { a = a, b = b, c = c, path = req.path }
+end)
+app:mount("/waits", waits)
+
 return app

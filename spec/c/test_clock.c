@@ -81,7 +81,7 @@ static int close_real(uv_loop_t *loop) {
 }
 
 TEST(clock_timer_is_small) {
-  CHECK(sizeof(ml_ctimer) <= 48);
+  CHECK(sizeof(ml_ctimer) <= 40);
 }
 
 /*

@@ -49,6 +49,7 @@
   X(clock_real_repeats) \
   X(clock_real_zero_wait_from_callback_goes_last) \
   X(clock_real_idle_and_close) \
-  X(watchdog_stops_stuck_code_after_a_hosts_close)
+  X(watchdog_stops_stuck_code_after_a_hosts_close) \
+  X(sched_co_is_small)
 
 #endif
