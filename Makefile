@@ -197,8 +197,8 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet
 	@BUILD=$(BUILD) sh spec/bench/run.sh
 
-# Instructions per hello request under callgrind: quote it with every
-# performance change.
+# Instructions per hello request and per fan-in request under callgrind:
+# quote them with every performance change.
 bench-instr: deps
 	@sh spec/bench/deps.sh
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet

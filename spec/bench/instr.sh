@@ -1,19 +1,26 @@
 #!/bin/sh
-# instr.sh - `make bench-instr`: instructions per hello request, counted by
-# callgrind, a number machine noise does not move.  Each server runs under
-# valgrind; after a warm-up the counters are zeroed, N requests go over
-# keep-alive connections, the counters are dumped: Ir / N.  The same for
-# nginx + ngx_lua and the ceiling, for scale.  Prints the line and puts it
-# into results/latest.md when that exists.
+# instr.sh - `make bench-instr`: instructions per hello request and per
+# fan-in request, counted by callgrind, numbers machine noise does not
+# move.  Each server runs under valgrind; after a warm-up the counters are
+# zeroed, N requests go over keep-alive connections, the counters are
+# dumped: Ir / N.  The same for nginx + ngx_lua and the ceiling, for scale.
+# Fan-in: GET /fanin fetches GET /backend from a backend that answers at
+# once (limit.c, not under valgrind, on CPU 1 with the client).  Prints the
+# lines and puts them into results/latest.md when that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
+#   BENCH_INSTR_FANIN_N=10000      BENCH_INSTR_FANIN_CONNS=50
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
+#   BENCH_INSTR_SCENARIOS="hello fanin"
 set -u
 . spec/bench/lib.sh
 
 N=${BENCH_INSTR_N:-20000}
 CONNS=${BENCH_INSTR_CONNS:-1}
+FN=${BENCH_INSTR_FANIN_N:-10000}
+FCONNS=${BENCH_INSTR_FANIN_CONNS:-50}
 PEERS=${BENCH_INSTR_PEERS:-1}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello fanin}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
@@ -24,28 +31,32 @@ build_tools
 
 VG="valgrind --tool=callgrind --dump-instr=no --dump-line=no"
 
-# count NAME: zero the counters of the valgrind'ed PID, drive N requests,
-# dump; prints the Ir of that phase divided by N.
+# count NAME PATH N CONNS: zero the counters of the valgrind'ed PID, drive
+# N requests for PATH over CONNS connections, dump; prints the Ir of that
+# phase divided by N.  For moonlet (NAME moonlet*) it keeps the profile in
+# $T/NAME.profile.
 count() {
-  taskset -c 1 "$BIN/client" count "$PORT" / 2000 "$CONNS" > /dev/null ||
+  taskset -c 1 "$BIN/client" count "$PORT" "$2" 2000 "$4" > /dev/null ||
     die "$1: the warm-up failed"
   callgrind_control -z "$PID" > /dev/null 2>&1 || die "callgrind_control -z"
-  out=$(taskset -c 1 "$BIN/client" count "$PORT" / "$N" "$CONNS") ||
+  out=$(taskset -c 1 "$BIN/client" count "$PORT" "$2" "$3" "$4") ||
     die "$1: $out"
   rm -f "$T/$1".cg.*
   callgrind_control -d "$PID" > /dev/null 2>&1 || die "callgrind_control -d"
   f=$(ls "$T/$1".cg.* 2>/dev/null | head -n 1)
   [ -n "$f" ] || die "$1: no callgrind dump"
   ir=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$f")
-  if [ "$1" = moonlet ]; then
+  case $1 in
+  moonlet*)
     # Self cost per function; the frames that were on the stack when the
     # counters were zeroed show (nearly) everything and are dropped.
     callgrind_annotate --threshold=100 --auto=no "$f" 2>/dev/null |
       sed -n '/file:function/,$p' | sed -n '3,$p' |
       grep -v -E 'moonlet_main|:main |libc_start|below main|ld-linux' |
-      head -n 25 > "$T/profile.txt"
-  fi
-  awk -v ir="$ir" -v n="$N" 'BEGIN { printf "%.0f", ir / n }'
+      head -n 25 > "$T/$1.profile"
+    cp "$f" "$T/$1.callgrind" ;;
+  esac
+  awk -v ir="$ir" -v n="$3" 'BEGIN { printf "%.0f", ir / n }'
 }
 
 # under_valgrind NAME CMD...: starts CMD under callgrind, dumps to
@@ -59,54 +70,124 @@ under_valgrind() {
   STARTED="$STARTED $PID"
 }
 
-under_valgrind moonlet "$ML" run "$HERE/apps/hello.lua" --port 0 \
-  --log-level warn
-line=$(wait_line "$T/moonlet.out" "listening on" 60) ||
-  { cat "$T/moonlet.err" >&2; die "moonlet did not start under valgrind"; }
-PORT=${line##*:}
-rm -f "$T"/moonlet.cg*
-m=$(count moonlet) || exit 1
-stop "$PID"
-
-peers=""
-if [ "$PEERS" = 1 ]; then
-  under_valgrind limit "$BIN/limit" --port 0
-  line=$(wait_line "$T/limit.out" "listening on" 60) || die "limit did not start"
+# start_vg_moonlet NAME APP: moonlet under valgrind; sets PID and PORT.
+# The fan-in app reads its backend's port from BENCH_BACKEND_PORT.
+start_vg_moonlet() {
+  under_valgrind "$1" "$ML" run "$HERE/apps/$2.lua" --port 0 \
+    --log-level warn
+  line=$(wait_line "$T/$1.out" "listening on" 60) ||
+    { cat "$T/$1.err" >&2; die "moonlet did not start under valgrind"; }
   PORT=${line##*:}
-  l=$(count limit) || exit 1
+}
+
+# start_vg_limit NAME [ARGS...]: the ceiling under valgrind.
+start_vg_limit() {
+  name=$1
+  shift
+  under_valgrind "$name" "$BIN/limit" --port 0 "$@"
+  line=$(wait_line "$T/$name.out" "listening on" 60) ||
+    die "limit did not start"
+  PORT=${line##*:}
+}
+
+# start_vg_nginx NAME [BACKEND_PORT]: nginx + ngx_lua, its one process
+# under valgrind.
+start_vg_nginx() {
+  nginx_conf "$T/nginx" "$NGX_PORT" "Hello, World!" "${2:-0}"
+  sed -i 's/^master_process on;/master_process off;/' "$T/nginx/nginx.conf"
+  under_valgrind "$1" nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" \
+    -e "$T/nginx/error.log"
+  PORT=$NGX_PORT
+  i=0
+  until "$BIN/client" get "$PORT" / > /dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 300 ] && alive "$PID" || die "nginx did not start under valgrind"
+    sleep 0.1
+  done
+}
+
+# measure SCEN PATH N CONNS [LIMIT ARGS...]: moonlet's Ir per request in M,
+# and PEERS_TEXT: " (nginx + ngx_lua X, ceiling Y)", or "" with
+# BENCH_INSTR_PEERS=0.  Servers start here, not in a $(...) subshell, so
+# the cleanup knows every PID.
+measure() {
+  scen=$1 path=$2 n=$3 conns=$4
+  shift 4
+  start_vg_moonlet "moonlet-$scen" "$scen"
+  M=$(count "moonlet-$scen" "$path" "$n" "$conns") || exit 1
   stop "$PID"
-  peers="nginx + ngx_lua -"
+  PEERS_TEXT=""
+  [ "$PEERS" = 1 ] || return 0
+  start_vg_limit "limit-$scen" "$@"
+  l=$(count "limit-$scen" "$path" "$n" "$conns") || exit 1
+  stop "$PID"
+  g="-"
   if command -v nginx > /dev/null; then
-    nginx_conf "$T/nginx" "$NGX_PORT" "Hello, World!"
-    sed -i 's/^master_process on;/master_process off;/' "$T/nginx/nginx.conf"
-    under_valgrind nginx nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" \
-      -e "$T/nginx/error.log"
-    PORT=$NGX_PORT
-    i=0
-    until "$BIN/client" get "$PORT" / > /dev/null 2>&1; do
-      i=$((i + 1))
-      [ $i -lt 300 ] && alive "$PID" || die "nginx did not start under valgrind"
-      sleep 0.1
-    done
-    peers="nginx + ngx_lua $(count nginx)"
+    start_vg_nginx "nginx-$scen" "${BPORT:-0}"
+    g=$(count "nginx-$scen" "$path" "$n" "$conns") || exit 1
     stop "$PID"
   fi
-  peers=" ($peers, ceiling $l)"
-fi
+  PEERS_TEXT=" (nginx + ngx_lua $g, ceiling $l)"
+}
 
-echo "instructions per request: $m$peers"
-echo "(hello, callgrind, $N requests on $CONNS keep-alive connection(s))"
-echo "moonlet's top functions by own instructions:"
-cat "$T/profile.txt"
-if [ -f "$RESULTS/latest.md" ]; then
-  commit=$(git rev-parse --short HEAD 2>/dev/null)
-  [ "$(git status --porcelain runtime lua 2>/dev/null | wc -l)" -gt 0 ] &&
-    commit="$commit + uncommitted changes"
-  text="- Instructions per request (hello, callgrind, \`make bench-instr\`,"
-  text="$text $N requests on $CONNS connection(s), $(date -u '+%Y-%m-%d'),"
-  text="$text $commit): **moonlet $m**$peers."
-  awk -v t="$text" '/^- Instructions per request/ { print t; done = 1; next }
+# put_line PREFIX TEXT: TEXT replaces the line of results/latest.md that
+# starts with PREFIX, or is added at its end.
+put_line() {
+  awk -v p="$1" -v t="$2" 'index($0, p) == 1 { print t; done = 1; next }
     { print } END { if (!done) print t }' "$RESULTS/latest.md" \
     > "$T/latest.md" && cat "$T/latest.md" > "$RESULTS/latest.md"
-  cp "$T/profile.txt" "$RESULTS/latest-profile.txt"
+}
+
+commit=$(git rev-parse --short HEAD 2>/dev/null)
+[ "$(git status --porcelain runtime lua 2>/dev/null | wc -l)" -gt 0 ] &&
+  commit="$commit + uncommitted changes"
+day=$(date -u '+%Y-%m-%d')
+
+for scen in $SCENARIOS; do
+  case $scen in
+  hello)
+    measure hello / "$N" "$CONNS"
+    echo "instructions per request: $M$PEERS_TEXT"
+    echo "(hello, callgrind, $N requests on $CONNS keep-alive connection(s))"
+    echo "moonlet's top functions by own instructions:"
+    cat "$T/moonlet-hello.profile"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per request (hello, callgrind, \`make bench-instr\`,"
+      text="$text $N requests on $CONNS connection(s), $day,"
+      text="$text $commit): **moonlet $M**$PEERS_TEXT."
+      put_line "- Instructions per request " "$text"
+      cp "$T/moonlet-hello.profile" "$RESULTS/latest-profile.txt"
+    fi ;;
+  fanin)
+    # The backend answers at once, natively, beside the client on CPU 1.
+    taskset -c 1 "$BIN/limit" --port 0 > "$T/backend.out" \
+      2> "$T/backend.err" &
+    BACKEND=$!
+    STARTED="$STARTED $BACKEND"
+    line=$(wait_line "$T/backend.out" "listening on" 10) ||
+      die "the fan-in backend did not start"
+    BPORT=${line##*:}
+    BENCH_BACKEND_PORT=$BPORT
+    export BENCH_BACKEND_PORT
+    measure fanin /fanin "$FN" "$FCONNS" --fanin "$BPORT"
+    stop "$BACKEND"
+    echo "instructions per fan-in request: $M$PEERS_TEXT"
+    echo "(fan-in, callgrind, $FN requests on $FCONNS keep-alive" \
+      "connection(s), a backend that answers at once)"
+    echo "moonlet's top functions by own instructions (fan-in):"
+    cat "$T/moonlet-fanin.profile"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per fan-in request (callgrind, \`make"
+      text="$text bench-instr\`, $FN requests on $FCONNS connection(s), a"
+      text="$text backend that answers at once, $day, $commit):"
+      text="$text **moonlet $M**$PEERS_TEXT."
+      put_line "- Instructions per fan-in request " "$text"
+      cp "$T/moonlet-fanin.profile" "$RESULTS/latest-fanin-profile.txt"
+    fi ;;
+  *) die "unknown scenario $scen" ;;
+  esac
+done
+# BENCH_INSTR_KEEP=DIR keeps moonlet's callgrind dumps, for callgrind_annotate.
+if [ -n "${BENCH_INSTR_KEEP:-}" ]; then
+  mkdir -p "$BENCH_INSTR_KEEP" && cp "$T"/moonlet-*.callgrind "$BENCH_INSTR_KEEP"
 fi

@@ -8,7 +8,11 @@
  *
  * --fanin: each request first fetches GET /backend from 127.0.0.1:BACKEND_PORT
  * over a pooled keep-alive connection (a LIFO of idle ones; a new one when
- * none is idle), then answers.  --sleep: each request waits MS on a timer.
+ * none is idle), then answers.  Idle connections stay read, so one the
+ * backend closes (nginx after keepalive_timeout, 75 s) leaves the pool at
+ * once; a reused one that fails before any byte of the answer is retried
+ * once on a new connection, as real clients do.  --sleep: each request
+ * waits MS on a timer.
  * A connection serves its requests one after another in both modes.
  * Prints `limit listening on http://127.0.0.1:PORT` once it accepts.
  */
@@ -41,9 +45,12 @@ struct backend {
   uv_write_t wreq;
   llhttp_t parser;
   conn *owner;             /* NULL while idle in the pool */
-  backend *next_idle;
+  backend *next_idle, *prev_idle;
+  unsigned idle : 1;       /* in the pool */
   unsigned done : 1;       /* a complete response arrived */
   unsigned keep : 1;
+  unsigned reused : 1;     /* served a fetch before this one */
+  unsigned got_bytes : 1;  /* some of this fetch's answer arrived */
 };
 
 typedef struct {
@@ -74,6 +81,7 @@ static const char BACKEND_REQ[] =
 static void conn_close(conn *c);
 static void start_delay(conn *c);
 static void flush(conn *c);
+static void start_fetch(conn *c, int fresh);
 
 /* The Date header, refreshed once a second as real servers do, and the
  * whole usual answer with it. */
@@ -252,13 +260,36 @@ static void backend_closed(uv_handle_t *h) {
   free(h->data);
 }
 
-/* Drops a backend connection; a client waiting on it gets a 502. */
+static void pool_push(backend *b) {
+  b->idle = 1;
+  b->prev_idle = NULL;
+  b->next_idle = idle_backends;
+  if (idle_backends) idle_backends->prev_idle = b;
+  idle_backends = b;
+}
+
+static void pool_remove(backend *b) {
+  if (!b->idle) return;
+  b->idle = 0;
+  if (b->prev_idle) b->prev_idle->next_idle = b->next_idle;
+  else idle_backends = b->next_idle;
+  if (b->next_idle) b->next_idle->prev_idle = b->prev_idle;
+  b->next_idle = b->prev_idle = NULL;
+}
+
+/* Drops a backend connection.  A client waiting on it gets its fetch
+ * again on a new connection when this one was reused and nothing of the
+ * answer came (the backend had closed it meanwhile), else a 502. */
 static void backend_fail(backend *b) {
   conn *c = b->owner;
+  int retry = b->reused && !b->got_bytes;
   b->owner = NULL;
+  pool_remove(b);
   if (!uv_is_closing((uv_handle_t *)&b->tcp))
     uv_close((uv_handle_t *)&b->tcp, backend_closed);
-  if (c) delay_done(c, 502);
+  if (c == NULL) return;
+  if (retry) start_fetch(c, 1);
+  else delay_done(c, 502);
 }
 
 static int on_backend_complete(llhttp_t *p) {
@@ -274,7 +305,11 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread,
   conn *c;
   llhttp_errno_t err;
   if (nread == 0) return;
-  if (nread < 0) { backend_fail(b); return; }
+  if (nread < 0 || b->idle) {
+    backend_fail(b); /* closed, or spoke while idle */
+    return;
+  }
+  b->got_bytes = 1;
   err = llhttp_execute(&b->parser, buf->base, nread);
   if (err == HPE_PAUSED) llhttp_resume(&b->parser);
   else if (err != HPE_OK) { backend_fail(b); return; }
@@ -282,10 +317,9 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread,
   c = b->owner;
   b->owner = NULL;
   b->done = 0;
-  if (b->keep) { /* back to the pool, reading stopped meanwhile */
-    uv_read_stop((uv_stream_t *)&b->tcp);
-    b->next_idle = idle_backends;
-    idle_backends = b;
+  if (b->keep) { /* back to the pool, still read to see it close */
+    b->reused = 1;
+    pool_push(b);
   } else {
     uv_close((uv_handle_t *)&b->tcp, backend_closed);
   }
@@ -297,13 +331,19 @@ static void on_backend_written(uv_write_t *req, int status) {
   if (status < 0) backend_fail(b);
 }
 
-/* Sends the request and reads the answer on a connected backend. */
+/* Sends the request on a connected backend, which is read all along: a
+ * try_write, then a queued write for what it did not take. */
 static void backend_send(backend *b) {
   uv_buf_t buf = uv_buf_init((char *)BACKEND_REQ, sizeof BACKEND_REQ - 1);
+  int n;
+  b->got_bytes = 0;
+  n = uv_try_write((uv_stream_t *)&b->tcp, &buf, 1);
+  if (n == (int)buf.len) return;
+  if (n < 0 && n != UV_EAGAIN) { backend_fail(b); return; }
+  if (n > 0) buf = uv_buf_init(buf.base + n, buf.len - n);
   b->wreq.data = b;
   if (uv_write(&b->wreq, (uv_stream_t *)&b->tcp, &buf, 1,
-               on_backend_written) != 0 ||
-      uv_read_start((uv_stream_t *)&b->tcp, on_alloc, on_backend_read) != 0)
+               on_backend_written) != 0)
     backend_fail(b);
 }
 
@@ -311,13 +351,18 @@ static void on_backend_connect(uv_connect_t *req, int status) {
   backend *b = req->data;
   if (status < 0) { backend_fail(b); return; }
   uv_tcp_nodelay(&b->tcp, 1);
-  backend_send(b);
+  if (uv_read_start((uv_stream_t *)&b->tcp, on_alloc, on_backend_read) != 0)
+    backend_fail(b);
+  else
+    backend_send(b);
 }
 
-static void start_fetch(conn *c) {
-  backend *b = idle_backends;
+/* The fetch for c's oldest waiting request: on the most recently used
+ * idle connection, or a new one (always a new one when 'fresh'). */
+static void start_fetch(conn *c, int fresh) {
+  backend *b = fresh ? NULL : idle_backends;
   if (b) {
-    idle_backends = b->next_idle;
+    pool_remove(b);
     b->owner = c;
     c->fetch = b;
     backend_send(b);
@@ -340,7 +385,7 @@ static void start_fetch(conn *c) {
 static void start_delay(conn *c) {
   c->busy = 1;
   if (sleep_ms) uv_timer_start(&c->timer, on_timer, sleep_ms, 0);
-  else start_fetch(c);
+  else start_fetch(c, 0);
 }
 
 /* }====================================================== */

@@ -2,8 +2,9 @@
 -- lua5.4 report.lua RAW META OUT.  Each raw line is `key=value ...` for one
 -- run of one server in one scenario (`note=` takes the rest of the line);
 -- medians with min-max, the ratios to nginx + ngx_lua and to the ceiling,
--- and the targets of the benchmark issue.  A line of OUT that starts with
--- "- Instructions per request" (make bench-instr) is kept.
+-- and the targets of the benchmark issue.  The lines of OUT that start with
+-- "- Instructions per request" and "- Instructions per fan-in request"
+-- (make bench-instr) are kept.
 
 local raw_path, meta_path, out_path = arg[1], arg[2], arg[3]
 local fmt, concat = string.format, table.concat
@@ -424,12 +425,15 @@ capture(idle)
 capture(sleep)
 capture(reload)
 
--- Keep the instruction count of the last `make bench-instr`.
-local instr
+-- Keep the instruction counts of the last `make bench-instr`.
+local instr, instr_fanin
 local old = io.open(out_path)
 if old then
   for line in old:lines() do
     if line:find("^%- Instructions per request") then instr = line end
+    if line:find("^%- Instructions per fan%-in request") then
+      instr_fanin = line
+    end
   end
   old:close()
 end
@@ -443,6 +447,7 @@ w("`make bench` (", meta.duration or "?", " s per run, ", meta.runs or "?",
   "See spec/bench/README.md.\n")
 w(instr or "- Instructions per request (hello, callgrind): " ..
   "not measured; run `make bench-instr`.")
+if instr_fanin then w(instr_fanin) end
 w("")
 w("## Summary\n")
 table_rows({ "scenario", "measure", "moonlet", "nginx + ngx_lua", "ceiling",

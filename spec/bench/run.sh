@@ -63,7 +63,7 @@ collect_meta() {
   dirty=$(git status --porcelain runtime lua 2>/dev/null | wc -l)
   meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
   meta cpu "$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)"
-  meta cores "$(nproc)"
+  meta cores "$(nproc --all)"  # this shell is pinned to one CPU by now
   meta memory "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' \
     /proc/meminfo)"
   meta kernel "$(uname -sr)"
