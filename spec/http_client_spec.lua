@@ -321,6 +321,42 @@ describe("moonlet.http", function()
       assert.equal("a=1", echo.query)
     end)
 
+    it("sends what each call asks for when calls repeat a URL", function()
+      local url = RAW .. "/echo?same=1"
+      local function echo(o)
+        local v = one(o)
+        assert.equal(200, v.status)
+        return cjson.decode(v.body)
+      end
+      local a = echo { url = url }
+      local b = echo { url = url, h = "X-Custom: yes" }
+      local c = echo { method = "POST", url = url }
+      local d = echo { method = "post", url = url, body = "x" }
+      local e = one { method = "HEAD", url = url }
+      local f = echo { url = url }
+      assert.same({ "GET", "GET", "POST", "POST", "GET" },
+        { a.method, b.method, c.method, d.method, f.method })
+      assert.is_nil(a.headers["x-custom"])
+      assert.equal("yes", b.headers["x-custom"])
+      assert.is_nil(f.headers["x-custom"])
+      assert.equal("0", c.headers["content-length"])
+      assert.equal("1", d.headers["content-length"])
+      assert.equal("x", d.body)
+      assert.is_nil(a.headers["content-length"])
+      assert.equal("same=1", f.query)
+      assert.equal("127.0.0.1:" .. raw.port, f.headers.host)
+      assert.equal(200, e.status)
+      assert.equal("", e.body)                -- HEAD: no body
+    end)
+
+    it("fetches 300 different URLs, then the first ones again", function()
+      local v = call("/many", { url = RAW .. "/echo", n = 300 })
+      assert.equal(303, #v.seen)
+      for i = 1, 300 do assert.equal(tostring(i), v.seen[i]) end
+      assert.same({ "1", "2", "3" }, { v.seen[301], v.seen[302],
+        v.seen[303] })
+    end)
+
     it("raises for a header value with CR/LF, sending nothing", function()
       local before = raw_stats(raw)
       local res = H.get(srv, "/crlf?url=" .. escape(RAW .. "/echo"))

@@ -7,8 +7,8 @@
 local core = require "moonlet.core"
 local cjson = require "cjson.safe"
 
-local type, pairs, ipairs, error, tostring, tonumber, setmetatable =
-  type, pairs, ipairs, error, tostring, tonumber, setmetatable
+local type, pairs, ipairs, next, error, tostring, tonumber, setmetatable =
+  type, pairs, ipairs, next, error, tostring, tonumber, setmetatable
 local concat = table.concat
 local lower, upper, find, sub, match = string.lower, string.upper,
   string.find, string.sub, string.match
@@ -21,6 +21,11 @@ local MAX_BODY = 64 * 1024 * 1024
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true,
   OPTIONS = true, TRACE = true }
+-- The methods whose header-less, body-less request is kept per URL.
+local KNOWN = { GET = true, HEAD = true, POST = true, PUT = true,
+  DELETE = true, PATCH = true, OPTIONS = true, TRACE = true }
+local NO_HEADERS = {}              -- never written to
+local MAX_URLS, MAX_URL_LEN = 256, 512
 
 --- Responses: `res.status`, `res.headers` (any case), `res.body`,
 -- `res:json()`, and `res.url`, where the last redirect led.
@@ -62,6 +67,35 @@ local function split_url(u)
   end
   port = tonumber(port) or (scheme == "https" and 443 or 80)
   return scheme, host, port, target, authority
+end
+
+-- The URLs seen lately, split once: a service calls the same few
+-- endpoints over and over, and Lua patterns cost more than the rest of
+-- an exchange.  url -> { scheme=, host=, port=, target=, authority=,
+-- plain = { [method] = the request when there are no headers and no
+-- body } }.  At most MAX_URLS of at most MAX_URL_LEN bytes; when full, it
+-- starts over.
+local urls, nurls = {}, 0
+
+local function parse_url(u)
+  local p = urls[u]
+  if p then
+    return p
+  end
+  local scheme, host, port, target, authority = split_url(u)
+  if not scheme then
+    return nil
+  end
+  p = { scheme = scheme, host = host, port = port, target = target,
+    authority = authority }
+  if #u <= MAX_URL_LEN then
+    if nurls >= MAX_URLS then
+      urls, nurls = {}, 0
+    end
+    urls[u] = p
+    nurls = nurls + 1
+  end
+  return p
 end
 
 -- Where a Location header leads from 'base'.
@@ -159,19 +193,40 @@ local function encode_body(body, headers)
   return json, h
 end
 
+-- The request for method on the URL u (parse_url's), as build makes it;
+-- with no headers and no body, made once per URL.
+local function request_for(u, method, headers, body)
+  if body ~= "" or next(headers) ~= nil or not KNOWN[method] then
+    return build(method, u.target, u.authority, headers, body)
+  end
+  local plain = u.plain
+  if plain == nil then
+    plain = {}
+    u.plain = plain
+  end
+  local r = plain[method]
+  if r == nil then
+    r = build(method, u.target, u.authority, NO_HEADERS, "")
+    plain[method] = r
+  end
+  return r
+end
+
 --- `moonlet.http.request{method=, url=, headers=, body=, timeout=,
 -- follow_redirects=}` (yields) -> res, or nil and a short reason.
 function M.request(opts)
   check_options(opts)
-  local method = upper(opts.method or "GET")
-  local headers = opts.headers or {}
-  local body
-  body, headers = encode_body(opts.body, headers)
+  local method = opts.method or "GET"
+  if not KNOWN[method] then
+    method = upper(method)
+  end
+  local body, headers = encode_body(opts.body, opts.headers or NO_HEADERS)
   local follow = opts.follow_redirects ~= false
   local deadline = now() + (opts.timeout or 30)
   local target_url, hops = opts.url, 0
   while true do
-    local scheme, host, port, target, authority = split_url(target_url)
+    local u = parse_url(target_url)
+    local scheme = u and u.scheme
     if scheme == "https" then
       return nil, "https not supported"
     elseif scheme ~= "http" then
@@ -181,8 +236,8 @@ function M.request(opts)
     if left <= 0 then
       return nil, "timeout"
     end
-    local status, hdrs, rbody = http_request(host, port,
-      build(method, target, authority, headers, body), left,
+    local status, hdrs, rbody = http_request(u.host, u.port,
+      request_for(u, method, headers, body), left,
       method == "HEAD", IDEMPOTENT[method], MAX_BODY)
     if not status then
       return nil, hdrs
@@ -205,10 +260,14 @@ function M.request(opts)
   end
 end
 
---- `moonlet.http.get(url [, opts])` (yields).
+--- `moonlet.http.get(url [, opts])` (yields).  Through M.request, which
+-- moonlet.testing may have replaced.
 function M.get(url, opts)
+  if opts == nil then
+    return M.request { url = url, method = "GET" }
+  end
   local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
   o.url, o.method = url, "GET"
   return M.request(o)
 end

@@ -77,6 +77,19 @@ app:get("/post", function(req)
   return outcome(res, err, t0)
 end)
 
+-- GET url?i=1 .. url?i=n one after another, then url?i=1 .. url?i=3
+-- again: the i each backend answer echoes, in order ("-" for a failure).
+app:get("/many", function(req)
+  local url, n, seen = req.query.url, tonumber(req.query.n), {}
+  local function fetch(i)
+    local res = http.get(url .. "?i=" .. i)
+    seen[#seen + 1] = res and res:json().query:match("^i=(%d+)$") or "-"
+  end
+  for i = 1, n do fetch(i) end
+  for i = 1, 3 do fetch(i) end
+  return { seen = seen }
+end)
+
 app:get("/json", function(req)
   local res, err = http.get(req.query.url)
   if not res then return { err = err } end
