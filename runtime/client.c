@@ -585,6 +585,7 @@ static void finish(ml_hreq *r, const char *err) {
   if (err == NULL) {
     res.status = r->status;
     res.headers = r->headers.data ? r->headers.data : "";
+    res.headers_len = r->headers.len;
     res.nheaders = r->nheaders;
     res.body = r->body.data ? r->body.data : "";
     res.body_len = r->body.len;

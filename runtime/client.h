@@ -32,6 +32,7 @@ typedef struct {
                                 "bad response", "connect: <reason>" */
   int status;
   const char *headers;       /* nheaders pairs "name\0value\0" */
+  size_t headers_len;        /* their bytes, the last NUL included */
   int nheaders;
   const char *body;
   size_t body_len;

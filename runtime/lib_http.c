@@ -15,22 +15,38 @@ typedef struct {
   ml_hreq *req;
 } http_op;
 
-/* Pushes the response headers: lower-cased names, repeats joined. */
-static void push_headers(lua_State *L, const ml_hres *res) {
-  const char *p = res->headers;
-  int i;
-  lua_createtable(L, 0, res->nheaders);
-  for (i = 0; i < res->nheaders; i++) {
+/*
+ * core.http_headers(block) -> the headers table of a response: names
+ * lower-cased, repeats joined with ", ", the case-insensitive metatable.
+ * 'block' is what core.http_request returned, "name\0value\0" pairs;
+ * moonlet.http calls this on the first read of res.headers, so a caller
+ * that never looks at them makes none of these strings.
+ */
+static int http_headers(lua_State *L) {
+  size_t len, i, n = 0;
+  const char *p = luaL_checklstring(L, 1, &len), *end = p + len;
+  char low[128];
+  for (i = 0; i < len; i++)
+    n += p[i] == '\0';
+  lua_createtable(L, 0, (int)(n / 2));
+  while (p < end) {
     size_t nlen = strlen(p), vlen, j;
     const char *v = p + nlen + 1;
+    char *name = low;
     luaL_Buffer b;
-    char *name = luaL_buffinitsize(L, &b, nlen);
+    if (v >= end)
+      break;                     /* a name without its value: not ours */
     vlen = strlen(v);
+    if (nlen > sizeof low)
+      name = luaL_buffinitsize(L, &b, nlen);
     for (j = 0; j < nlen; j++)
       name[j] = (p[j] >= 'A' && p[j] <= 'Z') ? (char)(p[j] + 32) : p[j];
-    luaL_pushresultsize(&b, nlen);
+    if (name == low)
+      lua_pushlstring(L, low, nlen);
+    else
+      luaL_pushresultsize(&b, nlen);
     lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) == LUA_TSTRING) {
+    if (lua_rawget(L, -3) == LUA_TSTRING) {    /* a repeat: join */
       lua_pushliteral(L, ", ");
       lua_pushlstring(L, v, vlen);
       lua_concat(L, 3);
@@ -43,8 +59,11 @@ static void push_headers(lua_State *L, const ml_hres *res) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
   lua_setmetatable(L, -2);
+  return 1;
 }
 
+/* Resumes the caller with status, the headers' block and the body, or
+ * nil and the reason. */
 static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
   http_op *op = ud;
   ml_co *co = ml_sched_unpark(&op->w);
@@ -59,7 +78,7 @@ static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
     lua_pushstring(L, res->err);
   } else {
     lua_pushinteger(L, res->status);
-    push_headers(L, res);
+    lua_pushlstring(L, res->headers, res->headers_len);
     lua_pushlstring(L, res->body, res->body_len);
   }
   ml_sched_resume(co, 3 - (res->err != NULL));
@@ -75,7 +94,8 @@ static void http_cancel(ml_wait *w) {
 /*
  * core.http_request(host, port, request, timeout, head, idempotent,
  * max_body) -> status, headers, body | nil, err.  'request' is the whole
- * request, head and body, as it goes on the wire.
+ * request, head and body, as it goes on the wire; 'headers' is a block
+ * for core.http_headers.
  */
 static int http_request(lua_State *L) {
   ml_gen *g = ML_GEN(L);
@@ -119,4 +139,6 @@ void ml_lib_http_register(lua_State *L) {
   lua_setfield(L, -2, "http_request");
   lua_pushcfunction(L, http_connects);
   lua_setfield(L, -2, "http_connects");
+  lua_pushcfunction(L, http_headers);
+  lua_setfield(L, -2, "http_headers");
 }

@@ -265,6 +265,18 @@ describe("moonlet.http", function()
       assert.equal("text/x-lower", v.ctype)
       assert.equal("2", v.len)
     end)
+
+    it("has the headers when they are read late, as one table",
+      function()
+        local v = call("/late-headers", { url = RAW .. "/headers" })
+        assert.is_true(v.same)
+        assert.equal("1", v.added)
+        assert.equal("text/x-lower", v.ctype)
+        assert.same({ "content-length", "content-type", "set-cookie",
+          "x-added", "x-mixed-case" }, v.names)
+        assert.equal(200, v.status)
+        assert.equal("hi", v.body)
+      end)
   end)
 
   describe("requests", function()
@@ -403,6 +415,18 @@ describe("moonlet.http", function()
       assert.equal("/redirect/0", v.headers.location)
       assert.equal(RAW .. "/redirect/1", v.url)
     end)
+
+    it("returns a 3xx without a Location as it is, headers and all",
+      function()
+        local v = one { url = RAW .. "/nolocation" }
+        assert.equal(302, v.status)
+        assert.equal("stay", v.body)
+        assert.equal("none", v.headers["x-why"])
+        assert.equal(RAW .. "/nolocation", v.url)
+        v = one { url = RAW .. "/redirect/1" }
+        assert.equal("arrived", v.body)
+        assert.equal("text/plain", v.headers["content-type"])
+      end)
 
     it("resolves relative and absolute locations", function()
       local v = one { url = RAW .. "/rel/a/start" }

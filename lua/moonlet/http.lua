@@ -7,12 +7,14 @@
 local core = require "moonlet.core"
 local cjson = require "cjson.safe"
 
-local type, pairs, ipairs, next, error, tostring, tonumber, setmetatable =
-  type, pairs, ipairs, next, error, tostring, tonumber, setmetatable
+local type, pairs, ipairs, next, error, tostring, tonumber, setmetatable,
+  rawget = type, pairs, ipairs, next, error, tostring, tonumber,
+  setmetatable, rawget
 local concat = table.concat
 local lower, upper, find, sub, match = string.lower, string.upper,
   string.find, string.sub, string.match
-local http_request, now = core.http_request, core.now
+local http_request, http_headers, now = core.http_request, core.http_headers,
+  core.now
 
 local M = {}
 
@@ -28,9 +30,25 @@ local NO_HEADERS = {}              -- never written to
 local MAX_URLS, MAX_URL_LEN = 256, 512
 
 --- Responses: `res.status`, `res.headers` (any case), `res.body`,
--- `res:json()`, and `res.url`, where the last redirect led.
+-- `res:json()`, and `res.url`, where the last redirect led.  The headers
+-- table is made on the first read of `res.headers`: until then the
+-- response's headers wait as one string in 'raw_headers'.
 local Response = { __name = "moonlet.http.Response" }
-Response.__index = Response
+local raw_headers = setmetatable({}, { __mode = "k" })
+
+function Response.__index(res, k)
+  if k == "headers" then
+    local raw = raw_headers[res]
+    if raw == nil then
+      return nil
+    end
+    raw_headers[res] = nil
+    local h = http_headers(raw)
+    res.headers = h
+    return h
+  end
+  return Response[k]
+end
 
 --- The decoded body; raises when it is not JSON.
 function Response:json()
@@ -242,11 +260,21 @@ function M.request(opts)
     if not status then
       return nil, hdrs
     end
-    local location = hdrs.location
-    if not (follow and location and (status == 301 or status == 302
-        or status == 303 or status == 307 or status == 308)) then
-      return setmetatable({ status = status, headers = hdrs, body = rbody,
+    local location
+    if follow and (status == 301 or status == 302 or status == 303
+        or status == 307 or status == 308) then
+      hdrs = http_headers(hdrs)
+      location = rawget(hdrs, "location")
+    end
+    if not location then
+      local res = setmetatable({ status = status, body = rbody,
         url = target_url }, Response)
+      if type(hdrs) == "table" then
+        res.headers = hdrs
+      else
+        raw_headers[res] = hdrs
+      end
+      return res
     end
     hops = hops + 1
     if hops > MAX_REDIRECTS then

@@ -106,6 +106,22 @@ app:get("/case", function(req)
     ctype = h["Content-Type"], len = h["content-length"] }
 end)
 
+-- res.headers read late (after a full collection), twice, written to,
+-- walked with pairs.
+app:get("/late-headers", function(req)
+  local res = assert(http.get(req.query.url))
+  collectgarbage()
+  collectgarbage()
+  local h = res.headers
+  h["x-added"] = "1"
+  local names = {}
+  for k in pairs(res.headers) do names[#names + 1] = k end
+  table.sort(names)
+  return { same = rawequal(h, res.headers), added = res.headers["X-Added"],
+    ctype = res.headers["Content-Type"], names = names,
+    status = res.status, body = res.body }
+end)
+
 -- A header value with CR LF: raises, so a 500.
 app:get("/crlf", function(req)
   http.get(req.query.url, { headers = { ["X-Bad"] = "a\r\nX-Injected: 1" } })

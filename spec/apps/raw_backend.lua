@@ -12,7 +12,7 @@
 -- Paths: /ok /conn /echo /json /notjson /headers /chunked /close
 -- /badstatus /garbage /continue /head /204 /304 /redirect/N /absredirect
 -- /rel/a/start /to?URL /loop /see-other /temporary /big /huge /drop /bye
--- /hang.
+-- /hang /nolocation.
 local socket = require "socket"
 local cjson = require "cjson"
 
@@ -166,6 +166,9 @@ local function answer(st, req)
   elseif path == "/big" then                 -- many reads on the client
     local chunk = ("0123456789abcdef"):rep(64)
     send(st, ok(chunk:rep(300)))
+  elseif path == "/nolocation" then          -- a 302 with nowhere to go
+    send(st, response(302, "Found", { "X-Why: none", "Content-Length: 4" },
+      "stay"))
   elseif path == "/loop" then
     send(st, response(302, "Found", { "Location: /loop", "Content-Length: 0" }))
   elseif path == "/see-other" then
