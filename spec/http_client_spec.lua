@@ -390,6 +390,24 @@ describe("moonlet.http", function()
       v = call("/nonhttp", { url = "no url at all" })
       assert.is_false(v.ok)
       assert.matches("not an http:// URL", v.err)
+      v = call("/nonhttp")
+      assert.is_false(v.ok)
+      assert.matches("url must be a string", v.err)
+    end)
+
+    it("points a misuse's error at the caller's line", function()
+      local lines = {}
+      local n = 0
+      for line in io.lines("spec/apps/client.lua") do
+        n = n + 1
+        local kind = line:match("%-%- misuse: (%a+)$")
+        if kind then lines[kind] = n end
+      end
+      for _, kind in ipairs { "get", "request" } do
+        assert.equal(500, H.get(srv, "/misuse?kind=" .. kind).status)
+        assert.truthy(H.wait_for_log(srv, "client%.lua:" .. lines[kind]
+          .. ": moonlet%.http%.request: "), kind)
+      end
     end)
   end)
 

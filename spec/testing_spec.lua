@@ -154,6 +154,10 @@ describe("client:stub_http", function()
         name = res.headers["content-type"] == "application/json"
           and res:json().name or nil }
     end)
+    app:get("/get", function(req)
+      local res, err = moonlet.http.get(req.query.u)
+      return res and { status = res.status, body = res.body } or { err = err }
+    end)
     app:get("/self", function() return "from the network" end)
     client = testing.client(app)
   end)
@@ -184,6 +188,13 @@ describe("client:stub_http", function()
     assert.equal("POST ten", v.body)
     assert.equal("POST", seen.method)
     assert.equal("http://pay.example/charge", seen.url)
+  end)
+
+  it("answers moonlet.http.get(url) without options too", function()
+    local st = client:stub_http("http://api.example/plain", { body = "s" })
+    assert.same({ status = 200, body = "s" },
+      client:get("/get?u=http://api.example/plain"):json())
+    assert.equal(1, st.calls)
   end)
 
   it("passes a function's nil, err on as moonlet.http's error", function()

@@ -230,57 +230,53 @@ local function request_for(u, method, headers, body)
   return r
 end
 
---- `moonlet.http.request{method=, url=, headers=, body=, timeout=,
--- follow_redirects=}` (yields) -> res, or nil and a short reason.
-function M.request(opts)
-  check_options(opts)
-  local method = opts.method or "GET"
-  if not KNOWN[method] then
-    method = upper(method)
-  end
-  local body, headers = encode_body(opts.body, opts.headers or NO_HEADERS)
-  local follow = opts.follow_redirects ~= false
-  local deadline = now() + (opts.timeout or 30)
-  local target_url, hops = opts.url, 0
+-- A response: its headers wait as a string until res.headers is read.
+local function response(status, raw, body, url)
+  local res = setmetatable({ status = status, body = body, url = url },
+    Response)
+  raw_headers[res] = raw
+  return res
+end
+
+-- One call with its options checked: the exchange, and the redirects it
+-- follows, all within 'timeout' seconds.  Raises at level 2, so only
+-- through tail calls.
+local function fetch(method, url, headers, body, timeout, follow)
+  local deadline = now() + timeout
+  local hops = 0
   while true do
-    local u = parse_url(target_url)
+    local u = parse_url(url)
     local scheme = u and u.scheme
     if scheme == "https" then
       return nil, "https not supported"
     elseif scheme ~= "http" then
-      error("moonlet.http.request: not an http:// URL: " .. target_url, 2)
+      error("moonlet.http.request: not an http:// URL: " .. url, 2)
     end
     local left = deadline - now()
     if left <= 0 then
       return nil, "timeout"
     end
-    local status, hdrs, rbody = http_request(u.host, u.port,
+    local status, raw, rbody = http_request(u.host, u.port,
       request_for(u, method, headers, body), left,
       method == "HEAD", IDEMPOTENT[method], MAX_BODY)
     if not status then
-      return nil, hdrs
+      return nil, raw
     end
-    local location
-    if follow and (status == 301 or status == 302 or status == 303
-        or status == 307 or status == 308) then
-      hdrs = http_headers(hdrs)
-      location = rawget(hdrs, "location")
+    if not (follow and (status == 301 or status == 302 or status == 303
+        or status == 307 or status == 308)) then
+      return response(status, raw, rbody, url)
     end
+    local hdrs = http_headers(raw)
+    local location = rawget(hdrs, "location")
     if not location then
-      local res = setmetatable({ status = status, body = rbody,
-        url = target_url }, Response)
-      if type(hdrs) == "table" then
-        res.headers = hdrs
-      else
-        raw_headers[res] = hdrs
-      end
-      return res
+      return setmetatable({ status = status, headers = hdrs, body = rbody,
+        url = url }, Response)
     end
     hops = hops + 1
     if hops > MAX_REDIRECTS then
       return nil, "too many redirects"
     end
-    target_url = resolve(target_url, location)
+    url = resolve(url, location)
     if status == 303 or ((status == 301 or status == 302)
         and method ~= "GET" and method ~= "HEAD") then
       method, body = "GET", ""     -- as browsers do
@@ -288,14 +284,31 @@ function M.request(opts)
   end
 end
 
---- `moonlet.http.get(url [, opts])` (yields).  Through M.request, which
--- moonlet.testing may have replaced.
+--- `moonlet.http.request{method=, url=, headers=, body=, timeout=,
+-- follow_redirects=}` (yields) -> res, or nil and a short reason.
+local function request(opts)
+  check_options(opts)
+  local method = opts.method or "GET"
+  if not KNOWN[method] then
+    method = upper(method)
+  end
+  local body, headers = encode_body(opts.body, opts.headers or NO_HEADERS)
+  return fetch(method, opts.url, headers, body, opts.timeout or 30,
+    opts.follow_redirects ~= false)
+end
+M.request = request
+
+--- `moonlet.http.get(url [, opts])` (yields).  Through M.request when
+-- moonlet.testing has replaced it (to answer stubs).
 function M.get(url, opts)
-  if opts == nil then
-    return M.request { url = url, method = "GET" }
+  if opts == nil and M.request == request then
+    if type(url) ~= "string" then
+      error("moonlet.http.request: url must be a string", 2)
+    end
+    return fetch("GET", url, NO_HEADERS, "", 30, true)
   end
   local o = {}
-  for k, v in pairs(opts) do o[k] = v end
+  for k, v in pairs(opts or o) do o[k] = v end
   o.url, o.method = url, "GET"
   return M.request(o)
 end

@@ -128,6 +128,15 @@ app:get("/crlf", function(req)
   return "sent"
 end)
 
+-- Misuse raises at the caller's line: a 500, the line in the log.
+app:get("/misuse", function(req)
+  if req.query.kind == "get" then
+    http.get(42)                                  -- misuse: get
+  else
+    http.request { url = "ftp://127.0.0.1/" }     -- misuse: request
+  end
+end)
+
 app:get("/https", function(req)
   local res, err = http.get("https://127.0.0.1:1/")
   return { res = res ~= nil, err = err }
