@@ -5,9 +5,11 @@
  * HEAD, 204, 304), and a pool of kept-alive connections per host:port.
  *
  * An exchange (ml_hreq) owns its timer and name lookup; a connection
- * (hconn) belongs to the pool while idle and to one exchange while in use.
- * A connection that ends an exchange in any state but "response complete,
- * keep-alive" is closed, so the pool never hands out a half-used one.
+ * (hconn) belongs to the pool while idle and to one exchange while in use,
+ * and keeps the buffer responses are parsed into from one exchange to the
+ * next.  A connection that ends an exchange in any state but "response
+ * complete, request written, keep-alive" is closed, so the pool never
+ * hands out a half-used one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@
                                       one backend must not churn them */
 #define IDLE_MS 30000              /* then closed */
 #define MAX_HEADERS 65536          /* response head larger: bad response */
+#define RESP_KEEP 16384            /* a larger response buffer is not kept
+                                      for the connection's next exchange */
 
 typedef struct hconn hconn;
 
@@ -29,9 +33,10 @@ typedef struct pool {
   struct pool *next;
   hconn *idle;
   int nidle;
+  int port;
   struct sockaddr_storage addr;   /* the last address resolved */
   int has_addr;
-  char key[];                     /* "host:port" */
+  char host[];
 } pool;
 
 struct ml_client {
@@ -53,11 +58,14 @@ struct hconn {
   ml_client *client;
   pool *pool;
   ml_hreq *req;                   /* the exchange using it; NULL if idle */
-  ml_buf wbuf;                    /* the request being written */
+  ml_buf resp;                    /* the response: its header pairs, then
+                                     its body */
+  ml_buf trailers;                /* the pairs after a chunked body */
   hconn *next;                    /* the pool's idle list */
   int closes;
   unsigned closing : 1;
   unsigned reused : 1;            /* served an exchange before this one */
+  unsigned writing : 1;           /* a uv_write of the request is queued */
 };
 
 struct ml_hreq {
@@ -66,18 +74,15 @@ struct ml_hreq {
   uv_getaddrinfo_t dns;
   uv_timer_t timer;
   hconn *conn;
-  char *data;                     /* the request, owned */
+  const char *data;               /* the request, the caller's */
   size_t len;
-  char *host;
-  int port;
   ml_hreq_done done;
   void *ud;
   int pending;                    /* timer close and name lookup */
-  /* the response as it arrives */
+  /* the response as it arrives, in its connection's 'resp' */
   int status;
-  ml_buf headers;
+  size_t headers_len;             /* the header pairs' bytes */
   int nheaders;
-  ml_buf body;
   size_t max_body;
   const char *err;
   char errbuf[160];
@@ -86,12 +91,18 @@ struct ml_hreq {
   unsigned idempotent : 1;
   unsigned retried : 1;
   unsigned got_bytes : 1;         /* some of the response arrived */
+  unsigned in_body : 1;           /* past the head: pairs are trailers */
   unsigned complete : 1;          /* the final response is complete */
   unsigned extra_bytes : 1;       /* bytes came after the response */
   unsigned finished : 1;
   unsigned cancelled : 1;
   unsigned starting : 1;          /* inside ml_client_request */
   const char *early_err;          /* a failure while starting, deferred */
+  union {                         /* the caller's o->ud_size bytes */
+    long double d;
+    void *p;
+    long long l;
+  } ud_area[];
 };
 
 static void finish(ml_hreq *r, const char *err);
@@ -127,18 +138,18 @@ static void client_maybe_free(ml_client *c) {
   free(c);
 }
 
+/* The pool for host:port, made on first use; NULL when out of memory. */
 static pool *find_pool(ml_client *c, const char *host, int port) {
-  char key[300];
   pool *p;
   size_t n;
-  snprintf(key, sizeof key, "%s:%d", host, port);
   for (p = c->pools; p != NULL; p = p->next)
-    if (strcmp(p->key, key) == 0)
+    if (p->port == port && strcmp(p->host, host) == 0)
       return p;
-  n = strlen(key) + 1;
+  n = strlen(host) + 1;
   if ((p = calloc(1, sizeof *p + n)) == NULL)
     return NULL;
-  memcpy(p->key, key, n);
+  memcpy(p->host, host, n);
+  p->port = port;
   p->next = c->pools;
   c->pools = p;
   return p;
@@ -157,7 +168,8 @@ static void conn_closed(uv_handle_t *h) {
   ml_client *cl = c->client;
   if (--c->closes > 0)
     return;
-  ml_buf_free(&c->wbuf);
+  ml_buf_free(&c->resp);
+  ml_buf_free(&c->trailers);
   free(c);
   cl->nconns--;
   client_maybe_free(cl);
@@ -194,12 +206,15 @@ static void on_idle_timeout(uv_timer_t *t) {
 /*
  * The exchange is over and the response was complete: keep the
  * connection for the next exchange to that host, quietly (unref'd: an
- * idle pool does not keep the loop running), or close it.
+ * idle pool does not keep the loop running), or close it.  One still
+ * writing the request (the server answered before reading it all) is
+ * closed: its write reads the exchange's request, which goes away.
  */
 static void conn_release(hconn *c, int reusable) {
   pool *p = c->pool;
   c->req = NULL;
-  if (!reusable || c->client->closing || p->nidle >= MAX_IDLE) {
+  if (!reusable || c->writing || c->client->closing ||
+      p->nidle >= MAX_IDLE) {
     conn_close(c);
     return;
   }
@@ -237,38 +252,49 @@ static hconn *conn_take(ml_hreq *r) {
 ** =======================================================
 */
 
-#define REQ(p) (((hconn *)(p)->data)->req)
+#define CONN(p) ((hconn *)(p)->data)
+#define REQ(p) (CONN(p)->req)
 
 static int on_message_begin(llhttp_t *p) {
   ml_hreq *r = REQ(p);
-  r->headers.len = 0;          /* a final response after a 1xx */
+  CONN(p)->resp.len = 0;       /* a final response after a 1xx */
+  CONN(p)->trailers.len = 0;
   r->nheaders = 0;
-  r->body.len = 0;
+  r->in_body = 0;
   return 0;
+}
+
+/* Where header pairs go: the head's before the body, trailers aside. */
+static ml_buf *pairs_buf(llhttp_t *p) {
+  return REQ(p)->in_body ? &CONN(p)->trailers : &CONN(p)->resp;
 }
 
 static int on_header_data(llhttp_t *p, const char *at, size_t len) {
   ml_hreq *r = REQ(p);
-  if (r->headers.len + len > MAX_HEADERS ||
-      ml_buf_append(&r->headers, at, len) != 0)
+  hconn *c = CONN(p);
+  ml_buf *b = pairs_buf(p);
+  if ((r->in_body ? r->headers_len : c->resp.len) + c->trailers.len + len >
+      MAX_HEADERS ||
+      ml_buf_append(b, at, len) != 0)
     return -1;
   return 0;
 }
 
 static int on_header_field_complete(llhttp_t *p) {
-  return ml_buf_append(&REQ(p)->headers, "", 1);   /* name\0 */
+  return ml_buf_append(pairs_buf(p), "", 1);       /* name\0 */
 }
 
 static int on_header_value_complete(llhttp_t *p) {
-  ml_hreq *r = REQ(p);
-  r->nheaders++;
-  return ml_buf_append(&r->headers, "", 1);        /* value\0 */
+  REQ(p)->nheaders++;
+  return ml_buf_append(pairs_buf(p), "", 1);       /* value\0 */
 }
 
 /* 1 tells llhttp there is no body: HEAD, 204 and 304 have none. */
 static int on_headers_complete(llhttp_t *p) {
   ml_hreq *r = REQ(p);
   r->status = p->status_code;
+  r->headers_len = CONN(p)->resp.len;   /* the body follows */
+  r->in_body = 1;
   if (r->status >= 100 && r->status < 200)
     return 0;
   if (r->head || r->status == 204 || r->status == 304)
@@ -282,11 +308,12 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   ml_hreq *r = REQ(p);
-  if (r->body.len + len > r->max_body) {
+  ml_buf *b = &CONN(p)->resp;
+  if (b->len - r->headers_len + len > r->max_body) {
     r->err = "too large";
     return -1;
   }
-  return ml_buf_append(&r->body, at, len) == 0 ? 0 : -1;
+  return ml_buf_append(b, at, len) == 0 ? 0 : -1;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -380,22 +407,20 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void write_done(uv_write_t *w, int status) {
   hconn *c = container_of(w, hconn, wreq);
+  c->writing = 0;
   if (status < 0 && !c->closing && c->req != NULL && !retry(c->req))
     finish(c->req, "closed");
 }
 
-/* The request in one write: uv_try_write, then uv_write for the rest. */
+/*
+ * The request in one write: uv_try_write, then uv_write for the rest,
+ * straight from the caller's bytes.  Those stay until the exchange ends,
+ * and a connection still writing then is closed, never pooled.
+ */
 static void send_request(hconn *c) {
   ml_hreq *r = c->req;
-  uv_buf_t b;
-  int n;
-  c->wbuf.len = 0;
-  if (ml_buf_append(&c->wbuf, r->data, r->len) != 0) {
-    finish(r, "closed");
-    return;
-  }
-  b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-  n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)r->len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n == UV_EAGAIN)
     n = 0;
   if (n < 0) {
@@ -403,10 +428,12 @@ static void send_request(hconn *c) {
       finish(r, "closed");
     return;
   }
-  if ((size_t)n < c->wbuf.len) {
-    b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - n));
+  if ((size_t)n < r->len) {
+    b = uv_buf_init((char *)r->data + n, (unsigned)(r->len - n));
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0)
       finish(r, "closed");
+    else
+      c->writing = 1;
   }
 }
 
@@ -495,12 +522,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
 /* Looks the host up (off the loop), then connects.  A numeric address
  * needs no lookup, nor a trip through libuv's small thread pool. */
 static void start_connect(ml_hreq *r) {
+  pool *p = r->pool;
   struct addrinfo hints;
   char port[16];
   int rc;
-  if (uv_ip4_addr(r->host, r->port, (struct sockaddr_in *)&r->pool->addr)
-      == 0 || uv_ip6_addr(r->host, r->port,
-                          (struct sockaddr_in6 *)&r->pool->addr) == 0) {
+  if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&p->addr) == 0 ||
+      uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&p->addr) == 0) {
     r->pool->has_addr = 1;
     connect_to(r);
     return;
@@ -508,9 +535,9 @@ static void start_connect(ml_hreq *r) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  snprintf(port, sizeof port, "%d", r->port);
+  snprintf(port, sizeof port, "%d", p->port);
   r->pending++;
-  rc = uv_getaddrinfo(r->client->loop, &r->dns, on_resolved, r->host, port,
+  rc = uv_getaddrinfo(r->client->loop, &r->dns, on_resolved, p->host, port,
                       &hints);
   if (rc != 0) {
     r->pending--;
@@ -529,10 +556,6 @@ static void start_connect(ml_hreq *r) {
 
 static void req_free(ml_hreq *r) {
   ml_client *cl = r->client;
-  ml_buf_free(&r->headers);
-  ml_buf_free(&r->body);
-  free(r->data);
-  free(r->host);
   free(r);
   cl->nreqs--;
   client_maybe_free(cl);
@@ -550,6 +573,37 @@ static void on_timeout(uv_timer_t *t) {
 }
 
 /*
+ * Points 'res' at r's complete response in c->resp, which stays there
+ * while 'done' runs (c is freed in a close callback, and its next
+ * exchange parses only on a later read).  A buffer too big to keep moves
+ * to 'big', and trailers join the head's pairs in 'pairs': both the
+ * caller frees after 'done'.  Returns NULL, or the error to report.
+ */
+static const char *take_response(ml_hreq *r, hconn *c, ml_hres *res,
+                                 ml_buf *big, ml_buf *pairs) {
+  ml_buf *b = &c->resp;
+  if (b->cap > RESP_KEEP) {
+    *big = *b;
+    memset(b, 0, sizeof *b);
+    b = big;
+  }
+  res->status = r->status;
+  res->headers = b->data != NULL ? b->data : "";
+  res->headers_len = r->headers_len;
+  res->nheaders = r->nheaders;
+  res->body = b->data != NULL ? b->data + r->headers_len : "";
+  res->body_len = b->len - r->headers_len;
+  if (c->trailers.len > 0) {       /* rare: the pairs in one block */
+    if (ml_buf_append(pairs, res->headers, res->headers_len) != 0 ||
+        ml_buf_append(pairs, c->trailers.data, c->trailers.len) != 0)
+      return "bad response";       /* out of memory */
+    res->headers = pairs->data;
+    res->headers_len = pairs->len;
+  }
+  return NULL;
+}
+
+/*
  * Ends the exchange once: gives back or closes its connection, closes its
  * timer, cancels a lookup in flight, then tells the caller (unless it
  * cancelled).  The exchange is freed when its timer and lookup are done.
@@ -558,6 +612,7 @@ static void on_timeout(uv_timer_t *t) {
 static void finish(ml_hreq *r, const char *err) {
   hconn *c = r->conn;
   ml_hres res;
+  ml_buf big = { NULL, 0, 0 }, pairs = { NULL, 0, 0 };
   if (r->finished) {
     if (r->pending == 0)
       req_free(r);
@@ -572,51 +627,39 @@ static void finish(ml_hreq *r, const char *err) {
   }
   r->finished = 1;
   r->conn = NULL;
+  memset(&res, 0, sizeof res);
+  if (err == NULL && c != NULL)
+    err = take_response(r, c, &res, &big, &pairs);
+  res.err = err;
   if (c != NULL)
     conn_release(c, err == NULL && !r->extra_bytes &&
                     llhttp_should_keep_alive(&c->parser));
   if (r->pending > 1)              /* the lookup: its callback will come */
     uv_cancel((uv_req_t *)&r->dns);
   uv_close((uv_handle_t *)&r->timer, timer_closed);
-  if (r->cancelled)
-    return;
-  memset(&res, 0, sizeof res);
-  res.err = err;
-  if (err == NULL) {
-    res.status = r->status;
-    res.headers = r->headers.data ? r->headers.data : "";
-    res.headers_len = r->headers.len;
-    res.nheaders = r->nheaders;
-    res.body = r->body.data ? r->body.data : "";
-    res.body_len = r->body.len;
-  }
-  r->done(r, &res, r->ud);       /* last: it may resume a coroutine */
+  if (!r->cancelled)
+    r->done(r, &res, r->ud);       /* last: it may resume a coroutine */
+  ml_buf_free(&big);
+  ml_buf_free(&pairs);
 }
 
 ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
                            ml_hreq_done done, void *ud) {
-  ml_hreq *r = calloc(1, sizeof *r);
+  ml_hreq *r = calloc(1, sizeof *r + o->ud_size);
   if (r == NULL)
     return NULL;
   r->client = c;
-  r->data = malloc(o->len ? o->len : 1);
-  r->host = malloc(strlen(o->host) + 1);
-  r->pool = find_pool(c, o->host, o->port);
-  if (r->data == NULL || r->host == NULL || r->pool == NULL) {
-    free(r->data);
-    free(r->host);
+  if ((r->pool = find_pool(c, o->host, o->port)) == NULL) {
     free(r);
     return NULL;
   }
-  memcpy(r->data, o->data, o->len);
-  strcpy(r->host, o->host);
+  r->data = o->data;
   r->len = o->len;
-  r->port = o->port;
   r->max_body = o->max_body;
   r->head = o->head != 0;
   r->idempotent = o->idempotent != 0;
   r->done = done;
-  r->ud = ud;
+  r->ud = ud != NULL ? ud : (void *)r->ud_area;
   c->nreqs++;
   r->pending = 1;                  /* the timer, closed by finish */
   uv_timer_init(c->loop, &r->timer);
@@ -628,6 +671,10 @@ ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
     start_connect(r);
   r->starting = 0;
   return r;
+}
+
+void *ml_client_ud(ml_hreq *r) {
+  return r->ud_area;
 }
 
 void ml_client_cancel(ml_hreq *r) {

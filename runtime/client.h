@@ -15,14 +15,18 @@ typedef struct ml_hreq ml_hreq;
 
 /* One exchange to start. */
 typedef struct {
-  const char *host;          /* a name or a numeric address */
+  const char *host;          /* a name or a numeric address; copied */
   int port;
-  const char *data;          /* the whole request, head and body; copied */
+  const char *data;          /* the whole request, head and body: not
+                                copied, so it must stay as it is until
+                                'done' is called or the exchange is
+                                cancelled */
   size_t len;
   uint64_t timeout_ms;       /* bounds the whole exchange */
   size_t max_body;           /* larger responses fail with "too large" */
   int head;                  /* a HEAD request: the response has no body */
   int idempotent;            /* may be sent again on a fresh connection */
+  size_t ud_size;            /* bytes of caller's memory in the exchange */
 } ml_hreq_opts;
 
 /* Its outcome, valid while the 'done' callback runs. */
@@ -51,10 +55,16 @@ void ml_client_close(ml_client *c);
 
 /*
  * Starts an exchange; 'done' is called exactly once, from a loop callback,
- * unless the exchange is cancelled first.  NULL when out of memory.
+ * unless the exchange is cancelled first.  'ud' is passed to 'done'; NULL
+ * passes the exchange's own o->ud_size bytes (zeroed, aligned for any
+ * type), which live until 'done' returns or ml_client_cancel has been
+ * called, and which ml_client_ud gives too.  NULL when out of memory.
  */
 ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
                            ml_hreq_done done, void *ud);
+
+/* The exchange's o->ud_size bytes of caller's memory. */
+void *ml_client_ud(ml_hreq *r);
 
 /* Abandons an exchange: 'done' will not be called; its connection is
  * closed, never pooled half-used. */

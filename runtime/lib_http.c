@@ -10,6 +10,8 @@
 #include "lib.h"
 #include "util.h"
 
+/* The wait, in the exchange's own memory (ml_client_ud): it lives as
+ * long as the exchange, so nothing here frees it. */
 typedef struct {
   ml_wait w;
   ml_hreq *req;
@@ -69,7 +71,6 @@ static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
   ml_co *co = ml_sched_unpark(&op->w);
   lua_State *L;
   ML_UNUSED(r);
-  free(op);
   if (co == NULL)
     return;
   L = co->L;
@@ -86,22 +87,23 @@ static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
 
 /* The coroutine was cancelled: abandon the exchange and its connection. */
 static void http_cancel(ml_wait *w) {
-  http_op *op = (http_op *)w;
-  ml_client_cancel(op->req);
-  free(op);
+  ml_client_cancel(((http_op *)w)->req);
 }
 
 /*
  * core.http_request(host, port, request, timeout, head, idempotent,
  * max_body) -> status, headers, body | nil, err.  'request' is the whole
  * request, head and body, as it goes on the wire; 'headers' is a block
- * for core.http_headers.
+ * for core.http_headers.  client.c writes 'request' from the string
+ * itself: it stays on this coroutine's stack, below the yield, until the
+ * exchange has ended (a cancelled one's connection is closed first).
  */
 static int http_request(lua_State *L) {
   ml_gen *g = ML_GEN(L);
   ml_hreq_opts o;
   lua_Number timeout;
   ml_co *co;
+  ml_hreq *r;
   http_op *op;
   o.host = luaL_checkstring(L, 1);
   o.port = (int)luaL_checkinteger(L, 2);
@@ -115,13 +117,12 @@ static int http_request(lua_State *L) {
   co = ml_sched_current(L);
   if (g->client == NULL && (g->client = ml_client_new(g->loop)) == NULL)
     return luaL_error(L, "not enough memory");
-  if ((op = calloc(1, sizeof *op)) == NULL)
-    return luaL_error(L, "not enough memory");
   o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
-  if ((op->req = ml_client_request(g->client, &o, http_done, op)) == NULL) {
-    free(op);
+  o.ud_size = sizeof *op;
+  if ((r = ml_client_request(g->client, &o, http_done, NULL)) == NULL)
     return luaL_error(L, "not enough memory");
-  }
+  op = ml_client_ud(r);
+  op->req = r;
   ml_sched_park(co, &op->w, http_cancel);
   return ml_sched_yield(L);
 }

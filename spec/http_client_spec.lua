@@ -194,6 +194,7 @@ describe("moonlet.http", function()
       assert.equal("hello from chunk", v.results[1].body)
       assert.equal("hello from chunk", v.results[2].body)
       assert.equal("chunked", v.results[1].headers["transfer-encoding"])
+      assert.equal("t", v.results[2].headers["x-trailer"])   -- a trailer
       assert.equal(200, v.results[3].status)
       assert.is_true(v.connects <= 1)
     end)
@@ -368,6 +369,29 @@ describe("moonlet.http", function()
       assert.same({ "1", "2", "3" }, { v.seen[301], v.seen[302],
         v.seen[303] })
     end)
+
+    it("sends a 4 MB body over many writes", function()
+      local v = call("/bigpost", { url = RAW .. "/echo", n = 4000000 },
+        { timeout = 30 })
+      assert.equal(200, v.status)
+      local echo = cjson.decode(v.body)
+      assert.equal(4000000, #echo.body)
+      assert.equal("4000000", echo.headers["content-length"])
+      assert.equal(200, one { url = RAW .. "/ok" }.status)
+    end)
+
+    it("closes, not pools, a connection answered while still writing",
+      function()
+        -- 16 MB: more than the socket buffers take while nobody reads
+        local v = call("/bigpost", { url = RAW .. "/early", n = 16000000 },
+          { timeout = 30 })
+        assert.equal(200, v.status)
+        assert.equal("early", v.body)
+        for _ = 1, 3 do      -- the pool's newest: not the one still writing
+          local ok = one { url = RAW .. "/ok", timeout = "2" }
+          assert.equal(200, ok.status, ok.err)
+        end
+      end)
 
     it("raises for a header value with CR/LF, sending nothing", function()
       local before = raw_stats(raw)

@@ -128,6 +128,14 @@ app:get("/crlf", function(req)
   return "sent"
 end)
 
+-- POST n bytes of "x" to url: a request written over many writes.
+app:get("/bigpost", function(req)
+  local t0 = moonlet.now()
+  local res, err = http.post(req.query.url, ("x"):rep(tonumber(req.query.n)),
+    { timeout = 20 })
+  return outcome(res, err, t0)
+end)
+
 -- Misuse raises at the caller's line: a 500, the line in the log.
 app:get("/misuse", function(req)
   if req.query.kind == "get" then

@@ -12,7 +12,7 @@
 -- Paths: /ok /conn /echo /json /notjson /headers /chunked /close
 -- /badstatus /garbage /continue /head /204 /304 /redirect/N /absredirect
 -- /rel/a/start /to?URL /loop /see-other /temporary /big /huge /drop /bye
--- /hang /nolocation.
+-- /hang /nolocation /early.
 local socket = require "socket"
 local cjson = require "cjson"
 
@@ -223,6 +223,14 @@ local function process(st)
       k = k:lower()
       headers[k] = headers[k] and (headers[k] .. ", " .. v) or v
     end
+    if target == "/early" then
+      -- answers (keep-alive) before the body has come, then never reads
+      -- this connection again: the client is left writing its request
+      stats.requests["/early"] = (stats.requests["/early"] or 0) + 1
+      send(st, ok("early"))
+      st.early, st.buf = true, ""
+      return
+    end
     local len = tonumber(headers["content-length"]) or 0
     if #st.buf < head_end + 3 + len then return end
     local body = st.buf:sub(head_end + 4, head_end + 3 + len)
@@ -255,7 +263,7 @@ local quit = false
 while not quit and socket.gettime() - started < LIFETIME do
   local readers, writers = { server }, {}
   for _, c in ipairs(order) do
-    readers[#readers + 1] = c
+    if not clients[c].early then readers[#readers + 1] = c end
     if #clients[c].out > 0 then writers[#writers + 1] = c end
   end
   local r, w = socket.select(readers, writers, 0.1)
