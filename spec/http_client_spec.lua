@@ -487,6 +487,13 @@ describe("moonlet.http", function()
       assert.equal("https not supported", v.err)
     end)
 
+    it("bounds the redirects and the last hop by one timeout", function()
+      local v = one { url = RAW .. "/to?" .. escape(BK .. "/slow/1"),
+        timeout = "0.5" }
+      assert.equal("timeout", v.err)
+      assert.is_true(v.elapsed >= 0.45 and v.elapsed < 0.95, v.elapsed)
+    end)
+
     it("turns a POST into a GET on 303, keeps it on 307", function()
       local v = one { method = "POST", url = RAW .. "/see-other",
         body = "payload" }

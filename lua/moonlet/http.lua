@@ -230,41 +230,33 @@ local function request_for(u, method, headers, body)
   return r
 end
 
--- A response: its headers wait as a string until res.headers is read.
-local function response(status, raw, body, url)
-  local res = setmetatable({ status = status, body = body, url = url },
-    Response)
-  raw_headers[res] = raw
-  return res
-end
-
 -- One call with its options checked: the exchange, and the redirects it
 -- follows, all within 'timeout' seconds.  Raises at level 2, so only
--- through tail calls.
+-- through tail calls.  The first exchange has all of 'timeout'.
 local function fetch(method, url, headers, body, timeout, follow)
-  local deadline = now() + timeout
-  local hops = 0
+  local deadline, left, hops = now() + timeout, timeout, 0
   while true do
-    local u = parse_url(url)
+    local u = urls[url] or parse_url(url)
     local scheme = u and u.scheme
     if scheme == "https" then
       return nil, "https not supported"
     elseif scheme ~= "http" then
       error("moonlet.http.request: not an http:// URL: " .. url, 2)
     end
-    local left = deadline - now()
-    if left <= 0 then
-      return nil, "timeout"
-    end
-    local status, raw, rbody = http_request(u.host, u.port,
-      request_for(u, method, headers, body), left,
+    local plain = u.plain
+    local req = plain and headers == NO_HEADERS and body == ""
+      and plain[method] or request_for(u, method, headers, body)
+    local status, raw, rbody = http_request(u.host, u.port, req, left,
       method == "HEAD", IDEMPOTENT[method], MAX_BODY)
     if not status then
       return nil, raw
     end
     if not (follow and (status == 301 or status == 302 or status == 303
         or status == 307 or status == 308)) then
-      return response(status, raw, rbody, url)
+      local res = setmetatable({ status = status, body = rbody, url = url },
+        Response)
+      raw_headers[res] = raw       -- until res.headers is read
+      return res
     end
     local hdrs = http_headers(raw)
     local location = rawget(hdrs, "location")
@@ -280,6 +272,10 @@ local function fetch(method, url, headers, body, timeout, follow)
     if status == 303 or ((status == 301 or status == 302)
         and method ~= "GET" and method ~= "HEAD") then
       method, body = "GET", ""     -- as browsers do
+    end
+    left = deadline - now()
+    if left <= 0 then
+      return nil, "timeout"
     end
   end
 end
