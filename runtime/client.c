@@ -264,6 +264,16 @@ static int on_message_begin(llhttp_t *p) {
   return 0;
 }
 
+/* ml_buf_append, inline while the buffer has room: the parser calls
+ * back four times per header. */
+static int put(ml_buf *b, const char *at, size_t len) {
+  if (len == 0 || b->cap - b->len < len)
+    return ml_buf_append(b, at, len);
+  memcpy(b->data + b->len, at, len);
+  b->len += len;
+  return 0;
+}
+
 /* Where header pairs go: the head's before the body, trailers aside. */
 static ml_buf *pairs_buf(llhttp_t *p) {
   return REQ(p)->in_body ? &CONN(p)->trailers : &CONN(p)->resp;
@@ -272,21 +282,19 @@ static ml_buf *pairs_buf(llhttp_t *p) {
 static int on_header_data(llhttp_t *p, const char *at, size_t len) {
   ml_hreq *r = REQ(p);
   hconn *c = CONN(p);
-  ml_buf *b = pairs_buf(p);
   if ((r->in_body ? r->headers_len : c->resp.len) + c->trailers.len + len >
-      MAX_HEADERS ||
-      ml_buf_append(b, at, len) != 0)
+      MAX_HEADERS)
     return -1;
-  return 0;
+  return put(pairs_buf(p), at, len);
 }
 
 static int on_header_field_complete(llhttp_t *p) {
-  return ml_buf_append(pairs_buf(p), "", 1);       /* name\0 */
+  return put(pairs_buf(p), "", 1);                 /* name\0 */
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   REQ(p)->nheaders++;
-  return ml_buf_append(pairs_buf(p), "", 1);       /* value\0 */
+  return put(pairs_buf(p), "", 1);                 /* value\0 */
 }
 
 /* 1 tells llhttp there is no body: HEAD, 204 and 304 have none. */
@@ -313,7 +321,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     r->err = "too large";
     return -1;
   }
-  return ml_buf_append(b, at, len) == 0 ? 0 : -1;
+  return put(b, at, len);
 }
 
 static int on_message_complete(llhttp_t *p) {
