@@ -4,12 +4,17 @@
  * (Content-Length, chunked, close-delimited; 1xx skipped; no body for
  * HEAD, 204, 304), and a pool of kept-alive connections per host:port.
  *
- * An exchange (ml_hreq) owns its timer and name lookup; a connection
- * (hconn) belongs to the pool while idle and to one exchange while in use,
- * and keeps the buffer responses are parsed into from one exchange to the
+ * An exchange (ml_hreq) owns its name lookup; a connection (hconn)
+ * belongs to the pool while idle and to one exchange while in use, and
+ * keeps the buffer responses are parsed into from one exchange to the
  * next.  A connection that ends an exchange in any state but "response
  * complete, request written, keep-alive" is closed, so the pool never
  * hands out a half-used one.
+ *
+ * Deadlines cost no libuv timer each: the client keeps its exchanges in
+ * deadline order (a new one nearly always goes last) under one timer, and
+ * its idle connections in release order (each pool's oldest last) under
+ * another; a timer that fires with nothing due just moves on.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,17 +26,17 @@
 #define MAX_IDLE 1024              /* idle connections kept per host:port:
                                       a fan-in of many concurrent calls to
                                       one backend must not churn them */
-#define IDLE_MS 30000              /* then closed */
+#define IDLE_MS 30000              /* then closed (ml_client_set_idle) */
 #define MAX_HEADERS 65536          /* response head larger: bad response */
 #define RESP_KEEP 16384            /* a larger response buffer is not kept
                                       for the connection's next exchange */
 
 typedef struct hconn hconn;
 
-/* The idle connections to one host:port. */
+/* The idle connections to one host:port, the most recent first. */
 typedef struct pool {
   struct pool *next;
-  hconn *idle;
+  hconn *idle, *idle_last;
   int nidle;
   int port;
   struct sockaddr_storage addr;   /* the last address resolved */
@@ -42,16 +47,23 @@ typedef struct pool {
 struct ml_client {
   uv_loop_t *loop;
   pool *pools;
+  uv_timer_t timer;               /* for the first exchange's deadline;
+                                     ref'd while there are exchanges */
+  uv_timer_t sweep;               /* closes idle connections; unref'd */
+  ml_hreq *first, *last;          /* the exchanges, by deadline */
+  uint64_t timer_at, sweep_at;    /* when each fires; 0: not started */
+  uint64_t idle_ms;               /* an idle connection's life */
   int nconns;                     /* open connections */
   int nreqs;                      /* exchanges not yet freed */
-  int closing;
+  int closes;                     /* timer closes outstanding */
+  unsigned closing : 1;
+  unsigned freeing : 1;
   uint64_t connects;
   char readbuf[65536];            /* shared by every read callback */
 };
 
 struct hconn {
   uv_tcp_t tcp;
-  uv_timer_t idle_timer;
   uv_connect_t creq;
   uv_write_t wreq;
   llhttp_t parser;
@@ -61,9 +73,10 @@ struct hconn {
   ml_buf resp;                    /* the response: its header pairs, then
                                      its body */
   ml_buf trailers;                /* the pairs after a chunked body */
-  hconn *next;                    /* the pool's idle list */
-  int closes;
+  hconn *next, *prev;             /* the pool's idle list */
+  uint64_t idle_since;            /* loop time it went idle */
   unsigned closing : 1;
+  unsigned idle : 1;              /* in its pool's idle list */
   unsigned reused : 1;            /* served an exchange before this one */
   unsigned writing : 1;           /* a uv_write of the request is queued */
 };
@@ -72,13 +85,14 @@ struct ml_hreq {
   ml_client *client;
   pool *pool;
   uv_getaddrinfo_t dns;
-  uv_timer_t timer;
+  ml_hreq *prev, *next;           /* the client's deadline order */
+  uint64_t deadline;              /* loop time */
   hconn *conn;
   const char *data;               /* the request, the caller's */
   size_t len;
   ml_hreq_done done;
   void *ud;
-  int pending;                    /* timer close and name lookup */
+  int pending;                    /* a name lookup in flight */
   /* the response as it arrives, in its connection's 'resp' */
   int status;
   size_t headers_len;             /* the header pairs' bytes */
@@ -97,6 +111,7 @@ struct ml_hreq {
   unsigned finished : 1;
   unsigned cancelled : 1;
   unsigned starting : 1;          /* inside ml_client_request */
+  unsigned queued : 1;            /* in the deadline order */
   const char *early_err;          /* a failure while starting, deferred */
   union {                         /* the caller's o->ud_size bytes */
     long double d;
@@ -117,8 +132,14 @@ static void send_request(hconn *c);
 
 ml_client *ml_client_new(uv_loop_t *loop) {
   ml_client *c = calloc(1, sizeof *c);
-  if (c != NULL)
-    c->loop = loop;
+  if (c == NULL)
+    return NULL;
+  c->loop = loop;
+  c->idle_ms = IDLE_MS;
+  uv_timer_init(loop, &c->timer);
+  uv_timer_init(loop, &c->sweep);
+  uv_unref((uv_handle_t *)&c->timer);
+  uv_unref((uv_handle_t *)&c->sweep);
   return c;
 }
 
@@ -126,16 +147,32 @@ uint64_t ml_client_connects(ml_client *c) {
   return c->connects;
 }
 
-/* Frees the client once it is closing and nothing of it is left. */
-static void client_maybe_free(ml_client *c) {
+void ml_client_set_idle(ml_client *c, uint64_t ms) {
+  c->idle_ms = ms;
+}
+
+static void client_closed(uv_handle_t *h) {
+  ml_client *c = h->data;
   pool *p, *next;
-  if (!c->closing || c->nconns > 0 || c->nreqs > 0)
+  if (--c->closes > 0)
     return;
   for (p = c->pools; p != NULL; p = next) {
     next = p->next;
     free(p);
   }
   free(c);
+}
+
+/* Frees the client, through its timers' close callbacks, once it is
+ * closing and nothing of it is left. */
+static void client_maybe_free(ml_client *c) {
+  if (!c->closing || c->freeing || c->nconns > 0 || c->nreqs > 0)
+    return;
+  c->freeing = 1;
+  c->closes = 2;
+  c->timer.data = c->sweep.data = c;
+  uv_close((uv_handle_t *)&c->timer, client_closed);
+  uv_close((uv_handle_t *)&c->sweep, client_closed);
 }
 
 /* The pool for host:port, made on first use; NULL when out of memory. */
@@ -166,8 +203,6 @@ static pool *find_pool(ml_client *c, const char *host, int port) {
 static void conn_closed(uv_handle_t *h) {
   hconn *c = h->data;
   ml_client *cl = c->client;
-  if (--c->closes > 0)
-    return;
   ml_buf_free(&c->resp);
   ml_buf_free(&c->trailers);
   free(c);
@@ -176,14 +211,20 @@ static void conn_closed(uv_handle_t *h) {
 }
 
 static void unlink_idle(hconn *c) {
-  hconn **p;
-  for (p = &c->pool->idle; *p != NULL; p = &(*p)->next)
-    if (*p == c) {
-      *p = c->next;
-      c->pool->nidle--;
-      break;
-    }
-  c->next = NULL;
+  pool *p = c->pool;
+  if (!c->idle)
+    return;
+  c->idle = 0;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    p->idle = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  else
+    p->idle_last = c->prev;
+  c->next = c->prev = NULL;
+  p->nidle--;
 }
 
 /* Closes a connection, idle or in use; idempotent. */
@@ -191,16 +232,38 @@ static void conn_close(hconn *c) {
   if (c->closing)
     return;
   c->closing = 1;
-  if (c->req == NULL)
-    unlink_idle(c);
+  unlink_idle(c);
   c->req = NULL;
-  c->closes = 2;
   uv_close((uv_handle_t *)&c->tcp, conn_closed);
-  uv_close((uv_handle_t *)&c->idle_timer, conn_closed);
 }
 
-static void on_idle_timeout(uv_timer_t *t) {
-  conn_close(container_of(t, hconn, idle_timer));
+static void on_sweep(uv_timer_t *t);
+
+/* Starts the sweep for 'at' unless it is due sooner. */
+static void sweep_at(ml_client *cl, uint64_t at) {
+  uint64_t now = uv_now(cl->loop);
+  if (cl->sweep_at != 0 && cl->sweep_at <= at)
+    return;
+  cl->sweep_at = at;
+  uv_timer_start(&cl->sweep, on_sweep, at > now ? at - now : 0, 0);
+}
+
+/* Closes the connections idle for idle_ms, each pool's oldest first,
+ * and starts again for the next to go. */
+static void on_sweep(uv_timer_t *t) {
+  ml_client *cl = container_of(t, ml_client, sweep);
+  uint64_t now = uv_now(cl->loop), next = 0;
+  pool *p;
+  hconn *c;
+  cl->sweep_at = 0;
+  for (p = cl->pools; p != NULL; p = p->next) {
+    while ((c = p->idle_last) != NULL && c->idle_since + cl->idle_ms <= now)
+      conn_close(c);
+    if (c != NULL && (next == 0 || c->idle_since + cl->idle_ms < next))
+      next = c->idle_since + cl->idle_ms;
+  }
+  if (next != 0)
+    sweep_at(cl, next);
 }
 
 /*
@@ -219,12 +282,18 @@ static void conn_release(hconn *c, int reusable) {
     return;
   }
   c->reused = 1;
+  c->idle = 1;
+  c->prev = NULL;
   c->next = p->idle;
+  if (p->idle != NULL)
+    p->idle->prev = c;
+  else
+    p->idle_last = c;
   p->idle = c;
   p->nidle++;
-  uv_timer_start(&c->idle_timer, on_idle_timeout, IDLE_MS, 0);
+  c->idle_since = uv_now(c->client->loop);
+  sweep_at(c->client, c->idle_since + c->client->idle_ms);
   uv_unref((uv_handle_t *)&c->tcp);
-  uv_unref((uv_handle_t *)&c->idle_timer);
 }
 
 /* The most recently used idle connection to r's host, or NULL. */
@@ -232,12 +301,8 @@ static hconn *conn_take(ml_hreq *r) {
   hconn *c = r->pool->idle;
   if (c == NULL)
     return NULL;
-  r->pool->idle = c->next;
-  r->pool->nidle--;
-  c->next = NULL;
-  uv_timer_stop(&c->idle_timer);
+  unlink_idle(c);
   uv_ref((uv_handle_t *)&c->tcp);
-  uv_ref((uv_handle_t *)&c->idle_timer);
   llhttp_reset(&c->parser);      /* paused at the last response's end */
   c->req = r;
   r->conn = c;
@@ -490,9 +555,7 @@ static void connect_to(ml_hreq *r) {
   c->client = cl;
   c->pool = r->pool;
   uv_tcp_init(cl->loop, &c->tcp);
-  uv_timer_init(cl->loop, &c->idle_timer);
-  c->tcp.data = c->idle_timer.data = c;
-  c->parser.data = c;
+  c->tcp.data = c;
   llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
   c->parser.data = c;
   cl->nconns++;
@@ -569,15 +632,71 @@ static void req_free(ml_hreq *r) {
   client_maybe_free(cl);
 }
 
-static void timer_closed(uv_handle_t *h) {
-  ml_hreq *r = container_of((uv_timer_t *)h, ml_hreq, timer);
-  if (--r->pending == 0)
-    req_free(r);
+static void on_deadline(uv_timer_t *t);
+
+/* Starts the client's timer for its first exchange's deadline. */
+static void timer_start(ml_client *cl) {
+  uint64_t now = uv_now(cl->loop), at = cl->first->deadline;
+  cl->timer_at = at;
+  uv_timer_start(&cl->timer, on_deadline, at > now ? at - now : 0, 0);
 }
 
-static void on_timeout(uv_timer_t *t) {
-  ml_hreq *r = container_of(t, ml_hreq, timer);
-  finish(r, r->early_err != NULL ? r->early_err : "timeout");
+/*
+ * Puts r in the deadline order, searching from the end, where a new
+ * exchange's deadline nearly always goes; the timer starts again only
+ * when r comes first and is due before it would fire.
+ */
+static void deadline_add(ml_hreq *r, uint64_t deadline) {
+  ml_client *cl = r->client;
+  ml_hreq *after = cl->last;
+  while (after != NULL && after->deadline > deadline)
+    after = after->prev;
+  r->deadline = deadline;
+  r->prev = after;
+  r->next = after != NULL ? after->next : cl->first;
+  if (r->next != NULL)
+    r->next->prev = r;
+  else
+    cl->last = r;
+  if (after != NULL)
+    after->next = r;
+  else
+    cl->first = r;
+  r->queued = 1;
+  uv_ref((uv_handle_t *)&cl->timer);
+  if (cl->first == r && (cl->timer_at == 0 || deadline < cl->timer_at))
+    timer_start(cl);
+}
+
+/* Takes r out of the order; the timer, if started, fires and moves on. */
+static void deadline_remove(ml_hreq *r) {
+  ml_client *cl = r->client;
+  if (!r->queued)
+    return;
+  r->queued = 0;
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    cl->first = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  else
+    cl->last = r->prev;
+  if (cl->first == NULL)
+    uv_unref((uv_handle_t *)&cl->timer);
+}
+
+/* Ends the exchanges whose deadline has come: "timeout", or the failure
+ * a starting one deferred; then waits for the next deadline. */
+static void on_deadline(uv_timer_t *t) {
+  ml_client *cl = container_of(t, ml_client, timer);
+  uint64_t now = uv_now(cl->loop);
+  ml_hreq *r;
+  cl->timer_at = 0;
+  while ((r = cl->first) != NULL && r->deadline <= now)
+    finish(r, r->early_err != NULL ? r->early_err : "timeout");
+  if (cl->first != NULL && cl->timer_at == 0)
+    timer_start(cl);
 }
 
 /*
@@ -612,10 +731,10 @@ static const char *take_response(ml_hreq *r, hconn *c, ml_hres *res,
 }
 
 /*
- * Ends the exchange once: gives back or closes its connection, closes its
- * timer, cancels a lookup in flight, then tells the caller (unless it
- * cancelled).  The exchange is freed when its timer and lookup are done.
- * Called again (from a late lookup) it only releases.
+ * Ends the exchange once: gives back or closes its connection, cancels a
+ * lookup in flight, tells the caller (unless it cancelled), then frees
+ * the exchange, or leaves that to the lookup's callback, which calls
+ * finish again: then it only frees.
  */
 static void finish(ml_hreq *r, const char *err) {
   hconn *c = r->conn;
@@ -630,11 +749,13 @@ static void finish(ml_hreq *r, const char *err) {
     /* never call back before ml_client_request has returned: report it
      * from the timer, on the loop's next turn */
     r->early_err = err == r->errbuf ? strcpy(r->early_buf, err) : err;
-    uv_timer_start(&r->timer, on_timeout, 0, 0);
+    deadline_remove(r);
+    deadline_add(r, uv_now(r->client->loop));
     return;
   }
   r->finished = 1;
   r->conn = NULL;
+  deadline_remove(r);
   memset(&res, 0, sizeof res);
   if (err == NULL && c != NULL)
     err = take_response(r, c, &res, &big, &pairs);
@@ -642,13 +763,14 @@ static void finish(ml_hreq *r, const char *err) {
   if (c != NULL)
     conn_release(c, err == NULL && !r->extra_bytes &&
                     llhttp_should_keep_alive(&c->parser));
-  if (r->pending > 1)              /* the lookup: its callback will come */
+  if (r->pending > 0)              /* the lookup: its callback will come */
     uv_cancel((uv_req_t *)&r->dns);
-  uv_close((uv_handle_t *)&r->timer, timer_closed);
   if (!r->cancelled)
-    r->done(r, &res, r->ud);       /* last: it may resume a coroutine */
+    r->done(r, &res, r->ud);       /* it may resume a coroutine */
   ml_buf_free(&big);
   ml_buf_free(&pairs);
+  if (r->pending == 0)
+    req_free(r);
 }
 
 ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
@@ -669,9 +791,7 @@ ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
   r->done = done;
   r->ud = ud != NULL ? ud : (void *)r->ud_area;
   c->nreqs++;
-  r->pending = 1;                  /* the timer, closed by finish */
-  uv_timer_init(c->loop, &r->timer);
-  uv_timer_start(&r->timer, on_timeout, o->timeout_ms, 0);
+  deadline_add(r, uv_now(c->loop) + o->timeout_ms);
   r->starting = 1;
   if (conn_take(r) != NULL)
     send_request(r->conn);
@@ -694,6 +814,7 @@ void ml_client_cancel(ml_hreq *r) {
 void ml_client_close(ml_client *c) {
   pool *p;
   c->closing = 1;
+  uv_timer_stop(&c->sweep);
   for (p = c->pools; p != NULL; p = p->next)
     while (p->idle != NULL)
       conn_close(p->idle);

@@ -73,4 +73,8 @@ void ml_client_cancel(ml_hreq *r);
 /* Connections opened so far, for tests of the pool. */
 uint64_t ml_client_connects(ml_client *c);
 
+/* How long a connection stays idle in the pool before it is closed:
+ * 30 s; tests make it shorter. */
+void ml_client_set_idle(ml_client *c, uint64_t ms);
+
 #endif
