@@ -152,7 +152,7 @@ http {
   uwsgi_temp_path $1/uwsgi;
   scgi_temp_path $1/scgi;
   server {
-    listen 127.0.0.1:$2;
+    listen 127.0.0.1:$2 backlog=4096;
     default_type "text/html; charset=utf-8";
     location = / {
       content_by_lua_block {
