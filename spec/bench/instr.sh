@@ -131,11 +131,22 @@ measure() {
 }
 
 # put_line PREFIX TEXT: TEXT replaces the line of results/latest.md that
-# starts with PREFIX, or is added at its end.
+# starts with PREFIX; else it goes after the last "- Instructions per"
+# line, or at the end.
 put_line() {
-  awk -v p="$1" -v t="$2" 'index($0, p) == 1 { print t; done = 1; next }
-    { print } END { if (!done) print t }' "$RESULTS/latest.md" \
-    > "$T/latest.md" && cat "$T/latest.md" > "$RESULTS/latest.md"
+  awk -v p="$1" -v t="$2" '
+    { line[++n] = $0 }
+    index($0, p) == 1 { at = n; replace = 1 }
+    !replace && index($0, "- Instructions per") == 1 { at = n }
+    END {
+      for (i = 1; i <= n; i++) {
+        if (i == at && replace) { print t; continue }
+        print line[i]
+        if (i == at) print t
+      }
+      if (!at) print t
+    }' "$RESULTS/latest.md" > "$T/latest.md" &&
+    cat "$T/latest.md" > "$RESULTS/latest.md"
 }
 
 commit=$(git rev-parse --short HEAD 2>/dev/null)
