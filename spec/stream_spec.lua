@@ -44,14 +44,15 @@ local function rss_kib(pid)
   return assert(kib, "no VmRSS for " .. pid) and kib
 end
 
+--- What the app recorded (its /state route), decoded.
+local function app_state(srv)
+  local res = H.get(srv, "/state")
+  assert.equal(200, res.status, res.body)
+  return cjson.decode(res.body)
+end
+
 describe("streams", function()
   local srv
-
-  local function state()
-    local res = H.get(srv, "/state")
-    assert.equal(200, res.status, res.body)
-    return cjson.decode(res.body)
-  end
 
   setup(function()
     srv = H.start("spec/apps/stream.lua", { args = { "--log-level", "debug" } })
@@ -69,7 +70,7 @@ describe("streams", function()
     assert.equal("START\n", read_chunk(c))
     local t1 = H.now()
     -- the handler is still sleeping: it has not recorded its end yet
-    assert.is_nil(state().chunks_ended)
+    assert.is_nil(app_state(srv).chunks_ended)
     assert.equal("MIDDLE\n", read_chunk(c))
     local t2 = H.now()
     assert.equal("END\n", read_chunk(c))
@@ -80,7 +81,7 @@ describe("streams", function()
     assert.is_true(t2 - t1 >= 0.2, "second chunk after " .. (t2 - t1))
     assert.is_true(t3 - t2 >= 0.2, "third chunk after " .. (t3 - t2))
     assert.is_true(t3 - t0 < 2.0, "took " .. (t3 - t0))
-    assert.is_number(state().chunks_ended)
+    assert.is_number(app_state(srv).chunks_ended)
   end)
 
   it("frames HTTP/1.1 chunks exactly, then keeps the connection", function()
@@ -173,7 +174,7 @@ describe("streams", function()
     local last, stable, writes = -1, 0, nil
     for _ = 1, 100 do
       H.pause(0.1)
-      local big = state().big
+      local big = app_state(srv).big
       writes = big and big.writes
       if writes ~= nil and writes == last then
         stable = stable + 1
@@ -212,7 +213,7 @@ describe("streams", function()
     assert.equal(100 * 1024 * 1024, total)
     assert.is_true(peak - before <= 16 * 1024,
       ("RSS grew by %d KiB while reading"):format(peak - before))
-    assert.same({ writes = 100, done = true }, state().big)
+    assert.same({ writes = 100, done = true }, app_state(srv).big)
   end)
 
   it("returns nil, 'closed' from a write once the client left", function()
@@ -223,7 +224,7 @@ describe("streams", function()
     c:close()
     local closed
     for _ = 1, 150 do
-      closed = state().closed
+      closed = app_state(srv).closed
       if closed and closed.err then break end
       H.pause(0.02)
     end
@@ -264,12 +265,6 @@ end)
 describe("the send timeout", function()
   local srv
 
-  local function state()
-    local res = H.get(srv, "/state")
-    assert.equal(200, res.status, res.body)
-    return cjson.decode(res.body)
-  end
-
   -- Reads everything until the server closes; returns the byte count.
   local function drain(c)
     local total = 0
@@ -292,7 +287,7 @@ describe("the send timeout", function()
     local t0, st = H.now()
     repeat
       H.pause(0.1)
-      st = state().closed
+      st = app_state(srv).closed
     until (st and st.err) or H.now() - t0 > 6
     local took = H.now() - t0
     c:close()
