@@ -14,7 +14,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <lauxlib.h>
 #include "clock.h"
 #include "conn.h"
 #include "http.h"
@@ -662,77 +661,6 @@ static void start_linger(ml_conn *c) {
 ** =======================================================
 */
 
-void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
-  luaL_Buffer b;
-  size_t i;
-  if (!c->req->enc_slash) {
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  luaL_buffinit(L, &b);
-  for (i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 2 < n) {   /* only %2F and %25 are left */
-      luaL_addchar(&b, s[i + 2] == 'F' ? '/' : '%');
-      i += 2;
-    } else {
-      luaL_addchar(&b, s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/* Pushes dispatch's arguments after the request: the route id and its
- * converted values, or 0, a status and its extra header value. */
-static int push_route(lua_State *L, ml_conn *c, const ml_match *m) {
-  char allow[256];
-  int i;
-  switch (m->kind) {
-  case ML_MATCH_FOUND:
-    lua_pushinteger(L, m->route);
-    for (i = 0; i < m->nparams; i++) {
-      const ml_param *p = &m->params[i];
-      if (p->conv == ML_CONV_INT)
-        lua_pushinteger(L, (lua_Integer)p->i);
-      else if (p->conv == ML_CONV_FLOAT)
-        lua_pushnumber(L, p->d);
-      else
-        ml_conn_push_text(L, c, p->s, p->len);
-    }
-    return 1 + m->nparams;
-  case ML_MATCH_REDIRECT_SLASH: {   /* the URL as sent, with a '/' */
-    size_t n, p = 0;
-    const char *u = ml_conn_url(c, &n);
-    while (p < n && u[p] != '?' && u[p] != '#')
-      p++;
-    lua_pushinteger(L, 0);
-    lua_pushinteger(L, 308);
-    lua_pushlstring(L, u, p);
-    lua_pushliteral(L, "/");
-    lua_pushlstring(L, u + p, n - p);
-    lua_concat(L, 3);
-    return 3;
-  }
-  case ML_MATCH_BAD_METHOD:
-  case ML_MATCH_OPTIONS:
-    lua_pushinteger(L, 0);
-    lua_pushinteger(L, m->kind == ML_MATCH_OPTIONS ? 200 : 405);
-    lua_pushlstring(L, allow, ml_router_format_allow(m->allow, allow,
-                                                     sizeof allow));
-    return 3;
-  default:
-    lua_pushinteger(L, 0);
-    lua_pushinteger(L, 404);
-    return 2;
-  }
-}
-
-int ml_conn_match(ml_conn *c, ml_match *m) {
-  size_t len;
-  const char *path = ml_conn_path(c, &len);
-  return ml_router_match(ml_conn_gen(c)->router, c->req->method, path, len,
-                         m);
-}
-
 static void finish_request(ml_conn *c);
 
 /* The coroutine serving the request returned or raised. */
@@ -755,7 +683,7 @@ static void request_done(ml_co *co, int ok) {
  * A complete request: find its path, route it in C, and start the app's
  * dispatch function in a pooled coroutine with the request object, the
  * route id and the converted parameters.  The match lives on the stack:
- * req.params, if ever read, matches again (ml_conn_match).
+ * req.params, if ever read, matches again (lib_req.c).
  */
 static void serve_request(ml_conn *c) {
   moonlet_server *s = c->srv;
@@ -781,14 +709,13 @@ static void serve_request(ml_conn *c) {
     return;
   }
   lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
-  ml_lib_req_push(co->L, c);
-  n = push_route(co->L, c, &m);
+  n = ml_lib_req_push(co->L, c, &m);
   co->done = request_done;
   co->data = c;
   co->what = "request";
   co->is_request = 1;
   r->co = co;
-  ml_sched_start(co, 1 + n);
+  ml_sched_start(co, n);
 }
 
 /*

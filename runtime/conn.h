@@ -92,15 +92,8 @@ const char *ml_conn_header_value(ml_conn *c, int i, size_t *len);
 ml_req *ml_conn_req(ml_conn *c);
 
 /* The request's path as routed: percent-decoded but for %2F (see
- * ml_conn_push_text), without the query. */
+ * lib_req.c), without the query. */
 const char *ml_conn_path(ml_conn *c, size_t *len);
-
-/* Pushes a piece of the request's path with %2F turned into '/'. */
-void ml_conn_push_text(lua_State *L, ml_conn *c, const char *s, size_t n);
-
-/* Matches the request's path again, into m (for req.params): the same
- * answer its dispatch got.  Returns m->kind. */
-int ml_conn_match(ml_conn *c, ml_match *m);
 
 /* The client's address as text ("-" if unknown). */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);

@@ -14,9 +14,11 @@ int luaopen_moonlet_core(lua_State *L);
 /* Adds the request functions to the table on top (lib_req.c). */
 void ml_lib_req_register(lua_State *L);
 
-/* Pushes a new request object for the connection's request (lib_req.c). */
+/* Pushes a new request object for the connection's request, then
+ * dispatch's route arguments for the match m; returns how many values
+ * (lib_req.c). */
 struct ml_conn;
-void ml_lib_req_push(lua_State *L, struct ml_conn *c);
+int ml_lib_req_push(lua_State *L, struct ml_conn *c, const ml_match *m);
 
 /* Adds core.future() and core.spawn() (lib_task.c). */
 void ml_lib_task_register(lua_State *L);

@@ -40,16 +40,96 @@ static ml_conn *need_conn(lua_State *L) {
   return c;
 }
 
+/*
+** {======================================================
+** The request object and dispatch's arguments
+** =======================================================
+*/
+
+/*
+ * Pushes a piece of the routed path.  When the path held %2F, parse.c
+ * kept %2F and %25 encoded so that no segment split on them: turn them
+ * back into '/' and '%'.
+ */
+static void push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
+  luaL_Buffer b;
+  size_t i;
+  if (!ml_conn_req(c)->enc_slash) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    if (s[i] == '%' && i + 2 < n) {   /* only %2F and %25 are left */
+      luaL_addchar(&b, s[i + 2] == 'F' ? '/' : '%');
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* A route parameter's converted value. */
+static void push_param(lua_State *L, ml_conn *c, const ml_param *p) {
+  if (p->conv == ML_CONV_INT)
+    lua_pushinteger(L, (lua_Integer)p->i);
+  else if (p->conv == ML_CONV_FLOAT)
+    lua_pushnumber(L, p->d);
+  else
+    push_text(L, c, p->s, p->len);
+}
+
+/* Pushes dispatch's arguments after the request: the route id and its
+ * converted values, or 0, a status and its extra header value. */
+static int push_route(lua_State *L, ml_conn *c, const ml_match *m) {
+  char allow[256];
+  int i;
+  switch (m->kind) {
+  case ML_MATCH_FOUND:
+    lua_pushinteger(L, m->route);
+    for (i = 0; i < m->nparams; i++)
+      push_param(L, c, &m->params[i]);
+    return 1 + m->nparams;
+  case ML_MATCH_REDIRECT_SLASH: {   /* the URL as sent, with a '/' */
+    size_t n, p = 0;
+    const char *u = ml_conn_url(c, &n);
+    while (p < n && u[p] != '?' && u[p] != '#')
+      p++;
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 308);
+    lua_pushlstring(L, u, p);
+    lua_pushliteral(L, "/");
+    lua_pushlstring(L, u + p, n - p);
+    lua_concat(L, 3);
+    return 3;
+  }
+  case ML_MATCH_BAD_METHOD:
+  case ML_MATCH_OPTIONS:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, m->kind == ML_MATCH_OPTIONS ? 200 : 405);
+    lua_pushlstring(L, allow, ml_router_format_allow(m->allow, allow,
+                                                     sizeof allow));
+    return 3;
+  default:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 404);
+    return 2;
+  }
+}
+
 static const char req_mt_key = 0;   /* the metatable, by address */
 
-void ml_lib_req_push(lua_State *L, ml_conn *c) {
+int ml_lib_req_push(lua_State *L, ml_conn *c, const ml_match *m) {
   ml_conn **ud = lua_newuserdatauv(L, sizeof *ud, 1);
   *ud = c;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
   lua_setmetatable(L, -2);
   ml_conn_req(c)->ud = (void **)ud;
+  return 1 + push_route(L, c, m);
 }
 
+/* }====================================================== */
 /* The request's cache table (user value 1), made on first use. */
 static void push_cache(lua_State *L) {
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
@@ -122,20 +202,20 @@ static int push_headers(lua_State *L, ml_conn *c) {
 /* req.params: the route's converted values by name.  Dispatch got them
  * as arguments; the match is not kept, so it is made again here. */
 static int push_params(lua_State *L, ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  const char *path;
+  size_t len;
   ml_match m;
   int i;
-  if (ml_conn_match(c, &m) != ML_MATCH_FOUND) {
+  path = ml_conn_path(c, &len);
+  if (ml_router_match(ml_conn_gen(c)->router, r->method, path, len, &m) !=
+      ML_MATCH_FOUND) {
     lua_newtable(L);
     return 1;
   }
   lua_createtable(L, 0, m.nparams);
   for (i = 0; i < m.nparams; i++) {
-    if (m.params[i].conv == ML_CONV_INT)
-      lua_pushinteger(L, (lua_Integer)m.params[i].i);
-    else if (m.params[i].conv == ML_CONV_FLOAT)
-      lua_pushnumber(L, m.params[i].d);
-    else
-      ml_conn_push_text(L, c, m.params[i].s, m.params[i].len);
+    push_param(L, c, &m.params[i]);
     lua_setfield(L, -2, m.params[i].name);
   }
   return 1;
@@ -163,7 +243,7 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
     lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
   } else if (IS("path")) {
     p = ml_conn_path(c, &plen);
-    ml_conn_push_text(L, c, p, plen);
+    push_text(L, c, p, plen);
   } else if (IS("raw_path") || IS("query_string")) {
     split_url(c, &p, &plen, &q, &qlen);
     if (IS("raw_path"))

@@ -208,7 +208,7 @@ static int has_encoded_slash(const char *u, const char *end) {
  * all) is decoded into r->path.  When it holds %2F, both %2F and %25 stay
  * encoded (as "%2F" and "%25"), so the router never splits a segment on a
  * '/' the client escaped, and the two can be told apart again by
- * ml_conn_push_text.  Returns -1 for invalid percent-encoding or an
+ * lib_req.c.  Returns -1 for invalid percent-encoding or an
  * encoded NUL, which get a 400.
  */
 int ml_parse_path(ml_req *r) {

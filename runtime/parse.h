@@ -17,7 +17,7 @@ extern const llhttp_settings_t ml_parse_settings;
  * Finds the URL's path, before '?' or '#', past the authority of an
  * absolute-form URL: where it lies in the text when plain, else decoded
  * into r->path (keeping %2F and %25 encoded when the path holds %2F, so
- * that an escaped '/' never splits a segment; ml_conn_push_text undoes
+ * that an escaped '/' never splits a segment; lib_req.c undoes
  * that).  Sets path_off/path_len/decoded/enc_slash.  -1 for invalid
  * %-encoding or an encoded NUL: a 400.
  */
