@@ -294,6 +294,12 @@ local function request(opts)
 end
 M.request = request
 
+--- For moonlet.testing's stubs: a response like the network's, from
+-- {status=, headers=, body=, url=} (headers already a table).
+function M._response(fields)
+  return setmetatable(fields, Response)
+end
+
 --- `moonlet.http.get(url [, opts])` (yields).  Through M.request when
 -- moonlet.testing has replaced it (to answer stubs).
 function M.get(url, opts)

@@ -280,17 +280,6 @@ end
 
 local cjson = require "cjson.safe"
 
-local StubResponse = { __name = "moonlet.http.Response" }
-StubResponse.__index = StubResponse
-
-function StubResponse:json()
-  local v, err = cjson.decode(self.body)
-  if v == nil and err ~= nil then
-    error("the response body is not JSON: " .. err, 2)
-  end
-  return v
-end
-
 local lower = string.lower
 local Headers = { __index = function(t, k)
   if type(k) == "string" then
@@ -314,8 +303,8 @@ local function stub_response(t, url)
       headers["content-type"] = "application/json"
     end
   end
-  return setmetatable({ status = t.status or 200, headers = headers,
-    body = body, url = url }, StubResponse)
+  return http._response({ status = t.status or 200, headers = headers,
+    body = body, url = url })
 end
 
 -- The stub of the current client whose prefix is the longest that
