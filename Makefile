@@ -15,7 +15,11 @@ CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) \
              $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
 LIBS     = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) -lm -ldl -lpthread
 
-RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+# runtime/ in four layers (README "Layout"): base/ net/ vm/ host/.
+LAYERS      := base net vm host
+RUNTIME_SRC := $(filter-out runtime/host/main.c,\
+                 $(foreach l,$(LAYERS),$(wildcard runtime/$(l)/*.c)))
+RUNTIME_HDR := runtime/moonlet.h $(wildcard runtime/*/*.h)
 RUNTIME_OBJ  = $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o)
 LLHTTP_OBJ   = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o \
                $(BUILD)/llhttp/llhttp.o
@@ -41,7 +45,8 @@ deps:
 	    $$missing >/dev/null || exit 1; \
 	fi
 
-$(BUILD)/%.o: runtime/%.c runtime/*.h | $(BUILD)
+$(BUILD)/%.o: runtime/%.c $(RUNTIME_HDR) | $(BUILD)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(WARN) -c $< -o $@
 
 $(BUILD)/llhttp/%.o: $(LLHTTP)/%.c | $(BUILD)
@@ -52,7 +57,7 @@ $(BUILD)/llhttp/%.o: $(LLHTTP)/%.c | $(BUILD)
 # anywhere; each module keeps its file name for tracebacks.
 $(BUILD)/luasrc.c: $(LUA_SRC) Makefile | $(BUILD)
 	@{ echo '/* generated from lua/moonlet by the Makefile */'; \
-	  echo '#include "luasrc.h"'; i=0; \
+	  echo '#include "vm/luasrc.h"'; i=0; \
 	  for f in $(LUA_SRC); do \
 	    echo "static const char m$$i[] = {"; \
 	    od -An -v -tx1 $$f | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
@@ -64,13 +69,13 @@ $(BUILD)/luasrc.c: $(LUA_SRC) Makefile | $(BUILD)
 	    echo "  {\"$$n\", \"$$f\", m$$i, sizeof m$$i - 1},"; i=$$((i+1)); \
 	  done; echo '  {0, 0, 0, 0}'; echo '};'; } > $@
 
-$(BUILD)/luasrc.o: $(BUILD)/luasrc.c runtime/luasrc.h
+$(BUILD)/luasrc.o: $(BUILD)/luasrc.c runtime/vm/luasrc.h
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/libmoonlet.a: $(RUNTIME_OBJ) $(LLHTTP_OBJ) $(BUILD)/luasrc.o
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/moonlet: $(BUILD)/main.o $(BUILD)/libmoonlet.a
+$(BUILD)/moonlet: $(BUILD)/host/main.o $(BUILD)/libmoonlet.a
 	$(CC) $(SANITIZE) -o $@ $^ $(LIBS) -Wl,-E
 
 $(BUILD)/ctest: $(CTEST_SRC) spec/c/*.h $(BUILD)/libmoonlet.a
@@ -98,7 +103,7 @@ $(BUILD)/embed-host: apps/embed/host.c runtime/moonlet.h $(BUILD)/libmoonlet.a
 MODULE_LIBS = $(shell pkg-config --libs libuv 2>/dev/null) -lm -ldl -lpthread
 module: deps $(BUILD)/moonlet.so
 
-$(BUILD)/moonlet.so: $(RUNTIME_SRC) runtime/*.h $(LUA_SRC) | $(BUILD)
+$(BUILD)/moonlet.so: $(RUNTIME_SRC) $(RUNTIME_HDR) $(LUA_SRC) | $(BUILD)
 	@$(MAKE) --no-print-directory BUILD=build-pic OPT="$(OPT) -fPIC" \
 	  build-pic/libmoonlet.a
 	$(CC) $(SANITIZE) -shared -o $@ -Wl,--whole-archive build-pic/libmoonlet.a \
@@ -170,7 +175,7 @@ FUZZ_RUN := -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps PKGS="clang-14 libclang-rt-14-dev"
 
-build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) runtime/*.h \
+build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
                       $(LUA_SRC) | fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang-14 \
 	  OPT="-O1 -g" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \

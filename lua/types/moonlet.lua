@@ -4,7 +4,7 @@
 -- `workspace.library` at lua/types (the repository's .luarc.json does).
 -- `---@meta moonlet` makes `require "moonlet"` resolve to this file.
 -- The contract is ../shared/API.md; keep this file in step with it and
--- with lua/moonlet/*.lua and runtime/lib_*.c.
+-- with lua/moonlet/*.lua and runtime/vm/lib_*.c.
 
 --------------------------------------------------------------------------
 -- Shared shapes

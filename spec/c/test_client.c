@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-#include "client.h"
+#include "net/client.h"
 #include "test.h"
 #include "test_list.h"
 

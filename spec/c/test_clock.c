@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-#include "clock.h"
+#include "base/clock.h"
 #include "test.h"
 #include "test_list.h"
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <llhttp.h>
-#include "router.h"
+#include "base/router.h"
 #include "test.h"
 #include "test_list.h"
 

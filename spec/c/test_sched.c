@@ -3,7 +3,7 @@
  * holds one ml_co, so its size is part of the cost of a request.
  */
 #include <uv.h>
-#include "sched.h"
+#include "vm/sched.h"
 #include "test.h"
 #include "test_list.h"
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
-#include "shared.h"
+#include "base/shared.h"
 #include "test.h"
 #include "test_list.h"
 

@@ -1,0 +1,86 @@
+/*
+ * clock.h - timers as entries of a clock's heap.  A real clock runs on
+ * libuv's time with one uv_timer_t for all its timers (the server owns
+ * one); a virtual clock only moves when a test advances it (moonlet.testing
+ * with {virtual_time = true}).  Lua's waits use their state's clock;
+ * connection timeouts the server's real one.
+ */
+#ifndef ML_CLOCK_H
+#define ML_CLOCK_H
+
+#include <stdint.h>
+#include <uv.h>
+#include "vm/sched.h"
+
+typedef struct ml_clock ml_clock;
+typedef struct ml_ctimer ml_ctimer;
+typedef void (*ml_ctimer_cb)(ml_ctimer *t);
+
+/*
+ * A timer, embedded in the operation that owns it.  It holds no libuv
+ * handle: stopping it is immediate, and its owner may free it at once
+ * (from its own callback too).
+ */
+struct ml_ctimer {
+  ml_clock *clock;        /* the clock it was made on */
+  ml_ctimer_cb cb;
+  uint64_t due, repeat;   /* milliseconds on its clock */
+  uint32_t seq;           /* order among timers due together (wraps) */
+  signed int index : 31;  /* its place in a heap; -1: not started */
+  unsigned on_real : 1;   /* a virtual clock's zero wait, queued on that
+                             clock's real one */
+};
+
+/* Prepares t on g's clock: virtual if the state has one (g->clock), else
+ * the server's real clock. */
+void ml_clock_timer_init(ml_gen *g, ml_ctimer *t);
+
+/* Prepares t on the clock c. */
+void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t);
+
+/*
+ * Fires cb after 'ms', then every 'repeat' ms if not 0; a started timer
+ * starts again from now.  On a real clock 'now' is the loop's cached time
+ * (uv_now), as for a uv_timer_t.  A zero-length one-shot under virtual
+ * time fires on the loop's next turn: it means "let others run", not
+ * "wait".  0, or UV_ENOMEM when the heap cannot grow (t is then stopped).
+ */
+int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
+                         uint64_t repeat);
+
+/* Stops t at once (safe if not started); afterwards the owner may free t
+ * right away: no callback follows. */
+void ml_clock_timer_stop(ml_ctimer *t);
+
+/* The state's time in milliseconds: the loop's, or the virtual clock's. */
+uint64_t ml_clock_now(ml_gen *g);
+
+/* A real clock on 'loop'; NULL when out of memory. */
+ml_clock *ml_clock_new_real(uv_loop_t *loop);
+
+/*
+ * Closes a real clock: its uv_timer_t closes, then it is freed and
+ * done(ud) runs, on a later turn of the loop.  Timers still on it are
+ * dropped without firing; their owners must not start them again.
+ */
+void ml_clock_close(ml_clock *c, void (*done)(void *ud), void *ud);
+
+/* A virtual clock starting at 'now' ms, whose zero waits run on 'real';
+ * NULL when out of memory. */
+ml_clock *ml_clock_new(uint64_t now, ml_clock *real);
+
+/* Frees a virtual clock (NULL is fine); timers still on it are dropped. */
+void ml_clock_free(ml_clock *c);
+
+/*
+ * Moves a virtual clock 'ms' forward, firing the timers that come due in
+ * order of their due times, each at its own time; after each firing,
+ * turn(ud) lets what it woke run (the loop's idle and I/O).
+ */
+void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
+                      void *ud);
+
+/* The virtual time in milliseconds. */
+uint64_t ml_clock_virtual_now(ml_clock *c);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * http.c - status texts, the per-second Date cache, header checks.  Pure
+ * helpers over a byte buffer: no I/O, no Lua.
+ */
+#include <stdio.h>
+#include <time.h>
+#include "base/http.h"
+
+typedef struct { int code; const char *text; } reason;
+
+static const reason reasons[] = {
+  {100, "Continue"}, {101, "Switching Protocols"},
+  {200, "OK"}, {201, "Created"}, {202, "Accepted"},
+  {203, "Non-Authoritative Information"}, {204, "No Content"},
+  {205, "Reset Content"}, {206, "Partial Content"},
+  {300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"},
+  {303, "See Other"}, {304, "Not Modified"}, {307, "Temporary Redirect"},
+  {308, "Permanent Redirect"},
+  {400, "Bad Request"}, {401, "Unauthorized"}, {402, "Payment Required"},
+  {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
+  {406, "Not Acceptable"}, {408, "Request Timeout"}, {409, "Conflict"},
+  {410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
+  {413, "Content Too Large"}, {414, "URI Too Long"},
+  {415, "Unsupported Media Type"}, {416, "Range Not Satisfiable"},
+  {417, "Expectation Failed"}, {418, "I'm a teapot"},
+  {421, "Misdirected Request"}, {422, "Unprocessable Content"},
+  {425, "Too Early"}, {426, "Upgrade Required"},
+  {428, "Precondition Required"}, {429, "Too Many Requests"},
+  {431, "Request Header Fields Too Large"},
+  {451, "Unavailable For Legal Reasons"},
+  {500, "Internal Server Error"}, {501, "Not Implemented"},
+  {502, "Bad Gateway"}, {503, "Service Unavailable"},
+  {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+};
+
+const char *ml_http_reason(int status) {
+  size_t lo = 0, hi = sizeof reasons / sizeof reasons[0];
+  while (lo < hi) {            /* the table is sorted by code */
+    size_t mid = (lo + hi) / 2;
+    if (reasons[mid].code == status)
+      return reasons[mid].text;
+    if (reasons[mid].code < status)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return "Unknown";
+}
+
+/* The Date line, rebuilt when the second changes. */
+static const char *date_line(size_t *len) {
+  static time_t last = -1;
+  static char line[64];
+  static size_t line_len;
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    line_len = strftime(line, sizeof line,
+                        "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    last = now;
+  }
+  *len = line_len;
+  return line;
+}
+
+/* Writes v in decimal at the end of buf (which has room); returns the
+ * start of the digits. */
+static char *format_size(char *end, size_t v) {
+  do {
+    *--end = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  return end;
+}
+
+/*
+ * "HTTP/1.1 200 OK\r\n" for the common codes, built once; the others are
+ * formatted each time.
+ */
+static const char *status_text(int status, size_t *len) {
+  static char cache[600][48];
+  static unsigned char cache_len[600];
+  static char other[64];
+  char *line = (status >= 100 && status < 600) ? cache[status] : other;
+  if (line == other || cache_len[status] == 0) {
+    int n = snprintf(line, 48, "HTTP/1.1 %d %s\r\n", status,
+                     ml_http_reason(status));
+    if (n < 0 || n >= 48)
+      n = snprintf(line, 48, "HTTP/1.1 %d Unknown\r\n", status);
+    if (line == other) {
+      *len = (size_t)n;
+      return line;
+    }
+    cache_len[status] = (unsigned char)n;
+  }
+  *len = cache_len[status];
+  return line;
+}
+
+int ml_http_status_line(ml_buf *out, int status) {
+  size_t slen, dlen;
+  const char *head = status_text(status, &slen);
+  const char *date = date_line(&dlen);
+  if (ml_buf_reserve(out, slen + dlen) != 0)
+    return -1;
+  memcpy(out->data + out->len, head, slen);
+  memcpy(out->data + out->len + slen, date, dlen);
+  out->len += slen + dlen;
+  return 0;
+}
+
+int ml_http_name_ok(const char *s, size_t n) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  size_t i;
+  if (n == 0)
+    return 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9'))
+      continue;
+    if (c == '\0' || strchr(extra, c) == NULL)
+      return 0;
+  }
+  return 1;
+}
+
+int ml_http_value_ok(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+      return 0;
+  return 1;
+}
+
+char *ml_http_put_size(char *p, size_t v) {
+  char tmp[24], *end = tmp + sizeof tmp, *q = format_size(end, v);
+  size_t n = (size_t)(end - q);
+  memcpy(p, q, n);
+  return p + n;
+}
+
+int ml_http_append_size(ml_buf *out, size_t v) {
+  char tmp[24], *end = tmp + sizeof tmp;
+  char *p = format_size(end, v);
+  return ml_buf_append(out, p, (size_t)(end - p));
+}

@@ -1,0 +1,135 @@
+/*
+ * log.c - the error and access logs.  The error log goes to stderr, one
+ * line per message; the access log is buffered and flushed once per line
+ * only when it is a terminal, so heavy traffic costs no syscall per line.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "base/log.h"
+
+static int min_level = MOONLET_LOG_INFO;
+static FILE *access_file;
+static int access_owned;    /* we opened it, so we close it */
+static int access_flush;    /* flush each line (a terminal, or a pipe) */
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void ml_log_set_level(int level) {
+  min_level = level;
+}
+
+int ml_log_enabled(int level) {
+  return level >= min_level;
+}
+
+int ml_log_level_from_name(const char *name) {
+  int i;
+  for (i = 0; i < 4; i++)
+    if (strcmp(name, level_names[i]) == 0)
+      return i;
+  if (strcmp(name, "warning") == 0)
+    return MOONLET_LOG_WARN;
+  return -1;
+}
+
+/* "2026-01-01T10:00:00Z [warn] " into buf (an unknown level is an
+ * error); its length. */
+static size_t line_head(int level, char *buf, size_t size) {
+  char stamp[32];
+  time_t now = time(NULL);
+  struct tm tm;
+  int n;
+  if (level < MOONLET_LOG_DEBUG || level > MOONLET_LOG_ERROR)
+    level = MOONLET_LOG_ERROR;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  n = snprintf(buf, size, "%s [%s] ", stamp, level_names[level]);
+  return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+void ml_log(int level, const char *fmt, ...) {
+  char head[64];
+  va_list ap;
+  if (level < min_level)
+    return;
+  line_head(level, head, sizeof head);
+  fputs(head, stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+}
+
+void ml_log_direct(int level, const char *msg) {
+  char line[1024];
+  size_t n;
+  if (level < min_level)
+    return;
+  n = line_head(level, line, sizeof line);
+  n += (size_t)snprintf(line + n, sizeof line - n, "%s\n", msg);
+  if (n >= sizeof line) {             /* cut, but still one whole line */
+    n = sizeof line - 1;
+    line[n - 1] = '\n';
+  }
+  if (write(STDERR_FILENO, line, n) < 0) {
+    /* nowhere left to say it */
+  }
+}
+
+int ml_log_access_open(const char *path) {
+  ml_log_access_close();
+  if (path == NULL)
+    return 0;
+  if (strcmp(path, "-") == 0) {
+    access_file = stdout;
+    access_owned = 0;
+  } else {
+    if ((access_file = fopen(path, "a")) == NULL)
+      return -errno;
+    access_owned = 1;
+  }
+  /* Tests and `tail -f` read it as it grows: flush per line unless it is
+   * a regular file, where the stdio buffer is flushed at exit. */
+  access_flush = 1;
+  return 0;
+}
+
+void ml_log_access_close(void) {
+  if (access_file != NULL) {
+    fflush(access_file);
+    if (access_owned)
+      fclose(access_file);
+  }
+  access_file = NULL;
+}
+
+int ml_log_access_enabled(void) {
+  return access_file != NULL;
+}
+
+void ml_log_access(const char *addr, const char *method, const char *url,
+                   size_t url_len, int minor, int status, size_t bytes,
+                   double seconds) {
+  static time_t last;
+  static char stamp[40];
+  time_t now;
+  if (access_file == NULL)
+    return;
+  now = time(NULL);
+  if (now != last) {   /* one strftime per second, not per line */
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    last = now;
+  }
+  fprintf(access_file, "%s - - [%s] \"%s %.*s HTTP/1.%d\" %d %zu %.3f\n",
+          addr, stamp, method, (int)url_len, url, minor, status, bytes,
+          seconds);
+  if (access_flush)
+    fflush(access_file);
+}

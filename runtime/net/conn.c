@@ -1,0 +1,975 @@
+/*
+ * conn.c - one TCP connection: read, run llhttp over the bytes (its
+ * callbacks are parse.c's), hand a complete request to a Lua coroutine,
+ * write responses in order, keep-alive and timeouts, lingering close.
+ * What a response looks like on the wire is lib_req.c's job; which
+ * generation serves it is the server's.
+ *
+ * One request is served at a time.  When llhttp completes a message it is
+ * paused, so pipelined requests wait until the response before them has
+ * been queued; their responses therefore leave in order.  Request text
+ * is kept as offsets, which survive it moving (out of the shared read
+ * buffer, or with its own buffer growing).  An idle connection holds no
+ * request: requests and write operations come from per-server pools.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "base/clock.h"
+#include "net/conn.h"
+#include "base/http.h"
+#include "vm/lib.h"
+#include "base/log.h"
+#include "net/parse.h"
+#include "host/server.h"
+
+#define LINGER_MS 2000          /* read-and-drop before closing */
+#define MAX_PENDING_IN 65536    /* unparsed input kept while serving */
+#define MAX_PENDING_OUT 1048576 /* queued output before parsing waits */
+
+#define REQ_POOL_MAX 256        /* idle requests a server keeps */
+#define WOP_POOL_MAX 64         /* idle write operations it keeps */
+#define POOL_BUF_MAX 16384      /* buffers a pooled request keeps */
+#define POOL_HDRS_MAX 32        /* header slots it keeps (a browser's) */
+
+/* A uv_write and the bytes it writes: taken from the server's pool only
+ * when uv_try_write could not send a response at once. */
+typedef struct ml_wop {
+  uv_write_t w;
+  ml_conn *c;
+  ml_buf buf;
+  struct ml_wop *next_free;
+} ml_wop;
+
+struct ml_conn {
+  uv_tcp_t tcp;
+  ml_ctimer timer;         /* header, keep-alive or linger timeout, on
+                              the server's clock */
+  moonlet_server *srv;
+  ml_req *req;             /* being read, served or written; NULL idle */
+  ml_wop *wop;             /* for writes uv_try_write left over: kept
+                              while the request lasts, like 'out' */
+  uint64_t deadline;       /* loop ms when the timer matters; 0: never */
+  uint64_t timer_due;      /* when the timer is set to fire */
+  uint64_t send_deadline;  /* a write in flight must progress by then */
+  size_t send_queued;      /* libuv's write queue then */
+  ml_conn *prev, *next;    /* the server's list */
+  unsigned in_request : 1; /* a request has begun and is not served */
+  unsigned handling : 1;   /* a coroutine is serving the request */
+  unsigned writing : 1;    /* wop's uv_write is in flight */
+  unsigned processing : 1; /* inside process_input */
+  unsigned close_after : 1;/* close once the output is written */
+  unsigned closing : 1;
+  unsigned lingering : 1;  /* shut down, draining input before close */
+  unsigned read_paused : 1;
+};
+
+static void process_input(ml_conn *c);
+static void flush(ml_conn *c);
+static void start_linger(ml_conn *c);
+static void start_reading(ml_conn *c);
+static void check_drain(ml_conn *c);
+static void arm(ml_conn *c, uint64_t ms);
+
+/*
+** {======================================================
+** Accessors for lib_req.c
+** =======================================================
+*/
+
+const char *ml_conn_url(ml_conn *c, size_t *len) {
+  *len = c->req->url_len;
+  return c->req->text + c->req->url_off;
+}
+
+const char *ml_conn_path(ml_conn *c, size_t *len) {
+  ml_req *r = c->req;
+  *len = r->path_len;
+  return r->decoded ? r->path.data : r->text + r->path_off;
+}
+
+const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
+  *len = c->req->hdrs[i].name_len;
+  return c->req->text + c->req->hdrs[i].name_off;
+}
+
+const char *ml_conn_header_value(ml_conn *c, int i, size_t *len) {
+  *len = c->req->hdrs[i].value_len;
+  return c->req->text + c->req->hdrs[i].value_off;
+}
+
+ml_req *ml_conn_req(ml_conn *c) {
+  return c->req;
+}
+
+ml_gen *ml_conn_gen(ml_conn *c) {
+  return c->req != NULL && c->req->co != NULL ? c->req->co->gen
+                                              : c->srv->gen;
+}
+
+void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
+  struct sockaddr_storage sa;
+  int salen = sizeof sa;
+  char ip[64];
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0) {
+    snprintf(buf, len, "-");
+    return;
+  }
+  if (sa.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+  else
+    uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+  snprintf(buf, len, "%s", ip);
+}
+
+int ml_conn_keep_alive(ml_conn *c) {
+  return c->req->keep_alive && !c->close_after && !c->srv->closing;
+}
+
+ml_buf *ml_conn_out(ml_conn *c) {
+  return &c->req->out;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Pools: requests and write operations live only while in use
+** =======================================================
+*/
+
+/* A request from the server's pool (or a new one) for c; NULL when out
+ * of memory. */
+static ml_req *req_acquire(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_req *r = s->req_pool;
+  if (r != NULL) {
+    s->req_pool = r->next_free;
+    s->req_pooled--;
+  } else {
+    if ((r = calloc(1, sizeof *r)) == NULL)
+      return NULL;
+    r->hdrs = r->inline_hdrs;
+    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+  }
+  r->conn = c;
+  r->in.len = r->out.len = 0;
+  r->text = NULL;
+  r->parsed = r->avail = 0;
+  r->shared = 0;
+  r->ud = NULL;
+  r->co = NULL;
+  r->drain_fn = NULL;
+  llhttp_init(&r->parser, HTTP_REQUEST, &ml_parse_settings);
+  c->req = r;
+  return r;
+}
+
+static void req_free(ml_req *r) {
+  ml_buf_free(&r->in);
+  ml_buf_free(&r->out);
+  ml_buf_free(&r->body);
+  ml_buf_free(&r->path);
+  if (r->hdrs != r->inline_hdrs)
+    free(r->hdrs);
+  free(r);
+}
+
+static void trim(ml_buf *b) {
+  if (b->cap > POOL_BUF_MAX)
+    ml_buf_free(b);
+  b->len = 0;
+}
+
+/* Detaches the Lua request object, which then answers "finished". */
+static void detach_request(ml_req *r) {
+  if (r->ud != NULL) {
+    *r->ud = NULL;
+    r->ud = NULL;
+  }
+}
+
+/* c is between requests: its request goes back to the pool. */
+static void req_release(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_req *r = c->req;
+  c->req = NULL;
+  detach_request(r);
+  r->conn = NULL;
+  if (s->req_pooled >= REQ_POOL_MAX || s->closing) {
+    req_free(r);
+    return;
+  }
+  if (r->hdrs_cap > POOL_HDRS_MAX) {  /* a crowd of headers: let it go */
+    free(r->hdrs);
+    r->hdrs = r->inline_hdrs;
+    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+  }
+  trim(&r->in);
+  trim(&r->out);
+  trim(&r->body);
+  trim(&r->path);
+  r->next_free = s->req_pool;
+  s->req_pool = r;
+  s->req_pooled++;
+}
+
+static ml_wop *wop_acquire(moonlet_server *s) {
+  ml_wop *op = s->wop_pool;
+  if (op != NULL) {
+    s->wop_pool = op->next_free;
+    s->wop_pooled--;
+    return op;
+  }
+  return calloc(1, sizeof *op);
+}
+
+static void wop_release(moonlet_server *s, ml_wop *op) {
+  if (s->wop_pooled >= WOP_POOL_MAX || s->closing) {
+    ml_buf_free(&op->buf);
+    free(op);
+    return;
+  }
+  trim(&op->buf);
+  op->next_free = s->wop_pool;
+  s->wop_pool = op;
+  s->wop_pooled++;
+}
+
+/*
+ * Called where a libuv callback ends: a connection with no request begun,
+ * none served, no input buffered and nothing left to write returns its
+ * request to the pool, so an idle keep-alive connection holds no buffers.
+ */
+static void settle(ml_conn *c) {
+  ml_req *r = c->req;
+  if (r != NULL && !c->processing && !c->in_request && !c->handling &&
+      !c->closing && !c->writing && r->out.len == 0 && r->in.len == 0) {
+    req_release(c);
+    if (c->wop != NULL) {
+      wop_release(c->srv, c->wop);
+      c->wop = NULL;
+    }
+  }
+}
+
+void ml_conn_free_pools(moonlet_server *s) {
+  ml_req *r;
+  ml_wop *op;
+  while ((r = s->req_pool) != NULL) {
+    s->req_pool = r->next_free;
+    req_free(r);
+  }
+  while ((op = s->wop_pool) != NULL) {
+    s->wop_pool = op->next_free;
+    ml_buf_free(&op->buf);
+    free(op);
+  }
+  s->req_pooled = s->wop_pooled = 0;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Closing
+** =======================================================
+*/
+
+/* The socket has closed (its timer stopped before): free the connection. */
+static void on_close(uv_handle_t *h) {
+  ml_conn *c = h->data;
+  moonlet_server *s = c->srv;
+  if (c->req != NULL) {
+    detach_request(c->req);
+    req_free(c->req);
+  }
+  if (c->wop != NULL)
+    wop_release(s, c->wop);
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    c->srv->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  free(c);
+  ml_server_conn_closed(s);   /* counted until its memory is gone */
+}
+
+/*
+ * Closes now.  A coroutine still serving the request is cancelled; a
+ * write in flight fails with UV_ECANCELED before on_close runs.
+ */
+void ml_conn_close(ml_conn *c) {
+  ml_req *r = c->req;
+  ml_co *co;
+  void (*drain)(ml_conn *, void *, int) = r != NULL ? r->drain_fn : NULL;
+  if (c->closing)
+    return;
+  c->closing = 1;
+  if (drain != NULL) {             /* a writer waiting: tell it first */
+    r->drain_fn = NULL;
+    drain(c, r->drain_ud, 1);
+  }
+  if ((r = c->req) != NULL) {
+    co = r->co;                    /* it may have finished meanwhile */
+    r->co = NULL;
+    detach_request(r);
+    if (co != NULL) {
+      ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
+      ml_sched_cancel(co);
+    }
+  }
+  ml_clock_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+void ml_conn_shutdown(ml_conn *c) {
+  if (c->closing)
+    return;
+  if (c->handling || c->writing ||
+      (c->req != NULL && c->req->out.len > 0))
+    c->close_after = 1;    /* the response in progress says "close" */
+  else
+    ml_conn_close(c);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Timers
+** =======================================================
+*/
+
+/* An idle event stream gets a comment, so proxies keep it open. */
+static void stream_ping(ml_conn *c) {
+  static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
+  ml_req *r = c->req;
+  if (r->chunked)
+    ml_buf_append(&r->out, ping, sizeof ping - 1);
+  else
+    ml_buf_append(&r->out, ping + 3, sizeof ping - 1 - 5);
+  flush(c);
+  if (!c->closing)
+    arm(c, r->stream_ping_ms);
+}
+
+static void start_timer(ml_conn *c, uint64_t ms);
+
+/*
+ * The send deadline passed while a write was in flight: the client took
+ * none of it since the last check (libuv's write queue did not shrink)
+ * and is dropped; otherwise the deadline moves on.  1 when it closed.
+ */
+static int send_expired(ml_conn *c, uint64_t now) {
+  size_t queued;
+  if (!c->writing) {
+    c->send_deadline = 0;
+    return 0;
+  }
+  queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (queued < c->send_queued) {
+    c->send_queued = queued;
+    c->send_deadline = now + c->srv->limits.send_timeout_ms;
+    return 0;
+  }
+  ml_log(MOONLET_LOG_DEBUG, "send timeout: the client took nothing for "
+         "%llu ms", (unsigned long long)c->srv->limits.send_timeout_ms);
+  ml_conn_close(c);
+  return 1;
+}
+
+/* The deadline that came: a head or body too slow (408), a keep-alive
+ * or a linger over (close), or an event stream's ping. */
+static void expired(ml_conn *c) {
+  if (c->handling && c->req->streaming && c->req->stream_ping_ms > 0 &&
+      !c->lingering) {
+    stream_ping(c);
+    return;
+  }
+  if (c->lingering || !c->in_request || c->handling) {
+    ml_conn_close(c);     /* idle keep-alive, or the linger is over */
+    return;
+  }
+  ml_log(MOONLET_LOG_DEBUG, "request head timeout: 408");
+  c->in_request = 0;
+  ml_conn_reject(c, 408);
+  settle(c);
+}
+
+static void on_timeout(ml_ctimer *t) {
+  ml_conn *c = container_of(t, ml_conn, timer);
+  uint64_t now = uv_now(c->srv->loop), due;
+  if (c->send_deadline != 0 && now >= c->send_deadline &&
+      send_expired(c, now))
+    return;
+  if (c->deadline != 0 && now >= c->deadline) {
+    c->deadline = 0;
+    expired(c);
+    if (c->closing)
+      return;
+  }
+  /* sleep on until the earliest deadline still set, if any */
+  due = c->deadline;
+  if (c->send_deadline != 0 && (due == 0 || c->send_deadline < due))
+    due = c->send_deadline;
+  if (due != 0 && (c->timer.index < 0 || due < c->timer_due))
+    start_timer(c, due > now ? due - now : 0);
+}
+
+/*
+ * The connection's one timer: 'ms' from now it times out (head, body,
+ * keep-alive, linger) or pings (an event stream); a write in flight adds
+ * its send deadline.  Moving a deadline later leaves the timer alone; it
+ * re-arms itself for the rest when it fires early.  So a busy keep-alive
+ * connection costs no timer work per request.
+ */
+static void arm(ml_conn *c, uint64_t ms) {
+  c->deadline = uv_now(c->srv->loop) + ms;
+  if (c->timer.index < 0 || c->deadline < c->timer_due)
+    start_timer(c, ms);
+}
+
+/* A write waits for the client: it must take some of it in time. */
+static void arm_send(ml_conn *c) {
+  c->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  c->send_deadline = uv_now(c->srv->loop) + c->srv->limits.send_timeout_ms;
+  if (c->timer.index < 0 || c->send_deadline < c->timer_due)
+    start_timer(c, c->srv->limits.send_timeout_ms);
+}
+
+/* Only when the clock's heap cannot grow does this fail: a connection
+ * that could never time out is closed instead. */
+static void start_timer(ml_conn *c, uint64_t ms) {
+  c->timer_due = uv_now(c->srv->loop) + ms;
+  if (ml_clock_timer_start(&c->timer, on_timeout, ms, 0) != 0) {
+    ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
+    ml_conn_close(c);
+  }
+}
+
+/* No timeout while a handler works; the timer, if set, finds nothing. */
+static void disarm(ml_conn *c) {
+  c->deadline = 0;
+}
+
+void ml_conn_request_progress(ml_conn *c, int begun) {
+  if (begun)
+    c->in_request = 1;
+  arm(c, c->srv->limits.header_timeout_ms);
+}
+
+const ml_limits *ml_conn_limits(ml_conn *c) {
+  return &c->srv->limits;
+}
+
+void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
+  c->req->stream_ping_ms = ms;
+  if (ms > 0)
+    arm(c, ms);
+  else
+    disarm(c);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Writing
+** =======================================================
+*/
+
+/* Wakes a writer waiting for the output to drain, if it has. */
+static void check_drain(ml_conn *c) {
+  ml_req *r = c->req;
+  void (*fn)(ml_conn *, void *, int);
+  if (r == NULL || (fn = r->drain_fn) == NULL ||
+      ml_conn_pending(c) > r->drain_low)
+    return;
+  r->drain_fn = NULL;
+  fn(c, r->drain_ud, 0);
+}
+
+static void write_done(uv_write_t *w, int status) {
+  ml_wop *op = container_of(w, ml_wop, w);
+  ml_conn *c = op->c;
+  c->writing = 0;
+  c->send_deadline = 0;
+  op->buf.len = 0;
+  if (c->closing)
+    return;
+  if (status < 0) {
+    ml_conn_close(c);
+    return;
+  }
+  flush(c);
+  check_drain(c);
+  if (c->closing)
+    return;
+  if (!c->writing && !c->handling && !c->close_after)
+    process_input(c);      /* it may have waited on our output */
+  settle(c);
+}
+
+/*
+ * Sends what is queued: uv_try_write first, which usually takes it all;
+ * what is left moves to a write operation for one uv_write.  When the
+ * output is done and the connection should close, shuts it down and
+ * lingers.
+ */
+static void flush(ml_conn *c) {
+  ml_req *r = c->req;
+  ml_wop *op;
+  ml_buf t;
+  uv_buf_t b;
+  int n;
+  if (c->closing || c->writing)
+    return;
+  if (r != NULL && r->out.len > 0) {
+    b = uv_buf_init(r->out.data, (unsigned)r->out.len);
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      ml_conn_close(c);
+      return;
+    }
+    if (n < 0)
+      n = 0;
+    if ((size_t)n < r->out.len) {
+      if (c->wop == NULL && (c->wop = wop_acquire(c->srv)) == NULL) {
+        ml_conn_close(c);
+        return;
+      }
+      op = c->wop;
+      t = op->buf;                /* swap: out keeps taking responses */
+      op->buf = r->out;
+      r->out = t;
+      r->out.len = 0;
+      op->c = c;
+      b = uv_buf_init(op->buf.data + n, (unsigned)(op->buf.len - n));
+      if (uv_write(&op->w, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
+        ml_conn_close(c);
+        return;
+      }
+      c->writing = 1;
+      arm_send(c);
+      return;
+    }
+    r->out.len = 0;
+    check_drain(c);          /* all written at once: a writer may go on */
+    if (c->closing || c->writing)
+      return;
+  }
+  if (c->close_after && !c->handling)
+    start_linger(c);
+}
+
+void ml_conn_flush(ml_conn *c) {
+  flush(c);
+}
+
+size_t ml_conn_pending(ml_conn *c) {
+  return (c->req != NULL ? c->req->out.len : 0) +
+         (c->writing ? c->wop->buf.len : 0);
+}
+
+void ml_conn_on_drain(ml_conn *c, size_t low,
+                      void (*fn)(ml_conn *c, void *ud, int closed),
+                      void *ud) {
+  c->req->drain_fn = fn;
+  c->req->drain_ud = ud;
+  c->req->drain_low = low;
+}
+
+int ml_conn_fd(ml_conn *c) {
+  uv_os_fd_t fd;
+  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? (int)fd : -1;
+}
+
+int ml_conn_closing(ml_conn *c) {
+  return c->closing || c->lingering;
+}
+
+/*
+ * Answers a request we refuse before any handler runs (400, 408, 413,
+ * 414, 431, 503...) and closes the connection after it.
+ */
+void ml_conn_reject(ml_conn *c, int status) {
+  char body[64];
+  int n;
+  ml_buf *o;
+  if (c->closing || c->close_after)
+    return;
+  if (c->req == NULL && req_acquire(c) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  o = &c->req->out;
+  n = snprintf(body, sizeof body, "%d %s\n", status, ml_http_reason(status));
+  if (ml_http_status_line(o, status) != 0 ||
+      ML_BUF_LIT(o, "Content-Type: text/plain; charset=utf-8\r\n"
+                    "Connection: close\r\nContent-Length: ") != 0 ||
+      ml_http_append_size(o, (size_t)n) != 0 ||
+      ML_BUF_LIT(o, "\r\n\r\n") != 0 ||
+      ml_buf_append(o, body, (size_t)n) != 0) {
+    ml_conn_close(c);
+    return;
+  }
+  c->close_after = 1;
+  flush(c);
+}
+
+/* Shut down our side, then drop input until EOF or LINGER_MS, so the
+ * client reads the last response before a reset could destroy it. */
+static void shutdown_done(uv_shutdown_t *sr, int status) {
+  ml_conn *c = sr->data;
+  free(sr);
+  if (c->closing)
+    return;
+  if (status < 0)
+    ml_conn_close(c);
+}
+
+static void start_linger(ml_conn *c) {
+  uv_shutdown_t *sr;
+  if (c->lingering || c->closing)
+    return;
+  c->lingering = 1;
+  if (c->req != NULL)
+    detach_request(c->req);
+  if ((sr = malloc(sizeof *sr)) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  sr->data = c;
+  if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
+    free(sr);
+    ml_conn_close(c);
+    return;
+  }
+  arm(c, LINGER_MS);
+  if (c->read_paused) {
+    c->read_paused = 0;
+    start_reading(c);
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Serving one request
+** =======================================================
+*/
+
+static void finish_request(ml_conn *c);
+
+/* The coroutine serving the request returned or raised. */
+static void request_done(ml_co *co, int ok) {
+  ml_conn *c = co->data;
+  ML_UNUSED(ok);
+  c->req->co = NULL;
+  if (c->closing)
+    return;
+  if (!c->req->responded) {    /* raised past dispatch: a bug of ours */
+    c->handling = 0;
+    ml_conn_reject(c, 500);
+  } else {
+    finish_request(c);
+  }
+  settle(c);
+}
+
+/*
+ * A complete request: find its path, route it in C, and start the app's
+ * dispatch function in a pooled coroutine with the request object, the
+ * route id and the converted parameters.  The match lives on the stack:
+ * req.params, if ever read, matches again (lib_req.c).
+ */
+static void serve_request(ml_conn *c) {
+  moonlet_server *s = c->srv;
+  ml_gen *g = s->gen;
+  ml_req *r = c->req;
+  ml_match m;
+  ml_co *co;
+  int n;
+  c->handling = 1;
+  disarm(c);
+  r->start = uv_now(s->loop);
+  if (ml_parse_path(r) != 0) {
+    c->handling = 0;
+    ml_conn_reject(c, 400);
+    return;
+  }
+  ml_router_match(g->router, r->method,
+                  r->decoded ? r->path.data : r->text + r->path_off,
+                  r->path_len, &m);
+  if ((co = ml_sched_acquire(g)) == NULL) {
+    c->handling = 0;
+    ml_conn_reject(c, 503);
+    return;
+  }
+  lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
+  n = ml_lib_req_push(co->L, c, &m);
+  co->done = request_done;
+  co->data = c;
+  co->what = "request";
+  co->is_request = 1;
+  r->co = co;
+  ml_sched_start(co, n);
+}
+
+/*
+ * The response is queued: log it, release the request, and go on with a
+ * pipelined request already buffered, or wait for the next one.
+ */
+static void finish_request(ml_conn *c) {
+  ml_req *r = c->req;
+  size_t rest;
+  if (ml_log_access_enabled()) {
+    char peer[64];
+    size_t n;
+    const char *url = ml_conn_url(c, &n);
+    ml_conn_peer(c, peer, sizeof peer);
+    ml_log_access(peer, llhttp_method_name((llhttp_method_t)r->method), url,
+                  n, r->minor, r->status, r->bytes,
+                  (double)(uv_now(c->srv->loop) - r->start) / 1000.0);
+  }
+  detach_request(r);
+  c->handling = 0;
+  c->in_request = 0;
+  if (r->body.cap > 1048576)
+    ml_buf_free(&r->body);       /* don't hoard a large body's memory */
+  if (!r->keep_alive)
+    c->close_after = 1;
+  if (r->shared) {               /* the next request's text follows */
+    r->text += r->parsed;
+    r->avail -= r->parsed;
+    rest = r->avail;
+  } else {                       /* a pipelined request, maybe */
+    rest = r->in.len - r->parsed;
+    if (rest > 0)
+      memmove(r->in.data, r->in.data + r->parsed, rest);
+    r->in.len = rest;
+  }
+  r->parsed = 0;
+  llhttp_resume(&r->parser);
+  if (c->close_after) {
+    flush(c);
+    return;
+  }
+  arm(c, rest > 0 ? c->srv->limits.header_timeout_ms
+                  : c->srv->limits.keepalive_timeout_ms);
+  if (c->read_paused && !c->closing) {
+    c->read_paused = 0;
+    start_reading(c);
+  }
+  if (!c->processing) {
+    flush(c);
+    process_input(c);
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Reading
+** =======================================================
+*/
+
+/*
+ * Input is parsed where it lies: in the server's read buffer, straight
+ * from on_read ("shared"), or in the request's own buffer, which holds
+ * what must outlive a read callback: the text of a request whose handler
+ * waits, a head still arriving, requests pipelined behind a busy one.
+ * Offsets are from r->text, the start of the request's text in either.
+ */
+static size_t input_len(ml_req *r) {
+  return r->shared ? r->avail : r->in.len;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  ml_conn *c = h->data;
+  ML_UNUSED(hint);
+  /* one buffer for every connection: what must be kept is copied out */
+  buf->base = c->srv->readbuf;
+  buf->len = sizeof c->srv->readbuf;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(ml_conn *c) {
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    ml_conn_close(c);
+}
+
+/* The parser failed or we refused the request: answer and close. */
+static void parse_error(ml_conn *c, llhttp_errno_t err) {
+  ml_req *r = c->req;
+  int status = ml_parse_error_status(r, err);
+  ml_log(MOONLET_LOG_DEBUG, "bad request (%d): %s", status,
+         r->err_status ? "over a limit" : llhttp_get_error_reason(&r->parser));
+  c->in_request = 0;
+  ml_conn_reject(c, status);
+}
+
+/*
+ * The read callback ends: copy out of the shared buffer what is still
+ * needed (exactly that much), and drop the rest.
+ */
+static void unshare(ml_conn *c) {
+  ml_req *r = c->req;
+  size_t keep;
+  int consumed = r->parsed >= r->avail;
+  r->shared = 0;
+  if (c->closing)
+    keep = 0;
+  else if (c->handling || !consumed)
+    keep = r->avail;        /* a request being served, or waiting ones */
+  else
+    keep = c->in_request ? r->head_end : 0;  /* a head still arriving */
+  r->in.len = 0;
+  if (keep > 0 && (ml_buf_reserve_exact(&r->in, keep) != 0 ||
+                   ml_buf_append(&r->in, r->text, keep) != 0)) {
+    r->text = NULL;
+    ml_conn_close(c);
+    return;
+  }
+  r->text = r->in.data;
+  if (!c->handling && consumed)
+    r->parsed = (uint32_t)keep;
+}
+
+/*
+ * Parses the input, serving each complete request in turn until one has
+ * to wait (its handler yields) or the input runs out.  Responses produced
+ * meanwhile are flushed together at the end.
+ */
+static void process_input(ml_conn *c) {
+  llhttp_errno_t err;
+  ml_req *r;
+  if (c->processing)
+    return;          /* an outer call is looping already */
+  c->processing = 1;
+  while ((r = c->req) != NULL && !c->closing && !c->handling &&
+         !c->close_after && r->parsed < input_len(r)) {
+    if (c->writing && r->out.len > MAX_PENDING_OUT)
+      break;         /* write_done comes back for the rest */
+    err = llhttp_execute(&r->parser, r->text + r->parsed,
+                         input_len(r) - r->parsed);
+    if (err == HPE_OK) {
+      /* all consumed: keep only the head of a request still arriving
+       * (its body is copied out as it comes) */
+      if (r->shared) {
+        r->parsed = r->avail;
+        break;       /* unshare keeps the head */
+      }
+      r->in.len = c->in_request ? r->head_end : 0;
+      r->parsed = (uint32_t)r->in.len;
+    } else if (err == HPE_PAUSED) {
+      r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->text);
+      serve_request(c);
+    } else {
+      parse_error(c, err);
+    }
+  }
+  if ((r = c->req) != NULL && r->shared)
+    unshare(c);
+  c->processing = 0;
+  flush(c);
+  settle(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  ml_conn *c = st->data;
+  ml_req *r;
+  if (nread == 0 || c->closing)
+    return;
+  if (nread < 0) {   /* EOF or an error: the client is gone */
+    if (!c->handling && !c->lingering && ml_conn_pending(c) > 0) {
+      c->close_after = 1;          /* let the queued response finish */
+      uv_read_stop(st);
+      return;
+    }
+    ml_conn_close(c);
+    return;
+  }
+  if (c->lingering)
+    return;
+  if ((r = c->req) == NULL && (r = req_acquire(c)) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  if (!c->handling && r->in.len == 0) {   /* parse it where it lies */
+    r->shared = 1;
+    r->text = buf->base;
+    r->avail = (uint32_t)nread;
+    r->parsed = 0;
+    process_input(c);
+    return;
+  }
+  if (ml_buf_append(&r->in, buf->base, (size_t)nread) != 0) {
+    ml_conn_close(c);
+    return;
+  }
+  r->text = r->in.data;
+  if (c->handling) {  /* pipelined input waits; bound what we keep */
+    if (r->in.len - r->parsed > MAX_PENDING_IN) {
+      uv_read_stop(st);
+      c->read_paused = 1;
+    }
+    return;
+  }
+  process_input(c);
+}
+
+void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
+  ml_conn *c = calloc(1, sizeof *c);
+  int rc;
+  if (c == NULL) {
+    ml_log(MOONLET_LOG_ERROR, "accept: out of memory");
+    return;
+  }
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  ml_clock_timer_init_on(ml_server_clock(s), &c->timer);
+  c->tcp.data = c;
+  c->next = s->conns;              /* linked first: on_close unlinks */
+  if (s->conns != NULL)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if ((rc = uv_accept(listener, (uv_stream_t *)&c->tcp)) != 0) {
+    ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(rc));
+    ml_conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  arm(c, s->limits.header_timeout_ms);
+  start_reading(c);
+  if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections) {
+    ml_log(MOONLET_LOG_DEBUG, "over --max-connections: 503");
+    ml_conn_reject(c, 503);      /* answered at once, then closed */
+  }
+}
+
+void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close) {
+  c->req->responded = 1;
+  c->req->status = status;
+  c->req->bytes = bytes;
+  if (close)
+    c->close_after = 1;
+}
+
+void ml_conn_shutdown_all(moonlet_server *s, int force) {
+  ml_conn *c, *next;
+  for (c = s->conns; c != NULL; c = next) {
+    next = c->next;
+    if (force || (c->in_request && !c->handling))
+      ml_conn_close(c);
+    else
+      ml_conn_shutdown(c);
+  }
+}
+
+/* }====================================================== */

@@ -1,0 +1,172 @@
+/*
+ * conn.h - one client connection: bytes in, llhttp, the request being
+ * served, responses out, keep-alive and timeouts.
+ */
+#ifndef ML_CONN_H
+#define ML_CONN_H
+
+#include <stdint.h>
+#include <llhttp.h>
+#include <uv.h>
+#include <lua.h>
+#include "base/router.h"
+#include "vm/sched.h"
+#include "base/util.h"
+
+typedef struct ml_conn ml_conn;
+
+/* A header as offsets from the start of its request's text. */
+typedef struct {
+  uint32_t name_off, name_len, value_off, value_len;
+} ml_hdr;
+
+#define ML_REQ_INLINE_HDRS 4   /* headers held without a malloc */
+
+/*
+ * A request being read, served or written, with what conn.c needs for it
+ * (the parser, the input and output buffers).  An idle keep-alive
+ * connection holds none: requests come from a per-server pool when bytes
+ * arrive and go back once the response is written.  Text fields are
+ * offsets from the start of the request's text (ml_conn_url and friends
+ * turn them into pointers), which may move: it is parsed in the server's
+ * read buffer and copied out only if it must outlive the read.
+ */
+typedef struct ml_req ml_req;
+struct ml_req {
+  /* the request, for lib_req.c, static.c and the watchdog */
+  int method;              /* llhttp's HTTP_GET ... */
+  int minor;               /* HTTP/1.<minor> */
+  int nhdrs;
+  ml_buf body;
+  void **ud;               /* the Lua request's pointer to us, or NULL */
+  ml_co *co;               /* the coroutine serving it */
+  int status;              /* the status sent, for the access log */
+  size_t bytes;            /* body bytes sent */
+  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
+  unsigned responded : 1;
+  unsigned streaming : 1;  /* the head is sent; the body follows */
+  unsigned chunked : 1;    /* ... in chunks (else until close) */
+  /* conn.c's own */
+  unsigned expect_continue : 1;
+  unsigned keep_alive : 1;
+  unsigned in_field : 1;   /* the last header callback was a name */
+  unsigned enc_slash : 1;  /* the path had %2F, kept encoded */
+  unsigned decoded : 1;    /* the path is in 'path', not in the text */
+  uint32_t url_off, url_len;
+  uint32_t path_off, path_len;  /* the routed path, in the text or in
+                                   'path' (when decoded) */
+  ml_hdr *hdrs;            /* inline_hdrs, or a malloc'd array */
+  int hdrs_cap;
+  uint32_t head_bytes;     /* counted against max_headers */
+  uint32_t head_end;       /* the end of the head in the text */
+  uint64_t start;          /* uv_now when the head was complete */
+  ml_conn *conn;
+  llhttp_t parser;
+  const char *text;        /* the request's text: in 'in', or in the
+                              server's read buffer while 'shared' */
+  ml_buf in;               /* input kept past a read callback */
+  uint32_t parsed;         /* how much input (from text) llhttp took */
+  uint32_t avail;          /* input from text, while shared */
+  unsigned shared : 1;     /* parsing in the server's read buffer */
+  ml_buf out;              /* responses waiting to be written */
+  ml_buf path;             /* a decoded path: %-escapes, absolute form */
+  int err_status;          /* the answer to a request we refuse */
+  void (*drain_fn)(ml_conn *c, void *ud, int closed);
+  void *drain_ud;          /* waits for the output to drain */
+  size_t drain_low;
+  ml_req *next_free;       /* the server's pool */
+  ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
+};
+
+/* Accepts a connection from the listening stream; logs its failures. */
+void ml_conn_accept(moonlet_server *s, uv_stream_t *listener);
+
+/* The URL of the request, as received. */
+const char *ml_conn_url(ml_conn *c, size_t *len);
+
+/* Header i's name and value. */
+const char *ml_conn_header_name(ml_conn *c, int i, size_t *len);
+const char *ml_conn_header_value(ml_conn *c, int i, size_t *len);
+
+/* The request of a connection (NULL between requests). */
+ml_req *ml_conn_req(ml_conn *c);
+
+/* The request's path as routed: percent-decoded but for %2F (see
+ * lib_req.c), without the query. */
+const char *ml_conn_path(ml_conn *c, size_t *len);
+
+/* The client's address as text ("-" if unknown). */
+void ml_conn_peer(ml_conn *c, char *buf, size_t len);
+
+/* The generation serving the request. */
+ml_gen *ml_conn_gen(ml_conn *c);
+
+/* Whether the request can keep the connection open. */
+int ml_conn_keep_alive(ml_conn *c);
+
+/* The buffer a response head and body are appended to. */
+ml_buf *ml_conn_out(ml_conn *c);
+
+/*
+ * The response has been appended to ml_conn_out: records it for the log,
+ * and closes the connection after it when 'close' is set.
+ */
+void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close);
+
+/*
+** Output while a handler runs (streams, files): what is appended to
+** ml_conn_out leaves with ml_conn_flush; a writer that must not buffer
+** without bound waits for the output to drain.
+*/
+
+/* Sends what is queued in ml_conn_out now. */
+void ml_conn_flush(ml_conn *c);
+
+/* Bytes queued or being written. */
+size_t ml_conn_pending(ml_conn *c);
+
+/*
+ * Calls fn once the pending bytes are 'low' or fewer (closed = 0), or the
+ * connection closes first (closed = 1: then before its coroutine is
+ * cancelled).  One such waiter per connection; a new one replaces it.
+ * With fn NULL, forgets the waiter.
+ */
+void ml_conn_on_drain(ml_conn *c, size_t low,
+                      void (*fn)(ml_conn *c, void *ud, int closed),
+                      void *ud);
+
+/* The socket's descriptor (for sendfile), or -1. */
+int ml_conn_fd(ml_conn *c);
+
+/* A stream wrote: an idle stream's keep-alive comment comes 'ms' after
+ * the last write (0: none). */
+void ml_conn_stream_idle(ml_conn *c, uint64_t ms);
+
+/* For parse.c: a request's first byte (begun = 1), or more of its body,
+ * arrived; the header timeout runs from now. */
+void ml_conn_request_progress(ml_conn *c, int begun);
+
+/* For parse.c: the limits in force. */
+const struct ml_limits *ml_conn_limits(ml_conn *c);
+
+/* Whether the connection is closing or gone (writes are pointless). */
+int ml_conn_closing(ml_conn *c);
+
+/* Refuses the request before any handler runs: status, then close. */
+void ml_conn_reject(ml_conn *c, int status);
+
+/* Graceful stop (every connection): idle ones close now, busy ones after
+ * their response; with 'force', all close now. */
+void ml_conn_shutdown_all(moonlet_server *s, int force);
+
+/* Graceful stop: close if idle, else close after the current response. */
+void ml_conn_shutdown(ml_conn *c);
+
+/* Closes now, cancelling the coroutine serving it. */
+void ml_conn_close(ml_conn *c);
+
+/* Frees the server's pools of idle requests and write operations, once
+ * every connection is gone. */
+void ml_conn_free_pools(moonlet_server *s);
+
+#endif

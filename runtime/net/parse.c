@@ -1,0 +1,287 @@
+/*
+ * parse.c - a request from bytes: llhttp's callbacks fill the ml_req
+ * around the parser with offsets into the request's text, enforce the
+ * limits on URL, headers and body, and refuse what llhttp lets through
+ * but we don't; then the path the request is routed on is found.  The
+ * bytes, the timers and the answers are conn.c's.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "base/http.h"
+#include "net/parse.h"
+#include "host/server.h"
+
+/*
+** {======================================================
+** llhttp callbacks
+** =======================================================
+*/
+
+#define REQ(p) container_of(p, ml_req, parser)
+
+/* Refuses the request being parsed: llhttp stops with HPE_USER. */
+static int refuse(ml_req *r, int status) {
+  r->err_status = status;
+  return -1;
+}
+
+static int on_message_begin(llhttp_t *p) {
+  ml_req *r = REQ(p);
+  r->url_len = 0;
+  r->nhdrs = 0;
+  r->head_bytes = 0;
+  r->head_end = 0;
+  r->body.len = 0;
+  r->responded = r->expect_continue = r->in_field = 0;
+  r->status = 0;
+  r->bytes = 0;
+  r->streaming = r->chunked = 0;
+  r->stream_ping_ms = 0;
+  r->err_status = 0;
+  ml_conn_request_progress(r->conn, 1);
+  return 0;
+}
+
+static void extend_head(ml_req *r, const char *at, size_t len) {
+  uint32_t end = (uint32_t)(at + len - r->text);
+  if (end > r->head_end)
+    r->head_end = end;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+  ml_req *r = REQ(p);
+  if (r->url_len == 0)
+    r->url_off = (uint32_t)(at - r->text);
+  r->url_len += (uint32_t)len;   /* pieces are contiguous in 'in' */
+  extend_head(r, at, len);
+  if (r->url_len > ml_conn_limits(r->conn)->max_url)
+    return refuse(r, 414);
+  return 0;
+}
+
+static int count_head(ml_req *r, size_t len) {
+  r->head_bytes += (uint32_t)len;
+  if (r->head_bytes > ml_conn_limits(r->conn)->max_headers)
+    return refuse(r, 431);
+  return 0;
+}
+
+/* Room for one more header: the inline ones, then a growing array. */
+static int grow_hdrs(ml_req *r) {
+  int cap = r->hdrs_cap * 2;
+  ml_hdr *n = r->hdrs == r->inline_hdrs ? malloc((size_t)cap * sizeof *n)
+                                        : realloc(r->hdrs, (size_t)cap *
+                                                  sizeof *n);
+  if (n == NULL)
+    return -1;
+  if (r->hdrs == r->inline_hdrs)
+    memcpy(n, r->inline_hdrs, sizeof r->inline_hdrs);
+  r->hdrs = n;
+  r->hdrs_cap = cap;
+  return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+  ml_req *r = REQ(p);
+  ml_hdr *h;
+  if (!r->in_field) {            /* a new header starts */
+    if (r->nhdrs == r->hdrs_cap && grow_hdrs(r) != 0)
+      return refuse(r, 503);
+    h = &r->hdrs[r->nhdrs++];
+    h->name_off = (uint32_t)(at - r->text);
+    h->name_len = 0;
+    h->value_off = h->name_off;
+    h->value_len = 0;
+    r->in_field = 1;
+  }
+  r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
+  extend_head(r, at, len);
+  return count_head(r, len + 4);  /* ": " and CRLF count too */
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+  ml_req *r = REQ(p);
+  ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  if (r->in_field) {
+    h->value_off = (uint32_t)(at - r->text);
+    r->in_field = 0;
+  }
+  h->value_len += (uint32_t)len;
+  extend_head(r, at, len);
+  return count_head(r, len);
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  ml_req *r = REQ(p);
+  ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  const char *t = r->text;
+  r->in_field = 0;
+  /* llhttp lets through a space in a name and obsolete line folding (a
+   * value running on after CRLF): both are ways to smuggle, both 400 */
+  if (!ml_http_name_ok(t + h->name_off, h->name_len) ||
+      memchr(t + h->value_off, '\n', h->value_len) != NULL ||
+      memchr(t + h->value_off, '\r', h->value_len) != NULL)
+    return refuse(r, 400);
+  if (ml_strieq(t + h->name_off, h->name_len, "expect")) {
+    if (ml_strieq(t + h->value_off, h->value_len, "100-continue"))
+      r->expect_continue = 1;
+    else
+      return refuse(r, 417);
+  }
+  return 0;
+}
+
+/* The head is complete: check the body's size before reading it. */
+static int on_headers_complete(llhttp_t *p) {
+  ml_req *r = REQ(p);
+  ml_conn *c = r->conn;
+  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+  r->method = p->method;
+  r->minor = p->http_minor;
+  r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
+  if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
+    return refuse(r, p->http_major == 0 ? 400 : 505);
+  if ((p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > ml_conn_limits(c)->max_body)
+    return refuse(r, 413);
+  if (r->expect_continue && has_body && r->minor >= 1) {
+    ML_BUF_LIT(&r->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    ml_conn_flush(c);  /* now: the client waits for it before the body */
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  ml_req *r = REQ(p);
+  if (r->body.len + len > ml_conn_limits(r->conn)->max_body)
+    return refuse(r, 413);
+  if (ml_buf_append(&r->body, at, len) != 0)
+    return refuse(r, 503);
+  ml_conn_request_progress(r->conn, 0);   /* a body that keeps coming */
+  return 0;
+}
+
+/* Pause: the caller serves this request before parsing the next. */
+static int on_message_complete(llhttp_t *p) {
+  ML_UNUSED(p);
+  return HPE_PAUSED;
+}
+
+const llhttp_settings_t ml_parse_settings = {
+  .on_message_begin = on_message_begin,
+  .on_url = on_url,
+  .on_header_field = on_header_field,
+  .on_header_value = on_header_value,
+  .on_header_value_complete = on_header_value_complete,
+  .on_headers_complete = on_headers_complete,
+  .on_body = on_body,
+  .on_message_complete = on_message_complete,
+};
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** The path to route on, and parse errors
+** =======================================================
+*/
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* Whether the raw path holds %2F: a '/' that must not split a segment. */
+static int has_encoded_slash(const char *u, const char *end) {
+  for (; u + 2 < end; u++)
+    if (u[0] == '%' && u[1] == '2' && (u[2] == 'F' || u[2] == 'f'))
+      return 1;
+  return 0;
+}
+
+/*
+ * Finds the URL's path, the part before '?' or '#', with the scheme and
+ * authority of an absolute-form URL skipped.  A plain path is routed
+ * where it lies in the request's text; one with %-escapes (or none at
+ * all) is decoded into r->path.  When it holds %2F, both %2F and %25 stay
+ * encoded (as "%2F" and "%25"), so the router never splits a segment on a
+ * '/' the client escaped, and the two can be told apart again by
+ * lib_req.c.  Returns -1 for invalid percent-encoding or an
+ * encoded NUL, which get a 400.
+ */
+int ml_parse_path(ml_req *r) {
+  const char *t = r->text, *u = t + r->url_off, *end = u + r->url_len, *q;
+  char *d;
+  if (end - u > 7 && (memcmp(u, "http://", 7) == 0 ||
+                      memcmp(u, "https://", 8) == 0)) {
+    u = memchr(u + 8, '/', (size_t)(end - u - 8));
+    if (u == NULL)
+      u = end;
+  }
+  for (q = u; q < end && *q != '?' && *q != '#'; q++)
+    ;
+  r->enc_slash = 0;
+  if (u < q && *u == '/' && memchr(u, '%', (size_t)(q - u)) == NULL) {
+    r->decoded = 0;
+    r->path_off = (uint32_t)(u - t);
+    r->path_len = (uint32_t)(q - u);
+    return 0;
+  }
+  r->decoded = 1;
+  r->path.len = 0;
+  r->enc_slash = (unsigned)has_encoded_slash(u, q);
+  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 1) != 0)
+    return -1;
+  d = r->path.data;
+  if (u == q || *u != '/')
+    *d++ = '/';
+  for (; u < q; u++) {
+    int hi, lo;
+    if (*u != '%') {
+      *d++ = *u;
+      continue;
+    }
+    if (q - u < 3 || (hi = hexval(u[1])) < 0 || (lo = hexval(u[2])) < 0 ||
+        (hi == 0 && lo == 0))
+      return -1;
+    if (r->enc_slash && hi == 2 && (lo == 15 || lo == 5)) {
+      memcpy(d, lo == 15 ? "%2F" : "%25", 3);
+      d += 3;
+    } else {
+      *d++ = (char)(hi << 4 | lo);
+    }
+    u += 2;
+  }
+  r->path.len = (size_t)(d - r->path.data);
+  r->path_len = (uint32_t)r->path.len;
+  return 0;
+}
+
+/*
+ * 501 for a method we do not know but that looks like one (a token of
+ * capitals before a space); garbage also fails as a method in llhttp, and
+ * gets 400.
+ */
+static int unknown_method_status(ml_req *r) {
+  const char *p = r->text + r->parsed, *end = r->text + (r->shared ? r->avail : r->in.len);
+  int n = 0;
+  while (p < end && (*p == '\r' || *p == '\n'))
+    p++;
+  for (; p < end && n <= 32; p++, n++) {
+    if (*p == ' ')
+      return n > 0 ? 501 : 400;
+    if (!((*p >= 'A' && *p <= 'Z') || *p == '-' || *p == '_'))
+      return 400;
+  }
+  return 400;
+}
+
+int ml_parse_error_status(ml_req *r, llhttp_errno_t err) {
+  if (r->err_status != 0)
+    return r->err_status;                    /* a limit refused it */
+  return err == HPE_INVALID_METHOD ? unknown_method_status(r) : 400;
+}
+
+/* }====================================================== */

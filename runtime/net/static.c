@@ -1,0 +1,838 @@
+/*
+ * static.c - app:static's files: find one under its directory (never
+ * outside it), answer conditions and ranges, write the head, send the body
+ * with sendfile(2).  The routes, the 404 page and the 308 to a directory's
+ * slash are moonlet.app's; the socket and its write queue are conn.c's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
+#include <lauxlib.h>
+#include "net/conn.h"
+#include "base/http.h"
+#include "vm/lib.h"
+#include "base/log.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+#define PIECE 65536              /* one read through the write queue */
+#define SENDFILE_MAX 0x7ffff000  /* Linux's most for one call */
+#define REQ_MT "moonlet.Request" /* lib_req.c's request objects */
+
+/*
+ * realpath, stat, open, and the read of a piece when the socket is full,
+ * run on the loop, synchronously, as the kernel's own reads inside
+ * sendfile do: on a local disk with a warm cache each takes microseconds,
+ * less than a round trip through libuv's thread pool.  A slow network
+ * disk would stall the loop while they wait: that is the price.
+ */
+
+/*
+** {======================================================
+** Content types, by extension
+** =======================================================
+*/
+
+typedef struct { const char *ext, *type; } ctype;
+
+static const ctype ctypes[] = {
+  {"7z", "application/x-7z-compressed"}, {"avif", "image/avif"},
+  {"bmp", "image/bmp"}, {"css", "text/css; charset=utf-8"},
+  {"csv", "text/csv; charset=utf-8"}, {"gif", "image/gif"},
+  {"gz", "application/gzip"}, {"htm", "text/html; charset=utf-8"},
+  {"html", "text/html; charset=utf-8"}, {"ico", "image/x-icon"},
+  {"jpeg", "image/jpeg"}, {"jpg", "image/jpeg"},
+  {"js", "text/javascript; charset=utf-8"}, {"json", "application/json"},
+  {"map", "application/json"}, {"md", "text/markdown; charset=utf-8"},
+  {"mjs", "text/javascript; charset=utf-8"}, {"mp3", "audio/mpeg"},
+  {"mp4", "video/mp4"}, {"oga", "audio/ogg"}, {"ogg", "audio/ogg"},
+  {"ogv", "video/ogg"}, {"otf", "font/otf"}, {"pdf", "application/pdf"},
+  {"png", "image/png"}, {"svg", "image/svg+xml"},
+  {"tar", "application/x-tar"}, {"ttf", "font/ttf"},
+  {"txt", "text/plain; charset=utf-8"}, {"wasm", "application/wasm"},
+  {"wav", "audio/wav"}, {"webm", "video/webm"},
+  {"webmanifest", "application/manifest+json"}, {"webp", "image/webp"},
+  {"woff", "font/woff"}, {"woff2", "font/woff2"},
+  {"xml", "text/xml; charset=utf-8"}, {"zip", "application/zip"},
+};
+
+/* The type for a file name, by its extension in any case. */
+static const char *content_type(const char *name) {
+  const char *dot = strrchr(name, '.');
+  size_t i, n;
+  if (dot == NULL || dot == name)    /* no extension, or ".profile" */
+    return "application/octet-stream";
+  n = strlen(++dot);
+  for (i = 0; i < sizeof ctypes / sizeof ctypes[0]; i++)
+    if (ml_strieq(dot, n, ctypes[i].ext))
+      return ctypes[i].type;
+  return "application/octet-stream";
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Validators: ETag and Last-Modified
+** =======================================================
+*/
+
+static const char days[7][4] = {
+  "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+};
+static const char months[12][4] = {
+  "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
+};
+
+typedef struct {
+  char etag[64];        /* W/"<size hex>-<mtime ns hex>" */
+  char modified[32];    /* the mtime as an IMF-fixdate */
+  int64_t mtime;        /* seconds */
+  uint64_t size;
+} validators;
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  int64_t era, yoe, doy;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = y - era * 400;
+  doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* Reads n digits at s; -1 if they are not all digits. */
+static int digits(const char *s, int n) {
+  int v = 0;
+  for (; n > 0; n--, s++) {
+    if (*s < '0' || *s > '9')
+      return -1;
+    v = v * 10 + (*s - '0');
+  }
+  return v;
+}
+
+/*
+ * Seconds since the epoch of an IMF-fixdate, "Sun, 06 Nov 1994 08:49:37
+ * GMT"; -1 when v is not one (the obsolete forms are not accepted: the
+ * condition is then ignored, as RFC 9110 asks for an invalid date).
+ */
+static int64_t parse_date(const char *v, size_t n) {
+  int d, m, y, hh, mm, ss;
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+    n--;
+  if (n != 29 || memcmp(v + 3, ", ", 2) != 0 || v[7] != ' ' ||
+      v[11] != ' ' || v[16] != ' ' || v[19] != ':' || v[22] != ':' ||
+      memcmp(v + 25, " GMT", 4) != 0)
+    return -1;
+  for (m = 0; m < 12 && memcmp(v + 8, months[m], 3) != 0; m++)
+    ;
+  d = digits(v + 5, 2);
+  y = digits(v + 12, 4);
+  hh = digits(v + 17, 2);
+  mm = digits(v + 20, 2);
+  ss = digits(v + 23, 2);
+  if (m == 12 || d < 1 || d > 31 || y < 0 || hh < 0 || hh > 23 || mm < 0 ||
+      mm > 59 || ss < 0 || ss > 60)
+    return -1;
+  return days_from_civil(y, m + 1, d) * 86400 + hh * 3600 + mm * 60 + ss;
+}
+
+static void make_validators(validators *v, const struct stat *st) {
+  struct tm tm;
+  time_t t = st->st_mtime;
+  uint64_t ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u +
+                (uint64_t)st->st_mtim.tv_nsec;
+  v->size = (uint64_t)st->st_size;
+  v->mtime = (int64_t)t;
+  snprintf(v->etag, sizeof v->etag, "W/\"%llx-%llx\"",
+           (unsigned long long)v->size, (unsigned long long)ns);
+  gmtime_r(&t, &tm);           /* our own names: no locale in a header */
+  snprintf(v->modified, sizeof v->modified,
+           "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
+           tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+           tm.tm_min, tm.tm_sec);
+}
+
+/*
+ * Whether the If-None-Match list v holds our tag: "*", or an entity-tag
+ * equal to ours by the weak comparison (W/ ignored on both sides).  A
+ * malformed list stops the search: no match.
+ */
+static int etag_listed(const char *v, size_t n, const char *etag) {
+  const char *opaque = etag + 2;         /* ours without its W/ */
+  size_t olen = strlen(opaque), i = 0, j;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    if (i == n)
+      break;
+    if (v[i] == '*')
+      return 1;
+    if (n - i >= 2 && v[i] == 'W' && v[i + 1] == '/')
+      i += 2;
+    if (i == n || v[i] != '"')
+      return 0;
+    for (j = i + 1; j < n && v[j] != '"'; j++)
+      ;
+    if (j == n)
+      return 0;
+    if (j + 1 - i == olen && memcmp(v + i, opaque, olen) == 0)
+      return 1;
+    i = j + 1;
+  }
+  return 0;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Conditions and ranges from the request's headers
+** =======================================================
+*/
+
+/* The value of the request's first header called 'name', or NULL. */
+static const char *header(ml_conn *c, const char *name, size_t *len) {
+  ml_req *r = ml_conn_req(c);
+  size_t nlen;
+  int i;
+  for (i = 0; i < r->nhdrs; i++) {
+    const char *n = ml_conn_header_name(c, i, &nlen);
+    if (ml_strieq(n, nlen, name))
+      return ml_conn_header_value(c, i, len);
+  }
+  return NULL;
+}
+
+/*
+ * Whether the client's copy is current: If-None-Match (every such header)
+ * decides when present; If-Modified-Since only without it.
+ */
+static int not_modified(ml_conn *c, const validators *v) {
+  ml_req *r = ml_conn_req(c);
+  const char *val;
+  size_t nlen, vlen;
+  int i, seen = 0;
+  int64_t since;
+  for (i = 0; i < r->nhdrs; i++) {
+    const char *n = ml_conn_header_name(c, i, &nlen);
+    if (!ml_strieq(n, nlen, "if-none-match"))
+      continue;
+    seen = 1;
+    val = ml_conn_header_value(c, i, &vlen);
+    if (etag_listed(val, vlen, v->etag))
+      return 1;
+  }
+  if (seen || (val = header(c, "if-modified-since", &vlen)) == NULL)
+    return 0;
+  since = parse_date(val, vlen);
+  return since >= 0 && v->mtime <= since;
+}
+
+/* Whether If-Range (if any) lets Range apply: an entity-tag never does
+ * (ours are weak, and If-Range compares strongly); a date must be the
+ * Last-Modified we send, to the second. */
+static int range_applies(ml_conn *c, const validators *v) {
+  size_t n;
+  const char *val = header(c, "if-range", &n);
+  if (val == NULL)
+    return 1;
+  while (n > 0 && (*val == ' ' || *val == '\t'))
+    val++, n--;
+  if ((n > 0 && *val == '"') || (n > 1 && val[0] == 'W' && val[1] == '/'))
+    return 0;
+  return parse_date(val, n) == v->mtime;
+}
+
+enum { RANGE_NONE, RANGE_ONE, RANGE_BAD };
+
+/* Reads decimal digits at v[*i..n), saturating; -1 if there are none. */
+static int number(const char *v, size_t n, size_t *i, uint64_t *out) {
+  size_t start = *i;
+  uint64_t x = 0;
+  for (; *i < n && v[*i] >= '0' && v[*i] <= '9'; (*i)++) {
+    unsigned d = (unsigned)(v[*i] - '0');
+    x = x > (UINT64_MAX - 9) / 10 ? UINT64_MAX : x * 10 + d;
+  }
+  *out = x;
+  return *i > start ? 0 : -1;
+}
+
+/*
+ * Parses "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of 'size'
+ * bytes into [*first, *last].  RANGE_NONE: serve the whole file (no
+ * header, another unit, bad syntax, or several ranges, which we answer
+ * with the whole file rather than multipart); RANGE_BAD: unsatisfiable,
+ * a 416.
+ */
+static int parse_range(const char *v, size_t n, uint64_t size,
+                       uint64_t *first, uint64_t *last) {
+  size_t i = 0;
+  uint64_t a, b;
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+    n--;
+  while (i < n && (v[i] == ' ' || v[i] == '\t'))
+    i++;
+  if (n - i < 6 || !ml_strieq(v + i, 5, "bytes") || v[i + 5] != '=')
+    return RANGE_NONE;
+  i += 6;
+  if (memchr(v + i, ',', n - i) != NULL)
+    return RANGE_NONE;
+  while (i < n && (v[i] == ' ' || v[i] == '\t'))
+    i++;
+  if (i < n && v[i] == '-') {                     /* the last n bytes */
+    i++;
+    if (number(v, n, &i, &b) != 0 || i != n)
+      return RANGE_NONE;
+    if (b == 0 || size == 0)
+      return RANGE_BAD;
+    *first = b >= size ? 0 : size - b;
+    *last = size - 1;
+    return RANGE_ONE;
+  }
+  if (number(v, n, &i, &a) != 0 || i == n || v[i++] != '-')
+    return RANGE_NONE;
+  b = UINT64_MAX;
+  if (i < n && (number(v, n, &i, &b) != 0 || b < a))
+    return RANGE_NONE;
+  if (i != n)
+    return RANGE_NONE;
+  if (a >= size)
+    return RANGE_BAD;
+  *first = a;
+  *last = b >= size ? size - 1 : b;
+  return RANGE_ONE;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Finding the file
+** =======================================================
+*/
+
+enum { FOUND, NOT_FOUND, REDIRECT, FAILED };
+
+typedef struct {
+  char root[PATH_MAX];   /* the directory, resolved */
+  char path[PATH_MAX];   /* root and the request's segments */
+  char real[PATH_MAX];   /* 'path' with every symlink resolved */
+  const char *name;      /* the last segment of 'path' */
+  struct stat st;
+  int fd;
+  int err;               /* errno, for FAILED */
+} lookup;
+
+/*
+ * root + "/" + each segment of rel, but empty and "." ones.  -1 for a
+ * ".." segment, a NUL, or a path too long: never served, whatever the
+ * file system has.
+ */
+static int join(lookup *k, const char *rel, size_t n) {
+  size_t len = strlen(k->root), i = 0, j, seg;
+  memcpy(k->path, k->root, len + 1);
+  k->name = k->path + len;
+  while (i < n) {
+    for (j = i; j < n && rel[j] != '/'; j++)
+      if (rel[j] == '\0')
+        return -1;
+    seg = j - i;
+    if (seg == 2 && rel[i] == '.' && rel[i + 1] == '.')
+      return -1;
+    if (seg > 0 && !(seg == 1 && rel[i] == '.')) {
+      if (len + 1 + seg >= PATH_MAX)
+        return -1;
+      if (k->path[len - 1] != '/')
+        k->path[len++] = '/';
+      k->name = k->path + len;
+      memcpy(k->path + len, rel + i, seg);
+      len += seg;
+      k->path[len] = '\0';
+    }
+    i = j + 1;
+  }
+  return 0;
+}
+
+/* Whether the resolved path p is root or under it. */
+static int inside(const char *root, const char *p) {
+  size_t n = strlen(root);
+  return strncmp(p, root, n) == 0 &&
+         (p[n] == '\0' || p[n] == '/' || root[n - 1] == '/');
+}
+
+/* Resolves k->path into k->real and stats it: FOUND only inside root. */
+static int locate(lookup *k) {
+  if (realpath(k->path, k->real) == NULL) {
+    k->err = errno;
+    return errno == ENOMEM || errno == EIO ? FAILED : NOT_FOUND;
+  }
+  if (!inside(k->root, k->real) || stat(k->real, &k->st) != 0)
+    return NOT_FOUND;                      /* a symlink out, or a race */
+  return FOUND;
+}
+
+/*
+ * The file for 'rel' under 'root', opened in k->fd: a regular file, or a
+ * directory's index.html when the request ended with '/' ('slash').  A
+ * directory asked for without the slash is REDIRECT.
+ */
+static int find_file(lookup *k, const char *root, const char *rel,
+                     size_t n, int slash) {
+  int rc;
+  k->fd = -1;
+  if (realpath(root, k->root) == NULL || join(k, rel, n) != 0)
+    return NOT_FOUND;
+  if ((rc = locate(k)) != FOUND)
+    return rc;
+  if (S_ISDIR(k->st.st_mode)) {
+    size_t len = strlen(k->path);
+    if (!slash)
+      return REDIRECT;
+    if (len + sizeof "/index.html" > PATH_MAX)
+      return NOT_FOUND;
+    memcpy(k->path + len, "/index.html", sizeof "/index.html");
+    k->name = k->path + len + 1;
+    if ((rc = locate(k)) != FOUND)
+      return rc;
+  } else if (slash) {
+    return NOT_FOUND;                     /* "file.txt/" */
+  }
+  if (!S_ISREG(k->st.st_mode))
+    return NOT_FOUND;
+  /* O_NONBLOCK: a FIFO swapped in since the stat must not hang us */
+  k->fd = open(k->real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (k->fd < 0) {
+    k->err = errno;
+    return errno == EMFILE || errno == ENFILE || errno == ENOMEM
+             ? FAILED : NOT_FOUND;
+  }
+  if (fstat(k->fd, &k->st) != 0 || !S_ISREG(k->st.st_mode)) {
+    close(k->fd);
+    k->fd = -1;
+    return NOT_FOUND;
+  }
+  return FOUND;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** The head
+** =======================================================
+*/
+
+/* Appends "Name: value\r\n"; 0 or -1 (memory). */
+static int put(ml_buf *o, const char *name, const char *value) {
+  size_t n = strlen(name), v = strlen(value);
+  if (ml_buf_reserve(o, n + v + 4) != 0)
+    return -1;
+  memcpy(o->data + o->len, name, n);
+  memcpy(o->data + o->len + n, ": ", 2);
+  memcpy(o->data + o->len + n + 2, value, v);
+  memcpy(o->data + o->len + n + 2 + v, "\r\n", 2);
+  o->len += n + v + 4;
+  return 0;
+}
+
+/* What one response is: the status, the body's part of the file. */
+typedef struct {
+  int status;            /* 200, 206, 304 or 416 */
+  uint64_t first, len;   /* the bytes of the file in the body */
+  int close;             /* Connection: close */
+} answer;
+
+#define TEXT_416 "416 Range Not Satisfiable\n"
+
+/*
+ * Appends the head of the answer to 'o' (and the short body of a 416);
+ * 0 or -1 (memory: the caller takes back what was appended).
+ */
+static int put_head(ml_conn *c, ml_buf *o, const answer *a,
+                    const validators *v, const char *type) {
+  char num[96];
+  int rc = ml_http_status_line(o, a->status);
+  if (a->status == 416) {
+    snprintf(num, sizeof num, "bytes */%llu", (unsigned long long)v->size);
+    rc |= put(o, "Content-Range", num);
+    rc |= put(o, "Content-Type", "text/plain; charset=utf-8");
+  } else {
+    rc |= put(o, "ETag", v->etag);
+    rc |= put(o, "Last-Modified", v->modified);
+  }
+  if (a->status == 200 || a->status == 206)
+    rc |= put(o, "Content-Type", type);
+  if (a->status == 206) {
+    snprintf(num, sizeof num, "bytes %llu-%llu/%llu",
+             (unsigned long long)a->first,
+             (unsigned long long)(a->first + a->len - 1),
+             (unsigned long long)v->size);
+    rc |= put(o, "Content-Range", num);
+  }
+  if (a->status != 304) {
+    rc |= put(o, "Accept-Ranges", "bytes");
+    snprintf(num, sizeof num, "%llu", a->status == 416
+             ? (unsigned long long)(sizeof TEXT_416 - 1)
+             : (unsigned long long)a->len);
+    rc |= put(o, "Content-Length", num);
+  }
+  if (a->close)
+    rc |= ML_BUF_LIT(o, "Connection: close\r\n");
+  else if (ml_conn_req(c)->minor == 0)
+    rc |= ML_BUF_LIT(o, "Connection: keep-alive\r\n");
+  rc |= ML_BUF_LIT(o, "\r\n");
+  if (a->status == 416 && ml_conn_req(c)->method != HTTP_HEAD)
+    rc |= ML_BUF_LIT(o, TEXT_416);
+  return rc != 0 ? -1 : 0;
+}
+
+/* Decides the answer from the request's conditions and Range. */
+static void decide(ml_conn *c, const validators *v, answer *a) {
+  size_t n;
+  const char *range;
+  uint64_t first = 0, last = 0;
+  a->status = 200;
+  a->first = 0;
+  a->len = v->size;
+  a->close = !ml_conn_keep_alive(c);
+  if (not_modified(c, v)) {
+    a->status = 304;
+    a->len = 0;
+    return;
+  }
+  range = header(c, "range", &n);
+  if (range == NULL || !range_applies(c, v))
+    return;
+  switch (parse_range(range, n, v->size, &first, &last)) {
+  case RANGE_ONE:
+    a->status = 206;
+    a->first = first;
+    a->len = last - first + 1;
+    break;
+  case RANGE_BAD:
+    a->status = 416;
+    a->len = 0;
+    break;
+  default:
+    break;
+  }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** The transfer: sendfile, and one piece at a time when the socket is full
+** =======================================================
+*/
+
+
+/*
+ * A body being sent.  The handler's coroutine is parked on it until the
+ * last byte is handed to the socket; it never holds more than one PIECE
+ * of the file.  Freed in its timer's close callback: by op_close when the
+ * body is out or the send failed, or by send_cancel when the client left.
+ */
+typedef struct {
+  ml_wait w;
+  uv_timer_t turn;       /* gives the loop a turn between bursts */
+  ml_conn *c;            /* NULL once the connection has closed */
+  int fd;                /* the file */
+  off_t off, end;        /* what is left of the file's bytes */
+  answer a;
+} send_op;
+
+enum { STEP_DONE, STEP_WAIT, STEP_FAIL };
+
+static void on_drained(ml_conn *c, void *ud, int closed);
+static void on_turn(uv_timer_t *t);
+static void send_cancel(ml_wait *w);
+
+static void op_free(uv_handle_t *h) {
+  free(container_of(h, send_op, turn));
+}
+
+/* Closes the file; the op is freed once its timer has closed. */
+static void op_close(send_op *op) {
+  close(op->fd);
+  uv_close((uv_handle_t *)&op->turn, op_free);
+}
+
+/* Reads the next piece of the file into the connection's output. */
+static int read_piece(send_op *op) {
+  ml_buf *o = ml_conn_out(op->c);
+  size_t want = op->end - op->off < PIECE ? (size_t)(op->end - op->off)
+                                          : PIECE;
+  ssize_t n;
+  if (ml_buf_reserve(o, want) != 0)
+    return -1;
+  do
+    n = pread(op->fd, o->data + o->len, want, op->off);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) {                        /* an error, or the file shrank */
+    ml_log(MOONLET_LOG_WARN, "static: reading a file: %s",
+           n < 0 ? strerror(errno) : "it is shorter than its size");
+    return -1;
+  }
+  o->len += (size_t)n;
+  op->off += n;
+  return 0;
+}
+
+/* sendfile's count, or -1 with errno; EAGAIN where there is none. */
+static ssize_t send_file(send_op *op) {
+#ifdef __linux__
+  off_t left = op->end - op->off;
+  return sendfile(ml_conn_fd(op->c), op->fd, &op->off,
+                  left > SENDFILE_MAX ? SENDFILE_MAX : (size_t)left);
+#else
+  ML_UNUSED(op);
+  errno = EAGAIN;         /* every piece goes through the write queue */
+  return -1;
+#endif
+}
+
+/*
+ * Sends as much as the socket takes now, up to TURN_BYTES.  Nothing is
+ * sent around bytes still queued (the head, the last piece): they go
+ * first.  When sendfile finds the socket full (EAGAIN, or it took only
+ * part), one piece is read into the output, which libuv writes when it
+ * can, and the op waits for the output to drain: a slow reader never
+ * makes us buffer more than that piece.  A fast one gets TURN_BYTES, then
+ * the loop serves the others for a turn.  STEP_FAIL: the connection must
+ * close (it may be closed already: then its coroutine was cancelled).
+ */
+#define TURN_BYTES (8 << 20)
+
+static int step(send_op *op) {
+  ml_conn *c = op->c;
+  off_t start = op->off;
+  ssize_t n;
+  for (;;) {
+    if (ml_conn_pending(c) > 0) {
+      ml_conn_flush(c);
+      if (ml_conn_closing(c))
+        return STEP_FAIL;                 /* the write failed */
+      if (ml_conn_pending(c) > 0) {
+        ml_conn_on_drain(c, 0, on_drained, op);
+        return STEP_WAIT;
+      }
+    }
+    if (op->off >= op->end)
+      return STEP_DONE;
+    if (op->off - start >= TURN_BYTES) {
+      uv_timer_start(&op->turn, on_turn, 0, 0);
+      return STEP_WAIT;
+    }
+    n = send_file(op);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n > 0 && op->off >= op->end)
+      return STEP_DONE;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+        errno != EINVAL && errno != ENOSYS) {  /* the last two: no
+                                                  sendfile for this pair */
+      ml_log(MOONLET_LOG_DEBUG, "static: sendfile: %s", strerror(errno));
+      return STEP_FAIL;                   /* EPIPE, ECONNRESET ... */
+    }
+    if (n == 0) {
+      ml_log(MOONLET_LOG_WARN, "static: a file is shorter than its size");
+      return STEP_FAIL;
+    }
+    if (read_piece(op) != 0)              /* socket full: one piece */
+      return STEP_FAIL;
+  }
+}
+
+/* The body is out: the response counts for the access log and for
+ * keep-alive. */
+static void op_done(send_op *op) {
+  ml_conn_responded(op->c, op->a.status, (size_t)op->a.len, op->a.close);
+}
+
+/*
+ * Goes on with the transfer once the output has drained (from conn.c's
+ * write callback) or the loop has had its turn.  The coroutine is
+ * unparked while the op works, so that a write failing inside (which
+ * closes the connection and cancels the coroutine) cannot free the op
+ * under us, and is parked again to wait for more.
+ */
+static void pump(send_op *op) {
+  ml_co *co = ml_sched_unpark(&op->w);
+  int rc;
+  if (co == NULL) {        /* cannot happen: a cancel stops us first */
+    op_close(op);
+    return;
+  }
+  rc = step(op);
+  if (rc == STEP_WAIT) {
+    ml_sched_park(co, &op->w, send_cancel);
+  } else if (rc == STEP_DONE) {
+    op_done(op);
+    op_close(op);
+    lua_pushboolean(co->L, 1);
+    ml_sched_resume(co, 1);                /* last: it may end the conn */
+  } else {
+    if (!ml_conn_closing(op->c))
+      ml_conn_close(op->c);                /* cancels co, not parked */
+    op_close(op);
+  }
+}
+
+static void on_drained(ml_conn *c, void *ud, int closed) {
+  send_op *op = ud;
+  ML_UNUSED(c);
+  if (closed)              /* send_cancel comes next, and frees */
+    op->c = NULL;
+  else
+    pump(op);
+}
+
+static void on_turn(uv_timer_t *t) {
+  pump(container_of(t, send_op, turn));
+}
+
+/* The client left: stop waiting, close the file, free. */
+static void send_cancel(ml_wait *w) {
+  send_op *op = (send_op *)w;
+  ml_log(MOONLET_LOG_DEBUG, "static: client gone, transfer cancelled "
+         "with %lld of %llu bytes left", (long long)(op->end - op->off),
+         (unsigned long long)op->a.len);
+  if (op->c != NULL)
+    ml_conn_on_drain(op->c, 0, NULL, NULL);
+  op_close(op);            /* closing the timer stops it */
+}
+
+/*
+ * Starts sending the body of the head already in the output, from inside
+ * the handler: done at once when the socket takes it all (true), parked
+ * until it has otherwise.  nil, "closed" when the client has gone.
+ */
+static int transfer(lua_State *L, ml_co *co, ml_conn *c, int fd,
+                    const answer *a) {
+  send_op *op = calloc(1, sizeof *op);
+  int rc;
+  if (op == NULL) {
+    close(fd);
+    ml_conn_close(c);           /* the head is queued: cannot take it back */
+    return luaL_error(L, "not enough memory");
+  }
+  op->c = c;
+  op->fd = fd;
+  op->off = (off_t)a->first;
+  op->end = (off_t)(a->first + a->len);
+  op->a = *a;
+  uv_timer_init(co->gen->loop, &op->turn);   /* cannot fail */
+  rc = step(op);
+  if (rc == STEP_WAIT) {
+    ml_sched_park(co, &op->w, send_cancel);
+    return ml_sched_yield(L);        /* pump's true becomes our result */
+  }
+  if (rc == STEP_DONE)
+    op_done(op);
+  else if (!ml_conn_closing(c))
+    ml_conn_close(c);           /* we run: cancelled at our next yield */
+  op_close(op);
+  if (rc == STEP_DONE) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return 2;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** core.static_send
+** =======================================================
+*/
+
+static int fail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/*
+ * core.static_send(req, root, path, slash) (yields) -> true once the
+ * response is sent (200, 206, 304 or 416), or nil and "not found",
+ * "redirect" (a directory asked for without its slash) or "closed".
+ * 'path' is the part of the request's path under the prefix, decoded;
+ * 'slash' says the request's path ended with '/'.  Raises for a failure
+ * that is not the client's (no descriptors left), which is then a 500.
+ */
+static int static_send(lua_State *L) {
+  ml_conn **ud = luaL_checkudata(L, 1, REQ_MT);
+  const char *root = luaL_checkstring(L, 2);
+  size_t n, mark;
+  const char *rel = luaL_optlstring(L, 3, "", &n);
+  int slash = lua_toboolean(L, 4), rc, fd;
+  ml_conn *c = *ud;
+  ml_co *co;
+  ml_buf *o;
+  validators v;
+  answer a;
+  lookup *k;
+  if (c == NULL)
+    return fail(L, "closed");
+  co = ml_sched_current(L);
+  if (ml_conn_req(c)->responded)
+    return luaL_error(L, "the response was already sent");
+  if ((k = malloc(sizeof *k)) == NULL)  /* 12 KiB: not on the stack */
+    return luaL_error(L, "not enough memory");
+  rc = find_file(k, root, rel, n, slash);
+  if (rc != FOUND) {
+    int err = k->err;
+    free(k);
+    if (rc == FAILED)
+      return luaL_error(L, "static: %s", strerror(err));
+    return fail(L, rc == REDIRECT ? "redirect" : "not found");
+  }
+  make_validators(&v, &k->st);
+  decide(c, &v, &a);
+  o = ml_conn_out(c);
+  mark = o->len;
+  rc = put_head(c, o, &a, &v, content_type(k->name));
+  fd = k->fd;
+  free(k);
+  if (rc != 0) {
+    o->len = mark;
+    close(fd);
+    return luaL_error(L, "not enough memory");
+  }
+  if (a.len == 0 || ml_conn_req(c)->method == HTTP_HEAD) {
+    close(fd);
+    ml_conn_responded(c, a.status, a.status == 416 &&
+                      ml_conn_req(c)->method != HTTP_HEAD
+                        ? sizeof TEXT_416 - 1 : 0, a.close);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return transfer(L, co, c, fd, &a);
+}
+
+void ml_lib_static_register(lua_State *L) {
+  lua_pushcfunction(L, static_send);
+  lua_setfield(L, -2, "static_send");
+}
+
+/* }====================================================== */

@@ -1,0 +1,47 @@
+/*
+ * lib.h - the C side of what Lua sees as the module "moonlet.core".  Each
+ * lib_*.c file adds its functions to that table with one register call.
+ */
+#ifndef ML_LIB_H
+#define ML_LIB_H
+
+#include <lua.h>
+#include "vm/sched.h"
+
+/* Opens "moonlet.core" (lib_core.c), calling the register functions. */
+int luaopen_moonlet_core(lua_State *L);
+
+/* Adds the request functions to the table on top (lib_req.c). */
+void ml_lib_req_register(lua_State *L);
+
+/* Pushes a new request object for the connection's request, then
+ * dispatch's route arguments for the match m; returns how many values
+ * (lib_req.c). */
+struct ml_conn;
+int ml_lib_req_push(lua_State *L, struct ml_conn *c, const ml_match *m);
+
+/* Adds core.future() and core.spawn() (lib_task.c). */
+void ml_lib_task_register(lua_State *L);
+
+/* Adds core.http_request() (lib_http.c). */
+void ml_lib_http_register(lua_State *L);
+
+/* Adds core.thread_run(), moonlet.thread.run (lib_thread.c). */
+void ml_lib_thread_register(lua_State *L);
+
+/* Adds core.shared, moonlet.shared's functions (lib_shared.c). */
+void ml_lib_shared_register(lua_State *L);
+
+/* Adds core.static_send(), app:static's files (static.c). */
+void ml_lib_static_register(lua_State *L);
+
+/* Adds core.router() to the table on top (lib_router.c). */
+void ml_lib_router_register(lua_State *L);
+
+/* The router behind the userdata at idx, or NULL (lib_router.c). */
+ml_router *ml_lib_router_get(lua_State *L, int idx);
+
+/* Stops and frees every after/every timer of g (lib_core.c). */
+void ml_core_timers_close(ml_gen *g);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * lib_http.c - core.http_request: one outbound exchange from a handler,
+ * parked until client.c calls back.  URLs, redirects, bodies and the
+ * response object are lua/moonlet/http.lua's.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "net/client.h"
+#include "vm/lib.h"
+#include "base/util.h"
+
+/* The wait, in the exchange's own memory (ml_client_ud): it lives as
+ * long as the exchange, so nothing here frees it. */
+typedef struct {
+  ml_wait w;
+  ml_hreq *req;
+} http_op;
+
+/*
+ * core.http_headers(block) -> the headers table of a response: names
+ * lower-cased, repeats joined with ", ", the case-insensitive metatable.
+ * 'block' is what core.http_request returned, "name\0value\0" pairs;
+ * moonlet.http calls this on the first read of res.headers, so a caller
+ * that never looks at them makes none of these strings.
+ */
+static int http_headers(lua_State *L) {
+  size_t len, i, n = 0;
+  const char *p = luaL_checklstring(L, 1, &len), *end = p + len;
+  char low[128];
+  for (i = 0; i < len; i++)
+    n += p[i] == '\0';
+  lua_createtable(L, 0, (int)(n / 2));
+  while (p < end) {
+    size_t nlen = strlen(p), vlen, j;
+    const char *v = p + nlen + 1;
+    char *name = low;
+    luaL_Buffer b;
+    if (v >= end)
+      break;                     /* a name without its value: not ours */
+    vlen = strlen(v);
+    if (nlen > sizeof low)
+      name = luaL_buffinitsize(L, &b, nlen);
+    for (j = 0; j < nlen; j++)
+      name[j] = (p[j] >= 'A' && p[j] <= 'Z') ? (char)(p[j] + 32) : p[j];
+    if (name == low)
+      lua_pushlstring(L, low, nlen);
+    else
+      luaL_pushresultsize(&b, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {    /* a repeat: join */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
+    }
+    lua_rawset(L, -3);
+    p = v + vlen + 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* Resumes the caller with status, the headers' block and the body, or
+ * nil and the reason. */
+static void http_done(ml_hreq *r, const ml_hres *res, void *ud) {
+  http_op *op = ud;
+  ml_co *co = ml_sched_unpark(&op->w);
+  lua_State *L;
+  ML_UNUSED(r);
+  if (co == NULL)
+    return;
+  L = co->L;
+  if (res->err != NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, res->err);
+  } else {
+    lua_pushinteger(L, res->status);
+    lua_pushlstring(L, res->headers, res->headers_len);
+    lua_pushlstring(L, res->body, res->body_len);
+  }
+  ml_sched_resume(co, 3 - (res->err != NULL));
+}
+
+/* The coroutine was cancelled: abandon the exchange and its connection. */
+static void http_cancel(ml_wait *w) {
+  ml_client_cancel(((http_op *)w)->req);
+}
+
+/*
+ * core.http_request(host, port, request, timeout, head, idempotent,
+ * max_body) -> status, headers, body | nil, err.  'request' is the whole
+ * request, head and body, as it goes on the wire; 'headers' is a block
+ * for core.http_headers.  client.c writes 'request' from the string
+ * itself: it stays on this coroutine's stack, below the yield, until the
+ * exchange has ended (a cancelled one's connection is closed first).
+ */
+static int http_request(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  ml_hreq_opts o;
+  lua_Number timeout;
+  ml_co *co;
+  ml_hreq *r;
+  http_op *op;
+  o.host = luaL_checkstring(L, 1);
+  o.port = (int)luaL_checkinteger(L, 2);
+  o.data = luaL_checklstring(L, 3, &o.len);
+  timeout = luaL_checknumber(L, 4);
+  o.head = lua_toboolean(L, 5);
+  o.idempotent = lua_toboolean(L, 6);
+  o.max_body = (size_t)luaL_optinteger(L, 7, 64 * 1024 * 1024);
+  luaL_argcheck(L, o.port > 0 && o.port < 65536, 2, "port out of range");
+  luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 4, "timeout out of range");
+  co = ml_sched_current(L);
+  if (g->client == NULL && (g->client = ml_client_new(g->loop)) == NULL)
+    return luaL_error(L, "not enough memory");
+  o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
+  o.ud_size = sizeof *op;
+  if ((r = ml_client_request(g->client, &o, http_done, NULL)) == NULL)
+    return luaL_error(L, "not enough memory");
+  op = ml_client_ud(r);
+  op->req = r;
+  ml_sched_park(co, &op->w, http_cancel);
+  return ml_sched_yield(L);
+}
+
+/* core.http_connects(): connections the pool has opened, for tests. */
+static int http_connects(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  lua_pushinteger(L, g->client ? (lua_Integer)ml_client_connects(g->client)
+                               : 0);
+  return 1;
+}
+
+void ml_lib_http_register(lua_State *L) {
+  lua_pushcfunction(L, http_request);
+  lua_setfield(L, -2, "http_request");
+  lua_pushcfunction(L, http_connects);
+  lua_setfield(L, -2, "http_connects");
+  lua_pushcfunction(L, http_headers);
+  lua_setfield(L, -2, "http_headers");
+}

@@ -1,0 +1,726 @@
+/*
+ * lib_req.c - the request object handlers receive, and core.send, which
+ * writes a response head and body in one buffer.  Fields are read from C
+ * on first use and cached; what is cheaper to write in Lua (query, form,
+ * cookies, json) comes from the tables moonlet.request registers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "net/conn.h"
+#include "base/http.h"
+#include "vm/lib.h"
+
+#define REQ_MT "moonlet.Request"
+
+/*
+ * The connection behind a request object, or NULL once it is finished.
+ * Every function here has the request metatable as upvalue 1, so the
+ * check is a pointer comparison; luaL_checkudata, with its registry
+ * lookup by name, only words the error.
+ */
+static ml_conn *get_conn(lua_State *L) {
+  ml_conn **ud = lua_touserdata(L, 1);
+  int ok = ud != NULL && lua_getmetatable(L, 1);
+  if (ok) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    ud = luaL_checkudata(L, 1, REQ_MT);
+  return *ud;
+}
+
+static ml_conn *need_conn(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  if (c == NULL)
+    luaL_error(L, "the request is finished (its response was sent or "
+                  "its client left)");
+  return c;
+}
+
+/*
+** {======================================================
+** The request object and dispatch's arguments
+** =======================================================
+*/
+
+/*
+ * Pushes a piece of the routed path.  When the path held %2F, parse.c
+ * kept %2F and %25 encoded so that no segment split on them: turn them
+ * back into '/' and '%'.
+ */
+static void push_text(lua_State *L, ml_conn *c, const char *s, size_t n) {
+  luaL_Buffer b;
+  size_t i;
+  if (!ml_conn_req(c)->enc_slash) {
+    lua_pushlstring(L, s, n);
+    return;
+  }
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n; i++) {
+    if (s[i] == '%' && i + 2 < n) {   /* only %2F and %25 are left */
+      luaL_addchar(&b, s[i + 2] == 'F' ? '/' : '%');
+      i += 2;
+    } else {
+      luaL_addchar(&b, s[i]);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+/* A route parameter's converted value. */
+static void push_param(lua_State *L, ml_conn *c, const ml_param *p) {
+  if (p->conv == ML_CONV_INT)
+    lua_pushinteger(L, (lua_Integer)p->i);
+  else if (p->conv == ML_CONV_FLOAT)
+    lua_pushnumber(L, p->d);
+  else
+    push_text(L, c, p->s, p->len);
+}
+
+/* Pushes dispatch's arguments after the request: the route id and its
+ * converted values, or 0, a status and its extra header value. */
+static int push_route(lua_State *L, ml_conn *c, const ml_match *m) {
+  char allow[256];
+  int i;
+  switch (m->kind) {
+  case ML_MATCH_FOUND:
+    lua_pushinteger(L, m->route);
+    for (i = 0; i < m->nparams; i++)
+      push_param(L, c, &m->params[i]);
+    return 1 + m->nparams;
+  case ML_MATCH_REDIRECT_SLASH: {   /* the URL as sent, with a '/' */
+    size_t n, p = 0;
+    const char *u = ml_conn_url(c, &n);
+    while (p < n && u[p] != '?' && u[p] != '#')
+      p++;
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 308);
+    lua_pushlstring(L, u, p);
+    lua_pushliteral(L, "/");
+    lua_pushlstring(L, u + p, n - p);
+    lua_concat(L, 3);
+    return 3;
+  }
+  case ML_MATCH_BAD_METHOD:
+  case ML_MATCH_OPTIONS:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, m->kind == ML_MATCH_OPTIONS ? 200 : 405);
+    lua_pushlstring(L, allow, ml_router_format_allow(m->allow, allow,
+                                                     sizeof allow));
+    return 3;
+  default:
+    lua_pushinteger(L, 0);
+    lua_pushinteger(L, 404);
+    return 2;
+  }
+}
+
+static const char req_mt_key = 0;   /* the metatable, by address */
+
+int ml_lib_req_push(lua_State *L, ml_conn *c, const ml_match *m) {
+  ml_conn **ud = lua_newuserdatauv(L, sizeof *ud, 1);
+  *ud = c;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_setmetatable(L, -2);
+  ml_conn_req(c)->ud = (void **)ud;
+  return 1 + push_route(L, c, m);
+}
+
+/* }====================================================== */
+/* The request's cache table (user value 1), made on first use. */
+static void push_cache(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+}
+
+/* Caches the value on top under key k and leaves it on top. */
+static int cache(lua_State *L, const char *k) {
+  push_cache(L);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, k);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* The path part of the URL as received, and the query after '?'. */
+static void split_url(ml_conn *c, const char **path, size_t *plen,
+                      const char **query, size_t *qlen) {
+  size_t n, i;
+  const char *u = ml_conn_url(c, &n);
+  for (i = 0; i < n && u[i] != '?' && u[i] != '#'; i++)
+    ;
+  *path = u;
+  *plen = i;
+  *query = u + i;
+  *qlen = 0;
+  if (i < n && u[i] == '?') {
+    size_t j;
+    for (j = i + 1; j < n && u[j] != '#'; j++)
+      ;
+    *query = u + i + 1;
+    *qlen = j - i - 1;
+  }
+}
+
+/* req.headers: lower-cased names, repeats joined with ", ". */
+static int push_headers(lua_State *L, ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  int i;
+  lua_createtable(L, 0, r->nhdrs);
+  for (i = 0; i < r->nhdrs; i++) {
+    size_t nlen, vlen, j;
+    const char *n = ml_conn_header_name(c, i, &nlen);
+    const char *v = ml_conn_header_value(c, i, &vlen);
+    luaL_Buffer b;
+    char *name = luaL_buffinitsize(L, &b, nlen);
+    for (j = 0; j < nlen; j++)
+      name[j] = (n[j] >= 'A' && n[j] <= 'Z') ? (char)(n[j] + 32) : n[j];
+    luaL_pushresultsize(&b, nlen);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TSTRING) {  /* a repeat: join */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, vlen);
+    }
+    lua_rawset(L, -3);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* req.params: the route's converted values by name.  Dispatch got them
+ * as arguments; the match is not kept, so it is made again here. */
+static int push_params(lua_State *L, ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  const char *path;
+  size_t len;
+  ml_match m;
+  int i;
+  path = ml_conn_path(c, &len);
+  if (ml_router_match(ml_conn_gen(c)->router, r->method, path, len, &m) !=
+      ML_MATCH_FOUND) {
+    lua_newtable(L);
+    return 1;
+  }
+  lua_createtable(L, 0, m.nparams);
+  for (i = 0; i < m.nparams; i++) {
+    push_param(L, c, &m.params[i]);
+    lua_setfield(L, -2, m.params[i].name);
+  }
+  return 1;
+}
+
+/* The fields answered from C; 0 when k is not one of them. */
+static int core_field(lua_State *L, const char *k, size_t klen) {
+  ml_conn *c;
+  const char *p, *q;
+  size_t plen, qlen;
+  char buf[64];
+  ml_req *r;
+#define IS(lit) (klen == sizeof(lit) - 1 && memcmp(k, lit, klen) == 0)
+  if (!(IS("method") || IS("path") || IS("raw_path") ||
+        IS("query_string") || IS("version") || IS("remote_addr") ||
+        IS("body") || IS("headers") || IS("params") || IS("ctx")))
+    return 0;
+  if (IS("ctx")) {
+    lua_newtable(L);
+    return cache(L, "ctx");
+  }
+  c = need_conn(L);
+  r = ml_conn_req(c);
+  if (IS("method")) {
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)r->method));
+  } else if (IS("path")) {
+    p = ml_conn_path(c, &plen);
+    push_text(L, c, p, plen);
+  } else if (IS("raw_path") || IS("query_string")) {
+    split_url(c, &p, &plen, &q, &qlen);
+    if (IS("raw_path"))
+      lua_pushlstring(L, p, plen);
+    else
+      lua_pushlstring(L, q, qlen);
+  } else if (IS("version")) {
+    lua_pushstring(L, r->minor == 0 ? "1.0" : "1.1");
+  } else if (IS("remote_addr")) {
+    ml_conn_peer(c, buf, sizeof buf);
+    lua_pushstring(L, buf);
+  } else if (IS("body")) {
+    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    return cache(L, "body");
+  } else if (IS("headers")) {
+    push_headers(L, c);
+    return cache(L, "headers");
+  } else {
+    push_params(L, c);
+    return cache(L, "params");
+  }
+#undef IS
+  return 1;
+}
+
+/*
+ * req.key: a cached or user-set value, a field from C, a method, or a
+ * lazy field computed by moonlet.request (and cached).
+ */
+static int req_index(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  size_t klen;
+  const char *k;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+      return 1;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  if ((k = lua_tolstring(L, 2, &klen)) == NULL || lua_type(L, 2) !=
+      LUA_TSTRING)
+    return 0;
+  if (core_field(L, k, klen))
+    return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqmethods_ref);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL)
+    return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqlazy_ref);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) == LUA_TNIL)
+    return 1;                          /* no such field: nil */
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return cache(L, k);
+}
+
+/* req.key = value: kept with the request (fields of the app's own). */
+static int req_newindex(lua_State *L) {
+  push_cache(L);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+/* req:header(name): case-insensitive, repeats joined with ", ". */
+static int req_header(lua_State *L) {
+  ml_conn *c = need_conn(L);
+  ml_req *r = ml_conn_req(c);
+  size_t len, nlen, vlen;
+  const char *name = luaL_checklstring(L, 2, &len);
+  int i, found = 0;
+  for (i = 0; i < r->nhdrs; i++) {
+    const char *n = ml_conn_header_name(c, i, &nlen), *v;
+    if (nlen != len || strncasecmp(n, name, len) != 0)
+      continue;
+    v = ml_conn_header_value(c, i, &vlen);
+    if (found++) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, vlen);
+      lua_concat(L, 3);
+    } else {
+      lua_pushlstring(L, v, vlen);
+    }
+  }
+  if (!found)
+    lua_pushnil(L);
+  return 1;
+}
+
+static int req_tostring(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  size_t n;
+  const char *u;
+  if (c == NULL) {
+    lua_pushliteral(L, "moonlet.Request (finished)");
+    return 1;
+  }
+  u = ml_conn_url(c, &n);
+  lua_pushfstring(L, "moonlet.Request: %s ",
+                  llhttp_method_name((llhttp_method_t)ml_conn_req(c)->method));
+  lua_pushlstring(L, u, n);
+  lua_concat(L, 2);
+  return 1;
+}
+
+/* end_stream: below */
+static int end_stream(lua_State *L, ml_conn *c, int status);
+
+/*
+** {======================================================
+** core.send: the response head and body in one buffer
+** =======================================================
+*/
+
+typedef struct {
+  int has_ctype;
+  int close;
+} head_flags;
+
+/*
+ * Appends one header line, or returns a message saying why it cannot be
+ * sent.  Framing headers are ours: Content-Length, Transfer-Encoding and
+ * Date are dropped, "Connection: close" closes after the response.
+ */
+static const char *put_header(ml_buf *o, const char *n, size_t nlen,
+                              const char *v, size_t vlen, head_flags *f) {
+  if (!ml_http_name_ok(n, nlen))
+    return "invalid header name";
+  if (!ml_http_value_ok(v, vlen))
+    return "header value contains CR, LF or NUL";
+  if (ml_strieq(n, nlen, "content-length") ||
+      ml_strieq(n, nlen, "transfer-encoding") || ml_strieq(n, nlen, "date"))
+    return NULL;
+  if (ml_strieq(n, nlen, "connection")) {
+    if (ml_strieq(v, vlen, "close"))
+      f->close = 1;
+    return NULL;
+  }
+  if (ml_strieq(n, nlen, "content-type"))
+    f->has_ctype = 1;
+  if (ml_buf_reserve(o, nlen + vlen + 4) != 0)
+    return "not enough memory";
+  memcpy(o->data + o->len, n, nlen);
+  o->len += nlen;
+  memcpy(o->data + o->len, ": ", 2);
+  memcpy(o->data + o->len + 2, v, vlen);
+  o->len += vlen + 2;
+  memcpy(o->data + o->len, "\r\n", 2);
+  o->len += 2;
+  return NULL;
+}
+
+/* The headers table at idx: names to a string, number or list of them. */
+static const char *put_headers(lua_State *L, int idx, ml_buf *o,
+                               head_flags *f) {
+  const char *err = NULL;
+  size_t nlen, vlen;
+  lua_pushnil(L);
+  while (err == NULL && lua_next(L, idx) != 0) {
+    const char *n = lua_type(L, -2) == LUA_TSTRING
+                      ? lua_tolstring(L, -2, &nlen) : NULL;
+    if (n == NULL) {
+      err = "header names must be strings";
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_Integer i, len = (lua_Integer)lua_rawlen(L, -1);
+      for (i = 1; err == NULL && i <= len; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_type(L, -1) == LUA_TSTRING ||
+            lua_type(L, -1) == LUA_TNUMBER) {
+          const char *v = lua_tolstring(L, -1, &vlen);
+          err = put_header(o, n, nlen, v, vlen, f);
+        } else
+          err = "header values must be strings or numbers";
+        lua_pop(L, 1);
+      }
+    } else if (lua_type(L, -1) == LUA_TSTRING ||
+               lua_type(L, -1) == LUA_TNUMBER) {
+      const char *v;
+      lua_pushvalue(L, -1);   /* tolstring must not convert the value */
+      v = lua_tolstring(L, -1, &vlen);
+      err = put_header(o, n, nlen, v, vlen, f);
+      lua_pop(L, 1);
+    } else {
+      err = "header values must be strings, numbers or lists of them";
+    }
+    if (err != NULL) {
+      lua_pushfstring(L, "%s: '%s'", err, n ? n : "?");
+      return lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
+/*
+ * core.send(req, status, body, headers, default_content_type) -> true, or
+ * nil and why (nil, "closed" when the client has gone).  Appends the whole
+ * response to the connection's output; the connection writes it once the
+ * handler's coroutine has ended.  A HEAD request gets the head only.
+ */
+static int req_send(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  size_t blen, mark;
+  const char *body = luaL_optlstring(L, 3, "", &blen), *err;
+  const char *ctype = luaL_optstring(L, 5, "text/html; charset=utf-8");
+  head_flags f = { 0, 0 };
+  size_t ctlen, sent;
+  ml_req *r;
+  ml_buf *o;
+  char *p;
+  int bodyless;
+  luaL_argcheck(L, status >= 200 && status <= 999, 2,
+                "status must be from 200 to 999");
+  if (!lua_isnoneornil(L, 4))
+    luaL_checktype(L, 4, LUA_TTABLE);
+  if (c == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (r->streaming)
+    return end_stream(L, c, (int)status);
+  if (r->responded)
+    return luaL_error(L, "the response was already sent");
+  o = ml_conn_out(c);
+  mark = o->len;
+  f.close = !ml_conn_keep_alive(c);
+  bodyless = status == 204 || status == 304;
+  if (ml_http_status_line(o, (int)status) != 0) {
+    o->len = mark;
+    return luaL_error(L, "not enough memory");
+  }
+  if (!lua_isnoneornil(L, 4) && (err = put_headers(L, 4, o, &f)) != NULL) {
+    o->len = mark;              /* nothing of it is sent */
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  /* the rest of the head and the body: one reservation, then copies */
+  ctlen = !bodyless && !f.has_ctype ? strlen(ctype) : 0;
+  sent = bodyless || r->method == HTTP_HEAD ? 0 : blen;
+  if (ml_buf_reserve(o, sizeof "Content-Type: \r\n" + ctlen +
+                        sizeof "Content-Length: \r\n" + 20 +
+                        sizeof "Connection: keep-alive\r\n\r\n" +
+                        sent) != 0) {
+    o->len = mark;
+    return luaL_error(L, "not enough memory");
+  }
+  p = o->data + o->len;
+#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
+#define PUT_LIT(s) PUT("" s "", sizeof(s) - 1)
+  if (ctlen > 0) {
+    PUT_LIT("Content-Type: ");
+    PUT(ctype, ctlen);
+    PUT_LIT("\r\n");
+  }
+  if (!bodyless) {
+    PUT_LIT("Content-Length: ");
+    p = ml_http_put_size(p, blen);
+    PUT_LIT("\r\n");
+  }
+  if (f.close)
+    PUT_LIT("Connection: close\r\n");
+  else if (r->minor == 0)
+    PUT_LIT("Connection: keep-alive\r\n");
+  PUT_LIT("\r\n");
+  if (sent > 0)
+    PUT(body, sent);
+#undef PUT_LIT
+#undef PUT
+  o->len = (size_t)(p - o->data);
+  blen = sent;
+  ml_conn_responded(c, (int)status, blen, f.close);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Streams: a head now, the body piece by piece
+** =======================================================
+*/
+
+#define STREAM_HIGH (256 * 1024)   /* a writer waits above this ... */
+#define STREAM_LOW (64 * 1024)     /* ... until the output drains to this */
+
+typedef struct {
+  ml_wait w;
+  ml_conn *c;
+} stream_wait;
+
+/* The handler returned (or failed): the last chunk, or an abort. */
+static int end_stream(lua_State *L, ml_conn *c, int status) {
+  ml_req *r = ml_conn_req(c);
+  if (status >= 500) {              /* failed mid-body: the client must */
+    ml_conn_close(c);               /* not take it for a whole one */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (r->chunked && r->method != HTTP_HEAD)
+    ML_BUF_LIT(ml_conn_out(c), "0\r\n\r\n");
+  ml_conn_stream_idle(c, 0);
+  ml_conn_responded(c, r->status, r->bytes,
+                    !r->chunked || !ml_conn_keep_alive(c));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+ * core.stream_start(req, status, headers, content_type, ping_seconds):
+ * sends the head at once.  HTTP/1.1 gets a chunked body; HTTP/1.0 one
+ * that ends when the connection closes.  With ping_seconds, an idle
+ * stream gets a comment line that often (server-sent events).
+ */
+static int req_stream_start(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  const char *ctype = luaL_optstring(L, 4, "text/html; charset=utf-8"), *err;
+  lua_Number ping = luaL_optnumber(L, 5, 0);
+  head_flags f = { 0, 0 };
+  ml_req *r;
+  ml_buf *o;
+  size_t mark;
+  luaL_argcheck(L, status >= 200 && status <= 999 && status != 204 &&
+                status != 304, 2, "status must be from 200 to 999, "
+                "with a body");
+  if (!lua_isnoneornil(L, 3))
+    luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_argcheck(L, ping >= 0 && ping < 1e6, 5, "interval out of range");
+  if (c == NULL || ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (r->responded || r->streaming)
+    return luaL_error(L, "the response was already sent");
+  o = ml_conn_out(c);
+  mark = o->len;
+  f.close = !ml_conn_keep_alive(c) || r->minor == 0;
+  ml_http_status_line(o, (int)status);
+  if (!lua_isnoneornil(L, 3) && (err = put_headers(L, 3, o, &f)) != NULL) {
+    o->len = mark;
+    return luaL_error(L, "%s", err);
+  }
+  if (!f.has_ctype) {
+    ML_BUF_LIT(o, "Content-Type: ");
+    ml_buf_append(o, ctype, strlen(ctype));
+    ML_BUF_LIT(o, "\r\n");
+  }
+  r->chunked = !f.close;
+  if (r->chunked && r->method != HTTP_HEAD)
+    ML_BUF_LIT(o, "Transfer-Encoding: chunked\r\n");
+  if (f.close)
+    ML_BUF_LIT(o, "Connection: close\r\n");
+  ML_BUF_LIT(o, "\r\n");
+  r->streaming = 1;
+  r->status = (int)status;
+  r->bytes = 0;
+  ml_conn_flush(c);
+  if (ping > 0 && !ml_conn_closing(c))
+    ml_conn_stream_idle(c, (uint64_t)(ping * 1000 + 0.5));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void stream_drained(ml_conn *c, void *ud, int closed) {
+  stream_wait *op = ud;
+  ml_co *co = ml_sched_unpark(&op->w);
+  ML_UNUSED(c);
+  free(op);
+  if (co == NULL)
+    return;
+  if (closed) {           /* the write returns, then the handler is
+                             cancelled at its next wait */
+    lua_pushnil(co->L);
+    lua_pushliteral(co->L, "closed");
+    ml_sched_resume(co, 2);
+  } else {
+    lua_pushboolean(co->L, 1);
+    ml_sched_resume_soon(co, 1);
+  }
+}
+
+static void stream_wait_cancel(ml_wait *w) {
+  stream_wait *op = (stream_wait *)w;
+  ml_conn_on_drain(op->c, 0, NULL, NULL);
+  free(op);
+}
+
+/*
+ * core.stream_write(req, data) -> true, or nil and "closed" once the
+ * client has gone.  Waits (yields) while more than STREAM_HIGH bytes are
+ * queued, so a slow reader never makes the server buffer without bound.
+ */
+static int req_stream_write(lua_State *L) {
+  ml_conn *c = get_conn(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  ml_req *r;
+  ml_buf *o;
+  stream_wait *op;
+  ml_co *co;
+  char size[24];
+  if (c == NULL || ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  r = ml_conn_req(c);
+  if (!r->streaming || r->responded)
+    return luaL_error(L, "the stream is not open (req:stream() starts it; "
+                         "it ends when the handler returns)");
+  lua_pushboolean(L, 1);
+  if (len == 0 || r->method == HTTP_HEAD)
+    return 1;
+  o = ml_conn_out(c);
+  if (r->chunked) {
+    int n = snprintf(size, sizeof size, "%zx\r\n", len);
+    ml_buf_append(o, size, (size_t)n);
+  }
+  if (ml_buf_append(o, data, len) != 0)
+    return luaL_error(L, "not enough memory");
+  if (r->chunked)
+    ML_BUF_LIT(o, "\r\n");
+  r->bytes += len;
+  ml_conn_flush(c);
+  if (ml_conn_closing(c)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (r->stream_ping_ms > 0)
+    ml_conn_stream_idle(c, r->stream_ping_ms);
+  if (ml_conn_pending(c) <= STREAM_HIGH)
+    return 1;
+  co = ml_sched_current(L);
+  if ((op = calloc(1, sizeof *op)) == NULL)
+    return luaL_error(L, "not enough memory");
+  op->c = c;
+  ml_conn_on_drain(c, STREAM_LOW, stream_drained, op);
+  ml_sched_park(co, &op->w, stream_wait_cancel);
+  return ml_sched_yield(L);
+}
+
+/* }====================================================== */
+
+static const luaL_Reg req_meta[] = {
+  {"__index", req_index},
+  {"__newindex", req_newindex},
+  {"__tostring", req_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg req_core[] = {
+  {"send", req_send},
+  {"req_header", req_header},
+  {"stream_start", req_stream_start},
+  {"stream_write", req_stream_write},
+  {NULL, NULL}
+};
+
+/* Registers the metatable, then adds core's request functions to the
+ * table on top; all of them get the metatable as upvalue 1. */
+void ml_lib_req_register(lua_State *L) {
+  luaL_newmetatable(L, REQ_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, req_meta, 1);
+  luaL_setfuncs(L, req_core, 1);   /* pops the metatable */
+}

@@ -1,0 +1,493 @@
+/*
+ * sched.c - Lua states and the coroutines that run every handler, hook,
+ * timer callback and app load.  Coroutines come from a per-state pool; a
+ * coroutine that waits parks on an ml_wait and is resumed by the libuv
+ * callback of what it waits on.  What Lua sees of time and requests lives
+ * in lib_core.c and lib_req.c; connections in conn.c.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "vm/sched.h"
+#include "host/server.h"
+#include "vm/luasrc.h"
+#include "base/log.h"
+#include "vm/lib.h"
+#include "net/client.h"
+#include "host/watchdog.h"
+#include "base/util.h"
+
+#define POOL_MAX 1024   /* idle coroutines kept per state */
+
+/* The host state ml_sched_gen_borrow passes to ml_sched_gen_new. */
+static lua_State *borrow_next;
+
+/* The token runtime waits yield, so coroutine wrappers can pass them up. */
+static char yield_token;
+
+/*
+** {======================================================
+** Lua states
+** =======================================================
+*/
+
+/* package.searchers entry: the framework's own modules, built in. */
+static int search_builtin(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const ml_luasrc *m;
+  char chunk[128];
+  for (m = ml_luasrc_list; m->name != NULL; m++) {
+    if (strcmp(m->name, name) != 0)
+      continue;
+    snprintf(chunk, sizeof chunk, "@%s", m->file);
+    if (luaL_loadbuffer(L, m->src, m->len, chunk) != LUA_OK)
+      return lua_error(L);
+    lua_pushstring(L, m->file);
+    return 2;
+  }
+  lua_pushfstring(L, "no built-in module '%s'", name);
+  return 1;
+}
+
+/* Puts search_builtin second in package.searchers, after preload. */
+static void add_searcher(lua_State *L) {
+  lua_Integer i, n;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  n = (lua_Integer)luaL_len(L, -1);
+  for (i = n; i >= 2; i--) {      /* shift entries 2..n up by one */
+    lua_geti(L, -1, i);
+    lua_seti(L, -2, i + 1);
+  }
+  lua_pushcfunction(L, search_builtin);
+  lua_seti(L, -2, 2);
+  lua_pop(L, 2);
+}
+
+/* The ready queue's idle handle is closed: the last of the state. */
+static void gen_free(uv_handle_t *h) {
+  free(container_of(h, ml_gen, ready_idle));
+}
+
+/* Runs in protected mode: libraries, searcher, host hooks, boot module. */
+static int gen_setup(lua_State *L) {
+  ml_gen *g = ML_GEN(L);
+  luaL_openlibs(L);
+  add_searcher(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_moonlet_core);
+  lua_setfield(L, -2, "moonlet.core");
+  lua_pop(L, 1);
+  ml_server_state_hooks(g->server, L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "moonlet.boot");   /* coroutine wrappers, require */
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/*
+ * The state's allocator when --lua-memory caps it: counts its bytes and
+ * refuses to grow past the cap, which Lua turns into a "not enough memory"
+ * error in the code that asked (a handler fails, not the process).
+ */
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  ml_gen *g = ud;
+  size_t old = ptr != NULL ? osize : 0;
+  void *p;
+  if (nsize == 0) {
+    free(ptr);
+    g->mem -= old;
+    return NULL;
+  }
+  if (nsize > old && g->mem + (nsize - old) > g->mem_limit)
+    return NULL;
+  if ((p = realloc(ptr, nsize)) == NULL)
+    return NULL;
+  g->mem = g->mem - old + nsize;
+  return p;
+}
+
+ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
+  ml_gen *g = calloc(1, sizeof *g);
+  if (g == NULL)
+    return NULL;
+  g->server = s;
+  g->loop = loop;
+  g->dispatch_ref = g->app_ref = g->abort_mt_ref = LUA_NOREF;
+  g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
+  g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&
+                 strcmp(getenv("MOONLET_GC_STRESS"), "0") != 0;
+  g->borrowed = borrow_next != NULL;
+  if ((g->L = g->borrowed ? borrow_next : luaL_newstate()) == NULL) {
+    free(g);
+    return NULL;
+  }
+  ML_GEN(g->L) = g;   /* new threads copy the main thread's extra space */
+  g->watch = s->watch;
+  if (s->cfg.lua_memory > 0) {
+    g->mem_limit = s->cfg.lua_memory;
+    g->mem = (size_t)lua_gc(g->L, LUA_GCCOUNT, 0) * 1024 +
+             (size_t)lua_gc(g->L, LUA_GCCOUNTB, 0);
+    lua_setallocf(g->L, limited_alloc, g);
+  }
+  uv_idle_init(loop, &g->ready_idle);
+  lua_pushcfunction(g->L, gen_setup);
+  if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
+    ml_log(MOONLET_LOG_ERROR, "cannot start Lua: %s",
+           lua_tostring(g->L, -1));
+    if (!g->borrowed)
+      lua_close(g->L);
+    uv_close((uv_handle_t *)&g->ready_idle, gen_free);
+    return NULL;
+  }
+  return g;
+}
+
+ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
+                            lua_State *L) {
+  ml_gen *g;
+  borrow_next = L;
+  g = ml_sched_gen_new(s, loop);
+  borrow_next = NULL;
+  return g;
+}
+
+/* Closes the state: its timers first, then every Lua object. */
+static void gen_close(ml_gen *g) {
+  ml_co *co, *next;
+  ml_core_timers_close(g);
+  if (g->client != NULL)
+    ml_client_close(g->client);  /* frees itself when its sockets close */
+  g->router = NULL;            /* owned by a userdata, freed by __gc */
+  if (!g->borrowed)
+    lua_close(g->L);           /* collects the pooled threads too */
+  for (co = g->pool; co != NULL; co = next) {
+    next = co->next;
+    free(co);
+  }
+  uv_close((uv_handle_t *)&g->ready_idle, gen_free);
+}
+
+/* A request, or a task of one: it finishes on a retired state. */
+static int serves_request(const ml_co *co) {
+  for (; co != NULL; co = co->parent)
+    if (co->is_request)
+      return 1;
+  return 0;
+}
+
+/*
+ * Retiring cancels what belongs to the state rather than to a request
+ * (timer callbacks, the app load, their tasks), then closes it once
+ * nothing is lent.
+ */
+
+void ml_sched_gen_retire(ml_gen *g) {
+  ml_co *co;
+  if (g->retired)
+    return;
+  g->retired = 1;
+  g->live++;                 /* hold it open while cancelling */
+  ml_core_timers_close(g);
+  do {                       /* from the top each time: a cancel also */
+    for (co = g->lent; co != NULL; co = co->next)   /* ends its tasks */
+      if (!serves_request(co) && !co->running)
+        break;
+    if (co != NULL)
+      ml_sched_cancel(co);
+  } while (co != NULL);
+  if (--g->live == 0)
+    gen_close(g);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Coroutines
+** =======================================================
+*/
+
+ml_co *ml_sched_acquire(ml_gen *g) {
+  ml_co *co = g->pool;
+  if (co != NULL) {
+    g->pool = co->next;
+    g->pooled--;
+  } else {
+    if ((co = calloc(1, sizeof *co)) == NULL)
+      return NULL;
+    co->gen = g;
+    co->L = lua_newthread(g->L);      /* cannot fail short of memory */
+    co->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
+  }
+  co->prev = NULL;
+  co->next = g->lent;
+  if (g->lent != NULL)
+    g->lent->prev = co;
+  g->lent = co;
+  g->live++;
+  return co;
+}
+
+/* The one luaL_unref of a coroutine's thread. */
+static void co_unref(ml_co *co) {
+  luaL_unref(co->gen->L, LUA_REGISTRYINDEX, co->ref);
+  co->ref = LUA_NOREF;
+  free(co);
+}
+
+/* Unlinks co from its parent's children; it no longer dies with it. */
+static void orphan(ml_co *co) {
+  ml_co *p = co->parent;
+  if (p == NULL)
+    return;
+  if (co->sibling_prev != NULL)
+    co->sibling_prev->sibling_next = co->sibling_next;
+  else
+    p->children = co->sibling_next;
+  if (co->sibling_next != NULL)
+    co->sibling_next->sibling_prev = co->sibling_prev;
+  co->parent = co->sibling_prev = co->sibling_next = NULL;
+}
+
+void ml_sched_adopt(ml_co *parent, ml_co *child) {
+  child->parent = parent;
+  child->sibling_prev = NULL;
+  child->sibling_next = parent->children;
+  if (parent->children != NULL)
+    parent->children->sibling_prev = child;
+  parent->children = child;
+}
+
+/*
+ * The job is over, however it ended: the thread is clean again and goes
+ * back to the pool, or is dropped when the pool is full or the state is
+ * retiring.  Its own tasks live on, no longer tied to it.  Closes a
+ * retired state whose last coroutine this was.
+ */
+static void co_release(ml_co *co) {
+  ml_gen *g = co->gen;
+  orphan(co);
+  while (co->children != NULL)
+    orphan(co->children);
+  if (co->prev != NULL)
+    co->prev->next = co->next;
+  else
+    g->lent = co->next;
+  if (co->next != NULL)
+    co->next->prev = co->prev;
+  lua_settop(co->L, 0);
+  co->wait = NULL;
+  co->done = NULL;
+  co->data = NULL;
+  co->cancel_pending = 0;
+  co->is_request = 0;
+  co->quiet = 0;
+  if (!g->retired && g->pooled < POOL_MAX) {
+    co->next = g->pool;
+    g->pool = co;
+    g->pooled++;
+  } else {
+    if (!g->retired)
+      ml_closethread(co->L);   /* its stack shrinks now, not at the GC */
+    co_unref(co);
+  }
+  if (--g->live == 0 && g->retired)
+    gen_close(g);
+}
+
+void ml_sched_log_error(ml_co *co, const char *context) {
+  lua_State *L = co->L;
+  const char *msg = luaL_tolstring(L, -1, NULL);  /* __tostring counts */
+  luaL_traceback(L, L, msg, 0);
+  ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
+  lua_pop(L, 2);
+}
+
+/* The job ended (returned or raised): tell its owner, then release. */
+static void co_finish(ml_co *co, int ok) {
+  void (*done)(ml_co *, int) = co->done;
+  if (!ok && !co->quiet)
+    ml_sched_log_error(co, co->what ? co->what : "coroutine");
+  co->done = NULL;
+  co->running = 1;      /* 'done' may retire the state: not cancel this */
+  if (done != NULL)
+    done(co, ok ? ML_CO_OK : ML_CO_ERROR);  /* values still on co->L */
+  co->running = 0;
+  if (!ok)
+    ml_closethread(co->L);
+  co_release(co);
+}
+
+/*
+ * Resumes co and handles how it stopped.  A yield must have parked it on
+ * a wait; a bare coroutine.yield in a handler did not, and is an error.
+ */
+static void run(ml_co *co, int nargs) {
+  ml_gen *g = co->gen;
+  ml_co *prev = g->running;
+  int status, nres;
+  if (g->gc_stress)
+    lua_gc(g->L, LUA_GCCOLLECT);
+  g->running = co;
+  co->running = 1;
+  if (g->watch != NULL) {
+    ml_watch_mark mark;
+    ml_watchdog_enter(g->watch, co->L, co, &mark);
+    status = lua_resume(co->L, NULL, nargs, &nres);
+    ml_watchdog_leave(&mark);
+  } else {
+    status = lua_resume(co->L, NULL, nargs, &nres);
+  }
+  co->running = 0;
+  g->running = prev;
+  if (status == LUA_YIELD) {
+    lua_pop(co->L, nres);
+    if (co->wait == NULL) {
+      lua_pushliteral(co->L, "coroutine.yield() outside a coroutine of "
+                             "your own: use moonlet.sleep or another wait");
+      co_finish(co, 0);
+    } else if (co->cancel_pending) {
+      ml_sched_cancel(co);
+    }
+  } else {
+    co_finish(co, status == LUA_OK);
+  }
+}
+
+void ml_sched_start(ml_co *co, int nargs) {
+  run(co, nargs);
+}
+
+ml_co *ml_sched_current(lua_State *L) {
+  ml_co *co = ML_GEN(L)->running;
+  if (co == NULL || !lua_isyieldable(L))
+    luaL_error(L, "attempt to wait outside a handler, timer or task "
+                  "(or across a C call such as a table.sort comparator)");
+  return co;
+}
+
+int ml_sched_yield(lua_State *L) {
+  lua_pushlightuserdata(L, &yield_token);
+  return lua_yield(L, 1);
+}
+
+int ml_sched_yieldk(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  lua_pushlightuserdata(L, &yield_token);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
+/* The token as Lua sees it, for moonlet.boot's coroutine wrappers. */
+void ml_sched_push_token(lua_State *L) {
+  lua_pushlightuserdata(L, &yield_token);
+}
+
+void ml_sched_park(ml_co *co, ml_wait *w, void (*cancel)(ml_wait *)) {
+  assert(co->wait == NULL);   /* a coroutine waits on one thing at a time */
+  w->co = co;
+  w->cancel = cancel;
+  co->wait = w;
+}
+
+ml_co *ml_sched_unpark(ml_wait *w) {
+  ml_co *co = w->co;
+  if (co != NULL) {
+    co->wait = NULL;
+    w->co = NULL;
+  }
+  return co;
+}
+
+void ml_sched_resume(ml_co *co, int nargs) {
+  run(co, nargs);
+}
+
+/*
+ * The owner no longer wants the job (its client left, the task was
+ * cancelled, the server stops).  Its own tasks go first.  A running
+ * coroutine is cancelled at its next yield; a parked one has its wait
+ * detached and stopped (the operation's callback still fires, sees
+ * w->co == NULL and only frees), its thread reset so <close> variables
+ * run, its owner told, and goes back to the pool.
+ */
+void ml_sched_cancel(ml_co *co) {
+  ml_wait *w;
+  void (*done)(ml_co *, int);
+  while (co->children != NULL)
+    ml_sched_cancel(co->children);   /* each one orphans itself */
+  if (co->running) {
+    co->cancel_pending = 1;
+    return;
+  }
+  /* read only now: a child's end may have woken co from what it waited
+   * on (freeing that wait) and queued it on its ready wait instead */
+  w = co->wait;
+  if (w != NULL) {
+    co->wait = NULL;
+    w->co = NULL;
+    w->cancel(w);
+  }
+  ml_closethread(co->L);
+  done = co->done;
+  co->done = NULL;
+  if (done != NULL)
+    done(co, ML_CO_CANCELLED);
+  co_release(co);
+}
+
+/*
+** The ready queue: coroutines woken from inside another coroutine wait
+** here, parked on their own 'ready' wait, until the loop's next turn.
+*/
+
+static void ready_cancel(ml_wait *w) {
+  ml_co *co = container_of(w, ml_co, ready), **p;
+  ml_gen *g = co->gen;
+  for (p = &g->ready_head; *p != NULL; p = &(*p)->ready_next)
+    if (*p == co) {
+      *p = co->ready_next;
+      break;
+    }
+  g->ready_tail = NULL;
+  for (co = g->ready_head; co != NULL; co = co->ready_next)
+    g->ready_tail = co;
+  if (g->ready_head == NULL)
+    uv_idle_stop(&g->ready_idle);
+}
+
+static void on_ready(uv_idle_t *h) {
+  ml_gen *g = container_of(h, ml_gen, ready_idle);
+  ml_co *co, *last = g->ready_tail;  /* later wakes wait for next turn */
+  int more = 1;
+  g->live++;                         /* no close while we walk */
+  while (more && (co = g->ready_head) != NULL) {
+    more = co != last;
+    g->ready_head = co->ready_next;
+    if (g->ready_head == NULL)
+      g->ready_tail = NULL;
+    co->ready_next = NULL;
+    ml_sched_unpark(&co->ready);
+    run(co, co->ready_nargs);
+  }
+  if (g->ready_head == NULL)
+    uv_idle_stop(&g->ready_idle);
+  if (--g->live == 0 && g->retired)
+    gen_close(g);
+}
+
+void ml_sched_resume_soon(ml_co *co, int nargs) {
+  ml_gen *g = co->gen;
+  co->ready_nargs = nargs;
+  ml_sched_park(co, &co->ready, ready_cancel);
+  co->ready_next = NULL;
+  if (g->ready_tail != NULL)
+    g->ready_tail->ready_next = co;
+  else
+    g->ready_head = co;
+  g->ready_tail = co;
+  uv_idle_start(&g->ready_idle, on_ready);
+}
+
+/* }====================================================== */
