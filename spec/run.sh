@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every suite (the C tests, the C tests again under ASan + UBSan when
-# built, the fuzzer for FUZZ_SECONDS when built, then busted under Lua 5.4)
+# built, the fuzzer for FUZZ_SECONDS when built, the layering check, then
+# busted under Lua 5.4)
 # and ends with one line summing them: "N passed, N failed".  Exit status
 # 1 on any failure.
 BUILD=${BUILD:-build}
@@ -47,6 +48,11 @@ if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_conn ]; then
     tail -n 40 "$tmp/fuzz.out"; c_fail=$((c_fail + 1))
   fi
 fi
+
+# The layering check: no file includes or calls a layer above its own.
+echo "== layers (spec/layers.lua)"
+if lua5.4 spec/layers.lua "$BUILD"; then c_pass=$((c_pass + 1))
+else c_fail=$((c_fail + 1)); fi
 
 echo "== busted (Lua 5.4)"
 lua5.4 /usr/bin/busted -o TAP spec > "$tmp/lua.out" 2>&1
