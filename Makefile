@@ -4,7 +4,11 @@
 CC       ?= cc
 BUILD    ?= build
 PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
-            lua-socket pkg-config gcc make curl luarocks
+            lua-socket pkg-config gcc make curl luarocks \
+            libssl-dev openssl ca-certificates zlib1g-dev libhiredis-dev libpq-dev
+# What the tests run against: real servers and clients others wrote.
+TEST_PKGS := redis-server postgresql haproxy node-ws python3-websockets \
+             lua-nginx-redis iproute2 procps
 LLHTTP   := /usr/share/llhttp
 PORT     ?= 8080
 
@@ -12,8 +16,11 @@ WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 OPT      ?= -O2 -g
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) \
              $(SANITIZE) -iquote runtime -I/usr/share/include/llhttp \
-             $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
-LIBS     = $(shell pkg-config --libs lua5.4 libuv 2>/dev/null) -lm -ldl -lpthread
+             $(shell pkg-config --cflags $(PC_MODS) 2>/dev/null)
+# The libraries the runtime links: Lua, libuv, OpenSSL (TLS, SHA-1,
+# base64, HMAC), zlib (permessage-deflate), hiredis (RESP), libpq.
+PC_MODS  := lua5.4 libuv openssl zlib hiredis libpq
+LIBS     = $(shell pkg-config --libs $(PC_MODS) 2>/dev/null) -lm -ldl -lpthread
 
 # runtime/ in four layers (README "Layout"): base/ net/ vm/ host/.
 LAYERS      := base net vm host
@@ -26,13 +33,15 @@ LLHTTP_OBJ   = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o \
 LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
-.PHONY: all deps run test test-c test-lua test-gc asan test-asan check-leaks \
+.PHONY: all deps test-deps run test test-c test-lua test-gc asan test-asan check-leaks \
         fuzz fuzz-deps embed-example module rock-install \
         clean
 
 all: deps $(BUILD)/moonlet
 
-# Installs what is missing, once per machine; apt-get needs root.
+# Installs what is missing, once per machine; apt-get needs root.  While
+# it installs, a policy-rc.d (when the machine has none) keeps Debian from
+# starting the services it installs: tests start their own instances.
 deps:
 	@missing=$$(for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
@@ -40,10 +49,18 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  rcd=/usr/sbin/policy-rc.d; made=; \
+	  if [ ! -e $$rcd ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$rcd >/dev/null && \
+	    $$SUDO chmod 755 $$rcd && made=1; fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    $$missing >/dev/null || exit 1; \
+	    $$missing >/dev/null; rc=$$?; \
+	  [ -z "$$made" ] || $$SUDO rm -f $$rcd; [ $$rc = 0 ] || exit 1; \
 	fi
+
+test-deps:
+	@$(MAKE) --no-print-directory deps PKGS="$(TEST_PKGS)"
 
 $(BUILD)/%.o: runtime/%.c $(RUNTIME_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
@@ -89,7 +106,7 @@ $(BUILD):
 # any embedder builds one: the public header and the library, nothing more.
 EMBED_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L $(OPT) $(SANITIZE) \
                -iquote runtime \
-               $(shell pkg-config --cflags lua5.4 libuv 2>/dev/null)
+               $(shell pkg-config --cflags $(PC_MODS) 2>/dev/null)
 embed-example: deps $(BUILD)/embed-host
 
 $(BUILD)/embed-host: apps/embed/host.c runtime/moonlet.h $(BUILD)/libmoonlet.a
@@ -100,7 +117,8 @@ $(BUILD)/embed-host: apps/embed/host.c runtime/moonlet.h $(BUILD)/libmoonlet.a
 # linked into one shared object that a stock lua5.4 loads for
 # require "moonlet" (its Lua files are built in).  Lua's own symbols come
 # from the interpreter that loads it.
-MODULE_LIBS = $(shell pkg-config --libs libuv 2>/dev/null) -lm -ldl -lpthread
+MODULE_LIBS = $(shell pkg-config --libs $(filter-out lua5.4,$(PC_MODS)) \
+                2>/dev/null) -lm -ldl -lpthread
 module: deps $(BUILD)/moonlet.so
 
 $(BUILD)/moonlet.so: $(RUNTIME_SRC) $(RUNTIME_HDR) $(LUA_SRC) | $(BUILD)
@@ -120,7 +138,7 @@ run: all
 # Every suite, then one line summing them all: the C tests (also under
 # ASan + UBSan), 30 s of fuzzing, and the busted specs.
 FUZZ_SECONDS ?= 30
-test: deps fuzz-deps
+test: deps test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
 	@$(MAKE) --no-print-directory asan build-fuzz/fuzz_conn >/dev/null
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
@@ -182,7 +200,7 @@ build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
 	  build-fuzz/libmoonlet.a
 	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
 	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime \
-	  $(shell pkg-config --cflags lua5.4 libuv) -o $@ spec/fuzz/fuzz_conn.c \
+	  $(shell pkg-config --cflags $(PC_MODS)) -o $@ spec/fuzz/fuzz_conn.c \
 	  build-fuzz/libmoonlet.a $(LIBS)
 
 fuzz: deps build-fuzz/fuzz_conn

@@ -1,7 +1,7 @@
 -- moonlet as a Lua C module: `luarocks make rocks/moonlet-scm-1.rockspec`
 -- from the repository's top builds build/moonlet.so (the runtime, with its
 -- Lua files built in) and installs it as the module "moonlet".  Needs no
--- other rock; needs liblua5.4-dev, libuv1-dev and node-llhttp installed.
+-- other rock; needs the -dev packages of the Makefile's PKGS installed.
 rockspec_format = "3.0"
 package = "moonlet"
 version = "scm-1"
