@@ -3,8 +3,9 @@
 -- Never executed and not compiled into the binary: point the editor's
 -- `workspace.library` at lua/types (the repository's .luarc.json does).
 -- `---@meta moonlet` makes `require "moonlet"` resolve to this file.
--- The contract is ../shared/API.md; keep this file in step with it and
--- with lua/moonlet/*.lua and runtime/vm/lib_*.c.
+-- The interface it describes is documented in docs/reference.md; keep
+-- this file in step with it, with lua/moonlet/*.lua and with
+-- runtime/vm/lib_*.c.
 
 --------------------------------------------------------------------------
 -- Shared shapes
