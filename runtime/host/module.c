@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
-#include "net/client.h"
 #include "base/clock.h"
 #include "vm/lib.h"
 #include "vm/luasrc.h"
@@ -131,22 +130,8 @@ static int core_loop_run(lua_State *L) {
  */
 static int core_loop_cleanup(lua_State *L) {
   ml_module *m = module_check(L);
-  ml_gen *g = m->gen;
-  ml_co *co;
   int i;
-  ml_core_timers_close(g);
-  do {
-    for (co = g->lent; co != NULL; co = co->next)
-      if (!co->running && !co->is_request &&
-          (co->parent == NULL || !co->parent->is_request))
-        break;
-    if (co != NULL)
-      ml_sched_cancel(co);
-  } while (co != NULL);
-  if (g->client != NULL) {
-    ml_client_close(g->client);      /* frees itself once closed */
-    g->client = NULL;
-  }
+  ml_sched_gen_reset(m->gen);
   for (i = 0; i < 4; i++)
     uv_run(&m->loop, UV_RUN_NOWAIT);
   return 0;

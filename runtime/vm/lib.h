@@ -41,7 +41,4 @@ void ml_lib_router_register(lua_State *L);
 /* The router behind the userdata at idx, or NULL (lib_router.c). */
 ml_router *ml_lib_router_get(lua_State *L, int idx);
 
-/* Stops and frees every after/every timer of g (lib_core.c). */
-void ml_core_timers_close(ml_gen *g);
-
 #endif

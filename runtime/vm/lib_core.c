@@ -143,49 +143,77 @@ static int core_request_body(lua_State *L) {
 */
 
 /*
- * A timer belongs to its state (not to a request): it lives until it is
- * stopped, has fired once ('after'), or the state is retired.  The Lua
- * userdata only points at it; either may go first.
+ * A timer belongs to its generation (not to a request): it lives until it
+ * is stopped, has fired once ('after'), or the generation is retired.
+ * The Lua userdata only points at it; either may go first.
  */
+typedef struct ml_timer ml_timer;
+typedef struct timer_set timer_set;
+
 struct ml_timer {
   ml_ctimer timer;
-  ml_gen *gen;
+  timer_set *set;
   int fn_ref;             /* the callback */
   ml_timer **ud;          /* the userdata's pointer to us, or NULL */
-  ml_timer *prev, *next;  /* the state's list */
+  ml_timer *prev, *next;  /* the set's list */
   int repeat;
   int single;             /* {single = true}: one worker only */
+};
+
+/* A generation's timers: a part of it (gen.h), made with its first
+ * timer; retiring the generation stops them all. */
+struct timer_set {
+  ml_part part;
+  ml_timer *list;
 };
 
 /* Unlinks, drops the callback's ref, stops and frees: callers must not
  * use t after.  Safe from t's own firing (clock.c no longer touches t). */
 static void timer_stop(ml_timer *t) {
-  ml_gen *g = t->gen;
+  timer_set *set = t->set;
   if (t->fn_ref == LUA_NOREF)
     return;
-  luaL_unref(g->L, LUA_REGISTRYINDEX, t->fn_ref);
+  luaL_unref(set->part.gen->L, LUA_REGISTRYINDEX, t->fn_ref);
   t->fn_ref = LUA_NOREF;
   if (t->ud != NULL)
     *t->ud = NULL;
   if (t->prev != NULL)
     t->prev->next = t->next;
   else
-    g->timers = t->next;
+    set->list = t->next;
   if (t->next != NULL)
     t->next->prev = t->prev;
   ml_clock_timer_stop(&t->timer);
   free(t);
 }
 
-void ml_core_timers_close(ml_gen *g) {
-  while (g->timers != NULL)
-    timer_stop(g->timers);
+static void timers_retire(ml_part *p) {
+  timer_set *set = (timer_set *)p;
+  while (set->list != NULL)
+    timer_stop(set->list);
+}
+
+static void timers_close(ml_part *p) {
+  timers_retire(p);
+  free(p);
+}
+
+static const ml_part_kind timers_kind = {
+  "timers", timers_retire, timers_close
+};
+
+/* g's timer set, made on first use; NULL when out of memory. */
+static timer_set *timers_of(ml_gen *g) {
+  timer_set *set = (timer_set *)ml_gen_part(g, &timers_kind);
+  if (set == NULL && (set = calloc(1, sizeof *set)) != NULL)
+    ml_gen_attach(g, &set->part, &timers_kind);
+  return set;
 }
 
 /* Each firing runs the callback in a fresh coroutine of the pool. */
 static void on_timer(ml_ctimer *h) {
   ml_timer *t = container_of(h, ml_timer, timer);
-  ml_gen *g = t->gen;
+  ml_gen *g = t->set->part.gen;
   ml_co *co;
   if (t->single && !ml_master_single_turn(g->server)) {
     if (!t->repeat)
@@ -207,6 +235,7 @@ static int new_timer(lua_State *L, int repeat) {
   lua_Number s = luaL_checknumber(L, 1);
   ml_gen *g = ML_GEN(L);
   ml_timer **ud, *t;
+  timer_set *set;
   uint64_t ms;
   int single = 0;
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "interval out of range");
@@ -222,20 +251,21 @@ static int new_timer(lua_State *L, int repeat) {
   ud = lua_newuserdatauv(L, sizeof *ud, 0);
   *ud = NULL;
   luaL_setmetatable(L, "moonlet.Timer");
-  if ((t = calloc(1, sizeof *t)) == NULL)
+  if ((set = timers_of(g)) == NULL ||
+      (t = calloc(1, sizeof *t)) == NULL)
     return luaL_error(L, "not enough memory");
   ms = (uint64_t)(s * 1000 + 0.5);
   if (repeat && ms == 0)
     ms = 1;                /* an every(0) would starve the loop */
-  t->gen = g;
+  t->set = set;
   t->repeat = repeat;
   t->single = single;
   lua_pushvalue(L, 2);
   t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  t->next = g->timers;
-  if (g->timers != NULL)
-    g->timers->prev = t;
-  g->timers = t;
+  t->next = set->list;
+  if (set->list != NULL)
+    set->list->prev = t;
+  set->list = t;
   t->ud = ud;
   *ud = t;
   ml_clock_timer_init(g, &t->timer);

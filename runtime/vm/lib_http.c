@@ -10,6 +10,36 @@
 #include "vm/lib.h"
 #include "base/util.h"
 
+/* A generation's outbound connections: a part of it (gen.h), made with
+ * its first exchange, closed with its state.  Exchanges still running
+ * then go on; the client frees itself after them. */
+typedef struct {
+  ml_part part;
+  ml_client *client;
+} http_pool;
+
+static void pool_close(ml_part *p) {
+  ml_client_close(((http_pool *)p)->client);
+  free(p);
+}
+
+static const ml_part_kind pool_kind = { "http client", NULL, pool_close };
+
+/* g's client, made on first use; NULL when out of memory. */
+static ml_client *client_of(ml_gen *g) {
+  http_pool *pool = (http_pool *)ml_gen_part(g, &pool_kind);
+  if (pool != NULL)
+    return pool->client;
+  if ((pool = malloc(sizeof *pool)) == NULL)
+    return NULL;
+  if ((pool->client = ml_client_new(g->loop)) == NULL) {
+    free(pool);
+    return NULL;
+  }
+  ml_gen_attach(g, &pool->part, &pool_kind);
+  return pool->client;
+}
+
 /* The wait, in the exchange's own memory (ml_client_ud): it lives as
  * long as the exchange, so nothing here frees it. */
 typedef struct {
@@ -99,7 +129,7 @@ static void http_cancel(ml_wait *w) {
  * exchange has ended (a cancelled one's connection is closed first).
  */
 static int http_request(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
+  ml_client *client;
   ml_hreq_opts o;
   lua_Number timeout;
   ml_co *co;
@@ -115,11 +145,11 @@ static int http_request(lua_State *L) {
   luaL_argcheck(L, o.port > 0 && o.port < 65536, 2, "port out of range");
   luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 4, "timeout out of range");
   co = ml_sched_current(L);
-  if (g->client == NULL && (g->client = ml_client_new(g->loop)) == NULL)
+  if ((client = client_of(co->gen)) == NULL)
     return luaL_error(L, "not enough memory");
   o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
   o.ud_size = sizeof *op;
-  if ((r = ml_client_request(g->client, &o, http_done, NULL)) == NULL)
+  if ((r = ml_client_request(client, &o, http_done, NULL)) == NULL)
     return luaL_error(L, "not enough memory");
   op = ml_client_ud(r);
   op->req = r;
@@ -129,9 +159,9 @@ static int http_request(lua_State *L) {
 
 /* core.http_connects(): connections the pool has opened, for tests. */
 static int http_connects(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
-  lua_pushinteger(L, g->client ? (lua_Integer)ml_client_connects(g->client)
-                               : 0);
+  http_pool *pool = (http_pool *)ml_gen_part(ML_GEN(L), &pool_kind);
+  lua_pushinteger(L, pool != NULL
+                       ? (lua_Integer)ml_client_connects(pool->client) : 0);
   return 1;
 }
 

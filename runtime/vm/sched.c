@@ -15,7 +15,6 @@
 #include "vm/luasrc.h"
 #include "base/log.h"
 #include "vm/lib.h"
-#include "net/client.h"
 #include "host/watchdog.h"
 #include "base/util.h"
 
@@ -154,12 +153,10 @@ ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
   return g;
 }
 
-/* Closes the state: its timers first, then every Lua object. */
+/* Closes the state: its parts first, then every Lua object. */
 static void gen_close(ml_gen *g) {
   ml_co *co, *next;
-  ml_core_timers_close(g);
-  if (g->client != NULL)
-    ml_client_close(g->client);  /* frees itself when its sockets close */
+  ml_gen_parts_close(g);
   g->router = NULL;            /* owned by a userdata, freed by __gc */
   if (!g->borrowed)
     lua_close(g->L);           /* collects the pooled threads too */
@@ -179,18 +176,13 @@ static int serves_request(const ml_co *co) {
 }
 
 /*
- * Retiring cancels what belongs to the state rather than to a request
- * (timer callbacks, the app load, their tasks), then closes it once
- * nothing is lent.
+ * Stops what belongs to the app rather than to a request: the parts'
+ * timers and the like, then the coroutines of timer callbacks, the app
+ * load and their tasks.  The caller holds g open ('live').
  */
-
-void ml_sched_gen_retire(ml_gen *g) {
+static void stop_app_work(ml_gen *g) {
   ml_co *co;
-  if (g->retired)
-    return;
-  g->retired = 1;
-  g->live++;                 /* hold it open while cancelling */
-  ml_core_timers_close(g);
+  ml_gen_parts_retire(g);
   do {                       /* from the top each time: a cancel also */
     for (co = g->lent; co != NULL; co = co->next)   /* ends its tasks */
       if (!serves_request(co) && !co->running)
@@ -198,7 +190,23 @@ void ml_sched_gen_retire(ml_gen *g) {
     if (co != NULL)
       ml_sched_cancel(co);
   } while (co != NULL);
+}
+
+void ml_sched_gen_retire(ml_gen *g) {
+  if (g->retired)
+    return;
+  g->retired = 1;
+  g->live++;                 /* hold it open while cancelling */
+  stop_app_work(g);
   if (--g->live == 0)
+    gen_close(g);
+}
+
+void ml_sched_gen_reset(ml_gen *g) {
+  g->live++;
+  stop_app_work(g);
+  ml_gen_parts_close(g);
+  if (--g->live == 0 && g->retired)
     gen_close(g);
 }
 

@@ -10,13 +10,12 @@
 #include <lua.h>
 #include <uv.h>
 #include "base/router.h"
+#include "vm/gen.h"
 
 typedef struct moonlet_server moonlet_server;
 typedef struct ml_co ml_co;
 typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
-typedef struct ml_timer ml_timer;
-typedef struct ml_client ml_client;
 typedef struct ml_clock ml_clock;
 typedef struct ml_watch ml_watch;
 
@@ -78,8 +77,7 @@ struct ml_gen {
   uv_idle_t ready_idle;  /* runs the ready queue */
   int pooled;
   int live;              /* coroutines lent out */
-  ml_timer *timers;      /* after/every timers (lib_core.c) */
-  ml_client *client;     /* outbound connections (client.c), lazily */
+  ml_part *parts;        /* what subsystems attach (gen.h) */
   ml_clock *clock;       /* virtual time (clock.c), or NULL: libuv's */
   ml_watch *watch;       /* the server's watchdog, or NULL */
   int abort_mt_ref;      /* moonlet.abort's metatable, for the watchdog */
@@ -124,9 +122,15 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop);
 ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
                             lua_State *L);
 
-/* No new work: its timers stop and every coroutine not serving a request
- * is cancelled; the state closes once the last request has ended. */
+/* No new work: its parts are retired and every coroutine not serving a
+ * request is cancelled; the state closes once the last request has
+ * ended. */
 void ml_sched_gen_retire(ml_gen *g);
+
+/* The Lua module's end of a moonlet.run: what a retire stops is stopped
+ * (parts retired, coroutines not serving a request cancelled) and the
+ * parts are closed, but g goes on serving its app. */
+void ml_sched_gen_reset(ml_gen *g);
 
 /*
  * Lends a coroutine from the pool (or makes one).  The caller pushes a

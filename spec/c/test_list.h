@@ -51,6 +51,7 @@
   X(clock_real_idle_and_close) \
   X(watchdog_stops_stuck_code_after_a_hosts_close) \
   X(sched_co_is_small) \
+  X(gen_parts_by_kind_retire_close) \
   X(client_deadlines_in_order) \
   X(client_idle_connections_close) \
   X(client_cancel_closes_the_connection)
