@@ -7,7 +7,7 @@
 local core = require "moonlet.core"
 local url = require "moonlet.url"
 local response = require "moonlet.response"
-local cjson = require "cjson"
+local json = require "moonlet.json"
 
 local type, pairs, ipairs, error, xpcall, pcall, setmetatable,
   getmetatable, tostring, select = type, pairs, ipairs, error, xpcall,
@@ -20,7 +20,7 @@ local math_type = math.type
 local is_response, is_abort = response.is_response, response.is_abort
 local redirect, abort = response.redirect, response.abort
 local send, log, static_send = core.send, core.log, core.static_send
-local encode_json = cjson.encode
+local encode_json, describe = json.encode, json.describe
 
 local M = {}
 
@@ -306,8 +306,17 @@ end
 --- Responses
 -- @section responses
 
+-- The body of a default error page and its type: an abort's table
+-- message (moonlet.abort(422, {field = "x"})) is sent as JSON.
 local function default_error_body(status, message)
-  return message or format("%d %s", status, M.reason(status))
+  if type(message) == "table" then
+    local ok, text = pcall(encode_json, message)
+    if ok then
+      return text, JSON
+    end
+    message = nil
+  end
+  return message or format("%d %s", status, M.reason(status)), TEXT
 end
 
 -- Reason phrases for default error pages.
@@ -325,9 +334,28 @@ function M.reason(status)
   return reasons[status] or "Error"
 end
 
+-- "the string \"201\"" rather than "201": a status that is a string
+-- looks like a number in a message.
+local function shown(v)
+  if type(v) == "string" then
+    return format("the string %q", v)
+  end
+  return tostring(v)
+end
+
+-- Where the route's handler was defined, for messages about what it
+-- returned (the error is raised here, far from the handler).
+local function handler_at(e)
+  local info = e and e.handler and getinfo(e.handler, "S")
+  if info and info.short_src then
+    return format("the handler at %s:%d", info.short_src, info.linedefined)
+  end
+  return "the handler"
+end
+
 -- Turns a handler's return values into status, body, headers, type.
 -- Raises for values that are not a response.
-local function to_response(a, b, c, default_status)
+local function to_response(a, b, c, default_status, e)
   local status, body, headers, ctype = default_status or 200, a, c, HTML
   if a == nil then
     return 204, "", c, HTML
@@ -338,19 +366,21 @@ local function to_response(a, b, c, default_status)
   elseif is_response(a) then
     return a.status, a.body, a.headers, HTML
   elseif ta == "table" then
-    local ok, json = pcall(encode_json, a)
+    local ok, text = pcall(encode_json, a)
     if not ok then
-      error("cannot send the table as JSON: " .. tostring(json), 0)
+      error(handler_at(e) .. " returned a table that cannot be sent as "
+        .. "JSON: " .. gsub(tostring(text), "^json%.encode: ", ""), 0)
     end
-    body, ctype = json, JSON
+    body, ctype = text, JSON
   else
-    error("a handler must return a string, a table, a response or "
-      .. "nothing; it returned a " .. ta, 0)
+    error(handler_at(e) .. " must return a string, a table, a response "
+      .. "or nothing; it returned a " .. ta .. (ta == "number"
+      and " (the body comes first: return body, status)" or ""), 0)
   end
   if b ~= nil then
     if math_type(b) ~= "integer" or b < 200 or b > 999 then
-      error("the status a handler returns must be an integer from 200 to "
-        .. "999, got " .. tostring(b), 0)
+      error("the status " .. handler_at(e) .. " returns must be an integer "
+        .. "from 200 to 999, got " .. shown(b), 0)
     end
     status = b
   end
@@ -391,7 +421,7 @@ local function on_error(err)
   if is_abort(err) then
     return err
   end
-  local msg = type(err) == "string" and err or tostring(err)
+  local msg = type(err) == "string" and err or describe(err)
   return { internal = true, message = msg, traceback = traceback(msg, 2) }
 end
 
@@ -423,7 +453,8 @@ local render_error
 
 -- Converts, runs after hooks and sends, inside the error handling.
 local function respond(req, e, default_status, a, b, c)
-  local status, body, headers, ctype = to_response(a, b, c, default_status)
+  local status, body, headers, ctype = to_response(a, b, c, default_status,
+    e)
   if #e.afters > 0 then
     status, body, headers, ctype = run_afters(req, e.afters, status, body,
       headers, ctype)
@@ -447,12 +478,12 @@ function render_error(req, e, status, message, tb, extra, detail)
       -- turn the error into a 204: the status stays, with the default page.
       if a1 == nil and a2 == nil then
         fallback = true
-        a1 = default_error_body(status, message)
+        a1, fallback = default_error_body(status, message)
       end
       return respond(req, e, status, a1, a2, a3)
     end, on_error)
     if ok and fallback then
-      ct = TEXT
+      ct = fallback
     end
     if not ok then
       log("error", request_line(req) .. ": the errorhandler for "
@@ -460,15 +491,16 @@ function render_error(req, e, status, message, tb, extra, detail)
       s, b, h, ct = 500, "500 Internal Server Error", nil, TEXT
     end
   else
-    b = default_error_body(status, message)
+    local btype
+    b, btype = default_error_body(status, message)
     if tb and core.debug() then
       b = b .. "\n\n" .. tb
     end
     ok, s, b, h, ct = pcall(respond, req, e, status, b, status, nil)
     if not ok then
-      s, b, h, ct = status, default_error_body(status, message), nil, TEXT
+      s, b, h = status, default_error_body(status, message), nil
     end
-    ct = TEXT
+    ct = btype
   end
   if extra then
     h = h or {}
@@ -536,6 +568,7 @@ local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
       pattern = prefix .. r.pattern, methods = r.methods,
       name = r.name and name_prefix .. r.name,
       run = with_befores(befores, r.handler), afters = afters,
+      handler = r.handler,
       plain = #afters == 0,
       errorhandler = errh,
     }

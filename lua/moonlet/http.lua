@@ -5,7 +5,7 @@
 -- @module moonlet.http
 
 local core = require "moonlet.core"
-local cjson = require "cjson.safe"
+local json = require "moonlet.json"
 
 local type, pairs, ipairs, next, error, tostring, tonumber, setmetatable,
   rawget = type, pairs, ipairs, next, error, tostring, tonumber,
@@ -52,8 +52,8 @@ end
 
 --- The decoded body; raises when it is not JSON.
 function Response:json()
-  local v, err = cjson.decode(self.body)
-  if v == nil and err ~= nil then
+  local v, err = json.decode(self.body)
+  if v == nil then
     error("the response body is not JSON: " .. err, 2)
   end
   return v
@@ -197,18 +197,19 @@ local function encode_body(body, headers)
   if type(body) ~= "table" then
     return body or "", headers
   end
-  local json, err = cjson.encode(body)
-  if not json then
-    error("moonlet.http.request: cannot encode the body as JSON: " .. err, 3)
+  local ok, text = pcall(json.encode, body)
+  if not ok then
+    error("moonlet.http.request: cannot send the body as JSON: "
+      .. tostring(text):gsub("^json%.encode: ", ""), 3)
   end
   for name in pairs(headers) do
     if lower(name) == "content-type" then
-      return json, headers
+      return text, headers
     end
   end
   local h = { ["Content-Type"] = "application/json" }
   for k, v in pairs(headers) do h[k] = v end
-  return json, h
+  return text, h
 end
 
 -- The request for method on the URL u (parse_url's), as build makes it;

@@ -21,6 +21,7 @@ local app = require "moonlet.app"
 local response = require "moonlet.response"
 local cookie = require "moonlet.cookie"
 local task = require "moonlet.task"
+local json = require "moonlet.json"
 
 local M = {
   _VERSION = core.version,
@@ -39,6 +40,8 @@ local M = {
   first = task.first,
   timeout = task.timeout,
   http = require "moonlet.http",
+  json = json,
+  null = json.null,
   queue = require("moonlet.queue").new,
   worker = { id = core.worker_id(), pid = core.pid() },
   shared = core.shared,

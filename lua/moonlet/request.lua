@@ -14,7 +14,7 @@ local stream = require "moonlet.stream"
 local type, pcall, rawget = type, pcall, rawget
 local lower = string.lower
 
-local cjson = require "cjson.safe"
+local json = require "moonlet.json"
 
 local methods, lazy = {}, {}
 
@@ -22,12 +22,20 @@ methods.header = core.req_header
 methods.stream = stream.stream
 methods.sse = stream.sse
 
---- `req:json()`: the decoded body; a body that is not JSON aborts with 400.
+--- `req:json()`: the decoded body; a body that is not JSON (or not
+-- UTF-8, or with NaN) aborts with 400.  Decoded once per request.
 function methods.json(req)
-  local v, err = cjson.decode(req.body)
-  if v == nil and err ~= nil then
-    response.abort(400, "the request body is not valid JSON")
+  local v = req.__json
+  if v ~= nil then
+    return v
   end
+  local err
+  v, err = json.decode(req.body)
+  if v == nil then
+    response.abort(400, "the request body is not valid JSON ("
+      .. err:gsub("^invalid JSON: ", "") .. ")")
+  end
+  req.__json = v
   return v
 end
 

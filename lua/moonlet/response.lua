@@ -10,14 +10,18 @@ local M = {}
 local Response = { __name = "moonlet.Response" }
 local Abort = { __name = "moonlet.Abort" }
 Abort.__tostring = function(e)
-  return ("abort %d%s"):format(e.status, e.message and (": " .. e.message)
-    or "")
+  local m = e.message
+  if type(m) == "table" then
+    m = require("moonlet.json").describe(m)
+  end
+  return ("abort %d%s"):format(e.status, m and (": " .. m) or "")
 end
 
 local function check_status(status, level)
   if math_type(status) ~= "integer" or status < 200 or status > 999 then
     error("status must be an integer from 200 to 999, got "
-      .. tostring(status), level + 1)
+      .. (type(status) == "string" and ("the string %q"):format(status)
+      or tostring(status)), level + 1)
   end
 end
 
@@ -51,10 +55,11 @@ function M.redirect(url, status)
     body = "" }, Response)
 end
 
---- `moonlet.abort(status [, message])`: ends the handler with that status.
+--- `moonlet.abort(status [, message])`: ends the handler with that
+-- status.  A table message is sent as JSON (`abort(422, {field = "x"})`).
 function M.abort(status, message)
   check_status(status, 2)
-  if message ~= nil then
+  if message ~= nil and type(message) ~= "table" then
     message = tostring(message)
   end
   error(setmetatable({ status = status, message = message }, Abort), 2)

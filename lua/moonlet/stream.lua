@@ -6,7 +6,7 @@
 -- @module moonlet.stream
 
 local core = require "moonlet.core"
-local cjson = require "cjson"
+local json = require "moonlet.json"
 
 local type, error, tostring, setmetatable, pairs = type, error, tostring,
   setmetatable, pairs
@@ -83,7 +83,7 @@ function SSE:send(ev)
   local data = ev.data
   if data ~= nil then
     if type(data) == "table" then
-      data = cjson.encode(data)
+      data = json.encode(data)
     end
     data = gsub(gsub(tostring(data), "\r\n", "\n"), "\r", "\n")
     for line in gmatch(data .. "\n", "(.-)\n") do

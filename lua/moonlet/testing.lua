@@ -1,4 +1,4 @@
---- Testing apps with busted (API §13), as Flask's test_client does.
+--- Testing apps with busted, as Flask's test_client does.
 -- `testing.client(app_or_path [, opts])` serves the app in this Lua state
 -- on 127.0.0.1 and a free port; `client:get`, `client:post` and
 -- `client:request` send real HTTP over loopback through the production
@@ -278,7 +278,7 @@ end
 --[[ Stubs: the app's outbound calls to a prefix get an answer made here.
 ]]
 
-local cjson = require "cjson.safe"
+local json = require "moonlet.json"
 
 local lower = string.lower
 local Headers = { __index = function(t, k)
@@ -298,7 +298,7 @@ local function stub_response(t, url)
   for k, v in pairs(t.headers or {}) do headers[lower(k)] = v end
   local body = t.body or ""
   if type(body) == "table" then
-    body = assert(cjson.encode(body))
+    body = json.encode(body)
     if headers["content-type"] == nil then
       headers["content-type"] = "application/json"
     end

@@ -19,7 +19,7 @@
 ---@alias moonlet.Headers table<string, moonlet.HeaderValue>
 
 ---A route handler: `req`, then the pattern's converted values in pattern
----order. It returns the response (API §5): `"text"`, a table (JSON),
+---order. It returns the response: `"text"`, a table (JSON),
 ---`body, status [, headers]`, a `moonlet.response{...}`, or nothing (204).
 ---@alias moonlet.Handler async fun(req: moonlet.Request, ...: any): ...
 
@@ -48,7 +48,9 @@
 ---outbound HTTP, threads and the shared store.
 ---@class moonlet
 ---@field _VERSION string moonlet's version, e.g. `"0.1.0"`.
----@field worker moonlet.Worker which worker process is serving (API §11)
+---@field worker moonlet.Worker which worker process is serving
+---@field json moonlet.json JSON encode/decode (lua/types/moonlet/json.lua)
+---@field null lightuserdata JSON null, and what moonlet.redis and moonlet.pg give for nil/NULL
 local moonlet = {}
 
 ---A new app.
@@ -69,9 +71,10 @@ function moonlet.response(t) end
 function moonlet.redirect(url, status) end
 
 ---Ends the handler with that status from any depth (raises; never returns).
----The app's `errorhandler(status)` renders it, or a plain-text page.
+---The app's `errorhandler(status)` renders it, or a plain-text page; a
+---table message is sent as JSON (`moonlet.abort(422, {field = "x"})`).
 ---@param status integer 200..999
----@param message? any the error page text (`err.message`), via tostring
+---@param message? string|table the page (`err.message`); other values via tostring
 function moonlet.abort(status, message) end
 
 ---Builds a `Set-Cookie` header value. Raises for a name that is not a
@@ -340,7 +343,7 @@ function App:url_for(name, params, query) end
 ---@field content_type string default `"application/octet-stream"`
 ---@field body string the file's bytes
 
----The request a handler receives (API §4). Fields are read on first use
+---The request a handler receives. Fields are read on first use
 ---and cached; once the response is sent (or the client left) reading an
 ---uncached one raises. Keep the app's own per-request data in `req.ctx`.
 ---@class moonlet.Request

@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include "base/clock.h"
 #include "vm/lib.h"
+#include "vm/lib_json.h"
 #include "base/log.h"
 #include "host/master.h"
 #include "host/server.h"
@@ -451,5 +452,6 @@ int luaopen_moonlet_core(lua_State *L) {
   ml_lib_task_register(L);
   ml_lib_http_register(L);
   ml_lib_thread_register(L);
+  ml_lib_json_register(L);
   return 1;
 }

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include "base/clock.h"
 #include "vm/lib.h"
+#include "vm/lib_json.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -348,7 +349,7 @@ static int task_gc(lua_State *L) {
     lua_getiuservalue(L, 1, 1);
     lua_geti(L, -1, 1);
     ml_log(MOONLET_LOG_WARN, "a task failed and nobody waited for it: %s",
-           luaL_tolstring(L, -1, NULL));
+           ml_json_describe(L, -1));   /* a table by its contents */
   }
   return 0;
 }

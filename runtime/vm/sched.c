@@ -15,6 +15,7 @@
 #include "vm/luasrc.h"
 #include "base/log.h"
 #include "vm/lib.h"
+#include "vm/lib_json.h"
 #include "host/watchdog.h"
 #include "base/util.h"
 
@@ -308,7 +309,7 @@ static void co_release(ml_co *co) {
 
 void ml_sched_log_error(ml_co *co, const char *context) {
   lua_State *L = co->L;
-  const char *msg = luaL_tolstring(L, -1, NULL);  /* __tostring counts */
+  const char *msg = ml_json_describe(L, -1);  /* tables by contents */
   luaL_traceback(L, L, msg, 0);
   ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
   lua_pop(L, 2);

@@ -27,6 +27,12 @@ app:route("/echo", { methods = { "GET", "POST", "PUT", "DELETE", "PATCH" } },
     return basics(req)
   end)
 
+-- The body as sent, bytes JSON cannot carry included.
+app:post("/echo-raw", function(req)
+  return moonlet.response{ body = req.body,
+    headers = { ["Content-Type"] = "application/octet-stream" } }
+end)
+
 app:get("/echo/<name>/<int:n>", function(req, name, n)
   local t = basics(req)
   t.args = { name = name, n = n, n_type = math.type(n) }
