@@ -184,7 +184,8 @@ check-leaks: all $(BUILD)/ctest
 	  exit 1; fi; echo "valgrind: $$(ls $(BUILD)/valgrind | wc -l) servers, clean"
 
 # Fuzzing the connection path with libFuzzer (spec/fuzz/fuzz_conn.c):
-# `make fuzz SECONDS=600`.  New inputs go to build-fuzz/corpus, crashes
+# `make fuzz SECONDS=600`.  Its build has tiny back-pressure marks
+# (ML_FUZZ_MARKS), so that short inputs pause and resume reading.  New inputs go to build-fuzz/corpus, crashes
 # to build-fuzz/crash-*; a crash, once fixed, joins spec/fuzz/corpus.
 SECONDS ?= 600
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -196,7 +197,8 @@ fuzz-deps:
 build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
                       $(LUA_SRC) | fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang-14 \
-	  OPT="-O1 -g" SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	  OPT="-O1 -g -DML_FUZZ_MARKS" \
+	  SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	  build-fuzz/libmoonlet.a
 	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
 	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime \

@@ -23,8 +23,21 @@
 #include "host/server.h"
 
 #define LINGER_MS 2000          /* read-and-drop before closing */
-#define MAX_PENDING_IN 65536    /* unparsed input kept while serving */
-#define MAX_PENDING_OUT 1048576 /* queued output before parsing waits */
+/* Back-pressure marks, for every connection whatever it is doing: reading
+ * stops above a high mark and starts again once both are at or under
+ * their low marks (see 'pace').  Parsing also waits above OUT_HIGH.  The
+ * fuzzer's build makes them tiny, so that short inputs reach them. */
+#ifdef ML_FUZZ_MARKS
+#define IN_HIGH 512
+#define IN_LOW 128
+#define OUT_HIGH 2048
+#define OUT_LOW 512
+#else
+#define IN_HIGH 65536           /* input read but not parsed yet */
+#define IN_LOW 16384
+#define OUT_HIGH 1048576        /* output the client has not taken */
+#define OUT_LOW 262144
+#endif
 
 #define REQ_POOL_MAX 256        /* idle requests a server keeps */
 #define WOP_POOL_MAX 64         /* idle write operations it keeps */
@@ -67,6 +80,8 @@ static void process_input(ml_conn *c);
 static void flush(ml_conn *c);
 static void start_linger(ml_conn *c);
 static void start_reading(ml_conn *c);
+static void drop_input(ml_req *r);
+static void pace(ml_conn *c);
 static void check_drain(ml_conn *c);
 static void arm(ml_conn *c, uint64_t ms);
 
@@ -506,8 +521,9 @@ static void write_done(uv_write_t *w, int status) {
   check_drain(c);
   if (c->closing)
     return;
-  if (!c->writing && !c->handling && !c->close_after)
+  if (!c->handling && !c->close_after)
     process_input(c);      /* it may have waited on our output */
+  pace(c);
   settle(c);
 }
 
@@ -741,17 +757,13 @@ static void finish_request(ml_conn *c) {
     ml_buf_free(&r->body);       /* don't hoard a large body's memory */
   if (!r->keep_alive)
     c->close_after = 1;
-  if (r->shared) {               /* the next request's text follows */
-    r->text += r->parsed;
-    r->avail -= r->parsed;
-    rest = r->avail;
-  } else {                       /* a pipelined request, maybe */
-    rest = r->in.len - r->parsed;
-    if (rest > 0)
-      memmove(r->in.data, r->in.data + r->parsed, rest);
-    r->in.len = rest;
-  }
+  /* the next request's text follows this one's: moving the start is all
+   * it takes (on_read compacts the buffer, once per read) */
+  r->text += r->parsed;
+  r->avail -= r->parsed;
   r->parsed = 0;
+  if ((rest = r->avail) == 0 && !r->shared)
+    drop_input(r);
   llhttp_resume(&r->parser);
   if (c->close_after) {
     flush(c);
@@ -759,11 +771,7 @@ static void finish_request(ml_conn *c) {
   }
   arm(c, rest > 0 ? c->srv->limits.header_timeout_ms
                   : c->srv->limits.keepalive_timeout_ms);
-  if (c->read_paused && !c->closing) {
-    c->read_paused = 0;
-    start_reading(c);
-  }
-  if (!c->processing) {
+  if (!c->processing) {           /* process_input paces the reading */
     flush(c);
     process_input(c);
   }
@@ -782,10 +790,39 @@ static void finish_request(ml_conn *c) {
  * from on_read ("shared"), or in the request's own buffer, which holds
  * what must outlive a read callback: the text of a request whose handler
  * waits, a head still arriving, requests pipelined behind a busy one.
- * Offsets are from r->text, the start of the request's text in either.
+ * Offsets are from r->text, the start of the request's text in either;
+ * r->avail bytes of input follow it.
  */
-static size_t input_len(ml_req *r) {
-  return r->shared ? r->avail : r->in.len;
+
+/* Input read but not parsed yet: what back-pressure bounds. */
+static size_t unparsed(ml_conn *c) {
+  ml_req *r = c->req;
+  return r != NULL && r->avail > r->parsed ? r->avail - r->parsed : 0;
+}
+
+/* The request's own buffer holds no input any more. */
+static void drop_input(ml_req *r) {
+  r->in.len = 0;
+  r->text = r->in.data;
+  r->avail = r->parsed = 0;
+}
+
+/*
+ * Appends a read to the request's own buffer.  The input before r->text
+ * was consumed by requests served since the last read: it goes first, by
+ * one move of what follows it.  Once per read, so a backlog of pipelined
+ * requests is copied a bounded number of times, never once per request.
+ */
+static int keep_input(ml_req *r, const char *p, size_t n) {
+  if (r->in.len > 0 && r->text != r->in.data) {
+    memmove(r->in.data, r->text, r->avail);
+    r->in.len = r->avail;
+  }
+  if (ml_buf_append(&r->in, p, n) != 0)
+    return -1;
+  r->text = r->in.data;
+  r->avail = (uint32_t)r->in.len;
+  return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -801,6 +838,32 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void start_reading(ml_conn *c) {
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
     ml_conn_close(c);
+}
+
+/*
+ * Back-pressure, whatever the connection is doing (reading a head,
+ * serving, writing, waiting to close): reading stops while the output the
+ * client has not taken is over OUT_HIGH or the input not parsed yet is
+ * over IN_HIGH, and starts again once both are at or under their low
+ * marks.  A client that pipelines without reading then fills its own
+ * socket buffers, not our memory.  Called where a read, a write or a
+ * parse ends; a lingering connection reads on (to drop), and one that
+ * will close after its response never needs more input.
+ */
+static void pace(ml_conn *c) {
+  size_t out, in;
+  if (c->closing || c->lingering)
+    return;
+  out = ml_conn_pending(c);
+  in = unparsed(c);
+  if (!c->read_paused && (out > OUT_HIGH || in > IN_HIGH)) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->read_paused = 1;
+  } else if (c->read_paused && !c->close_after && out <= OUT_LOW &&
+             in <= IN_LOW) {
+    c->read_paused = 0;
+    start_reading(c);
+  }
 }
 
 /* The parser failed or we refused the request: answer and close. */
@@ -831,13 +894,16 @@ static void unshare(ml_conn *c) {
   r->in.len = 0;
   if (keep > 0 && (ml_buf_reserve_exact(&r->in, keep) != 0 ||
                    ml_buf_append(&r->in, r->text, keep) != 0)) {
-    r->text = NULL;
+    drop_input(r);
     ml_conn_close(c);
     return;
   }
   r->text = r->in.data;
+  r->avail = (uint32_t)keep;
   if (!c->handling && consumed)
     r->parsed = (uint32_t)keep;
+  else if (r->parsed > keep)
+    r->parsed = 0;                 /* closing: nothing is kept */
 }
 
 /*
@@ -852,11 +918,14 @@ static void process_input(ml_conn *c) {
     return;          /* an outer call is looping already */
   c->processing = 1;
   while ((r = c->req) != NULL && !c->closing && !c->handling &&
-         !c->close_after && r->parsed < input_len(r)) {
-    if (c->writing && r->out.len > MAX_PENDING_OUT)
-      break;         /* write_done comes back for the rest */
+         !c->close_after && r->parsed < r->avail) {
+    if (ml_conn_pending(c) > OUT_HIGH) {
+      flush(c);      /* the client must take some before we parse on */
+      if (c->writing || c->closing)
+        break;       /* write_done comes back for the rest */
+    }
     err = llhttp_execute(&r->parser, r->text + r->parsed,
-                         input_len(r) - r->parsed);
+                         r->avail - r->parsed);
     if (err == HPE_OK) {
       /* all consumed: keep only the head of a request still arriving
        * (its body is copied out as it comes) */
@@ -864,8 +933,11 @@ static void process_input(ml_conn *c) {
         r->parsed = r->avail;
         break;       /* unshare keeps the head */
       }
-      r->in.len = c->in_request ? r->head_end : 0;
-      r->parsed = (uint32_t)r->in.len;
+      r->avail = c->in_request ? r->head_end : 0;
+      r->parsed = r->avail;
+      r->in.len = (size_t)(r->text - r->in.data) + r->avail;
+      if (r->avail == 0)
+        drop_input(r);
     } else if (err == HPE_PAUSED) {
       r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->text);
       serve_request(c);
@@ -877,6 +949,7 @@ static void process_input(ml_conn *c) {
     unshare(c);
   c->processing = 0;
   flush(c);
+  pace(c);
   settle(c);
 }
 
@@ -889,6 +962,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     if (!c->handling && !c->lingering && ml_conn_pending(c) > 0) {
       c->close_after = 1;          /* let the queued response finish */
       uv_read_stop(st);
+      c->read_paused = 1;          /* the linger reads the EOF again */
       return;
     }
     ml_conn_close(c);
@@ -908,19 +982,14 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     process_input(c);
     return;
   }
-  if (ml_buf_append(&r->in, buf->base, (size_t)nread) != 0) {
+  if (keep_input(r, buf->base, (size_t)nread) != 0) {
     ml_conn_close(c);
     return;
   }
-  r->text = r->in.data;
-  if (c->handling) {  /* pipelined input waits; bound what we keep */
-    if (r->in.len - r->parsed > MAX_PENDING_IN) {
-      uv_read_stop(st);
-      c->read_paused = 1;
-    }
-    return;
-  }
-  process_input(c);
+  if (c->handling)    /* pipelined input waits; pace bounds it */
+    pace(c);
+  else
+    process_input(c);
 }
 
 void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {

@@ -64,9 +64,11 @@ struct ml_req {
   llhttp_t parser;
   const char *text;        /* the request's text: in 'in', or in the
                               server's read buffer while 'shared' */
-  ml_buf in;               /* input kept past a read callback */
+  ml_buf in;               /* input kept past a read callback; what is
+                              before 'text' is consumed, and compacted
+                              away once per read */
   uint32_t parsed;         /* how much input (from text) llhttp took */
-  uint32_t avail;          /* input from text, while shared */
+  uint32_t avail;          /* input from text, in either buffer */
   unsigned shared : 1;     /* parsing in the server's read buffer */
   ml_buf out;              /* responses waiting to be written */
   ml_buf path;             /* a decoded path: %-escapes, absolute form */

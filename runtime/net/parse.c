@@ -265,7 +265,7 @@ int ml_parse_path(ml_req *r) {
  * gets 400.
  */
 static int unknown_method_status(ml_req *r) {
-  const char *p = r->text + r->parsed, *end = r->text + (r->shared ? r->avail : r->in.len);
+  const char *p = r->text + r->parsed, *end = r->text + r->avail;
   int n = 0;
   while (p < end && (*p == '\r' || *p == '\n'))
     p++;

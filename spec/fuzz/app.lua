@@ -39,6 +39,8 @@ app:get("/sse", function(req)
 end)
 app:get("/wait", function() moonlet.sleep(0) return "z" end)
 app:get("/docs/", function() return "docs" end)
+local big = ("b"):rep(16384)
+app:get("/big", function() return big end)   -- outgrows socket buffers
 app:get("/header", function(req)
   return "h", 200, { ["X-Echo"] = req.query.v or "" }
 end)
