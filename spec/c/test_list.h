@@ -54,6 +54,16 @@
   X(gen_parts_by_kind_retire_close) \
   X(client_deadlines_in_order) \
   X(client_idle_connections_close) \
-  X(client_cancel_closes_the_connection)
+  X(client_cancel_closes_the_connection) \
+  X(stream_plain_echo) \
+  X(stream_tls_echo_verified) \
+  X(stream_tls_verify_failures_say_why) \
+  X(stream_tls_alpn_without_http11_is_refused) \
+  X(stream_tls_sessions_resume_across_a_reload) \
+  X(stream_tls_close_notify_or_truncation) \
+  X(stream_tls_port_answers_clear_text) \
+  X(stream_tls_back_pressure_and_drain) \
+  X(stream_deadline_on_the_clock) \
+  X(stream_tls_handshake_garbage_and_silence)
 
 #endif

@@ -1,0 +1,948 @@
+/*
+ * stream.c - a TCP connection with an optional TLS session (stream.h):
+ * reads, the write queue and its water marks, the FIN, deadlines on the
+ * clock, and OpenSSL driven from memory.  HTTP and everything above is
+ * the owner's.
+ *
+ * The SSL object's BIO is ours and holds no bytes of its own: it reads
+ * the ciphertext libuv just read, where it lies (what the SSL object has
+ * not taken by the end of the pass is copied to 'in'), and writes into
+ * the output queue, which reaches the socket through uv_try_write and
+ * uv_write like a plain stream's.  So an idle connection holds no buffer
+ * (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's), ciphertext is copied once
+ * on each side, and back-pressure counts the bytes that go on the wire.
+ */
+#include <limits.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include "net/stream.h"
+
+#define TLS_RECORD 0x16             /* a handshake record's first byte */
+#define TICKET_KEYS 80              /* OpenSSL's ticket key block */
+
+static const unsigned char alpn_http[] = "\x08http/1.1";
+
+/* The TLS 1.2 suites a server offers: forward secret AEADs only (1.3's
+ * are all of that kind). */
+static const char server_ciphers[] =
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/* A context (stream.h); owned by whoever made it. */
+struct ml_tls {
+  SSL_CTX *ctx;                     /* swapped by a reload; each SSL holds
+                                       its own reference */
+  int server;
+  char *plain_reply;
+  size_t plain_len;
+};
+
+static int flush(ml_stream *s);
+static void tls_pump(ml_stream *s);
+
+/*
+** {======================================================
+** The BIO: ciphertext from memory, into the output queue
+** =======================================================
+*/
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static int bio_write(BIO *b, const char *data, int len) {
+  ml_stream *s = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (len <= 0)
+    return 0;
+  if (ml_buf_append(&s->q, data, (size_t)len) != 0)
+    return -1;                       /* out of memory: the SSL op fails */
+  return len;
+}
+
+/* What libuv read and the SSL object has not taken yet; none: try later
+ * (the socket's end is handled in on_end, not through the BIO). */
+static int bio_read(BIO *b, char *out, int len) {
+  ml_stream *s = BIO_get_data(b);
+  size_t n;
+  BIO_clear_retry_flags(b);
+  if (s->in_len == 0) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  n = s->in_len < (size_t)len ? s->in_len : (size_t)len;
+  memcpy(out, s->in_ptr, n);
+  s->in_ptr += n;
+  s->in_len -= n;
+  return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  ML_UNUSED(b);
+  ML_UNUSED(num);
+  ML_UNUSED(ptr);
+  return cmd == BIO_CTRL_FLUSH;      /* the queue is flushed after each op */
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static void bio_make(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                               "moonlet stream");
+  if (m == NULL)
+    return;
+  BIO_meth_set_write(m, bio_write);
+  BIO_meth_set_read(m, bio_read);
+  BIO_meth_set_ctrl(m, bio_ctrl);
+  BIO_meth_set_create(m, bio_create);
+  bio_method = m;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Contexts
+** =======================================================
+*/
+
+/* "tls: <reason>" from OpenSSL's error queue (or 'what'), which empties. */
+static void tls_errmsg(char *err, size_t errlen, const char *what) {
+  unsigned long e = ERR_peek_last_error();
+  const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+  if (err != NULL)
+    snprintf(err, errlen, "tls: %s%s%s", what, r ? ": " : "", r ? r : "");
+  ERR_clear_error();
+}
+
+/* Loads a certificate chain and its key; 0, or -1 with err set. */
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key,
+                     char *err, size_t errlen) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    tls_errmsg(err, errlen, "cannot load the certificate");
+    return -1;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+    tls_errmsg(err, errlen, "cannot load the key");
+    return -1;
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    tls_errmsg(err, errlen, "the key does not match the certificate");
+    return -1;
+  }
+  return 0;
+}
+
+/* A client's new session (a TLS 1.3 ticket may come after the
+ * handshake): to the stream's owner, who then holds the reference. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess) {
+  ml_stream *s = SSL_get_app_data(ssl);
+  if (s == NULL || s->cb->session == NULL || s->closing)
+    return 0;
+  s->cb->session(s, sess);
+  return 1;
+}
+
+static int client_setup(SSL_CTX *ctx, const ml_tls_opts *o, char *err,
+                        size_t errlen) {
+  size_t n;
+  unsigned char alpn[256];
+  if (o->verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (o->ca_file != NULL
+            ? SSL_CTX_load_verify_locations(ctx, o->ca_file, NULL) != 1
+            : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      tls_errmsg(err, errlen, "cannot load the CA file");
+      return -1;
+    }
+  }
+  if (o->alpn != NULL && (n = strlen(o->alpn)) > 0 && n < sizeof alpn) {
+    alpn[0] = (unsigned char)n;
+    memcpy(alpn + 1, o->alpn, n);
+    SSL_CTX_set_alpn_protos(ctx, alpn, (unsigned)n + 1);  /* 0: done */
+  }
+  if (o->cert != NULL &&
+      load_pair(ctx, o->cert, o->key ? o->key : o->cert, err, errlen) != 0)
+    return -1;
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                      SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  return 0;
+}
+
+/* http/1.1 or nothing: a client that offers ALPN without it gets the
+ * no_application_protocol alert. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg) {
+  ML_UNUSED(ssl);
+  ML_UNUSED(arg);
+  if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_http,
+                            sizeof alpn_http - 1, in, inlen) ==
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_OK;
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int server_setup(SSL_CTX *ctx, const char *cert, const char *key,
+                        char *err, size_t errlen) {
+  if (cert == NULL || key == NULL) {
+    snprintf(err, errlen, "tls: a server needs a certificate and a key");
+    return -1;
+  }
+  if (load_pair(ctx, cert, key, err, errlen) != 0)
+    return -1;
+  SSL_CTX_set_cipher_list(ctx, server_ciphers);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+                           SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+  SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"moonlet", 7);
+  return 0;
+}
+
+/* A new SSL_CTX for o (a server's with this cert and key); NULL with err
+ * set. */
+static SSL_CTX *ctx_new(const ml_tls_opts *o, const char *cert,
+                        const char *key, char *err, size_t errlen) {
+  SSL_CTX *ctx = SSL_CTX_new(o->server ? TLS_server_method()
+                                       : TLS_client_method());
+  int rc;
+  if (ctx == NULL) {
+    tls_errmsg(err, errlen, "cannot make a context");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  rc = o->server ? server_setup(ctx, cert, key, err, errlen)
+                 : client_setup(ctx, o, err, errlen);
+  if (rc != 0) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+ml_tls *ml_tls_new(const ml_tls_opts *o, char *err, size_t errlen) {
+  ml_tls *t;
+  pthread_once(&bio_once, bio_make);
+  if (bio_method == NULL || (t = calloc(1, sizeof *t)) == NULL) {
+    snprintf(err, errlen, "tls: not enough memory");
+    return NULL;
+  }
+  t->server = o->server != 0;
+  if (o->plain_reply != NULL) {
+    t->plain_len = strlen(o->plain_reply);
+    if ((t->plain_reply = malloc(t->plain_len + 1)) == NULL) {
+      free(t);
+      snprintf(err, errlen, "tls: not enough memory");
+      return NULL;
+    }
+    memcpy(t->plain_reply, o->plain_reply, t->plain_len + 1);
+  }
+  if ((t->ctx = ctx_new(o, o->cert, o->key, err, errlen)) == NULL) {
+    ml_tls_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+int ml_tls_reload(ml_tls *t, const char *cert, const char *key, char *err,
+                  size_t errlen) {
+  ml_tls_opts o;
+  unsigned char keys[TICKET_KEYS];
+  SSL_CTX *ctx;
+  memset(&o, 0, sizeof o);
+  o.server = 1;
+  if (!t->server || (ctx = ctx_new(&o, cert, key, err, errlen)) == NULL)
+    return -1;
+  if (SSL_CTX_get_tlsext_ticket_keys(t->ctx, keys, sizeof keys) == 1)
+    SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof keys);
+  OPENSSL_cleanse(keys, sizeof keys);
+  SSL_CTX_free(t->ctx);              /* open streams hold their own ref */
+  t->ctx = ctx;
+  return 0;
+}
+
+void ml_tls_free(ml_tls *t) {
+  if (t == NULL)
+    return;
+  SSL_CTX_free(t->ctx);
+  free(t->plain_reply);
+  free(t);
+}
+
+const char *ml_tls_version(void) {
+  static char v[64];
+  if (v[0] == '\0')
+    snprintf(v, sizeof v, "OpenSSL %s",
+             OpenSSL_version(OPENSSL_VERSION_STRING));
+  return v;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Ending and closing
+** =======================================================
+*/
+
+/* Records why TLS failed, from OpenSSL's error queue, which empties. */
+static void tls_failed(ml_stream *s) {
+  unsigned long e = ERR_peek_last_error();
+  s->fatal = 1;
+  if (s->tls_code == 0 && s->tls_why == NULL)
+    s->tls_code = e;
+  if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
+    s->verify = SSL_get_verify_result(s->ssl);
+  ERR_clear_error();
+}
+
+static void set_reading(ml_stream *s);
+
+/* The peer is done, or the stream failed: no more reads; the owner hears
+ * once, through 'connected' while connecting, else 'end'. */
+static void end(ml_stream *s, int status) {
+  if (s->ended || s->closing)
+    return;
+  s->ended = 1;
+  set_reading(s);
+  if (s->connecting) {
+    s->connecting = 0;
+    if (s->cb->connected != NULL)
+      s->cb->connected(s, status);
+  } else if (s->cb->end != NULL) {
+    s->cb->end(s, status);
+  }
+}
+
+static void on_closed(uv_handle_t *h) {
+  ml_stream *s = h->data;
+  if (s->ssl != NULL) {
+    SSL_set_app_data(s->ssl, NULL);
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+  }
+  ml_buf_free(&s->q);
+  ml_buf_free(&s->w);
+  ml_buf_free(&s->in);
+  s->cb->closed(s);
+}
+
+/*
+ * Queues close_notify once, if the session got that far and did not fail.
+ * A session whose close_notify was not sent is one OpenSSL will not
+ * resume, so one that could not be sent is marked as sent.
+ */
+static void send_notify(ml_stream *s) {
+  if (s->ssl == NULL || !s->tls_done || s->fatal || s->notify_sent)
+    return;
+  s->notify_sent = 1;
+  if (SSL_shutdown(s->ssl) < 0)
+    ERR_clear_error();
+  SSL_set_shutdown(s->ssl, SSL_get_shutdown(s->ssl) | SSL_SENT_SHUTDOWN);
+}
+
+void ml_stream_close(ml_stream *s) {
+  if (s->closing)
+    return;
+  send_notify(s);
+  if (!s->writing && s->q.len > 0) {   /* its last bytes, if they fit */
+    uv_buf_t b = uv_buf_init(s->q.data, (unsigned)s->q.len);
+    uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  }
+  s->closing = 1;
+  ml_clock_timer_stop(&s->deadline);
+  ml_clock_timer_stop(&s->pump);
+  uv_close((uv_handle_t *)&s->tcp, on_closed);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Writing
+** =======================================================
+*/
+
+static void check_drain(ml_stream *s) {
+  if (s->want_drain && !s->closing &&
+      ml_stream_pending(s) <= s->low) {
+    s->want_drain = 0;
+    if (s->cb->drain != NULL)
+      s->cb->drain(s);
+  }
+}
+
+static void shutdown_done(uv_shutdown_t *r, int status) {
+  ML_UNUSED(r);
+  ML_UNUSED(status);                 /* the owner hears of errors by reads */
+}
+
+/* The FIN, once everything queued is written. */
+static void maybe_fin(ml_stream *s) {
+  if (!s->shutdown || s->shut_sent || s->writing || s->q.len > 0 ||
+      s->closing)
+    return;
+  s->shut_sent = 1;
+  uv_shutdown(&s->req.shutdown, (uv_stream_t *)&s->tcp, shutdown_done);
+}
+
+static void write_done(uv_write_t *wr, int status) {
+  ml_stream *s = container_of(wr, ml_stream, wreq);
+  s->writing = 0;
+  s->w.len = 0;
+  s->w_off = 0;
+  if (s->closing)
+    return;
+  if (status < 0) {
+    end(s, status);
+    return;
+  }
+  if (s->w.cap > 65536)              /* a big burst: don't keep its room */
+    ml_buf_free(&s->w);
+  flush(s);
+  check_drain(s);
+}
+
+/*
+ * Hands 'q' to the socket: uv_try_write, which usually takes it all, then
+ * one uv_write for the rest, which 'q' becomes 'w' for.  0, or a write
+ * error (the stream has ended with it).
+ */
+static int flush(ml_stream *s) {
+  uv_buf_t b;
+  ml_buf t;
+  int n;
+  if (s->writing || s->closing || s->q.len == 0) {
+    if (ml_stream_pending(s) > s->high)
+      s->want_drain = 1;             /* tell the owner when it went down */
+    maybe_fin(s);
+    return 0;
+  }
+  b = uv_buf_init(s->q.data, (unsigned)s->q.len);
+  n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  if (n == UV_EAGAIN)
+    n = 0;
+  if (n >= 0 && (size_t)n == s->q.len) {
+    s->q.len = 0;
+    maybe_fin(s);
+    return 0;
+  }
+  if (n >= 0) {
+    t = s->w;                        /* empty: no write in flight */
+    s->w = s->q;
+    s->q = t;
+    s->w_off = (size_t)n;
+    b = uv_buf_init(s->w.data + n, (unsigned)(s->w.len - (size_t)n));
+    n = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_done);
+    s->writing = n == 0;
+  }
+  if (n < 0) {
+    s->q.len = 0;
+    end(s, n);
+    return n;
+  }
+  if (ml_stream_pending(s) > s->high)
+    s->want_drain = 1;
+  return 0;
+}
+
+/* Plain bytes: straight from the caller's memory when nothing waits. */
+static int write_plain(ml_stream *s, const char *data, size_t len) {
+  uv_buf_t b;
+  int n;
+  if (!s->writing && s->q.len == 0) {
+    b = uv_buf_init((char *)data, (unsigned)len);
+    n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+      n = 0;
+    if (n < 0) {
+      end(s, n);
+      return n;
+    }
+    data += n;
+    len -= (size_t)n;
+    if (len == 0)
+      return 0;
+  }
+  if (ml_buf_append(&s->q, data, len) != 0)
+    return UV_ENOMEM;
+  return flush(s);
+}
+
+int ml_stream_write(ml_stream *s, const char *data, size_t len) {
+  int n;
+  if (s->closing || s->ended || s->shutdown)
+    return UV_EPIPE;
+  if (len == 0)
+    return 0;
+  if (s->ssl == NULL)
+    return len > UINT_MAX / 2 ? UV_E2BIG : write_plain(s, data, len);
+  if (!s->tls_done)
+    return UV_ENOTCONN;
+  while (len > 0) {                  /* each call encrypts to the queue */
+    n = SSL_write(s->ssl, data, len > INT_MAX / 2 ? INT_MAX / 2 : (int)len);
+    if (n <= 0) {
+      tls_failed(s);
+      return s->tls_code == 0 ? UV_ENOMEM : ML_STREAM_ETLS;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return flush(s);
+}
+
+size_t ml_stream_pending(ml_stream *s) {
+  return s->q.len + (s->writing ? s->w.len - s->w_off : 0);
+}
+
+int ml_stream_full(ml_stream *s) {
+  return ml_stream_pending(s) > s->high;
+}
+
+void ml_stream_set_water(ml_stream *s, size_t low, size_t high) {
+  s->low = low;
+  s->high = high;
+}
+
+void ml_stream_want_drain(ml_stream *s, size_t low) {
+  s->low = low;
+  s->want_drain = 1;
+}
+
+void ml_stream_shutdown(ml_stream *s) {
+  if (s->closing || s->shutdown)
+    return;
+  send_notify(s);
+  s->shutdown = 1;
+  flush(s);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Reading
+** =======================================================
+*/
+
+/* libuv reads while the owner wants plaintext, a handshake runs, or a
+ * clear-text client is read to its end. */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void set_reading(ml_stream *s) {
+  int want = !s->closing && !s->ended && !s->connecting_tcp &&
+             (s->reading || s->handshaking || s->discard);
+  if (want && !s->uv_reading) {
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+      s->uv_reading = 1;
+  } else if (!want && s->uv_reading) {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->uv_reading = 0;
+  }
+}
+
+/* The owner's buffer; a TLS stream reads into its second half. */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  ml_stream *s = h->data;
+  size_t half;
+  ML_UNUSED(hint);
+  s->cb->alloc(s, buf);
+  if (s->ssl != NULL) {
+    half = buf->len / 2;
+    buf->base += half;
+    buf->len -= half;
+  }
+}
+
+/* The handshake goes on with what came; 1 once it is done. */
+static int handshake(ml_stream *s) {
+  int rc;
+  rc = SSL_do_handshake(s->ssl);
+  if (rc == 1) {
+    s->handshaking = 0;
+    s->tls_done = 1;
+    flush(s);
+    set_reading(s);
+    s->connecting = 0;
+    if (s->cb->connected != NULL)
+      s->cb->connected(s, 0);
+    return !s->closing && !s->ended;
+  }
+  if (SSL_get_error(s->ssl, rc) == SSL_ERROR_WANT_READ) {
+    flush(s);
+    return 0;
+  }
+  tls_failed(s);
+  flush(s);                          /* the alert, if any */
+  end(s, ML_STREAM_ETLS);
+  return 0;
+}
+
+/* Keeps the ciphertext the SSL object did not take, for the next pass. */
+static void keep_input(ml_stream *s) {
+  if (s->in_len == 0) {
+    s->in.len = 0;
+  } else if (s->in.data != NULL && s->in_ptr >= s->in.data &&
+             s->in_ptr < s->in.data + s->in.len) {
+    memmove(s->in.data, s->in_ptr, s->in_len);
+    s->in.len = s->in_len;
+  } else {
+    s->in.len = 0;
+    if (ml_buf_append(&s->in, s->in_ptr, s->in_len) != 0) {
+      s->tls_why = "not enough memory";
+      end(s, ML_STREAM_ETLS);
+    }
+  }
+  s->in_len = 0;
+  s->in_ptr = NULL;
+}
+
+/*
+ * Runs the SSL object over the input: the handshake, then plaintext up
+ * to the owner while it reads; then the output it made (tickets, key
+ * updates, alerts) goes out.
+ */
+static void tls_pump(ml_stream *s) {
+  uv_buf_t b;
+  int n;
+  if (s->handshaking && !handshake(s))
+    goto out;
+  if (s->reading) {
+    s->cb->alloc(s, &b);
+    b.len /= 2;
+  }
+  while (s->reading && !s->closing && !s->ended) {
+    n = SSL_read(s->ssl, b.base, (int)(b.len > INT_MAX ? INT_MAX : b.len));
+    if (n > 0) {
+      s->cb->read(s, b.base, (size_t)n);
+      continue;
+    }
+    switch (SSL_get_error(s->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+      goto out;
+    case SSL_ERROR_ZERO_RETURN:      /* close_notify: a clean end */
+      end(s, UV_EOF);
+      goto out;
+    default:
+      tls_failed(s);
+      end(s, ML_STREAM_ETLS);
+      goto out;
+    }
+  }
+out:
+  if (!s->closing) {
+    flush(s);
+    keep_input(s);
+  }
+}
+
+/* A server's TLS port got clear text: its reply goes back, then a FIN,
+ * and the rest is read and dropped until the peer's end. */
+static void answer_plain(ml_stream *s) {
+  s->discard = 1;
+  s->handshaking = 0;
+  s->in_len = 0;
+  if (s->tls->plain_reply != NULL)
+    ml_buf_append(&s->q, s->tls->plain_reply, s->tls->plain_len);
+  s->shutdown = 1;
+  flush(s);
+}
+
+static void on_tls_read(ml_stream *s, const char *data, size_t len) {
+  if (s->discard)
+    return;
+  if (s->server && !s->sniffed) {
+    s->sniffed = 1;
+    if ((unsigned char)data[0] != TLS_RECORD &&
+        data[0] >= 'A' && data[0] <= 'Z') {
+      answer_plain(s);
+      return;
+    }
+  }
+  if (s->in.len > 0) {
+    if (ml_buf_append(&s->in, data, len) != 0) {
+      s->tls_why = "not enough memory";
+      end(s, ML_STREAM_ETLS);
+      return;
+    }
+    s->in_ptr = s->in.data;
+    s->in_len = s->in.len;
+  } else {
+    s->in_ptr = data;
+    s->in_len = len;
+  }
+  tls_pump(s);
+}
+
+/* The socket's end: with TLS, clean only after the peer's close_notify. */
+static void on_end(ml_stream *s, int status) {
+  if (s->discard) {
+    end(s, ML_STREAM_EPLAIN);
+  } else if (s->ssl != NULL && status == UV_EOF && s->handshaking) {
+    s->tls_why = "handshake failed (connection closed)";
+    s->fatal = 1;
+    end(s, ML_STREAM_ETLS);
+  } else if (s->ssl != NULL && status == UV_EOF) {
+    end(s, SSL_get_shutdown(s->ssl) & SSL_RECEIVED_SHUTDOWN
+               ? UV_EOF : ML_STREAM_ETRUNC);
+  } else {
+    end(s, status);
+  }
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  ml_stream *s = st->data;
+  if (s->closing || n == 0)
+    return;
+  if (n < 0)
+    on_end(s, (int)n);
+  else if (s->ssl == NULL)
+    s->cb->read(s, buf->base, (size_t)n);
+  else
+    on_tls_read(s, buf->base, (size_t)n);
+}
+
+/* A read restarted over plaintext held back by a stop. */
+static void pump_due(ml_ctimer *t) {
+  ml_stream *s = container_of(t, ml_stream, pump);
+  if (s->closing || !s->reading || s->ended ||
+      (s->in.len == 0 && SSL_pending(s->ssl) == 0))
+    return;
+  s->in_ptr = s->in.data;
+  s->in_len = s->in.len;
+  tls_pump(s);
+}
+
+int ml_stream_read_start(ml_stream *s) {
+  if (s->closing || s->ended)
+    return UV_EPIPE;
+  s->reading = 1;
+  set_reading(s);
+  if (s->ssl != NULL && s->tls_done &&
+      (s->in.len > 0 || SSL_pending(s->ssl) > 0)) {
+    if (s->clock == NULL ||
+        ml_clock_timer_start(&s->pump, pump_due, 0, 0) != 0)
+      pump_due(&s->pump);
+  }
+  return s->uv_reading || s->connecting_tcp ? 0 : UV_EPIPE;
+}
+
+void ml_stream_read_stop(ml_stream *s) {
+  s->reading = 0;
+  set_reading(s);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Starting: connect, accept, the SSL object
+** =======================================================
+*/
+
+int ml_stream_init(uv_loop_t *loop, ml_stream *s, const ml_stream_cbs *cb,
+                   ml_clock *clock) {
+  int rc;
+  memset(s, 0, sizeof *s);
+  s->cb = cb;
+  s->clock = clock;
+  s->low = 16384;
+  s->high = 65536;
+  s->verify = X509_V_OK;
+  ml_clock_timer_init_on(clock, &s->deadline);
+  ml_clock_timer_init_on(clock, &s->pump);
+  if ((rc = uv_tcp_init(loop, &s->tcp)) != 0)
+    return rc;
+  s->tcp.data = s;
+  return 0;
+}
+
+static int is_address(const char *name) {
+  unsigned char a[16];
+  return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
+}
+
+/* The SSL object over our BIO; 0 or UV_ENOMEM. */
+static int tls_start(ml_stream *s, ml_tls *t) {
+  BIO *bio;
+  if ((s->ssl = SSL_new(t->ctx)) == NULL ||
+      (bio = BIO_new(bio_method)) == NULL) {
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    ERR_clear_error();
+    return UV_ENOMEM;
+  }
+  BIO_set_data(bio, s);
+  SSL_set_bio(s->ssl, bio, bio);     /* one reference for both ways */
+  SSL_set_app_data(s->ssl, s);
+  s->tls = t;
+  s->handshaking = 1;
+  return 0;
+}
+
+/* SNI and the name the certificate must show: a host name, or an IP
+ * address (no SNI for those, as RFC 6066 says). */
+static int tls_name(ml_stream *s, const char *name) {
+  X509_VERIFY_PARAM *p = SSL_get0_param(s->ssl);
+  if (name == NULL || *name == '\0')
+    return 0;
+  if (is_address(name))
+    return X509_VERIFY_PARAM_set1_ip_asc(p, name) == 1 ? 0 : UV_EINVAL;
+  X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  if (SSL_set_tlsext_host_name(s->ssl, name) != 1 ||
+      SSL_set1_host(s->ssl, name) != 1) {
+    ERR_clear_error();
+    return UV_EINVAL;
+  }
+  return 0;
+}
+
+static void on_connect(uv_connect_t *cr, int status) {
+  ml_stream *s = container_of(cr, ml_stream, req.connect);
+  s->connecting_tcp = 0;
+  if (s->closing || s->ended)
+    return;
+  if (status < 0) {
+    end(s, status);
+    return;
+  }
+  if (s->ssl == NULL) {
+    s->connecting = 0;
+    set_reading(s);
+    if (s->cb->connected != NULL)
+      s->cb->connected(s, 0);
+    return;
+  }
+  set_reading(s);
+  handshake(s);                      /* the ClientHello */
+}
+
+int ml_stream_connect(ml_stream *s, const struct sockaddr *addr,
+                      ml_tls *tls, const char *name, SSL_SESSION *sess) {
+  int rc;
+  if (tls != NULL) {
+    if ((rc = tls_start(s, tls)) != 0 || (rc = tls_name(s, name)) != 0)
+      return rc;
+    SSL_set_connect_state(s->ssl);
+    if (sess != NULL)
+      SSL_set_session(s->ssl, sess);
+  }
+  uv_tcp_nodelay(&s->tcp, 1);
+  s->connecting = 1;
+  s->connecting_tcp = 1;
+  rc = uv_tcp_connect(&s->req.connect, &s->tcp, addr, on_connect);
+  if (rc != 0)
+    s->connecting = s->connecting_tcp = 0;
+  return rc;
+}
+
+int ml_stream_accept(ml_stream *s, uv_stream_t *listener, ml_tls *tls) {
+  int rc;
+  if ((rc = uv_accept(listener, (uv_stream_t *)&s->tcp)) != 0)
+    return rc;
+  s->server = 1;
+  if (tls != NULL) {
+    if ((rc = tls_start(s, tls)) != 0)
+      return rc;
+    SSL_set_accept_state(s->ssl);
+  }
+  return 0;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Deadlines, trimming, questions
+** =======================================================
+*/
+
+static void deadline_due(ml_ctimer *t) {
+  ml_stream *s = container_of(t, ml_stream, deadline);
+  if (!s->closing && s->cb->timeout != NULL)
+    s->cb->timeout(s);
+}
+
+int ml_stream_deadline(ml_stream *s, uint64_t ms) {
+  if (ms == 0 || s->clock == NULL) {
+    ml_clock_timer_stop(&s->deadline);
+    return 0;
+  }
+  return ml_clock_timer_start(&s->deadline, deadline_due, ms, 0);
+}
+
+void ml_stream_trim(ml_stream *s) {
+  if (s->q.len == 0)
+    ml_buf_free(&s->q);
+  if (!s->writing)
+    ml_buf_free(&s->w);
+  if (s->in.len == 0)
+    ml_buf_free(&s->in);
+}
+
+int ml_stream_fd(ml_stream *s) {
+  uv_os_fd_t fd;
+  if (s->ssl != NULL || s->closing ||
+      uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0)
+    return -1;
+  return fd;
+}
+
+int ml_stream_is_tls(ml_stream *s) {
+  return s->ssl != NULL;
+}
+
+int ml_stream_resumed(ml_stream *s) {
+  return s->ssl != NULL && SSL_session_reused(s->ssl);
+}
+
+void ml_stream_info(ml_stream *s, ml_stream_tls_info *info) {
+  const unsigned char *alpn = NULL;
+  unsigned int alen = 0;
+  memset(info, 0, sizeof *info);
+  if (s->ssl == NULL || !s->tls_done)
+    return;
+  info->version = SSL_get_version(s->ssl);
+  info->cipher = SSL_get_cipher_name(s->ssl);
+  info->sni = SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
+  SSL_get0_alpn_selected(s->ssl, &alpn, &alen);
+  info->alpn = alen > 0 ? (const char *)alpn : NULL;
+  info->alpn_len = alen;
+}
+
+const char *ml_stream_strerror(ml_stream *s, int status, char *buf,
+                               size_t len) {
+  const char *r;
+  switch (status) {
+  case ML_STREAM_ETLS:
+    if (s->verify != X509_V_OK) {
+      snprintf(buf, len, "tls: certificate verify failed (%s)",
+               X509_verify_cert_error_string(s->verify));
+    } else if (s->tls_why != NULL) {
+      snprintf(buf, len, "tls: %s", s->tls_why);
+    } else {
+      r = s->tls_code != 0 ? ERR_reason_error_string(s->tls_code) : NULL;
+      snprintf(buf, len, "tls: %s", r != NULL ? r : "handshake failed");
+    }
+    return buf;
+  case ML_STREAM_ETRUNC:
+  case UV_EOF:
+    return "closed";
+  case ML_STREAM_EPLAIN:
+    return "tls: clear text on a TLS port";
+  default:
+    return uv_strerror(status);
+  }
+}
+
+/* }====================================================== */

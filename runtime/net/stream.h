@@ -1,0 +1,249 @@
+/*
+ * stream.h - one TCP connection with an optional TLS session: what every
+ * connection of the runtime sits on (the server's, the outbound HTTP
+ * client's, WebSocket, Redis and TCP clients).  Plaintext goes up through
+ * the owner's callbacks; writes queue with back-pressure; deadlines are
+ * entries on a clock's heap.  No Lua, no HTTP.
+ *
+ * The owner embeds an ml_stream in its own struct (container_of gets it
+ * back in the callbacks), calls ml_stream_init, then ml_stream_connect
+ * (a client) or ml_stream_accept (a server), and ml_stream_close once;
+ * it frees its struct in the 'closed' callback, never before.
+ *
+ * TLS is OpenSSL's over memory: the ciphertext libuv reads is handed to
+ * the SSL object from memory, and what it writes goes to the stream's
+ * queue, never through a socket descriptor (SSL_set_fd would race libuv
+ * for it).  Reads flush the queue too: TLS 1.3 tickets, KeyUpdate and
+ * alerts leave after reads.
+ */
+#ifndef ML_STREAM_H
+#define ML_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+#include "base/clock.h"
+#include "base/util.h"
+
+/* Stream errors, beside libuv's UV_E* (a range libuv does not use). */
+#define ML_STREAM_ETLS   (-20101)  /* TLS failed; ml_stream_strerror says
+                                      why ("tls: <reason>") */
+#define ML_STREAM_ETRUNC (-20102)  /* the TLS peer closed the socket
+                                      without close_notify: what came may
+                                      be cut short */
+#define ML_STREAM_EPLAIN (-20103)  /* a server's TLS port got clear text;
+                                      its plain_reply went back */
+
+typedef struct ml_stream ml_stream;
+typedef struct ml_tls ml_tls;
+
+/*
+ * The owner's callbacks; any may be NULL but 'closed'.  They run from
+ * loop callbacks only, never from inside the ml_stream_* call that caused
+ * them (but 'read' from a deferred turn after ml_stream_read_start).
+ */
+typedef struct {
+  /* Where libuv reads into: the owner's buffer, valid for one callback.
+   * A TLS stream reads ciphertext into its second half and hands the
+   * plaintext up from its first. */
+  void (*alloc)(ml_stream *s, uv_buf_t *buf);
+  /* Plaintext arrived; 'data' is valid during the call only. */
+  void (*read)(ml_stream *s, const char *data, size_t len);
+  /* The peer is done: UV_EOF (a clean end: FIN, or close_notify with
+   * TLS), ML_STREAM_ETRUNC, ML_STREAM_ETLS, ML_STREAM_EPLAIN or a libuv
+   * error.  No more reads follow; the owner closes. */
+  void (*end)(ml_stream *s, int status);
+  /* ml_stream_connect finished: connected and, with TLS, the handshake
+   * done and verified (0), or why not (ML_STREAM_ETLS, UV_E*).  A server
+   * stream's handshake ends with status 0 here too. */
+  void (*connected)(ml_stream *s, int status);
+  /* The pending output fell to the low-water mark (ml_stream_want_drain,
+   * or after it had passed the high-water mark). */
+  void (*drain)(ml_stream *s);
+  /* The deadline of ml_stream_deadline came. */
+  void (*timeout)(ml_stream *s);
+  /* A client's TLS session to resume later (a TLS 1.3 ticket may arrive
+   * after the handshake); the callee owns it (SSL_SESSION_free). */
+  void (*session)(ml_stream *s, SSL_SESSION *sess);
+  /* The socket is closed: the owner may free its struct now. */
+  void (*closed)(ml_stream *s);
+} ml_stream_cbs;
+
+/*
+ * Owned by the struct it is embedded in; its fields are stream.c's.
+ * Output goes to 'q'; when the socket cannot take it all, 'q' becomes
+ * 'w', the bytes of the one uv_write in flight, and a new 'q' gathers.
+ */
+struct ml_stream {
+  uv_tcp_t tcp;
+  union {
+    uv_connect_t connect;
+    uv_shutdown_t shutdown;
+  } req;                      /* the connect, then a FIN */
+  uv_write_t wreq;
+  const ml_stream_cbs *cb;
+  ml_clock *clock;            /* deadlines and deferred reads; may be NULL:
+                                 then neither */
+  ml_ctimer deadline;
+  ml_ctimer pump;             /* delivers plaintext held back by a stop */
+  SSL *ssl;                   /* NULL: plain TCP */
+  ml_tls *tls;                /* the context it came from (server) */
+  ml_buf q;                   /* output not yet handed to libuv */
+  ml_buf w;                   /* output libuv is writing */
+  size_t w_off;               /* w's bytes before it: written by
+                                 uv_try_write */
+  ml_buf in;                  /* ciphertext read but not yet taken */
+  const char *in_ptr;         /* ciphertext for the SSL object to take */
+  size_t in_len;
+  size_t low, high;           /* water marks for 'drain' */
+  unsigned long tls_code;     /* OpenSSL's error, for ml_stream_strerror */
+  const char *tls_why;        /* or our own reason */
+  long verify;                /* the peer's certificate check */
+  int writing;                /* a uv_write is in flight */
+  unsigned closing : 1;
+  unsigned reading : 1;       /* the owner wants reads */
+  unsigned ended : 1;         /* 'end' was called */
+  unsigned connecting : 1;    /* before 'connected' */
+  unsigned connecting_tcp : 1;  /* uv_tcp_connect in flight */
+  unsigned handshaking : 1;
+  unsigned server : 1;
+  unsigned sniffed : 1;       /* a server's first byte was looked at */
+  unsigned want_drain : 1;
+  unsigned shutdown : 1;      /* FIN after the queued output */
+  unsigned fatal : 1;         /* TLS failed: no close_notify */
+  unsigned shut_sent : 1;
+  unsigned tls_done : 1;      /* the handshake finished */
+  unsigned notify_sent : 1;   /* our close_notify is queued */
+  unsigned uv_reading : 1;    /* libuv reads the socket */
+  unsigned discard : 1;       /* clear text on a TLS port: reading to
+                                 the end, answered */
+};
+
+/*
+** TLS contexts: one per set of options, shared by many streams.
+*/
+
+typedef struct {
+  int server;                 /* 1: a server's context */
+  int verify;                 /* client: check the chain and the name */
+  const char *ca_file;        /* client: trust this bundle (not the
+                                 system's store) */
+  const char *cert, *key;     /* a server's pair, or a client cert */
+  const char *alpn;           /* client: the one protocol offered
+                                 ("http/1.1"), or NULL */
+  const char *plain_reply;    /* server: what a clear-text client gets
+                                 before the close (NULL: nothing) */
+} ml_tls_opts;
+
+/*
+ * A context: a client's verifies against the system store (OpenSSL's
+ * default paths, so SSL_CERT_FILE and SSL_CERT_DIR apply) unless
+ * 'verify' is 0 or 'ca_file' is set, offers ALPN http/1.1 and keeps
+ * sessions for resumption; a server's speaks TLS 1.2 and 1.3, selects
+ * ALPN http/1.1 (a client offering only other protocols is refused with
+ * no_application_protocol) and issues session tickets.  NULL with
+ * "tls: <reason>" in err when the files do not load or out of memory.
+ */
+ml_tls *ml_tls_new(const ml_tls_opts *o, char *err, size_t errlen);
+
+/* Loads a server's new pair into a new SSL_CTX with the old ticket keys,
+ * so sessions stay resumable; streams already open keep the old one.
+ * 0, or -1 with err set and the old pair kept. */
+int ml_tls_reload(ml_tls *t, const char *cert, const char *key, char *err,
+                  size_t errlen);
+
+/* Frees the context; streams made with it keep what they need. */
+void ml_tls_free(ml_tls *t);
+
+/* The linked OpenSSL's version, e.g. "OpenSSL 3.0.11". */
+const char *ml_tls_version(void);
+
+/*
+** Streams
+*/
+
+/* Puts s's handle on 'loop'; 'clock' may be NULL (no deadlines).  The
+ * water marks start at 16 KiB and 64 KiB. 0 or a negative error. */
+int ml_stream_init(uv_loop_t *loop, ml_stream *s, const ml_stream_cbs *cb,
+                   ml_clock *clock);
+
+/*
+ * Connects to addr, then with 'tls' (a client context) makes the
+ * handshake, sending SNI for 'name' (not for an address) and checking
+ * the certificate against it, a host name or an IP address; 'sess', when
+ * not NULL, is offered for resumption.  'connected' says how it went; the
+ * owner then calls ml_stream_read_start.  0 or a negative error (then no
+ * callback follows but 'closed' after ml_stream_close).
+ */
+int ml_stream_connect(ml_stream *s, const struct sockaddr *addr,
+                      ml_tls *tls, const char *name, SSL_SESSION *sess);
+
+/* Accepts from 'listener'; with 'tls' (a server context) the handshake
+ * runs as bytes arrive once reading starts.  0 or a negative error. */
+int ml_stream_accept(ml_stream *s, uv_stream_t *listener, ml_tls *tls);
+
+/* Reads go on / stop; a stop takes effect at once, even in the middle of
+ * a read's plaintext, which is kept for the next start.  0 or an error. */
+int ml_stream_read_start(ml_stream *s);
+void ml_stream_read_stop(ml_stream *s);
+
+/*
+ * Sends len bytes (TLS encrypts them): what the socket does not take at
+ * once is copied to the queue.  0, or a negative error (closing, out of
+ * memory).  Before a handshake has finished the bytes wait for it.
+ */
+int ml_stream_write(ml_stream *s, const char *data, size_t len);
+
+/* Bytes queued or being written (ciphertext with TLS). */
+size_t ml_stream_pending(ml_stream *s);
+
+/* The high-water mark: a writer should wait for 'drain' past it. */
+int ml_stream_full(ml_stream *s);
+
+/* Sets the water marks. */
+void ml_stream_set_water(ml_stream *s, size_t low, size_t high);
+
+/* 'drain' once the pending output is 'low' or fewer bytes; nothing is
+ * called from here, so the caller checks ml_stream_pending first. */
+void ml_stream_want_drain(ml_stream *s, size_t low);
+
+/* After the queued output: close_notify (TLS) and a FIN; reads go on. */
+void ml_stream_shutdown(ml_stream *s);
+
+/* Calls 'timeout' in 'ms' on the stream's clock; 0 stops it. 0, or
+ * UV_ENOMEM. */
+int ml_stream_deadline(ml_stream *s, uint64_t ms);
+
+/* Closes now (a TLS stream that finished its handshake sends
+ * close_notify first, if the socket takes it); 'closed' follows.
+ * Idempotent. */
+void ml_stream_close(ml_stream *s);
+
+/* Frees the buffers an idle stream does not need. */
+void ml_stream_trim(ml_stream *s);
+
+/* The socket's descriptor for sendfile, or -1 (TLS: the bytes must go
+ * through OpenSSL; or not open). */
+int ml_stream_fd(ml_stream *s);
+
+/* Whether the stream speaks TLS. */
+int ml_stream_is_tls(ml_stream *s);
+
+/* Whether its handshake resumed a session. */
+int ml_stream_resumed(ml_stream *s);
+
+/* What the TLS session is: each field NULL when unknown or plain. */
+typedef struct {
+  const char *version, *cipher, *sni, *alpn;
+  size_t alpn_len;
+} ml_stream_tls_info;
+void ml_stream_info(ml_stream *s, ml_stream_tls_info *info);
+
+/* The short message for a status an 'end' or 'connected' callback got:
+ * "tls: <reason>" for ML_STREAM_ETLS (with OpenSSL's verify reason),
+ * "closed" for ML_STREAM_ETRUNC and UV_EOF, else libuv's. */
+const char *ml_stream_strerror(ml_stream *s, int status, char *buf,
+                               size_t len);
+
+#endif
