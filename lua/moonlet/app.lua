@@ -8,6 +8,7 @@ local core = require "moonlet.core"
 local url = require "moonlet.url"
 local response = require "moonlet.response"
 local json = require "moonlet.json"
+local session = require "moonlet.session"
 
 local type, pairs, ipairs, error, xpcall, pcall, setmetatable,
   getmetatable, tostring, select = type, pairs, ipairs, error, xpcall,
@@ -451,10 +452,41 @@ end
 
 local render_error
 
+local session_changed, session_header = session.changed, session.header
+
+-- headers (a handler's table, which may be reused) with one more
+-- Set-Cookie value, in a new table.
+local function add_cookie(headers, value)
+  local h, key = {}, "Set-Cookie"
+  for k, v in pairs(headers or {}) do
+    h[k] = v
+    if type(k) == "string" and k:lower() == "set-cookie" then
+      key = k
+    end
+  end
+  local old = h[key]
+  if old == nil then
+    h[key] = value
+  elseif type(old) == "table" then
+    local list = { table.unpack(old) }
+    list[#list + 1] = value
+    h[key] = list
+  else
+    h[key] = { old, value }
+  end
+  return h
+end
+
 -- Converts, runs after hooks and sends, inside the error handling.
 local function respond(req, e, default_status, a, b, c)
   local status, body, headers, ctype = to_response(a, b, c, default_status,
     e)
+  if session_changed[req] then       -- the session cookie, if it changed
+    local cookie = session_header(req)
+    if cookie then
+      headers = add_cookie(headers, cookie)
+    end
+  end
   if #e.afters > 0 then
     status, body, headers, ctype = run_afters(req, e.afters, status, body,
       headers, ctype)
@@ -600,6 +632,7 @@ function M.serve(app)
     stages[id] = e.run
   end
   app.router = router
+  session.configure(app.settings)
   local root = { afters = app.afters,
     errorhandler = chain_errorhandler(nil, app) }
 
@@ -622,7 +655,7 @@ function M.serve(app)
     if ok and a == SENT then
       return
     end
-    if ok and b == nil and e.plain then
+    if ok and b == nil and e.plain and session_changed[req] == nil then
       -- the common case, without a second xpcall: a string, or a plain
       -- table as JSON, and no after hooks to run
       local ta = type(a)

@@ -155,6 +155,12 @@ function M.load_app(path)
   return app, router, dispatch, app.settings
 end
 
+--- `boot.watch(file)`: a file the app reads (a template) that --reload
+-- watches, when it is in the app's directory tree.
+function M.watch(file)
+  record(file)
+end
+
 --- The app file and the files it has required from its own directory
 -- tree so far, in load order (for --reload; the server reads it after
 -- each load).

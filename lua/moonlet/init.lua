@@ -22,6 +22,8 @@ local response = require "moonlet.response"
 local cookie = require "moonlet.cookie"
 local task = require "moonlet.task"
 local json = require "moonlet.json"
+local template = require "moonlet.template"
+local session = require "moonlet.session"
 
 local M = {
   _VERSION = core.version,
@@ -41,6 +43,10 @@ local M = {
   timeout = task.timeout,
   http = require "moonlet.http",
   json = json,
+  template = template,
+  escape = template.escape,
+  session = session,
+  csrf_protect = session.protect,
   null = json.null,
   queue = require("moonlet.queue").new,
   worker = { id = core.worker_id(), pid = core.pid() },

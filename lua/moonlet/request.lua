@@ -10,6 +10,7 @@ local form = require "moonlet.form"
 local cookie = require "moonlet.cookie"
 local response = require "moonlet.response"
 local stream = require "moonlet.stream"
+local session = require "moonlet.session"
 
 local type, pcall, rawget = type, pcall, rawget
 local lower = string.lower
@@ -21,6 +22,11 @@ local methods, lazy = {}, {}
 methods.header = core.req_header
 methods.stream = stream.stream
 methods.sse = stream.sse
+methods.csrf_token = session.csrf_token
+methods.flash = session.flash
+methods.flashes = session.flashes
+methods.clear_session = session.clear
+lazy.session = session.load
 
 --- `req:json()`: the decoded body; a body that is not JSON (or not
 -- UTF-8, or with NaN) aborts with 400.  Decoded once per request.

@@ -10,8 +10,8 @@ local moonlet = require "moonlet"
 local core = require "moonlet.core"
 local http = require "moonlet.http"
 
-local type, pairs, error, tostring, setmetatable, getmetatable =
-  type, pairs, error, tostring, setmetatable, getmetatable
+local type, pairs, next, error, tostring, setmetatable, getmetatable =
+  type, pairs, next, error, tostring, setmetatable, getmetatable
 local format, sub = string.format, string.sub
 
 local M = {}
@@ -88,6 +88,7 @@ end
 ---@field url string "http://127.0.0.1:PORT"
 ---@field timeout number seconds a request may take
 ---@field clock moonlet.testing.Clock? with {virtual_time = true}
+---@field cookies table<string, string> what responses set, sent back (a browser's jar)
 local Client = {}
 Client.__index = Client
 
@@ -172,6 +173,7 @@ function M.client(app_or_path, opts)
     url = "http://127.0.0.1:" .. port,
     timeout = opts.timeout or 10,
     stubs = {},
+    cookies = {},
   }, Client)
   if opts.virtual_time then
     c.clock = setmetatable({}, Clock)
@@ -181,6 +183,28 @@ function M.client(app_or_path, opts)
     luassert:add_formatter(format_response)
   end
   return c
+end
+
+-- The request's headers with the client's cookies, unless it sets a
+-- Cookie header itself.
+local function with_cookies(self, headers)
+  if next(self.cookies) == nil then
+    return headers
+  end
+  local h = {}
+  for k, v in pairs(headers or {}) do
+    if type(k) == "string" and k:lower() == "cookie" then
+      return headers
+    end
+    h[k] = v
+  end
+  local parts = {}
+  for name, value in pairs(self.cookies) do
+    parts[#parts + 1] = name .. "=" .. value
+  end
+  table.sort(parts)
+  h.Cookie = table.concat(parts, "; ")
+  return h
 end
 
 local function request_options(self, o)
@@ -198,10 +222,31 @@ local function request_options(self, o)
   r.method = o.method or "GET"
   r.timeout = o.timeout or self.timeout
   r.follow_redirects = o.follow_redirects == true
+  r.headers = with_cookies(self, o.headers)
   return r, path
 end
 
-local function done(r, path, res, err)
+-- Keeps the cookies a response sets, as a browser would (one app: path
+-- and domain are not looked at).  An empty value or Max-Age=0 deletes.
+local function keep_cookies(self, res)
+  local sc = res.headers["set-cookie"]
+  if sc == nil then
+    return
+  end
+  -- repeats are joined with ", "; a date's comma is not followed by name=
+  for one in (sc .. ", "):gmatch("(.-), %f[%w!#$%%&'*+.^_`|~-]") do
+    local name, value, attrs = one:match("^%s*([^=;%s]+)=([^;]*)(.*)$")
+    if name then
+      if value == "" or attrs:lower():match(";%s*max%-age=0") then
+        self.cookies[name] = nil
+      else
+        self.cookies[name] = value
+      end
+    end
+  end
+end
+
+local function done(self, r, path, res, err)
   if not res then
     local hint = ""
     if err == "timeout" and current and current.clock then
@@ -211,6 +256,7 @@ local function done(r, path, res, err)
     error(format("moonlet.testing: %s %s: %s%s", r.method, path,
       tostring(err), hint), 3)
   end
+  keep_cookies(self, res)
   return show(res)
 end
 
@@ -222,7 +268,7 @@ end
 ---@return moonlet.testing.Response
 function Client:request(o)
   local r, path = request_options(self, o)
-  return done(r, path, core.loop_run(raw_request, r))
+  return done(self, r, path, core.loop_run(raw_request, r))
 end
 
 --- `client:get(path [, opts])`.
@@ -234,7 +280,7 @@ function Client:get(path, opts)
   for k, v in pairs(opts or {}) do o[k] = v end
   o.method, o.path = "GET", path
   local r, p = request_options(self, o)
-  return done(r, p, core.loop_run(raw_request, r))
+  return done(self, r, p, core.loop_run(raw_request, r))
 end
 
 --- `client:post(path, body [, opts])`: a table body is sent as JSON.
@@ -247,7 +293,7 @@ function Client:post(path, body, opts)
   for k, v in pairs(opts or {}) do o[k] = v end
   o.method, o.path, o.body = "POST", path, body
   local r, p = request_options(self, o)
-  return done(r, p, core.loop_run(raw_request, r))
+  return done(self, r, p, core.loop_run(raw_request, r))
 end
 
 --- `client:start{...}`: sends the request and returns once it is in a
@@ -270,7 +316,7 @@ function Client:start(o)
       return t:done()
     end,
     wait = function()
-      return done(r, path, core.loop_run(t.wait, t))
+      return done(self, r, path, core.loop_run(t.wait, t))
     end,
   }
 end

@@ -51,7 +51,39 @@
 ---@field worker moonlet.Worker which worker process is serving
 ---@field json moonlet.json JSON encode/decode (lua/types/moonlet/json.lua)
 ---@field null lightuserdata JSON null, and what moonlet.redis and moonlet.pg give for nil/NULL
+---@field template moonlet.template HTML templates (lua/types/moonlet/template.lua)
 local moonlet = {}
+
+---`v` as text safe inside HTML and its attributes (`& < > " '`); nil gives "".
+---@param v any
+---@return string
+function moonlet.escape(v) end
+
+---A `before` hook: a POST, PUT, PATCH or DELETE without the session's
+---CSRF token (form field `csrf_token` or header `X-CSRF-Token`) gets 403.
+---`app:before(moonlet.csrf_protect)`.
+---@param req moonlet.Request
+function moonlet.csrf_protect(req) end
+
+---Signed sessions below `req.session`.
+---@class moonlet.session
+moonlet.session = {}
+
+---The cookie value for `data`, signed with the app's first secret.
+---@param data table
+---@return string value
+function moonlet.session.sign(data) end
+
+---The data of a cookie value, or nil and why (`"bad signature"`,
+---`"expired"`, `"malformed"`).
+---@param value string
+---@return table? data
+---@return string? err
+function moonlet.session.unsign(value) end
+
+---Marks the session changed, after a change inside a nested table.
+---@param req moonlet.Request
+function moonlet.session.touch(req) end
 
 ---A new app.
 ---@param options? moonlet.AppOptions name (prefix of route names when mounted) and limits
@@ -186,6 +218,12 @@ function moonlet.log(level, ...) end
 ---@field header_timeout? number seconds to send a request head, and between body pieces (10; 408)
 ---@field keepalive_timeout? number idle keep-alive, seconds (75)
 ---@field send_timeout? number seconds a client may take none of a response's bytes before it is closed (60)
+---@field secret_key? string signs `req.session` (16 bytes or more); else `MOONLET_SECRET_KEY`
+---@field secret_keys? string[] rotation: the first signs, every one verifies
+---@field session_cookie? string the session cookie's name (`"session"`)
+---@field session_max_age? integer seconds a session cookie lives (31 days)
+---@field session_secure? boolean the `Secure` attribute (behind HTTPS)
+---@field session_samesite? "Lax"|"Strict"|"None" (`"Lax"`)
 
 ---Options of a route. `app:route` uses `methods` and `name`; `app:get`
 ---and the other method functions use `name` only.
@@ -361,7 +399,26 @@ function App:url_for(name, params, query) end
 ---@field params table<string, string|integer|number> the route's converted values
 ---@field ctx table a fresh table per request, shared by hooks and the handler (Flask's `g`)
 ---@field body string the whole body, `""` when none
+---@field session table<string, any> the signed-cookie session (needs the app's `secret_key`)
 local Request = {}
+
+---The session's CSRF token, made on first use; forms send it back as the
+---field `csrf_token`, scripts as the header `X-CSRF-Token`.
+---@return string token
+function Request:csrf_token() end
+
+---Keeps a message in the session for the next page.
+---@param message string
+---@param category? string `"message"` by default
+function Request:flash(message, category) end
+
+---The messages flashed so far (`{category, message}` each), removed from
+---the session.
+---@return {[1]: string, [2]: string}[]
+function Request:flashes() end
+
+---Empties the session (at login and logout).
+function Request:clear_session() end
 
 ---A request header, any case; repeats joined with ", ".
 ---@param name string

@@ -8,6 +8,8 @@
 #include "base/clock.h"
 #include "vm/lib.h"
 #include "vm/lib_json.h"
+#include "vm/lib_template.h"
+#include "vm/lib_crypto.h"
 #include "base/log.h"
 #include "host/master.h"
 #include "host/server.h"
@@ -453,5 +455,7 @@ int luaopen_moonlet_core(lua_State *L) {
   ml_lib_http_register(L);
   ml_lib_thread_register(L);
   ml_lib_json_register(L);
+  ml_lib_template_register(L);
+  ml_lib_crypto_register(L);
   return 1;
 }
