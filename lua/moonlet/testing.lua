@@ -12,9 +12,19 @@ local http = require "moonlet.http"
 
 local type, pairs, next, error, tostring, setmetatable, getmetatable =
   type, pairs, next, error, tostring, setmetatable, getmetatable
-local format, sub = string.format, string.sub
+local format, sub, find = string.format, string.sub, string.find
 
 local M = {}
+
+local serve, restore_modules     -- defined below, used by M.client
+
+-- The server's log lines since the last look, onto client.log.
+local function take_log(c)
+  local more = core.log_take()
+  if more ~= "" then
+    c.log = c.log .. more
+  end
+end
 
 -- The network's moonlet.http.request: the client's own requests use it,
 -- and so do the app's calls no stub answers.  (busted may load this file
@@ -82,65 +92,76 @@ if luassert then
   end, "assertion.status.positive", "assertion.status.negative")
 end
 
----A test client (moonlet.testing.client).
----@class moonlet.testing.Client
----@field port integer the app's loopback port
----@field url string "http://127.0.0.1:PORT"
----@field timeout number seconds a request may take
----@field clock moonlet.testing.Clock? with {virtual_time = true}
----@field cookies table<string, string> what responses set, sent back (a browser's jar)
+-- A test client (moonlet.testing.client); its annotations for editors
+-- are in lua/types/moonlet/testing.lua.
 local Client = {}
 Client.__index = Client
 
----@class moonlet.testing.Options
----@field timeout number? seconds a request may take (10)
----@field virtual_time boolean? timers and sleeps follow client.clock
 
----`client:request{...}`: a path on the app, and moonlet.http's options.
----@class moonlet.testing.Request
----@field method string? "GET"
----@field path string? "/" and the query
----@field headers table<string, string|string[]>?
----@field body (string|table)? a table goes as JSON
----@field timeout number?
----@field follow_redirects boolean? false
 
----A response as moonlet.http gives it; tostring shows status and body.
----@class moonlet.testing.Response: moonlet.http.Response
 
----What client:start returns.
----@class moonlet.testing.Pending
----@field wait fun(): moonlet.testing.Response runs the loop until it came
----@field done fun(): boolean whether the response has come
 
----What client:stub_http returns.
----@class moonlet.testing.Stub
----@field prefix string
----@field calls integer the calls it answered
 
 --- The virtual clock of a client made with {virtual_time = true}.
----@class moonlet.testing.Clock
 local Clock = {}
 Clock.__index = Clock
 
 --- `clock:advance(seconds)`: moves time forward, firing the timers,
 -- sleeps and wait timeouts that come due, in order, each at its own
 -- time, and turns the loop after each so that what it woke runs on.
----@param seconds number
 function Clock:advance(seconds)
   if type(seconds) ~= "number" or seconds < 0 then
     error("clock:advance: a number of seconds >= 0 expected", 2)
   end
   core.loop_advance(seconds)
+  take_log(self.client)
 end
 
 --- `clock:now()`: the virtual time in seconds, as moonlet.now() says.
----@return number seconds
 function Clock:now()
   return core.now()
 end
 
-local current        -- the client whose stubs apply (the last made)
+-- The client whose stubs apply (the last made), kept in the registry:
+-- busted loads this file again for each spec file, and a new client must
+-- still close the previous file's.
+local registry = debug.getregistry()
+local current = registry["moonlet.testing.current"]
+
+-- What an app file's load adds to package.loaded and package.path is
+-- taken back when its client closes, so that the next app, loaded from
+-- elsewhere, requires its own modules and not these.
+local function snapshot_modules(c)
+  local before = {}
+  for k in pairs(package.loaded) do
+    before[k] = true
+  end
+  c.loaded_before, c.path_before = before, package.path
+end
+
+function restore_modules(c)
+  if not c.loaded_before then
+    return
+  end
+  for k in pairs(package.loaded) do
+    if not c.loaded_before[k] and sub(k, 1, 8) ~= "moonlet." and k ~= "moonlet" then
+      package.loaded[k] = nil
+    end
+  end
+  package.path = c.path_before
+  c.loaded_before = nil
+end
+
+-- Serves app_or_path in this state; the port.
+function serve(c, app_or_path)
+  if type(app_or_path) == "table" then
+    return moonlet.serve(app_or_path)
+  end
+  local boot = require "moonlet.boot"
+  snapshot_modules(c)
+  return core.loop_serve(core.loop_run(boot.load_app, app_or_path))
+end
+
 
 --- Makes a test client for an app (a table from moonlet.app()) or an app
 -- file's path, served from this Lua state.  One app is served per state:
@@ -150,35 +171,39 @@ local current        -- the client whose stubs apply (the last made)
 -- file's too, when app_or_path is a path; a table's timers made before
 -- this call stay on real time).
 -- @return the client
----@param app_or_path moonlet.App|string
----@param opts moonlet.testing.Options?
----@return moonlet.testing.Client
 function M.client(app_or_path, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("testing.client: opts must be a table", 2)
   end
-  core.loop_virtual_time(opts.virtual_time == true)
-  local port
-  if type(app_or_path) == "string" then
-    local boot = require "moonlet.boot"
-    port = core.loop_serve(core.loop_run(boot.load_app, app_or_path))
-  elseif type(app_or_path) == "table" then
-    port = moonlet.serve(app_or_path)
-  else
+  if type(app_or_path) ~= "string" and type(app_or_path) ~= "table" then
     error("testing.client: an app or the path of an app file expected", 2)
   end
+  if current then
+    current:close()          -- its timers, tasks and modules go
+  end
+  core.log_capture(opts.log ~= "stderr")
+  core.loop_virtual_time(opts.virtual_time == true)
   local c = setmetatable({
-    port = port,
-    url = "http://127.0.0.1:" .. port,
     timeout = opts.timeout or 10,
     stubs = {},
     cookies = {},
+    streams = setmetatable({}, { __mode = "k" }),
+    log = "",
   }, Client)
   if opts.virtual_time then
-    c.clock = setmetatable({}, Clock)
+    c.clock = setmetatable({ client = c }, Clock)
   end
+  local ok, port = pcall(serve, c, app_or_path)
+  c.log = c.log .. core.log_take()
+  if not ok then
+    restore_modules(c)
+    error(port, 2)
+  end
+  c.port = port
+  c.url = "http://127.0.0.1:" .. port
   current = c
+  registry["moonlet.testing.current"] = c
   if luassert then       -- busted reverts formatters between files
     luassert:add_formatter(format_response)
   end
@@ -253,10 +278,12 @@ local function done(self, r, path, res, err)
       hint = " (a handler waiting on the virtual clock needs client:start"
         .. " and client.clock:advance)"
     end
+    take_log(self)
     error(format("moonlet.testing: %s %s: %s%s", r.method, path,
       tostring(err), hint), 3)
   end
   keep_cookies(self, res)
+  take_log(self)
   return show(res)
 end
 
@@ -264,17 +291,12 @@ end
 -- follow_redirects=}`: sends it, runs the loop until the response has
 -- arrived and returns it (status, headers, body, json()).  Raises when
 -- no response came (the reason: "timeout", "closed", ...).
----@param o moonlet.testing.Request
----@return moonlet.testing.Response
 function Client:request(o)
   local r, path = request_options(self, o)
   return done(self, r, path, core.loop_run(raw_request, r))
 end
 
 --- `client:get(path [, opts])`.
----@param path string
----@param opts moonlet.testing.Request?
----@return moonlet.testing.Response
 function Client:get(path, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -284,10 +306,6 @@ function Client:get(path, opts)
 end
 
 --- `client:post(path, body [, opts])`: a table body is sent as JSON.
----@param path string
----@param body string|table
----@param opts moonlet.testing.Request?
----@return moonlet.testing.Response
 function Client:post(path, body, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -300,8 +318,6 @@ end
 -- handler; the returned handle's `.wait()` runs the loop until its
 -- response arrives, and `.done()` says whether it has.
 -- For a handler that waits on time (with clock:advance between).
----@param o moonlet.testing.Request
----@return moonlet.testing.Pending
 function Client:start(o)
   local r, path = request_options(self, o)
   local t = core.spawn(raw_request, r)
@@ -393,9 +409,6 @@ end
 -- "timeout"); req has method, url, headers and body.  fn runs in the
 -- app's coroutine and may wait.  The longest matching prefix wins; nil
 -- removes the stub.  Returns a table whose `calls` counts the calls.
----@param prefix string
----@param answer table|fun(req: table): table?, string?|nil
----@return moonlet.testing.Stub?
 function Client:stub_http(prefix, answer)
   if type(prefix) ~= "string" or prefix == "" then
     error("client:stub_http: a URL prefix expected", 2)
@@ -414,10 +427,230 @@ end
 
 --- `client:run(fn, ...)`: runs fn in a coroutine with the loop turning
 -- (moonlet.sleep, futures, moonlet.http work inside) until it returns.
----@param fn async fun(...): ...
----@return any ...
 function Client:run(fn, ...)
-  return core.loop_run(fn, ...)
+  local r = table.pack(pcall(core.loop_run, fn, ...))
+  take_log(self)
+  if not r[1] then
+    error(r[2], 0)
+  end
+  return table.unpack(r, 2, r.n)
+end
+
+--- `client:close()`: stops the app's timers and tasks (requests in
+-- flight finish), closes its pooled outbound connections and open
+-- streams, and forgets the modules its file loaded.  The next
+-- testing.client closes the previous one itself.
+function Client:close()
+  if self.closed then
+    return
+  end
+  self.closed = true
+  for s in pairs(self.streams) do
+    s:close()
+  end
+  core.loop_cleanup()
+  take_log(self)
+  restore_modules(self)
+  if current == self then
+    current = nil
+    registry["moonlet.testing.current"] = nil
+    core.log_capture(false)
+  end
+end
+
+--[[ Streams: a response read as it arrives, over a socket of its own
+(luasocket) read between turns of the loop. ]]
+
+local Stream = { __name = "moonlet.testing.Stream" }
+Stream.__index = Stream
+
+-- Turns the loop and reads what the socket has, until want() is true or
+-- the deadline passes (raises) or the peer closes (returns false).
+local function pump(s, want, timeout)
+  local deadline = s.gettime() + (timeout or s.client.timeout)
+  while not want() do
+    if s.eof then
+      return false
+    end
+    local data, err, partial = s.sock:receive(65536)
+    local got = data or partial
+    if got and got ~= "" then
+      s.buf = s.buf .. got
+    elseif err == "closed" then
+      s.eof = true
+    else
+      local left = deadline - s.gettime()
+      if left <= 0 then
+        take_log(s.client)
+        error(format("moonlet.testing: stream %s: timeout", s.path), 3)
+      end
+      core.loop_once(left < 0.05 and left or 0.05)
+    end
+  end
+  return true
+end
+
+-- The head: status and headers, case-insensitive.
+local function read_head(s)
+  pump(s, function() return find(s.buf, "\r\n\r\n", 1, true) end)
+  local e = find(s.buf, "\r\n\r\n", 1, true)
+  if not e then
+    error(format("moonlet.testing: stream %s: closed before a response",
+      s.path), 3)
+  end
+  local head = sub(s.buf, 1, e - 1)
+  s.buf = sub(s.buf, e + 4)
+  s.status = tonumber(head:match("^HTTP/1%.%d (%d%d%d)"))
+  s.headers = setmetatable({}, Headers)
+  for name, value in head:gmatch("\r\n([^:\r\n]+):%s*([^\r\n]*)") do
+    local k = lower(name)
+    s.headers[k] = s.headers[k] and (s.headers[k] .. ", " .. value) or value
+  end
+  local te = s.headers["transfer-encoding"]
+  s.chunked = te ~= nil and lower(te):find("chunked", 1, true) ~= nil
+  s.left = tonumber(s.headers["content-length"] or "")
+  s.sse = (s.headers["content-type"] or ""):find("text/event-stream", 1,
+    true) == 1
+end
+
+-- The next piece of the body as the server wrote it, or nil at its end.
+local function next_piece(s, timeout)
+  if s.done then
+    return nil
+  end
+  if s.chunked then
+    if not pump(s, function() return find(s.buf, "\r\n", 1, true) end,
+        timeout) then
+      s.done = true
+      return nil
+    end
+    local e = find(s.buf, "\r\n", 1, true)
+    local size = tonumber(sub(s.buf, 1, e - 1):match("^%x+"), 16)
+    if not size then
+      error(format("moonlet.testing: stream %s: bad chunk", s.path), 3)
+    end
+    pump(s, function() return #s.buf >= e + 1 + size + 2 end, timeout)
+    local data = sub(s.buf, e + 2, e + 1 + size)
+    s.buf = sub(s.buf, e + size + 4)
+    if size == 0 then
+      s.done = true
+      return nil
+    end
+    return data
+  end
+  if s.left == 0 then
+    s.done = true
+    return nil
+  end
+  pump(s, function() return #s.buf > 0 end, timeout)
+  if #s.buf == 0 then
+    s.done = true
+    return nil
+  end
+  local data = s.buf
+  if s.left then
+    data = sub(data, 1, s.left)
+    s.left = s.left - #data
+  end
+  s.buf = ""
+  return data
+end
+
+-- The next server-sent event of the body: {data=, event=, id=, retry=}.
+local function next_event(s, timeout)
+  while true do
+    local e = find(s.text, "\n\n", 1, true)
+    if e then
+      local block = sub(s.text, 1, e - 1)
+      s.text = sub(s.text, e + 2)
+      local ev, data = {}, {}
+      for line in (block .. "\n"):gmatch("(.-)\n") do
+        local field, value = line:match("^([^:]*):? ?(.*)$")
+        if field == "data" then
+          data[#data + 1] = value
+        elseif field == "event" or field == "id" then
+          ev[field] = value
+        elseif field == "retry" then
+          ev.retry = tonumber(value)
+        end
+      end
+      if #data > 0 or ev.event or ev.id or ev.retry then
+        ev.data = #data > 0 and table.concat(data, "\n") or nil
+        return ev
+      end
+    else
+      local piece = next_piece(s, timeout)
+      if piece == nil then
+        return nil
+      end
+      s.text = s.text .. piece:gsub("\r\n?", "\n")
+    end
+  end
+end
+
+--- `stream:read([timeout])`: the next piece of the body as it arrives (a
+-- chunk; for text/event-stream, the next event as a table {data=,
+-- event=, id=, retry=}), or nil once the body has ended.  Waits (turning
+-- the loop) up to timeout seconds (the client's), then raises.
+function Stream:read(timeout)
+  local v
+  if self.sse then
+    v = next_event(self, timeout)
+  else
+    v = next_piece(self, timeout)
+  end
+  take_log(self.client)
+  return v
+end
+
+Stream.__call = function(self)
+  return self:read()
+end
+
+--- `stream:close()`: leaves: the server sees its client go.
+function Stream:close()
+  if self.sock then
+    self.sock:close()
+    self.sock = nil
+    self.done = true
+    core.loop_once(0)                 -- the server notices
+    take_log(self.client)
+  end
+end
+
+--- `client:stream(path [, opts])`: a GET whose response is read as it
+-- arrives: returns once its head has come, with `status` and `headers`;
+-- `for piece in client:stream(path) do ... end` iterates its body (the
+-- events of an SSE stream).  opts.headers adds headers.  Needs
+-- luasocket.
+function Client:stream(path, opts)
+  if type(path) ~= "string" or sub(path, 1, 1) ~= "/" then
+    error("client:stream: a path starting with '/' expected", 2)
+  end
+  local ok, socket = pcall(require, "socket")
+  if not ok then
+    error("client:stream needs luasocket (Debian: lua-socket)", 2)
+  end
+  local sock = assert(socket.tcp())
+  sock:settimeout(self.timeout)
+  local c_ok, c_err = sock:connect("127.0.0.1", self.port)
+  if not c_ok then
+    error("client:stream: " .. tostring(c_err), 2)
+  end
+  local lines = { "GET " .. path .. " HTTP/1.1", "Host: 127.0.0.1",
+    "Connection: close" }
+  local headers = with_cookies(self, opts and opts.headers) or {}
+  for k, v in pairs(headers) do
+    lines[#lines + 1] = k .. ": " .. v
+  end
+  sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n")
+  sock:settimeout(0)
+  local s = setmetatable({ client = self, sock = sock, path = path,
+    buf = "", text = "", gettime = socket.gettime }, Stream)
+  self.streams[s] = true
+  read_head(s)
+  take_log(self)
+  return s
 end
 
 return M

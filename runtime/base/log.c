@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,14 @@ static int access_owned;    /* we opened it, so we close it */
 static int access_flush;    /* flush each line (a terminal, or a pipe) */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+/* While on, error log lines go to this buffer instead of stderr (the Lua
+ * module's test client reads them as client.log). */
+static struct {
+  int on;
+  char *p;
+  size_t len, cap;
+} capture;
 
 void ml_log_set_level(int level) {
   min_level = level;
@@ -51,12 +60,61 @@ static size_t line_head(int level, char *buf, size_t size) {
   return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
+/* Appends one line to the capture buffer; -1 (and nothing kept) when
+ * memory runs out, so that the caller writes it to stderr instead. */
+static int capture_line(const char *head, const char *fmt, va_list ap) {
+  va_list ap2;
+  size_t hlen = strlen(head), need;
+  int n;
+  va_copy(ap2, ap);
+  n = vsnprintf(NULL, 0, fmt, ap2);
+  va_end(ap2);
+  if (n < 0)
+    return -1;
+  need = capture.len + hlen + (size_t)n + 2;
+  if (need > capture.cap) {
+    size_t cap = capture.cap ? capture.cap : 4096;
+    char *p;
+    while (cap < need)
+      cap *= 2;
+    if ((p = realloc(capture.p, cap)) == NULL)
+      return -1;
+    capture.p = p;
+    capture.cap = cap;
+  }
+  memcpy(capture.p + capture.len, head, hlen);
+  vsnprintf(capture.p + capture.len + hlen, (size_t)n + 1, fmt, ap);
+  capture.len += hlen + (size_t)n;
+  capture.p[capture.len++] = '\n';
+  return 0;
+}
+
+void ml_log_capture(int on) {
+  capture.on = on;
+}
+
+char *ml_log_take(size_t *len) {
+  char *p = capture.p;
+  *len = capture.len;
+  capture.p = NULL;
+  capture.len = capture.cap = 0;
+  return p;
+}
+
 void ml_log(int level, const char *fmt, ...) {
   char head[64];
   va_list ap;
   if (level < min_level)
     return;
   line_head(level, head, sizeof head);
+  if (capture.on) {
+    int rc;
+    va_start(ap, fmt);
+    rc = capture_line(head, fmt, ap);
+    va_end(ap);
+    if (rc == 0)
+      return;
+  }
   fputs(head, stderr);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);

@@ -23,6 +23,13 @@ void ml_log(int level, const char *fmt, ...)
  * must not wait on a lock a stuck thread may hold (the watchdog's). */
 void ml_log_direct(int level, const char *msg);
 
+/* While on, ml_log's lines are kept in a buffer instead of going to
+ * stderr (ml_log_direct's still go to stderr: it runs on other threads).
+ * ml_log_take returns that buffer (malloc'd, the caller frees; NULL when
+ * empty) and its length, and starts a new one. */
+void ml_log_capture(int on);
+char *ml_log_take(size_t *len);
+
 /* Opens the access log ("-" is stdout); 0 or a negative errno. */
 int ml_log_access_open(const char *path);
 void ml_log_access_close(void);

@@ -24,6 +24,7 @@ typedef struct ml_module {
   ml_gen *gen;
   ml_clock *clock;      /* the virtual clock, once asked for */
   int port;             /* the listening port once an app is served */
+  uv_timer_t wake;      /* bounds loop_once(timeout); unref'd */
 } ml_module;
 
 static char module_key;   /* registry[&module_key]: the ml_module box */
@@ -108,6 +109,8 @@ static int core_loop_run(lua_State *L) {
   co->data = &job;
   co->quiet = 1;                     /* we raise its error */
   co->what = "moonlet.run";
+  uv_update_time(&m->loop);  /* the host ran for a while: a sleep made
+                                now counts from now, not the last turn */
   ml_sched_start(co, n - 1);
   while (!job.finished && uv_run(&m->loop, UV_RUN_ONCE) != 0)
     ;
@@ -171,10 +174,20 @@ static ml_module *check_outside(lua_State *L, const char *what) {
   return m;
 }
 
-/* core.loop_once(): one turn of the loop, waiting for an event. */
+static void on_wake(uv_timer_t *t) {
+  (void)t;                           /* only ends the loop's wait */
+}
+
+/* core.loop_once([timeout]): one turn of the loop, waiting for an event,
+ * or for at most timeout seconds (client:stream reads a socket of its
+ * own between turns). */
 static int core_loop_once(lua_State *L) {
   ml_module *m = check_outside(L, "loop_once");
+  lua_Number s = luaL_optnumber(L, 1, -1);
+  if (s >= 0)
+    uv_timer_start(&m->wake, on_wake, (uint64_t)(s * 1000 + 0.5), 0);
   uv_run(&m->loop, UV_RUN_ONCE);
+  uv_timer_stop(&m->wake);
   return 0;
 }
 
@@ -254,6 +267,7 @@ static int module_gc(lua_State *L) {
     while (!done && uv_run(&m->loop, UV_RUN_ONCE) != 0)
       ;
   }
+  uv_close((uv_handle_t *)&m->wake, NULL);
   uv_run(&m->loop, UV_RUN_DEFAULT);  /* the last close callbacks */
   uv_loop_close(&m->loop);
   ml_clock_free(m->clock);
@@ -297,6 +311,8 @@ static int module_setup(lua_State *L) {
     free(m);
     return luaL_error(L, "moonlet: cannot make a loop");
   }
+  uv_timer_init(&m->loop, &m->wake);
+  uv_unref((uv_handle_t *)&m->wake);
   box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = m;
   lua_newtable(L);

@@ -318,6 +318,21 @@ static int core_log(lua_State *L) {
   return 0;
 }
 
+/* core.log_capture(on): the error log goes to a buffer (on) or stderr. */
+static int core_log_capture(lua_State *L) {
+  ml_log_capture(lua_toboolean(L, 1));
+  return 0;
+}
+
+/* core.log_take(): the lines captured since the last call, as a string. */
+static int core_log_take(lua_State *L) {
+  size_t n;
+  char *p = ml_log_take(&n);
+  lua_pushlstring(L, p != NULL ? p : "", n);
+  free(p);
+  return 1;
+}
+
 static int core_log_enabled(lua_State *L) {
   static const char *const names[] = { "debug", "info", "warn", "error",
                                        NULL };
@@ -426,6 +441,8 @@ static const luaL_Reg core_funcs[] = {
   {"every", core_every},
   {"log", core_log},
   {"log_enabled", core_log_enabled},
+  {"log_capture", core_log_capture},
+  {"log_take", core_log_take},
   {"debug", core_debug},
   {"pid", core_pid},
   {"worker_id", core_worker_id},
