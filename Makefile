@@ -34,7 +34,7 @@ LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
 .PHONY: all deps test-deps run test test-c test-lua test-gc asan test-asan check-leaks \
-        fuzz fuzz-deps embed-example module rock-install \
+        fuzz fuzz-deps embed-example module rock-install install uninstall \
         clean
 
 all: deps $(BUILD)/moonlet
@@ -131,6 +131,25 @@ $(BUILD)/moonlet.so: $(RUNTIME_SRC) $(RUNTIME_HDR) $(LUA_SRC) | $(BUILD)
 # the tree's lib/lua/5.4, which luarocks passes.
 rock-install: $(BUILD)/moonlet.so
 	mkdir -p $(LIBDIR) && cp $(BUILD)/moonlet.so $(LIBDIR)/moonlet.so
+
+# `make install PREFIX=/usr/local` (the default; DESTDIR for packaging):
+# the binary, the Lua module where a stock lua5.4 looks for it
+# (PREFIX/lib/lua/5.4, on Debian's default package.cpath for /usr/local)
+# and the LuaLS annotations an editor reads (PREFIX/share/moonlet/types).
+PREFIX  ?= /usr/local
+LUA_CMOD = $(DESTDIR)$(PREFIX)/lib/lua/5.4
+TYPES    = $(DESTDIR)$(PREFIX)/share/moonlet/types
+install: all $(BUILD)/moonlet.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(LUA_CMOD) $(TYPES)/moonlet
+	install -m 755 $(BUILD)/moonlet $(DESTDIR)$(PREFIX)/bin/moonlet
+	install -m 644 $(BUILD)/moonlet.so $(LUA_CMOD)/moonlet.so
+	install -m 644 lua/types/moonlet.lua $(TYPES)/moonlet.lua
+	install -m 644 lua/types/moonlet/*.lua $(TYPES)/moonlet/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/moonlet $(LUA_CMOD)/moonlet.so
+	rm -rf $(TYPES)
+	-rmdir $(DESTDIR)$(PREFIX)/share/moonlet 2>/dev/null
 
 run: all
 	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)

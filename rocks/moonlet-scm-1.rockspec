@@ -1,7 +1,9 @@
 -- moonlet as a Lua C module: `luarocks make rocks/moonlet-scm-1.rockspec`
--- from the repository's top builds build/moonlet.so (the runtime, with its
--- Lua files built in) and installs it as the module "moonlet".  Needs no
--- other rock; needs the -dev packages of the Makefile's PKGS installed.
+-- from the repository's top (as root: the system tree, /usr/local; else
+-- add --local and `eval "$(luarocks path)"`) builds build/moonlet.so (the
+-- runtime, with its Lua files built in) and installs it as the module
+-- "moonlet".  Needs no other rock; needs the -dev packages of the
+-- Makefile's PKGS installed.
 rockspec_format = "3.0"
 package = "moonlet"
 version = "scm-1"

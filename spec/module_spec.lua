@@ -115,9 +115,10 @@ describe("the Lua module", function()
   it("installs with luarocks make into a tree, offline", function()
     local tree = os.tmpname()
     os.remove(tree)
-    local ok = os.execute(("luarocks make --tree %s "
+    local ok = os.execute(("luarocks --lua-version=5.4 make --tree %s "
       .. "rocks/moonlet-scm-1.rockspec >%s.log 2>&1"):format(tree, tree))
     assert.is_true(ok, helpers.slurp(tree .. ".log"))
+    assert.is_nil(io.open("lua_modules"), "installed into the repository")
     local out = lua(("LUA_CPATH='%s/lib/lua/5.4/?.so;;' "
       .. "LUA_PATH='%s/share/lua/5.4/?.lua;;'"):format(tree, tree), serve)
     os.execute(("rm -rf %s %s.log"):format(tree, tree))

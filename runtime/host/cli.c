@@ -1,7 +1,7 @@
 /*
  * cli.c - the moonlet command line: argv and the MOONLET_* environment
  * into a moonlet_config, then run, routes or version.  It uses only the
- * public API, like any host would.
+ * public API, like any host would, and new.c for `moonlet new`.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -9,8 +9,9 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include "moonlet.h"
+#include "host/new.h"
 
-enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP };
+enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP, CMD_NEW };
 
 typedef struct {
   int command;
@@ -22,6 +23,8 @@ static const char usage_text[] =
   "usage: moonlet run APP.lua [options]\n"
   "       moonlet APP.lua [options]       same as 'moonlet run'\n"
   "       moonlet routes APP.lua          list the app's routes\n"
+  "       moonlet new NAME                a starter app in NAME/, with a "
+  "spec\n"
   "       moonlet version\n"
   "\n"
   "options:\n"
@@ -214,6 +217,12 @@ static int parse(cli *c, int argc, char **argv) {
     c->command = CMD_RUN;
   } else if (strcmp(argv[1], "routes") == 0) {
     c->command = CMD_ROUTES;
+  } else if (strcmp(argv[1], "new") == 0) {
+    if (argc != 3 || argv[2][0] == '-')
+      return bad("moonlet new takes one name", NULL);
+    c->command = CMD_NEW;
+    c->app = argv[2];
+    return 0;
   } else if (strcmp(argv[1], "version") == 0 ||
              strcmp(argv[1], "--version") == 0) {
     c->command = CMD_VERSION;
@@ -303,6 +312,8 @@ int moonlet_main(int argc, char **argv) {
   case CMD_VERSION:
     puts(moonlet_version());
     return 0;
+  case CMD_NEW:
+    return ml_new_app(c.app);
   default:
     break;
   }
