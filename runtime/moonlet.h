@@ -31,6 +31,7 @@ typedef struct moonlet_config {
   int debug;                 /* tracebacks in 500 bodies */
   int log_level;             /* MOONLET_LOG_INFO */
   const char *access_log;    /* NULL: off; "-": stdout; else a file path */
+  const char *access_log_format;  /* "combined" (NULL) or "json" */
   size_t max_body;           /* 1 MiB (413) */
   size_t max_url;            /* 8 KiB request line (414) */
   size_t max_headers;        /* 16 KiB of headers (431) */

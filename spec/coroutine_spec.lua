@@ -78,7 +78,7 @@ describe("coroutine handlers", function()
     assert.equal(500, res.status)
     assert.matches("^handled after a wait: .*late boom", res.body)
     assert.equal("after", res.headers["x-waited"])
-    assert.truthy(H.wait_for_log(srv, "GET /waits/raise: .-late boom\n"
+    assert.truthy(H.wait_for_log(srv, "GET /waits/raise HTTP/1%.1 %(from [^\n]*%): .-late boom\n"
       .. "stack traceback:.-coro%.lua:%d+"))
   end)
 

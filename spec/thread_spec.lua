@@ -52,7 +52,7 @@ describe("moonlet.thread.run", function()
     local res = H.get(srv, "/error")
     assert.equal(500, res.status)
     assert.truthy(H.wait_for_log(srv,
-      "GET /error: spec/apps/thread.lua:%d+: boom from the thread"))
+      "GET /error HTTP[^\n]*: spec/apps/thread.lua:%d+: boom from the thread"))
   end)
 
   it("re-raises with the message and its position, for pcall", function()

@@ -197,10 +197,14 @@ function App:after(fn)
   return self
 end
 
---- `app:errorhandler(status, fn(req, err))`.
+--- `app:errorhandler(status, fn(req, err))`; `app:errorhandler(fn)`
+-- handles every status that has no handler of its own.
 function App:errorhandler(status, fn)
-  if math_type(status) ~= "integer" or type(fn) ~= "function" then
-    error("app:errorhandler expects a status and a function", 2)
+  if type(status) == "function" and fn == nil then
+    status, fn = "*", status
+  elseif math_type(status) ~= "integer" or type(fn) ~= "function" then
+    error("app:errorhandler expects a status and a function, or a "
+      .. "function for every status", 2)
   end
   self.errorhandlers[status] = fn
   return self
@@ -426,8 +430,13 @@ local function on_error(err)
   return { internal = true, message = msg, traceback = traceback(msg, 2) }
 end
 
+-- The request as the error log names it: the request line as received,
+-- the client and the request id (the access log's too).
 local function request_line(req)
-  return req.method .. " " .. req.raw_path
+  local qs = req.query_string
+  return format("%s %s%s HTTP/%s (from %s, request %s)", req.method,
+    req.raw_path, qs ~= "" and "?" .. qs or "", req.version,
+    req.remote_addr, req.id)
 end
 
 -- Control bytes as \xHH.  Explicit ranges, not %c, so that the C locale
@@ -494,16 +503,56 @@ local function respond(req, e, default_status, a, b, c)
   return status, body, headers, ctype
 end
 
+-- The page --debug shows for an uncaught error: the message, the
+-- traceback, and the source lines around each frame in a file it can
+-- read (the app's own; moonlet's built-in modules are skipped).
+local function debug_page(status, detail, tb)
+  local esc = require("moonlet.template").escape
+  local parts = { format("<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+    .. "<title>%d %s</title><style>body{font-family:sans-serif;margin:2em}"
+    .. "pre{background:#f4f4f4;padding:.6em;overflow:auto}"
+    .. ".hit{background:#fdd;font-weight:bold}</style></head><body>\n"
+    .. "<h1>%d %s</h1>\n<pre>%s</pre>\n<h2>Traceback</h2>\n<pre>%s</pre>\n",
+    status, M.reason(status), status, M.reason(status), esc(detail),
+    esc(tb)) }
+  local seen = {}
+  for file, line in tb:gmatch("\n%s*([^\n:%[]+%.lua):(%d+):") do
+    line = tonumber(line)
+    local key = file .. ":" .. line
+    local f = not seen[key] and file:sub(1, 12) ~= "lua/moonlet/"
+      and io.open(file, "r")
+    if f then
+      seen[key] = true
+      local rows, n = {}, 0
+      for text in f:lines() do
+        n = n + 1
+        if n >= line - 3 and n <= line + 3 then
+          rows[#rows + 1] = format("<span%s>%5d  %s</span>",
+            n == line and ' class="hit"' or "", n, esc(text))
+        elseif n > line + 3 then
+          break
+        end
+      end
+      f:close()
+      parts[#parts + 1] = format("<h3>%s</h3>\n<pre>%s</pre>\n", esc(key),
+        concat(rows, "\n"))
+    end
+  end
+  parts[#parts + 1] = "</body></html>\n"
+  return concat(parts)
+end
+
 -- An error page: the app's errorhandler for the status, or plain text.
--- 'detail' is the message of an uncaught error: for the errorhandler's
--- err.message only, never in the default page, which must not leak it.
+-- 'detail' is the raw message of an uncaught error, with its file:line:
+-- the errorhandler's err.message has it without (safe to show), its
+-- err.detail as it is; the default page never shows it but under --debug.
 function render_error(req, e, status, message, tb, extra, detail)
   local handler = e.errorhandler(status)
   local ok, s, b, h, ct
   local fallback = false
   if handler then
-    local err = { status = status, message = message or detail,
-      traceback = tb }
+    local err = { status = status, message = message or (detail and
+      gsub(detail, "^[^\n]-:%d+: ", "")), detail = detail, traceback = tb }
     ok, s, b, h, ct = xpcall(function()
       local a1, a2, a3 = handler(req, err)
       -- A handler that renders nothing (one that only logs) must not
@@ -526,7 +575,7 @@ function render_error(req, e, status, message, tb, extra, detail)
     local btype
     b, btype = default_error_body(status, message)
     if tb and core.debug() then
-      b = b .. "\n\n" .. tb
+      b, btype = debug_page(status, detail or b, tb), HTML
     end
     ok, s, b, h, ct = pcall(respond, req, e, status, b, status, nil)
     if not ok then
@@ -561,9 +610,12 @@ end
 -- @section serving
 
 -- Joins hook lists and error handler lookups along a chain of mounts.
+-- A mounted app's own handler for the status, then its catch-all, then
+-- its parent's (as Flask looks in a blueprint before its app).
 local function chain_errorhandler(parent, app)
   return function(status)
-    return app.errorhandlers[status] or (parent and parent(status))
+    return app.errorhandlers[status] or app.errorhandlers["*"]
+      or (parent and parent(status))
   end
 end
 
@@ -595,6 +647,11 @@ local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
   befores = append(befores, app.befores)
   afters = append(app.afters, afters)
   errh = chain_errorhandler(errh, app)
+  if prefix ~= "" then          -- a mount: its 404s and 405s are its own
+    out.mounts = out.mounts or {}
+    out.mounts[#out.mounts + 1] = { prefix = prefix, afters = afters,
+      errorhandler = errh }
+  end
   for _, r in ipairs(app.routes) do
     out[#out + 1] = {
       pattern = prefix .. r.pattern, methods = r.methods,
@@ -636,15 +693,30 @@ function M.serve(app)
   local root = { afters = app.afters,
     errorhandler = chain_errorhandler(nil, app) }
 
+  -- The mount a path falls under (the longest prefix), for its error
+  -- pages; the root app otherwise.
+  local mounts = entries.mounts or {}
+  sort(mounts, function(a, b) return #a.prefix > #b.prefix end)
+  local function owner(path)
+    for i = 1, #mounts do
+      local p = mounts[i].prefix
+      if path == p or (path:sub(1, #p) == p and path:byte(#p + 1) == 47) then
+        return mounts[i]
+      end
+    end
+    return root
+  end
+
   local function no_route(req, status, extra)
+    local e = #mounts > 0 and owner(req.path) or root
     if status == 405 then
-      return render_error(req, root, 405, nil, nil, { Allow = extra })
+      return render_error(req, e, 405, nil, nil, { Allow = extra })
     elseif status == 200 then        -- automatic OPTIONS
       return finish(req, 200, "", { Allow = extra }, TEXT)
     elseif status == 308 then
       return finish(req, 308, "", { Location = extra }, TEXT)
     end
-    return render_error(req, root, status)
+    return render_error(req, e, status)
   end
 
   -- Route id's handler has returned a, b, c (ok) or raised (not ok: a is

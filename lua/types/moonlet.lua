@@ -339,10 +339,12 @@ function App:before(fn) end
 ---@return moonlet.App self
 function App:after(fn) end
 
----Renders errors of that status (404, 405, 500, an abort's status...).
+---Renders errors of that status (404, 405, 500, an abort's status...);
+---`app:errorhandler(fn)` renders every status without a handler of its own.
 ---@param status integer
 ---@param fn moonlet.ErrorHandler
 ---@return moonlet.App self
+---@overload fun(self: moonlet.App, fn: moonlet.ErrorHandler): moonlet.App
 function App:errorhandler(status, fn) end
 
 ---Serves another app's routes under `prefix` (blueprints). Its hooks and
@@ -400,6 +402,7 @@ function App:url_for(name, params, query) end
 ---@field ctx table a fresh table per request, shared by hooks and the handler (Flask's `g`)
 ---@field body string the whole body, `""` when none
 ---@field session table<string, any> the signed-cookie session (needs the app's `secret_key`)
+---@field id string the request id the error and access logs show (16 hex digits)
 local Request = {}
 
 ---The session's CSRF token, made on first use; forms send it back as the
@@ -470,7 +473,8 @@ function Request:sse(opts) end
 ---The `err` of an error handler.
 ---@class moonlet.ErrorInfo
 ---@field status integer
----@field message string? the abort's message, or an uncaught error's
+---@field message string|table|nil the abort's message, or an uncaught error's without its file:line
+---@field detail string? an uncaught error's whole message, with its file:line
 ---@field traceback string? for 500 from an uncaught error only
 
 --------------------------------------------------------------------------

@@ -139,6 +139,25 @@ void ml_log_direct(int level, const char *msg) {
   }
 }
 
+/*
+** {======================================================
+** The access log
+** =======================================================
+*/
+
+static char *access_path;    /* for SIGUSR1's reopen; NULL for stdout */
+static int access_json;      /* JSON lines, else the combined format */
+
+int ml_log_access_format(const char *name) {
+  if (name == NULL || strcmp(name, "combined") == 0)
+    access_json = 0;
+  else if (strcmp(name, "json") == 0)
+    access_json = 1;
+  else
+    return -1;
+  return 0;
+}
+
 int ml_log_access_open(const char *path) {
   ml_log_access_close();
   if (path == NULL)
@@ -150,10 +169,23 @@ int ml_log_access_open(const char *path) {
     if ((access_file = fopen(path, "a")) == NULL)
       return -errno;
     access_owned = 1;
+    if ((access_path = malloc(strlen(path) + 1)) != NULL)
+      strcpy(access_path, path);
   }
   /* Tests and `tail -f` read it as it grows: flush per line unless it is
    * a regular file, where the stdio buffer is flushed at exit. */
   access_flush = 1;
+  return 0;
+}
+
+int ml_log_access_reopen(void) {
+  FILE *f;
+  if (access_file == NULL || !access_owned || access_path == NULL)
+    return 0;                       /* off, or stdout: nothing to do */
+  if ((f = fopen(access_path, "a")) == NULL)
+    return -errno;                  /* keep writing to the old one */
+  fclose(access_file);
+  access_file = f;
   return 0;
 }
 
@@ -164,30 +196,99 @@ void ml_log_access_close(void) {
       fclose(access_file);
   }
   access_file = NULL;
+  free(access_path);
+  access_path = NULL;
 }
 
 int ml_log_access_enabled(void) {
   return access_file != NULL;
 }
 
-void ml_log_access(const char *addr, const char *method, const char *url,
-                   size_t url_len, int minor, int status, size_t bytes,
-                   double seconds) {
+void ml_log_request_id(uint64_t id, char out[17]) {
+  snprintf(out, 17, "%08lx%08lx", (unsigned long)(id >> 32),
+           (unsigned long)(id & 0xFFFFFFFFu));
+}
+
+/* Writes s[0..n) for the log: '"', '\\' and bytes that are not
+ * printable ASCII escaped (\xHH in the combined format, \u00HH in JSON),
+ * so that a header cannot forge a line or break a parser. */
+static void put_escaped(FILE *f, const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20 || c >= 0x7F)
+      fprintf(f, access_json ? "\\u%04x" : "\\x%02X", c);
+    else
+      putc(c, f);
+  }
+}
+
+static void put_quoted(FILE *f, const char *s, size_t n) {
+  putc('"', f);
+  put_escaped(f, s, n);
+  putc('"', f);
+}
+
+static void access_combined(const ml_access *a, const char *stamp,
+                            const char *id) {
+  FILE *f = access_file;
+  fprintf(f, "%s - - [%s] \"%s ", a->addr, stamp, a->method);
+  put_escaped(f, a->url, a->url_len);  /* the client's bytes */
+  fprintf(f, " HTTP/1.%d\" %d %zu ", a->minor, a->status, a->bytes);
+  put_quoted(f, a->referer ? a->referer : "-", a->referer ? a->referer_len
+                                                          : 1);
+  putc(' ', f);
+  put_quoted(f, a->agent ? a->agent : "-", a->agent ? a->agent_len : 1);
+  fprintf(f, " %s %.3f\n", id, a->seconds);
+}
+
+static void access_json_line(const ml_access *a, const char *stamp,
+                             const char *id) {
+  FILE *f = access_file;
+  fprintf(f, "{\"time\":\"%s\",\"remote_addr\":\"%s\",\"method\":\"%s\","
+          "\"url\":", stamp, a->addr, a->method);
+  put_quoted(f, a->url, a->url_len);
+  fprintf(f, ",\"version\":\"1.%d\",\"status\":%d,\"bytes\":%zu,"
+          "\"referer\":", a->minor, a->status, a->bytes);
+  if (a->referer)
+    put_quoted(f, a->referer, a->referer_len);
+  else
+    fputs("null", f);
+  fputs(",\"user_agent\":", f);
+  if (a->agent)
+    put_quoted(f, a->agent, a->agent_len);
+  else
+    fputs("null", f);
+  fprintf(f, ",\"request_id\":\"%s\",\"duration\":%.3f}\n", id, a->seconds);
+}
+
+void ml_log_access(const ml_access *a) {
   static time_t last;
+  static int last_json = -1;
   static char stamp[40];
+  char id[17];
   time_t now;
   if (access_file == NULL)
     return;
   now = time(NULL);
-  if (now != last) {   /* one strftime per second, not per line */
+  if (now != last || last_json != access_json) {  /* one strftime a second */
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(stamp, sizeof stamp, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    strftime(stamp, sizeof stamp, access_json ? "%Y-%m-%dT%H:%M:%SZ"
+                                              : "%d/%b/%Y:%H:%M:%S +0000",
+             &tm);
     last = now;
+    last_json = access_json;
   }
-  fprintf(access_file, "%s - - [%s] \"%s %.*s HTTP/1.%d\" %d %zu %.3f\n",
-          addr, stamp, method, (int)url_len, url, minor, status, bytes,
-          seconds);
+  ml_log_request_id(a->id, id);
+  if (access_json)
+    access_json_line(a, stamp, id);
+  else
+    access_combined(a, stamp, id);
   if (access_flush)
     fflush(access_file);
 }
+
+/* }====================================================== */

@@ -6,6 +6,7 @@
 #define ML_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "moonlet.h"
 
 /* Messages below 'level' are dropped. */
@@ -35,13 +36,38 @@ int ml_log_access_open(const char *path);
 void ml_log_access_close(void);
 int ml_log_access_enabled(void);
 
+/* The access log's format: "combined" (or NULL) or "json"; -1 for any
+ * other name. */
+int ml_log_access_format(const char *name);
+
+/* Opens the access log's file again (SIGUSR1, after logrotate moved it);
+ * 0, or a negative errno with the old file kept. */
+int ml_log_access_reopen(void);
+
+/* One response, for the access log. */
+typedef struct ml_access {
+  const char *addr, *method;
+  const char *url;             /* as received, with the query */
+  size_t url_len;
+  int minor, status;           /* HTTP/1.<minor> */
+  size_t bytes;                /* body bytes sent */
+  double seconds;              /* from the complete head to the response */
+  const char *referer, *agent; /* NULL when absent */
+  size_t referer_len, agent_len;
+  uint64_t id;                 /* the request id, in the error log too */
+} ml_access;
+
 /*
- * One access log line in the combined style:
- * ADDR - - [time] "METHOD URL HTTP/x.y" STATUS BYTES SECONDS
+ * One access log line.  Combined (nginx's and Apache's), then the request
+ * id and the seconds:
+ *   ADDR - - [time] "METHOD URL HTTP/1.x" STATUS BYTES "REFERER" "AGENT" ID S
+ * or one JSON object a line (time, remote_addr, method, url, version,
+ * status, bytes, referer, user_agent, request_id, duration).
  */
-void ml_log_access(const char *addr, const char *method, const char *url,
-                   size_t url_len, int minor, int status, size_t bytes,
-                   double seconds);
+void ml_log_access(const ml_access *a);
+
+/* The request id as the logs write it: 16 hex digits. */
+void ml_log_request_id(uint64_t id, char out[17]);
 
 /* Level names: "debug" ... "error"; -1 for an unknown name. */
 int ml_log_level_from_name(const char *name);

@@ -34,7 +34,10 @@ static const char usage_text[] =
   "  --workers N|auto         processes sharing the port (1; auto: one "
   "per CPU)\n"
   "  --reload                 reload when the app or its modules change\n"
-  "  --access-log PATH|-      one line per response (off; - is stdout)\n"
+  "  --access-log PATH|-      one line per response (off; - is stdout;\n"
+  "                           SIGUSR1 reopens it)\n"
+  "  --access-log-format F    combined (nginx's, then the request id and\n"
+  "                           seconds) or json: one object a line\n"
   "  --log-level LEVEL        debug, info, warn or error (info)\n"
   "  --debug                  tracebacks in 500 responses\n"
   "  --max-body BYTES         request body limit, 413 (1m)\n"
@@ -100,6 +103,10 @@ static int set_option(cli *c, const char *name, const char *v) {
     cfg->workers = (int)n;
   } else if (strcmp(name, "access-log") == 0) {
     cfg->access_log = v;
+  } else if (strcmp(name, "access-log-format") == 0) {
+    if (strcmp(v, "combined") != 0 && strcmp(v, "json") != 0)
+      return bad("--access-log-format wants 'combined' or 'json'", v);
+    cfg->access_log_format = v;
   } else if (strcmp(name, "log-level") == 0) {
     static const char *const levels[] = { "debug", "info", "warn", "error" };
     int i;

@@ -61,7 +61,8 @@ typedef struct {
 } master;
 
 static int sig_pipe[2] = { -1, -1 };   /* signal handler -> master loop */
-static const int sigs[4] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+#define NSIGS 5
+static const int sigs[NSIGS] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT, SIGUSR1 };
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -85,7 +86,7 @@ static void catch_signals(void (*handler)(int)) {
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = handler;
   sigemptyset(&sa.sa_mask);
-  for (i = 0; i < 4; i++) {
+  for (i = 0; i < NSIGS; i++) {
     sa.sa_flags = SA_RESTART | (sigs[i] == SIGCHLD ? SA_NOCLDSTOP : 0);
     sigaction(sigs[i], &sa, NULL);
   }
@@ -95,7 +96,7 @@ static void block_signals(int how) {
   sigset_t set;
   int i;
   sigemptyset(&set);
-  for (i = 0; i < 4; i++)
+  for (i = 0; i < NSIGS; i++)
     sigaddset(&set, sigs[i]);
   sigprocmask(how, &set, NULL);
 }
@@ -161,6 +162,7 @@ static void worker_main(master *m, worker *w) {
   catch_signals(SIG_DFL);
   signal(SIGHUP, SIG_IGN);      /* until the server handles it: a reload
                                    during the first load must not kill */
+  signal(SIGUSR1, SIG_IGN);     /* nor a log rotation */
   block_signals(SIG_UNBLOCK);
   close(sig_pipe[0]);
   close(sig_pipe[1]);
@@ -324,6 +326,8 @@ static void on_signals(master *m) {
       } else if (b[i] == SIGHUP) {
         ml_log(MOONLET_LOG_INFO, "SIGHUP: reloading %d worker(s)", m->n);
         signal_all(m, SIGHUP);
+      } else if (b[i] == SIGUSR1) {   /* logrotate: each reopens its log */
+        signal_all(m, SIGUSR1);
       } else {
         begin_stop(m, b[i] == SIGINT ? "SIGINT" : "SIGTERM");
       }

@@ -492,15 +492,15 @@ static int bind_listener(moonlet_server *s, const struct sockaddr *sa) {
 static void on_signal(uv_signal_t *h, int signum);
 
 static void start_signals(moonlet_server *s) {
-  static const int signums[3] = { SIGINT, SIGTERM, SIGHUP };
+  static const int signums[4] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
   int i;
-  for (i = 0; i < 3; i++) {
+  for (i = 0; i < 4; i++) {
     uv_signal_init(s->loop, &s->sigs[i]);
     s->sigs[i].data = s;
     uv_signal_start(&s->sigs[i], on_signal, signums[i]);
     uv_unref((uv_handle_t *)&s->sigs[i]);   /* they don't keep us alive */
   }
-  s->nsigs = 3;
+  s->nsigs = 4;
   ml_watchdog_signals(s->watch);  /* sees a stop while the loop is stuck */
 }
 
@@ -522,6 +522,7 @@ int moonlet_listen(moonlet_server *s) {
       (rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss,
                                &len)) != 0)
     return rc;       /* moonlet_close still closes the listener */
+  ml_log_access_format(s->cfg.access_log_format);  /* cli.c checked it */
   if (ml_log_access_open(s->access_log) != 0)
     ml_log(MOONLET_LOG_ERROR, "cannot open the access log %s: %s",
            s->access_log, strerror(errno));
@@ -653,6 +654,13 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (signum == SIGHUP) {
     ml_log(MOONLET_LOG_INFO, "SIGHUP: reloading %s", s->app_path);
     moonlet_reload(s);
+  } else if (signum == SIGUSR1) {       /* logrotate moved the file */
+    if (ml_log_access_reopen() != 0)
+      ml_log(MOONLET_LOG_ERROR, "SIGUSR1: cannot reopen the access log "
+             "%s: %s; still writing to the old file", s->access_log,
+             strerror(errno));
+    else
+      ml_log(MOONLET_LOG_INFO, "SIGUSR1: reopened the access log");
   } else if (!s->closing) {
     ml_log(MOONLET_LOG_INFO, "%s: stopping (grace %.3g s)",
            signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.grace);

@@ -51,7 +51,7 @@ struct moonlet_server {
   char *single_lock;          /* the lock file of {single = true} timers,
                                  NULL with one process (master.c) */
   int single_fd;              /* that file, once opened; -1 */
-  uv_signal_t sigs[3];        /* SIGINT, SIGTERM, SIGHUP */
+  uv_signal_t sigs[4];        /* SIGINT, SIGTERM, SIGHUP, SIGUSR1 */
   int nsigs;
   uv_timer_t grace;
   ml_clock *clock;            /* real time for every timer (clock.c) */

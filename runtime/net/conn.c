@@ -14,6 +14,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "base/clock.h"
 #include "net/conn.h"
 #include "base/http.h"
@@ -701,6 +702,15 @@ static void request_done(ml_co *co, int ok) {
  * route id and the converted parameters.  The match lives on the stack:
  * req.params, if ever read, matches again (lib_req.c).
  */
+/* A request id unique in this process, and across the processes of a
+ * machine: the pid in the high half, a count in the low. */
+static uint64_t next_request_id(void) {
+  static uint64_t last;
+  if (last == 0)
+    last = (uint64_t)uv_os_getpid() << 32;
+  return ++last;
+}
+
 static void serve_request(ml_conn *c) {
   moonlet_server *s = c->srv;
   ml_gen *g = s->gen;
@@ -711,6 +721,7 @@ static void serve_request(ml_conn *c) {
   c->handling = 1;
   disarm(c);
   r->start = uv_now(s->loop);
+  r->id = next_request_id();
   if (ml_parse_path(r) != 0) {
     c->handling = 0;
     ml_conn_reject(c, 400);
@@ -734,6 +745,53 @@ static void serve_request(ml_conn *c) {
   ml_sched_start(co, n);
 }
 
+/* The value of the request header 'name' (lower case), or NULL. */
+static const char *find_header(ml_conn *c, const char *name, size_t *len) {
+  size_t nlen = strlen(name), n;
+  int i;
+  for (i = 0; i < c->req->nhdrs; i++) {
+    const char *h = ml_conn_header_name(c, i, &n);
+    if (n == nlen && strncasecmp(h, name, n) == 0)
+      return ml_conn_header_value(c, i, len);
+  }
+  return NULL;
+}
+
+void ml_conn_describe(ml_conn *c, char *buf, size_t size) {
+  ml_req *r = c->req;
+  char peer[64], id[17];
+  size_t n;
+  const char *url;
+  if (r == NULL) {
+    snprintf(buf, size, "a request");
+    return;
+  }
+  url = ml_conn_url(c, &n);
+  ml_conn_peer(c, peer, sizeof peer);
+  ml_log_request_id(r->id, id);
+  snprintf(buf, size, "%s %.*s HTTP/1.%d (from %s, request %s)",
+           llhttp_method_name((llhttp_method_t)r->method),
+           (int)(n > 512 ? 512 : n), url, r->minor, peer, id);
+}
+
+static void log_access(ml_conn *c, ml_req *r) {
+  char peer[64];
+  ml_access a;
+  memset(&a, 0, sizeof a);
+  ml_conn_peer(c, peer, sizeof peer);
+  a.addr = peer;
+  a.method = llhttp_method_name((llhttp_method_t)r->method);
+  a.url = ml_conn_url(c, &a.url_len);
+  a.minor = r->minor;
+  a.status = r->status;
+  a.bytes = r->bytes;
+  a.seconds = (double)(uv_now(c->srv->loop) - r->start) / 1000.0;
+  a.referer = find_header(c, "referer", &a.referer_len);
+  a.agent = find_header(c, "user-agent", &a.agent_len);
+  a.id = r->id;
+  ml_log_access(&a);
+}
+
 /*
  * The response is queued: log it, release the request, and go on with a
  * pipelined request already buffered, or wait for the next one.
@@ -741,15 +799,8 @@ static void serve_request(ml_conn *c) {
 static void finish_request(ml_conn *c) {
   ml_req *r = c->req;
   size_t rest;
-  if (ml_log_access_enabled()) {
-    char peer[64];
-    size_t n;
-    const char *url = ml_conn_url(c, &n);
-    ml_conn_peer(c, peer, sizeof peer);
-    ml_log_access(peer, llhttp_method_name((llhttp_method_t)r->method), url,
-                  n, r->minor, r->status, r->bytes,
-                  (double)(uv_now(c->srv->loop) - r->start) / 1000.0);
-  }
+  if (ml_log_access_enabled())
+    log_access(c, r);
   detach_request(r);
   c->handling = 0;
   c->in_request = 0;

@@ -60,6 +60,7 @@ struct ml_req {
   uint32_t head_bytes;     /* counted against max_headers */
   uint32_t head_end;       /* the end of the head in the text */
   uint64_t start;          /* uv_now when the head was complete */
+  uint64_t id;             /* the request id both logs show (req.id) */
   ml_conn *conn;
   llhttp_t parser;
   const char *text;        /* the request's text: in 'in', or in the
@@ -96,6 +97,10 @@ ml_req *ml_conn_req(ml_conn *c);
 /* The request's path as routed: percent-decoded but for %2F (see
  * lib_req.c), without the query. */
 const char *ml_conn_path(ml_conn *c, size_t *len);
+
+/* The request as the error log names it: "GET /x?y HTTP/1.1 (from ADDR,
+ * request ID)", the URL cut at 512 bytes. */
+void ml_conn_describe(ml_conn *c, char *buf, size_t size);
 
 /* The client's address as text ("-" if unknown). */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);

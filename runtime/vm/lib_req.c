@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include "net/conn.h"
 #include "base/http.h"
+#include "base/log.h"
 #include "vm/lib.h"
 
 #define REQ_MT "moonlet.Request"
@@ -231,6 +232,7 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
 #define IS(lit) (klen == sizeof(lit) - 1 && memcmp(k, lit, klen) == 0)
   if (!(IS("method") || IS("path") || IS("raw_path") ||
         IS("query_string") || IS("version") || IS("remote_addr") ||
+        IS("id") ||
         IS("body") || IS("headers") || IS("params") || IS("ctx")))
     return 0;
   if (IS("ctx")) {
@@ -254,6 +256,9 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
     lua_pushstring(L, r->minor == 0 ? "1.0" : "1.1");
   } else if (IS("remote_addr")) {
     ml_conn_peer(c, buf, sizeof buf);
+    lua_pushstring(L, buf);
+  } else if (IS("id")) {              /* as the logs write it */
+    ml_log_request_id(r->id, buf);
     lua_pushstring(L, buf);
   } else if (IS("body")) {
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "vm/lib.h"
 #include "vm/lib_json.h"
+#include "net/conn.h"
 #include "host/watchdog.h"
 #include "base/util.h"
 
@@ -310,8 +311,14 @@ static void co_release(ml_co *co) {
 void ml_sched_log_error(ml_co *co, const char *context) {
   lua_State *L = co->L;
   const char *msg = ml_json_describe(L, -1);  /* tables by contents */
+  char what[700];
   luaL_traceback(L, L, msg, 0);
-  ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
+  if (co->is_request && co->data != NULL) {   /* name the request */
+    ml_conn_describe(co->data, what, sizeof what);
+    ml_log(MOONLET_LOG_ERROR, "%s: %s", what, lua_tostring(L, -1));
+  } else {
+    ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
+  }
   lua_pop(L, 2);
 }
 
