@@ -1,7 +1,7 @@
 -- The app behind the fuzz harness: routes that read every part of a
 -- request, so the fuzzer's bytes reach the parsers and the Lua side.
 local moonlet = require "moonlet"
-local app = moonlet.app()
+local app = moonlet.app{ secret_key = "fuzz-secret-of-16-bytes" }
 
 app:get("/", function() return "hi" end)
 
@@ -23,6 +23,12 @@ app:get("/user/<name>/<int:id>", function(req, name, id)
   return app:url_for("user", { name = name, id = id })
 end, { name = "user" })
 app:post("/json", function(req) return req:json() end)
+app:get("/session", function(req)       -- the cookie's base64url and JSON
+  local n = math.tointeger(req.session.n) or 0
+  req.session.n = n + 1
+  req:flash(req.query.m or "m")
+  return { n = n, csrf = req:csrf_token(), f = req:flashes() }
+end)
 app:get("/error", function() error("boom") end)
 app:get("/abort/<int:s>", function(req, s)
   if s >= 200 and s <= 999 then moonlet.abort(s) end
