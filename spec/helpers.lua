@@ -104,6 +104,31 @@ function H.server:stop()
   return st
 end
 
+--- Starts a backend command that prints its port on its first line, in
+-- the background; returns {port, pid, out, stop = function}.  Stopped by
+-- its PID.
+function H.spawn(cmd, what)
+  local base = tmpname()
+  local b = { out = base .. ".out", pid_file = base .. ".pid" }
+  os.execute(("%s >%s 2>&1 & echo $! >%s"):format(cmd, b.out, b.pid_file))
+  function b.stop()
+    if b.pid then os.execute(("kill %d 2>/dev/null"):format(b.pid)) end
+    os.remove(b.out)
+    os.remove(b.pid_file)
+  end
+  local deadline = H.now() + 10
+  while H.now() < deadline do
+    local port = slurp(b.out):match("^(%d+)\n")
+    if port then
+      b.port = tonumber(port)
+      b.pid = tonumber(slurp(b.pid_file))
+      return b
+    end
+    H.pause(0.02)
+  end
+  error((what or cmd) .. " did not start: " .. slurp(b.out))
+end
+
 --- Waits until the error log matches pattern; returns the match or nil.
 function H.wait_for_log(srv, pattern, timeout)
   local deadline = H.now() + (timeout or 2)

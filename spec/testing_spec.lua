@@ -266,7 +266,25 @@ describe("virtual time", function()
       moonlet.sleep(0)                  -- "let others run": no advance
       return "yielded"
     end)
+    app:get("/silent/<int:port>", function(_, port)
+      local res, err = moonlet.http.request{
+        url = "http://127.0.0.1:" .. port .. "/", timeout = 30 }
+      return { status = res and res.status, err = err }
+    end)
     client = testing.client(app, { virtual_time = true })
+  end)
+
+  it("times out an outbound request when the clock says so", function()
+    local l = assert(require("socket").bind("127.0.0.1", 0))
+    local _, port = l:getsockname()      -- listens, never answers
+    local wall = os.time()
+    local p = client:start{ path = "/silent/" .. port }
+    client.clock:advance(29.9)
+    assert.is_false(p.done())
+    client.clock:advance(0.1)
+    assert.same({ err = "timeout" }, p.wait():json())
+    assert.is_true(os.time() - wall <= 1)
+    l:close()
   end)
 
   it("runs a 30 s long-poll in milliseconds", function()

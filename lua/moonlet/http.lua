@@ -1,7 +1,7 @@
---- Outbound HTTP from handlers: `moonlet.http.request/get/post`.
--- The exchange itself (lookup, pool, parsing) is C's; this module turns
--- options into a request, follows redirects within one deadline and makes
--- the response object.  Every call yields only its own coroutine.
+--- Outbound HTTP and HTTPS from handlers: `moonlet.http.request/get/post`.
+-- The exchange itself (lookup, pool, TLS, parsing) is C's; this module
+-- turns options into a request, follows redirects within one deadline and
+-- makes the response object.  Every call yields only its own coroutine.
 -- @module moonlet.http
 
 local core = require "moonlet.core"
@@ -190,6 +190,20 @@ local function check_options(opts)
   if b ~= nil and type(b) ~= "string" and type(b) ~= "table" then
     error("moonlet.http.request: body must be a string or a table", 3)
   end
+  local tls = opts.tls
+  if tls ~= nil then
+    if type(tls) ~= "table" then
+      error("moonlet.http.request: tls must be a table", 3)
+    end
+    for _, k in ipairs { "ca_file", "cert", "key", "server_name" } do
+      if tls[k] ~= nil and type(tls[k]) ~= "string" then
+        error("moonlet.http.request: tls." .. k .. " must be a string", 3)
+      end
+    end
+    if tls.key ~= nil and tls.cert == nil then
+      error("moonlet.http.request: tls.key needs tls.cert", 3)
+    end
+  end
 end
 
 -- A table body is sent as JSON, with its Content-Type unless one is set.
@@ -233,22 +247,25 @@ end
 
 -- One call with its options checked: the exchange, and the redirects it
 -- follows, all within 'timeout' seconds.  Raises at level 2, so only
--- through tail calls.  The first exchange has all of 'timeout'.
-local function fetch(method, url, headers, body, timeout, follow)
+-- through tail calls.  The first exchange has all of 'timeout'.  'tls'
+-- (opts.tls) applies to the https URLs on the way.
+local function fetch(method, url, headers, body, timeout, follow, tls,
+    real_time)
   local deadline, left, hops = now() + timeout, timeout, 0
   while true do
     local u = urls[url] or parse_url(url)
-    local scheme = u and u.scheme
+    local scheme, use_tls = u and u.scheme, nil
     if scheme == "https" then
-      return nil, "https not supported"
+      use_tls = tls or true
     elseif scheme ~= "http" then
-      error("moonlet.http.request: not an http:// URL: " .. url, 2)
+      error("moonlet.http.request: not an http:// or https:// URL: " .. url,
+        2)
     end
     local plain = u.plain
     local req = plain and headers == NO_HEADERS and body == ""
       and plain[method] or request_for(u, method, headers, body)
     local status, raw, rbody = http_request(u.host, u.port, req, left,
-      method == "HEAD", IDEMPOTENT[method], MAX_BODY)
+      method == "HEAD", IDEMPOTENT[method], MAX_BODY, use_tls, real_time)
     if not status then
       return nil, raw
     end
@@ -282,7 +299,12 @@ local function fetch(method, url, headers, body, timeout, follow)
 end
 
 --- `moonlet.http.request{method=, url=, headers=, body=, timeout=,
--- follow_redirects=}` (yields) -> res, or nil and a short reason.
+-- follow_redirects=, tls=}` (yields) -> res, or nil and a short reason.
+-- `tls = {verify = false}`, `{ca_file = PATH}`, `{cert =, key =}`,
+-- `{server_name = NAME}` for https URLs; certificates are verified
+-- against the system's store unless told otherwise.  The timeout follows
+-- moonlet.testing's virtual clock when it is on, unless `_real_time` (the
+-- test client's own requests to the app).
 local function request(opts)
   check_options(opts)
   local method = opts.method or "GET"
@@ -291,7 +313,7 @@ local function request(opts)
   end
   local body, headers = encode_body(opts.body, opts.headers or NO_HEADERS)
   return fetch(method, opts.url, headers, body, opts.timeout or 30,
-    opts.follow_redirects ~= false)
+    opts.follow_redirects ~= false, opts.tls, opts._real_time)
 end
 M.request = request
 

@@ -248,6 +248,7 @@ local function request_options(self, o)
   r.timeout = o.timeout or self.timeout
   r.follow_redirects = o.follow_redirects == true
   r.headers = with_cookies(self, o.headers)
+  r._real_time = true            -- the test's own wait: never virtual
   return r, path
 end
 

@@ -288,6 +288,10 @@ void ml_clock_free(ml_clock *c) {
 
 /* }====================================================== */
 
+ml_clock *ml_clock_real(ml_clock *c) {
+  return c->loop != NULL ? c : c->real;
+}
+
 uint64_t ml_clock_virtual_now(ml_clock *c) {
   return c->now;
 }

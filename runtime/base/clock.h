@@ -80,6 +80,10 @@ void ml_clock_free(ml_clock *c);
 void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
                       void *ud);
 
+/* The real clock under c: c itself, or the one whose loop a virtual
+ * clock's zero waits run on (NULL if it has none). */
+ml_clock *ml_clock_real(ml_clock *c);
+
 /* The virtual time in milliseconds. */
 uint64_t ml_clock_virtual_now(ml_clock *c);
 

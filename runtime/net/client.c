@@ -1,8 +1,9 @@
 /*
- * client.c - outbound HTTP/1.1: uv_getaddrinfo (on libuv's thread pool),
- * connect, the request written in one go, the response parsed with llhttp
- * (Content-Length, chunked, close-delimited; 1xx skipped; no body for
- * HEAD, 204, 304), and a pool of kept-alive connections per host:port.
+ * client.c - outbound HTTP/1.1 and HTTPS: uv_getaddrinfo (on libuv's
+ * thread pool), a stream (stream.h: TCP, TLS when https), the request
+ * written in one go, the response parsed with llhttp (Content-Length,
+ * chunked, close-delimited; 1xx skipped; no body for HEAD, 204, 304), and
+ * a pool of kept-alive connections per scheme, host, port and TLS options.
  *
  * An exchange (ml_hreq) owns its name lookup; a connection (hconn)
  * belongs to the pool while idle and to one exchange while in use, and
@@ -11,16 +12,19 @@
  * complete, request written, keep-alive" is closed, so the pool never
  * hands out a half-used one.
  *
- * Deadlines cost no libuv timer each: the client keeps its exchanges in
- * deadline order (a new one nearly always goes last) under one timer, and
- * its idle connections in release order (each pool's oldest last) under
- * another; a timer that fires with nothing due just moves on.
+ * Each exchange's deadline is an entry on the clock its caller gives (a
+ * virtual one under moonlet.testing's virtual time), so no libuv timer
+ * per exchange; idle connections wait in release order (each pool's
+ * oldest last) under one libuv timer, which no Lua program can observe.
+ * TLS contexts are made once per set of options and kept by the client;
+ * each pool keeps the last session its server gave, for resumption.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <llhttp.h>
 #include "net/client.h"
+#include "net/stream.h"
 #include "base/util.h"
 
 #define MAX_IDLE 1024              /* idle connections kept per host:port:
@@ -33,12 +37,24 @@
 
 typedef struct hconn hconn;
 
-/* The idle connections to one host:port, the most recent first. */
+/* A TLS context and the options it was made with; the client's. */
+typedef struct tlsctx {
+  struct tlsctx *next;
+  ml_tls *tls;
+  int verify;
+  char *ca_file, *cert, *key;     /* NULL or copies */
+} tlsctx;
+
+/* The idle connections to one scheme, host, port and set of TLS options,
+ * the most recent first. */
 typedef struct pool {
   struct pool *next;
   hconn *idle, *idle_last;
   int nidle;
   int port;
+  tlsctx *tls;                    /* NULL: plain HTTP */
+  char *server_name;              /* NULL: the host */
+  SSL_SESSION *session;           /* the last one its server gave */
   struct sockaddr_storage addr;   /* the last address resolved */
   int has_addr;
   char host[];
@@ -47,15 +63,12 @@ typedef struct pool {
 struct ml_client {
   uv_loop_t *loop;
   pool *pools;
-  uv_timer_t timer;               /* for the first exchange's deadline;
-                                     ref'd while there are exchanges */
+  tlsctx *tlsctxs;
   uv_timer_t sweep;               /* closes idle connections; unref'd */
-  ml_hreq *first, *last;          /* the exchanges, by deadline */
-  uint64_t timer_at, sweep_at;    /* when each fires; 0: not started */
+  uint64_t sweep_at;              /* when it fires; 0: not started */
   uint64_t idle_ms;               /* an idle connection's life */
   int nconns;                     /* open connections */
   int nreqs;                      /* exchanges not yet freed */
-  int closes;                     /* timer closes outstanding */
   unsigned closing : 1;
   unsigned freeing : 1;
   uint64_t connects;
@@ -63,9 +76,7 @@ struct ml_client {
 };
 
 struct hconn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq;
+  ml_stream s;                    /* the socket, TLS when https */
   llhttp_t parser;
   ml_client *client;
   pool *pool;
@@ -78,15 +89,13 @@ struct hconn {
   unsigned closing : 1;
   unsigned idle : 1;              /* in its pool's idle list */
   unsigned reused : 1;            /* served an exchange before this one */
-  unsigned writing : 1;           /* a uv_write of the request is queued */
 };
 
 struct ml_hreq {
   ml_client *client;
   pool *pool;
   uv_getaddrinfo_t dns;
-  ml_hreq *prev, *next;           /* the client's deadline order */
-  uint64_t deadline;              /* loop time */
+  ml_ctimer timer;                /* the deadline, or a deferred failure */
   hconn *conn;
   const char *data;               /* the request, the caller's */
   size_t len;
@@ -111,7 +120,6 @@ struct ml_hreq {
   unsigned finished : 1;
   unsigned cancelled : 1;
   unsigned starting : 1;          /* inside ml_client_request */
-  unsigned queued : 1;            /* in the deadline order */
   const char *early_err;          /* a failure while starting, deferred */
   union {                         /* the caller's o->ud_size bytes */
     long double d;
@@ -136,9 +144,7 @@ ml_client *ml_client_new(uv_loop_t *loop) {
     return NULL;
   c->loop = loop;
   c->idle_ms = IDLE_MS;
-  uv_timer_init(loop, &c->timer);
   uv_timer_init(loop, &c->sweep);
-  uv_unref((uv_handle_t *)&c->timer);
   uv_unref((uv_handle_t *)&c->sweep);
   return c;
 }
@@ -154,39 +160,103 @@ void ml_client_set_idle(ml_client *c, uint64_t ms) {
 static void client_closed(uv_handle_t *h) {
   ml_client *c = h->data;
   pool *p, *next;
-  if (--c->closes > 0)
-    return;
+  tlsctx *t, *tnext;
   for (p = c->pools; p != NULL; p = next) {
     next = p->next;
+    SSL_SESSION_free(p->session);
+    free(p->server_name);
     free(p);
+  }
+  for (t = c->tlsctxs; t != NULL; t = tnext) {
+    tnext = t->next;
+    ml_tls_free(t->tls);
+    free(t->ca_file);
+    free(t->cert);
+    free(t->key);
+    free(t);
   }
   free(c);
 }
 
-/* Frees the client, through its timers' close callbacks, once it is
+/* Frees the client, through its timer's close callback, once it is
  * closing and nothing of it is left. */
 static void client_maybe_free(ml_client *c) {
   if (!c->closing || c->freeing || c->nconns > 0 || c->nreqs > 0)
     return;
   c->freeing = 1;
-  c->closes = 2;
-  c->timer.data = c->sweep.data = c;
-  uv_close((uv_handle_t *)&c->timer, client_closed);
+  c->sweep.data = c;
   uv_close((uv_handle_t *)&c->sweep, client_closed);
 }
 
-/* The pool for host:port, made on first use; NULL when out of memory. */
-static pool *find_pool(ml_client *c, const char *host, int port) {
+/* NULL-safe string equality, and copy. */
+static int same(const char *a, const char *b) {
+  return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int dup_into(char **to, const char *s) {
+  *to = NULL;
+  return s != NULL && (*to = strdup(s)) == NULL ? -1 : 0;
+}
+
+/*
+ * The client's TLS context for these options, made on first use (loading
+ * a CA bundle takes milliseconds: once per set of options).  NULL with
+ * "tls: <reason>" in err.
+ */
+static tlsctx *find_tls(ml_client *c, const ml_client_tls *o, char *err,
+                        size_t errlen) {
+  ml_tls_opts to;
+  tlsctx *t;
+  int verify = o->verify != 0;
+  for (t = c->tlsctxs; t != NULL; t = t->next)
+    if (t->verify == verify && same(t->ca_file, o->ca_file) &&
+        same(t->cert, o->cert) && same(t->key, o->key))
+      return t;
+  memset(&to, 0, sizeof to);
+  to.verify = verify;
+  to.ca_file = o->ca_file;
+  to.cert = o->cert;
+  to.key = o->key;
+  to.alpn = "http/1.1";
+  if ((t = calloc(1, sizeof *t)) == NULL ||
+      dup_into(&t->ca_file, o->ca_file) != 0 ||
+      dup_into(&t->cert, o->cert) != 0 || dup_into(&t->key, o->key) != 0) {
+    snprintf(err, errlen, "tls: not enough memory");
+  } else if ((t->tls = ml_tls_new(&to, err, errlen)) != NULL) {
+    t->verify = verify;
+    t->next = c->tlsctxs;
+    c->tlsctxs = t;
+    return t;
+  }
+  if (t != NULL) {
+    free(t->ca_file);
+    free(t->cert);
+    free(t->key);
+    free(t);
+  }
+  return NULL;
+}
+
+/* The pool for scheme, host, port and TLS options, made on first use;
+ * NULL when out of memory. */
+static pool *find_pool(ml_client *c, const char *host, int port,
+                       tlsctx *tls, const char *server_name) {
   pool *p;
   size_t n;
   for (p = c->pools; p != NULL; p = p->next)
-    if (p->port == port && strcmp(p->host, host) == 0)
+    if (p->port == port && p->tls == tls && strcmp(p->host, host) == 0 &&
+        (tls == NULL || same(p->server_name, server_name)))
       return p;
   n = strlen(host) + 1;
   if ((p = calloc(1, sizeof *p + n)) == NULL)
     return NULL;
+  if (tls != NULL && dup_into(&p->server_name, server_name) != 0) {
+    free(p);
+    return NULL;
+  }
   memcpy(p->host, host, n);
   p->port = port;
+  p->tls = tls;
   p->next = c->pools;
   c->pools = p;
   return p;
@@ -200,8 +270,8 @@ static pool *find_pool(ml_client *c, const char *host, int port) {
 ** =======================================================
 */
 
-static void conn_closed(uv_handle_t *h) {
-  hconn *c = h->data;
+static void conn_closed(ml_stream *s) {
+  hconn *c = container_of(s, hconn, s);
   ml_client *cl = c->client;
   ml_buf_free(&c->resp);
   ml_buf_free(&c->trailers);
@@ -234,7 +304,7 @@ static void conn_close(hconn *c) {
   c->closing = 1;
   unlink_idle(c);
   c->req = NULL;
-  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  ml_stream_close(&c->s);
 }
 
 static void on_sweep(uv_timer_t *t);
@@ -271,12 +341,12 @@ static void on_sweep(uv_timer_t *t) {
  * connection for the next exchange to that host, quietly (unref'd: an
  * idle pool does not keep the loop running), or close it.  One still
  * writing the request (the server answered before reading it all) is
- * closed: its write reads the exchange's request, which goes away.
+ * closed: the rest of that request would go before the next one.
  */
 static void conn_release(hconn *c, int reusable) {
   pool *p = c->pool;
   c->req = NULL;
-  if (!reusable || c->writing || c->client->closing ||
+  if (!reusable || ml_stream_pending(&c->s) > 0 || c->client->closing ||
       p->nidle >= MAX_IDLE) {
     conn_close(c);
     return;
@@ -293,7 +363,8 @@ static void conn_release(hconn *c, int reusable) {
   p->nidle++;
   c->idle_since = uv_now(c->client->loop);
   sweep_at(c->client, c->idle_since + c->client->idle_ms);
-  uv_unref((uv_handle_t *)&c->tcp);
+  ml_stream_trim(&c->s);
+  uv_unref((uv_handle_t *)&c->s.tcp);
 }
 
 /* The most recently used idle connection to r's host, or NULL. */
@@ -302,7 +373,7 @@ static hconn *conn_take(ml_hreq *r) {
   if (c == NULL)
     return NULL;
   unlink_idle(c);
-  uv_ref((uv_handle_t *)&c->tcp);
+  uv_ref((uv_handle_t *)&c->s.tcp);
   llhttp_reset(&c->parser);      /* paused at the last response's end */
   c->req = r;
   r->conn = c;
@@ -416,9 +487,8 @@ static const llhttp_settings_t settings = {
 ** =======================================================
 */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  hconn *c = h->data;
-  ML_UNUSED(hint);
+static void on_alloc(ml_stream *s, uv_buf_t *buf) {
+  hconn *c = container_of(s, hconn, s);
   buf->base = c->client->readbuf;
   buf->len = sizeof c->client->readbuf;
 }
@@ -436,11 +506,23 @@ static int retry(ml_hreq *r) {
   return 1;
 }
 
-/* The connection ended (EOF or an error) during an exchange. */
-static void on_end(hconn *c, ssize_t nread) {
+/*
+ * The connection ended during an exchange, or while idle in the pool.  A
+ * close-delimited body is complete only at a clean end: a FIN, or with
+ * TLS the server's close_notify (ML_STREAM_ETRUNC, a FIN without it, may
+ * have cut the body short: "closed").
+ */
+static void on_end(ml_stream *s, int status) {
+  hconn *c = container_of(s, hconn, s);
   ml_hreq *r = c->req;
   llhttp_errno_t e;
-  if (nread == UV_EOF && r->got_bytes &&
+  if (c->closing)
+    return;
+  if (r == NULL) {             /* idle: the server closed */
+    conn_close(c);
+    return;
+  }
+  if (status == UV_EOF && r->got_bytes &&
       llhttp_message_needs_eof(&c->parser)) {
     /* llhttp_finish returns what on_message_complete did: HPE_PAUSED */
     e = llhttp_finish(&c->parser);
@@ -449,65 +531,43 @@ static void on_end(hconn *c, ssize_t nread) {
       return;
     }
   }
-  if (!retry(r))
+  if (status == ML_STREAM_ETLS)  /* an alert: say which */
+    finish(r, ml_stream_strerror(s, status, r->errbuf, sizeof r->errbuf));
+  else if (!retry(r))
     finish(r, "closed");
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  hconn *c = s->data;
+static void on_read(ml_stream *s, const char *data, size_t len) {
+  hconn *c = container_of(s, hconn, s);
   ml_hreq *r = c->req;
   llhttp_errno_t e;
-  if (c->closing || nread == 0)
+  if (c->closing)
     return;
-  if (r == NULL) {             /* idle: the server closed or spoke */
+  if (r == NULL) {             /* idle: the server spoke */
     conn_close(c);
     return;
   }
-  if (nread < 0) {
-    on_end(c, nread);
-    return;
-  }
   r->got_bytes = 1;
-  e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+  e = llhttp_execute(&c->parser, data, len);
   if (e == HPE_PAUSED) {
     /* complete; bytes after it: the connection cannot be trusted again */
-    r->extra_bytes = llhttp_get_error_pos(&c->parser) != buf->base + nread;
+    r->extra_bytes = llhttp_get_error_pos(&c->parser) != data + len;
     finish(r, NULL);
   } else if (e != HPE_OK) {
     finish(r, r->err != NULL ? r->err : "bad response");
   }
 }
 
-static void write_done(uv_write_t *w, int status) {
-  hconn *c = container_of(w, hconn, wreq);
-  c->writing = 0;
-  if (status < 0 && !c->closing && c->req != NULL && !retry(c->req))
-    finish(c->req, "closed");
-}
-
 /*
- * The request in one write: uv_try_write, then uv_write for the rest,
- * straight from the caller's bytes.  Those stay until the exchange ends,
- * and a connection still writing then is closed, never pooled.
+ * The request in one write: the stream sends it straight from the
+ * caller's bytes (encrypted first with TLS) and copies only what the
+ * socket did not take.  A write that fails later ends the stream, which
+ * on_end hears.
  */
 static void send_request(hconn *c) {
   ml_hreq *r = c->req;
-  uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)r->len);
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n == UV_EAGAIN)
-    n = 0;
-  if (n < 0) {
-    if (!retry(r))
-      finish(r, "closed");
-    return;
-  }
-  if ((size_t)n < r->len) {
-    b = uv_buf_init((char *)r->data + n, (unsigned)(r->len - n));
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0)
-      finish(r, "closed");
-    else
-      c->writing = 1;
-  }
+  if (ml_stream_write(&c->s, r->data, r->len) != 0 && !retry(r))
+    finish(r, "closed");
 }
 
 /* }====================================================== */
@@ -518,55 +578,76 @@ static void send_request(hconn *c) {
 ** =======================================================
 */
 
-/* The short message for a failed connect or lookup. */
-static const char *connect_error(ml_hreq *r, int status) {
+/* The short message for a failed connect, handshake or lookup. */
+static const char *connect_error(ml_hreq *r, ml_stream *s, int status) {
   if (status == UV_ECONNREFUSED)
     return "connection refused";
   if (status == UV_ETIMEDOUT)
     return "timeout";
+  if (status == ML_STREAM_ETLS && s != NULL)
+    return ml_stream_strerror(s, status, r->errbuf, sizeof r->errbuf);
   snprintf(r->errbuf, sizeof r->errbuf, "connect: %s", uv_strerror(status));
   return r->errbuf;
 }
 
-static void on_connect(uv_connect_t *cr, int status) {
-  hconn *c = container_of(cr, hconn, creq);
+/* Connected, and with TLS the handshake done and the server verified. */
+static void on_connect(ml_stream *s, int status) {
+  hconn *c = container_of(s, hconn, s);
   if (c->closing || c->req == NULL)
     return;                    /* abandoned meanwhile */
   if (status < 0) {
-    finish(c->req, connect_error(c->req, status));
+    finish(c->req, connect_error(c->req, s, status));
     return;
   }
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+  if (ml_stream_read_start(s) != 0) {
     finish(c->req, "closed");
     return;
   }
   send_request(c);
 }
 
+/* The server gave a session (a TLS 1.3 ticket may come after the
+ * handshake): the pool's next connection offers it. */
+static void on_session(ml_stream *s, SSL_SESSION *sess) {
+  pool *p = container_of(s, hconn, s)->pool;
+  SSL_SESSION_free(p->session);
+  p->session = sess;
+}
+
+static const ml_stream_cbs conn_cbs = {
+  on_alloc, on_read, on_end, on_connect, NULL, NULL, on_session,
+  conn_closed
+};
+
 /* A new connection for r to the address its pool has resolved. */
 static void connect_to(ml_hreq *r) {
   ml_client *cl = r->client;
+  pool *p = r->pool;
   hconn *c = calloc(1, sizeof *c);
   int rc;
   if (c == NULL) {
     finish(r, "connect: not enough memory");
     return;
   }
+  if ((rc = ml_stream_init(cl->loop, &c->s, &conn_cbs, NULL)) != 0) {
+    free(c);
+    finish(r, connect_error(r, NULL, rc));
+    return;
+  }
   c->client = cl;
-  c->pool = r->pool;
-  uv_tcp_init(cl->loop, &c->tcp);
-  c->tcp.data = c;
+  c->pool = p;
   llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
   c->parser.data = c;
   cl->nconns++;
   cl->connects++;
   c->req = r;
   r->conn = c;
-  uv_tcp_nodelay(&c->tcp, 1);
-  rc = uv_tcp_connect(&c->creq, &c->tcp,
-                      (const struct sockaddr *)&r->pool->addr, on_connect);
+  rc = ml_stream_connect(&c->s, (const struct sockaddr *)&p->addr,
+                         p->tls != NULL ? p->tls->tls : NULL,
+                         p->server_name != NULL ? p->server_name : p->host,
+                         p->session);
   if (rc != 0)
-    finish(r, connect_error(r, rc));
+    finish(r, connect_error(r, NULL, rc));
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status,
@@ -632,71 +713,10 @@ static void req_free(ml_hreq *r) {
   client_maybe_free(cl);
 }
 
-static void on_deadline(uv_timer_t *t);
-
-/* Starts the client's timer for its first exchange's deadline. */
-static void timer_start(ml_client *cl) {
-  uint64_t now = uv_now(cl->loop), at = cl->first->deadline;
-  cl->timer_at = at;
-  uv_timer_start(&cl->timer, on_deadline, at > now ? at - now : 0, 0);
-}
-
-/*
- * Puts r in the deadline order, searching from the end, where a new
- * exchange's deadline nearly always goes; the timer starts again only
- * when r comes first and is due before it would fire.
- */
-static void deadline_add(ml_hreq *r, uint64_t deadline) {
-  ml_client *cl = r->client;
-  ml_hreq *after = cl->last;
-  while (after != NULL && after->deadline > deadline)
-    after = after->prev;
-  r->deadline = deadline;
-  r->prev = after;
-  r->next = after != NULL ? after->next : cl->first;
-  if (r->next != NULL)
-    r->next->prev = r;
-  else
-    cl->last = r;
-  if (after != NULL)
-    after->next = r;
-  else
-    cl->first = r;
-  r->queued = 1;
-  uv_ref((uv_handle_t *)&cl->timer);
-  if (cl->first == r && (cl->timer_at == 0 || deadline < cl->timer_at))
-    timer_start(cl);
-}
-
-/* Takes r out of the order; the timer, if started, fires and moves on. */
-static void deadline_remove(ml_hreq *r) {
-  ml_client *cl = r->client;
-  if (!r->queued)
-    return;
-  r->queued = 0;
-  if (r->prev != NULL)
-    r->prev->next = r->next;
-  else
-    cl->first = r->next;
-  if (r->next != NULL)
-    r->next->prev = r->prev;
-  else
-    cl->last = r->prev;
-  if (cl->first == NULL)
-    uv_unref((uv_handle_t *)&cl->timer);
-}
-
-/* Ends the exchanges whose deadline has come: "timeout", or the failure
- * a starting one deferred; then waits for the next deadline. */
-static void on_deadline(uv_timer_t *t) {
-  ml_client *cl = container_of(t, ml_client, timer);
-  uint64_t now = uv_now(cl->loop);
-  ml_hreq *r;
-  cl->timer_at = 0;
-  while ((r = cl->first) != NULL && r->deadline <= now)
-    finish(r, r->early_err != NULL ? r->early_err : "timeout");
-  if (cl->first != NULL && cl->timer_at == 0)
-    timer_start(cl);
+/* The deadline came, or a failure deferred while starting is due. */
+static void deadline_due(ml_ctimer *t) {
+  ml_hreq *r = container_of(t, ml_hreq, timer);
+  finish(r, r->early_err != NULL ? r->early_err : "timeout");
 }
 
 /*
@@ -749,13 +769,13 @@ static void finish(ml_hreq *r, const char *err) {
     /* never call back before ml_client_request has returned: report it
      * from the timer, on the loop's next turn */
     r->early_err = err == r->errbuf ? strcpy(r->early_buf, err) : err;
-    deadline_remove(r);
-    deadline_add(r, uv_now(r->client->loop));
-    return;
+    if (ml_clock_timer_start(&r->timer, deadline_due, 0, 0) == 0)
+      return;
+    r->early_err = NULL;       /* out of memory: report it now */
   }
   r->finished = 1;
   r->conn = NULL;
-  deadline_remove(r);
+  ml_clock_timer_stop(&r->timer);
   memset(&res, 0, sizeof res);
   if (err == NULL && c != NULL)
     err = take_response(r, c, &res, &big, &pairs);
@@ -776,10 +796,16 @@ static void finish(ml_hreq *r, const char *err) {
 ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
                            ml_hreq_done done, void *ud) {
   ml_hreq *r = calloc(1, sizeof *r + o->ud_size);
+  tlsctx *tls = NULL;
   if (r == NULL)
     return NULL;
   r->client = c;
-  if ((r->pool = find_pool(c, o->host, o->port)) == NULL) {
+  if (o->tls != NULL &&
+      (tls = find_tls(c, o->tls, r->errbuf, sizeof r->errbuf)) == NULL)
+    r->early_err = strcpy(r->early_buf, r->errbuf);
+  if (r->early_err == NULL &&
+      (r->pool = find_pool(c, o->host, o->port, tls,
+                           o->tls ? o->tls->server_name : NULL)) == NULL) {
     free(r);
     return NULL;
   }
@@ -791,7 +817,20 @@ ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
   r->done = done;
   r->ud = ud != NULL ? ud : (void *)r->ud_area;
   c->nreqs++;
-  deadline_add(r, uv_now(c->loop) + o->timeout_ms);
+  ml_clock_timer_init_on(o->clock, &r->timer);
+  if (r->early_err != NULL) {  /* reported on the loop's next turn */
+    if (ml_clock_timer_start(&r->timer, deadline_due, 0, 0) != 0) {
+      c->nreqs--;
+      free(r);
+      return NULL;
+    }
+    return r;
+  }
+  if (ml_clock_timer_start(&r->timer, deadline_due, o->timeout_ms, 0) != 0) {
+    c->nreqs--;
+    free(r);
+    return NULL;
+  }
   r->starting = 1;
   if (conn_take(r) != NULL)
     send_request(r->conn);

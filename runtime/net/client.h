@@ -1,7 +1,9 @@
 /*
- * client.h - outbound HTTP/1.1 on the server's loop: name lookups off the
- * loop, connections kept alive in a pool per host:port, responses parsed
- * with llhttp.  Pure C: what Lua sees of it is lib_http.c's.
+ * client.h - outbound HTTP/1.1 and HTTPS on the server's loop: name
+ * lookups off the loop, connections (streams, stream.h) kept alive in a
+ * pool per scheme, host, port and TLS options, responses parsed with
+ * llhttp, each exchange's deadline on the caller's clock.  Pure C: what
+ * Lua sees of it is lib_http.c's.
  */
 #ifndef ML_CLIENT_H
 #define ML_CLIENT_H
@@ -9,9 +11,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "base/clock.h"
 
 typedef struct ml_client ml_client;
 typedef struct ml_hreq ml_hreq;
+
+/* An https exchange's TLS options; strings are copied. */
+typedef struct {
+  int verify;                /* check the certificate chain and the name */
+  const char *ca_file;       /* trust this bundle instead of the system's */
+  const char *cert, *key;    /* a client certificate (key: the cert file
+                                when NULL) */
+  const char *server_name;   /* SNI and the name checked, if not the host */
+} ml_client_tls;
 
 /* One exchange to start. */
 typedef struct {
@@ -27,13 +39,17 @@ typedef struct {
   int head;                  /* a HEAD request: the response has no body */
   int idempotent;            /* may be sent again on a fresh connection */
   size_t ud_size;            /* bytes of caller's memory in the exchange */
+  const ml_client_tls *tls;  /* NULL: plain HTTP */
+  ml_clock *clock;           /* where the deadline is an entry: a virtual
+                                clock moves it in tests */
 } ml_hreq_opts;
 
 /* Its outcome, valid while the 'done' callback runs. */
 typedef struct {
   const char *err;           /* NULL, or "timeout", "connection refused",
                                 "dns: <reason>", "closed", "too large",
-                                "bad response", "connect: <reason>" */
+                                "bad response", "connect: <reason>",
+                                "tls: <reason>" */
   int status;
   const char *headers;       /* nheaders pairs "name\0value\0" */
   size_t headers_len;        /* their bytes, the last NUL included */
@@ -70,7 +86,8 @@ void *ml_client_ud(ml_hreq *r);
  * closed, never pooled half-used. */
 void ml_client_cancel(ml_hreq *r);
 
-/* Connections opened so far, for tests of the pool. */
+/* Connections opened so far (each an https handshake), for tests of the
+ * pool. */
 uint64_t ml_client_connects(ml_client *c);
 
 /* How long a connection stays idle in the pool before it is closed:

@@ -44,6 +44,7 @@ struct ml_tls {
 };
 
 static int flush(ml_stream *s);
+static void flush_or_end(ml_stream *s);
 static void tls_pump(ml_stream *s);
 
 /*
@@ -408,14 +409,15 @@ static void write_done(uv_write_t *wr, int status) {
   }
   if (s->w.cap > 65536)              /* a big burst: don't keep its room */
     ml_buf_free(&s->w);
-  flush(s);
+  flush_or_end(s);
   check_drain(s);
 }
 
 /*
  * Hands 'q' to the socket: uv_try_write, which usually takes it all, then
  * one uv_write for the rest, which 'q' becomes 'w' for.  0, or a write
- * error (the stream has ended with it).
+ * error, which the caller reports: to the owner calling ml_stream_write
+ * as its result, from a loop callback through 'end' (flush_or_end).
  */
 static int flush(ml_stream *s) {
   uv_buf_t b;
@@ -447,12 +449,18 @@ static int flush(ml_stream *s) {
   }
   if (n < 0) {
     s->q.len = 0;
-    end(s, n);
     return n;
   }
   if (ml_stream_pending(s) > s->high)
     s->want_drain = 1;
   return 0;
+}
+
+/* flush from a loop callback: a write error ends the stream. */
+static void flush_or_end(ml_stream *s) {
+  int rc = flush(s);
+  if (rc < 0)
+    end(s, rc);
 }
 
 /* Plain bytes: straight from the caller's memory when nothing waits. */
@@ -464,10 +472,8 @@ static int write_plain(ml_stream *s, const char *data, size_t len) {
     n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
     if (n == UV_EAGAIN)
       n = 0;
-    if (n < 0) {
-      end(s, n);
+    if (n < 0)
       return n;
-    }
     data += n;
     len -= (size_t)n;
     if (len == 0)
@@ -571,7 +577,9 @@ static int handshake(ml_stream *s) {
   if (rc == 1) {
     s->handshaking = 0;
     s->tls_done = 1;
-    flush(s);
+    flush_or_end(s);
+    if (s->ended)
+      return 0;
     set_reading(s);
     s->connecting = 0;
     if (s->cb->connected != NULL)
@@ -579,11 +587,11 @@ static int handshake(ml_stream *s) {
     return !s->closing && !s->ended;
   }
   if (SSL_get_error(s->ssl, rc) == SSL_ERROR_WANT_READ) {
-    flush(s);
+    flush_or_end(s);
     return 0;
   }
   tls_failed(s);
-  flush(s);                          /* the alert, if any */
+  flush(s);                          /* the alert, if the socket takes it */
   end(s, ML_STREAM_ETLS);
   return 0;
 }
@@ -641,7 +649,7 @@ static void tls_pump(ml_stream *s) {
   }
 out:
   if (!s->closing) {
-    flush(s);
+    flush_or_end(s);
     keep_input(s);
   }
 }
@@ -655,7 +663,7 @@ static void answer_plain(ml_stream *s) {
   if (s->tls->plain_reply != NULL)
     ml_buf_append(&s->q, s->tls->plain_reply, s->tls->plain_len);
   s->shutdown = 1;
-  flush(s);
+  flush_or_end(s);
 }
 
 static void on_tls_read(ml_stream *s, const char *data, size_t len) {

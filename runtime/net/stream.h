@@ -39,9 +39,11 @@ typedef struct ml_stream ml_stream;
 typedef struct ml_tls ml_tls;
 
 /*
- * The owner's callbacks; any may be NULL but 'closed'.  They run from
- * loop callbacks only, never from inside the ml_stream_* call that caused
- * them (but 'read' from a deferred turn after ml_stream_read_start).
+ * The owner's callbacks; any may be NULL but 'alloc', 'read' and
+ * 'closed'.  They run from loop callbacks only, never from inside an
+ * ml_stream_* call (a write error is that call's result), except one:
+ * a stream made without a clock delivers plaintext a stop held back from
+ * inside ml_stream_read_start.
  */
 typedef struct {
   /* Where libuv reads into: the owner's buffer, valid for one callback.

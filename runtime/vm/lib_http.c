@@ -7,6 +7,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "net/client.h"
+#include "base/clock.h"
 #include "vm/lib.h"
 #include "base/util.h"
 
@@ -120,9 +121,44 @@ static void http_cancel(ml_wait *w) {
   ml_client_cancel(((http_op *)w)->req);
 }
 
+/* The clock g's timers run on: the server's, or a test's virtual one. */
+static ml_clock *clock_of(ml_gen *g) {
+  ml_ctimer probe;
+  ml_clock_timer_init(g, &probe);
+  return probe.clock;
+}
+
+/*
+ * An https call's options from the table at i (true: the defaults):
+ * verify (default on), ca_file, cert, key, server_name.  Their strings
+ * stay in that table, on the caller's stack, while client.c copies what
+ * it keeps.
+ */
+static void tls_options(lua_State *L, int i, ml_client_tls *t) {
+  memset(t, 0, sizeof *t);
+  t->verify = 1;
+  if (!lua_istable(L, i))
+    return;
+  if (lua_getfield(L, i, "verify") != LUA_TNIL)
+    t->verify = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, i, "ca_file");
+  t->ca_file = lua_tostring(L, -1);
+  lua_getfield(L, i, "cert");
+  t->cert = lua_tostring(L, -1);
+  lua_getfield(L, i, "key");
+  t->key = lua_tostring(L, -1);
+  lua_getfield(L, i, "server_name");
+  t->server_name = lua_tostring(L, -1);
+  lua_pop(L, 4);               /* the strings stay in the table */
+}
+
 /*
  * core.http_request(host, port, request, timeout, head, idempotent,
- * max_body) -> status, headers, body | nil, err.  'request' is the whole
+ * max_body, tls, real_time) -> status, headers, body | nil, err.  'tls' is
+ * nil for http, else true or moonlet.http's checked opts.tls table.  The
+ * deadline follows the state's clock, virtual under moonlet.testing's
+ * virtual time, unless 'real_time' (the test client's own requests).  'request' is the whole
  * request, head and body, as it goes on the wire; 'headers' is a block
  * for core.http_headers.  client.c writes 'request' from the string
  * itself: it stays on this coroutine's stack, below the yield, until the
@@ -131,6 +167,7 @@ static void http_cancel(ml_wait *w) {
 static int http_request(lua_State *L) {
   ml_client *client;
   ml_hreq_opts o;
+  ml_client_tls tls;
   lua_Number timeout;
   ml_co *co;
   ml_hreq *r;
@@ -142,6 +179,11 @@ static int http_request(lua_State *L) {
   o.head = lua_toboolean(L, 5);
   o.idempotent = lua_toboolean(L, 6);
   o.max_body = (size_t)luaL_optinteger(L, 7, 64 * 1024 * 1024);
+  o.tls = NULL;
+  if (!lua_isnoneornil(L, 8)) {
+    tls_options(L, 8, &tls);
+    o.tls = &tls;
+  }
   luaL_argcheck(L, o.port > 0 && o.port < 65536, 2, "port out of range");
   luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 4, "timeout out of range");
   co = ml_sched_current(L);
@@ -149,6 +191,9 @@ static int http_request(lua_State *L) {
     return luaL_error(L, "not enough memory");
   o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
   o.ud_size = sizeof *op;
+  o.clock = clock_of(co->gen);
+  if (lua_toboolean(L, 9) && ml_clock_real(o.clock) != NULL)
+    o.clock = ml_clock_real(o.clock);
   if ((r = ml_client_request(client, &o, http_done, NULL)) == NULL)
     return luaL_error(L, "not enough memory");
   op = ml_client_ud(r);

@@ -3,12 +3,14 @@
  * server on the same loop (127.0.0.1, an ephemeral port): timeouts end
  * in deadline order whatever order they started in, idle connections
  * close after their time, a cancelled exchange closes its connection, and
- * a closed client leaves no handle behind.
+ * a closed client leaves no handle behind; a deadline on a virtual clock
+ * waits for that clock.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 #include "net/client.h"
+#include "base/clock.h"
 #include "test.h"
 #include "test_list.h"
 
@@ -113,6 +115,7 @@ typedef struct {
 
 static int ended_exchanges;
 static uv_loop_t *test_loop;
+static ml_clock *test_clock;         /* the exchanges' deadlines */
 
 static void on_done(ml_hreq *r, const ml_hres *res, void *ud) {
   outcome *o = ud;
@@ -138,6 +141,7 @@ static ml_hreq *get(ml_client *c, const char *path, uint64_t timeout_ms,
   opts.timeout_ms = timeout_ms;
   opts.max_body = 1024;
   opts.idempotent = 1;
+  opts.clock = test_clock;
   return ml_client_request(c, &opts, on_done, o);
 }
 
@@ -165,6 +169,7 @@ static void run_until(uv_loop_t *loop, const int *n, int want, uint64_t ms) {
  * loop dry; uv_loop_close's result (0: no handle leaked). */
 static int finish_loop(uv_loop_t *loop) {
   run_for(loop, 20);                 /* the client's last closes */
+  ml_clock_close(test_clock, NULL, NULL);
   uv_walk(loop, close_any, NULL);    /* the server's */
   uv_run(loop, UV_RUN_DEFAULT);
   return uv_loop_close(loop);
@@ -180,6 +185,7 @@ TEST(client_deadlines_in_order) {
   int i;
   uv_loop_init(&loop);
   test_loop = &loop;
+  test_clock = ml_clock_new_real(&loop);
   CHECK(server_start(&loop) == 0);
   CHECK((c = ml_client_new(&loop)) != NULL);
   memset(o, 0, sizeof o);
@@ -216,6 +222,7 @@ TEST(client_idle_connections_close) {
   int i;
   uv_loop_init(&loop);
   test_loop = &loop;
+  test_clock = ml_clock_new_real(&loop);
   CHECK(server_start(&loop) == 0);
   CHECK((c = ml_client_new(&loop)) != NULL);
   ml_client_set_idle(c, 100);
@@ -249,6 +256,7 @@ TEST(client_cancel_closes_the_connection) {
   outcome o;
   uv_loop_init(&loop);
   test_loop = &loop;
+  test_clock = ml_clock_new_real(&loop);
   CHECK(server_start(&loop) == 0);
   CHECK((c = ml_client_new(&loop)) != NULL);
   memset(&o, 0, sizeof o);
@@ -261,5 +269,36 @@ TEST(client_cancel_closes_the_connection) {
   CHECK_INT(ended_exchanges, 0);     /* never called back */
   CHECK_INT(ended, 1);
   ml_client_close(c);                /* frees itself: nothing is left */
+  CHECK_INT(finish_loop(&loop), 0);
+}
+
+static void turn(void *ud) {
+  uv_run(ud, UV_RUN_NOWAIT);
+}
+
+TEST(client_deadline_on_a_virtual_clock) {
+  uv_loop_t loop;
+  ml_client *c;
+  ml_clock *real, *virt;
+  outcome o;
+  uv_loop_init(&loop);
+  test_loop = &loop;
+  real = ml_clock_new_real(&loop);
+  test_clock = virt = ml_clock_new(0, real);
+  CHECK(server_start(&loop) == 0);
+  CHECK((c = ml_client_new(&loop)) != NULL);
+  memset(&o, 0, sizeof o);
+  ended_exchanges = 0;
+  CHECK(get(c, "/hang", 30000, &o) != NULL);
+  run_for(&loop, 100);
+  CHECK_INT(accepted, 1);
+  ml_clock_advance(virt, 29999, turn, &loop);
+  CHECK_INT(ended_exchanges, 0);     /* real time does not count */
+  ml_clock_advance(virt, 1, turn, &loop);
+  CHECK_INT(ended_exchanges, 1);
+  CHECK_STR(o.err, "timeout");
+  ml_client_close(c);
+  ml_clock_free(virt);
+  test_clock = real;
   CHECK_INT(finish_loop(&loop), 0);
 }

@@ -55,6 +55,7 @@
   X(client_deadlines_in_order) \
   X(client_idle_connections_close) \
   X(client_cancel_closes_the_connection) \
+  X(client_deadline_on_a_virtual_clock) \
   X(stream_plain_echo) \
   X(stream_tls_echo_verified) \
   X(stream_tls_verify_failures_say_why) \
