@@ -271,6 +271,39 @@ void ml_sched_adopt(ml_co *parent, ml_co *child) {
   parent->children = child;
 }
 
+void ml_sched_defer(ml_co *co, ml_defer *d, void (*fn)(ml_defer *d)) {
+  d->fn = fn;
+  d->co = co;
+  d->prev = NULL;
+  d->next = co->defers;
+  if (co->defers != NULL)
+    co->defers->prev = d;
+  co->defers = d;
+}
+
+void ml_sched_undefer(ml_defer *d) {
+  if (d->co == NULL)
+    return;
+  if (d->prev != NULL)
+    d->prev->next = d->next;
+  else
+    d->co->defers = d->next;
+  if (d->next != NULL)
+    d->next->prev = d->prev;
+  d->co = NULL;
+  d->prev = d->next = NULL;
+}
+
+/* The job's deferred clean-ups, newest first; each may add or remove
+ * others, so the list is read again after every one. */
+static void run_defers(ml_co *co) {
+  ml_defer *d;
+  while ((d = co->defers) != NULL) {
+    ml_sched_undefer(d);
+    d->fn(d);
+  }
+}
+
 /*
  * The job is over, however it ended: the thread is clean again and goes
  * back to the pool, or is dropped when the pool is full or the state is
@@ -279,6 +312,7 @@ void ml_sched_adopt(ml_co *parent, ml_co *child) {
  */
 static void co_release(ml_co *co) {
   ml_gen *g = co->gen;
+  run_defers(co);
   orphan(co);
   while (co->children != NULL)
     orphan(co->children);

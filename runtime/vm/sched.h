@@ -18,6 +18,7 @@ typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
 typedef struct ml_clock ml_clock;
 typedef struct ml_watch ml_watch;
+typedef struct ml_defer ml_defer;
 
 /* The first member of every pending operation. */
 struct ml_wait {
@@ -26,15 +27,31 @@ struct ml_wait {
 };
 
 /*
+ * Something to do when a coroutine's job ends, however it ends: a
+ * database connection it borrowed goes back to its pool.  Embedded in
+ * what it cleans up; owned by that.
+ */
+struct ml_defer {
+  void (*fn)(ml_defer *d);      /* runs once, then d is unlinked */
+  ml_co *co;                    /* whose end it waits for; NULL: none */
+  ml_defer *prev, *next;
+};
+
+/*
  * A Lua thread from its generation's pool.  Owned by the generation; lent
  * to one job (a request, a timer firing, the app load) at a time.  One per
- * waiting request: the ints sit together so that it stays 136 bytes (a
- * 144-byte malloc chunk, not 160).
+ * waiting request: the ref and the bits share a word so that it stays 136
+ * bytes (a 144-byte malloc chunk, not 160).
  */
 struct ml_co {
   lua_State *L;
   int ref;                          /* anchors L in the registry */
-  int ready_nargs;                  /* values for a resume from the queue */
+  unsigned running : 1;             /* inside lua_resume */
+  unsigned is_request : 1;          /* a retired state lets it finish */
+  unsigned quiet : 1;               /* its owner reports its errors */
+  unsigned cancel_pending : 1;      /* cancel at its next yield */
+  unsigned ready_nargs : 28;        /* values for a resume from the queue
+                                       (Lua's stack holds fewer) */
   ml_gen *gen;
   ml_wait *wait;                    /* what it is parked on, or NULL */
   void (*done)(ml_co *co, int how); /* the job ended: ML_CO_OK (results
@@ -46,13 +63,10 @@ struct ml_co {
   ml_co *sibling_prev, *sibling_next;
   ml_co *ready_next;                /* the ready queue */
   ml_wait ready;                    /* parked here while queued */
+  ml_defer *defers;                 /* run when the job ends */
   const char *what;                 /* "request", "timer" ... for logs */
   ml_co *next;                      /* pool link, or the lent list */
   ml_co *prev;                      /* the lent list */
-  unsigned running : 1;             /* inside lua_resume */
-  unsigned is_request : 1;          /* a retired state lets it finish */
-  unsigned quiet : 1;               /* its owner reports its errors */
-  unsigned cancel_pending : 1;      /* cancel at its next yield */
 };
 
 /*
@@ -160,6 +174,12 @@ void ml_sched_resume(ml_co *co, int nargs);
  * resume nests in another.  co must not be parked (unpark it first).
  */
 void ml_sched_resume_soon(ml_co *co, int nargs);
+
+/* Runs fn(d) when co's job ends (before its thread is reused). */
+void ml_sched_defer(ml_co *co, ml_defer *d, void (*fn)(ml_defer *d));
+
+/* Takes d off its coroutine's list; safe if it is on none. */
+void ml_sched_undefer(ml_defer *d);
 
 /* Makes child a task of parent: cancelled when parent is cancelled. */
 void ml_sched_adopt(ml_co *parent, ml_co *child);
