@@ -52,6 +52,7 @@ local M = {
   worker = { id = core.worker_id(), pid = core.pid() },
   shared = core.shared,
   thread = { run = core.thread_run },
+  pg = require "moonlet.pg",
 }
 
 --- `moonlet.run(fn, ...)`: from a stock lua5.4 (the module), runs the

@@ -35,6 +35,9 @@ void ml_lib_shared_register(lua_State *L);
 /* Adds core.static_send(), app:static's files (static.c). */
 void ml_lib_static_register(lua_State *L);
 
+/* Adds core.pg_* and core.pg_db_mt, moonlet.pg's C side (lib_pg.c). */
+void ml_lib_pg_register(lua_State *L);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 

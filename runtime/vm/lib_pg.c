@@ -1,0 +1,1089 @@
+/*
+ * lib_pg.c - the C side of moonlet.pg: a pool of PostgreSQL connections
+ * per generation and URL, leases of them as Lua objects, queries that
+ * park their coroutine, results turned into Lua rows, LISTEN queues.
+ * The connection itself is net/pg.c's; transactions and the listener
+ * object are lua/moonlet/pg.lua's.
+ *
+ * Ownership: the generation's part (gen.h) owns its pools, a pool its
+ * connections, a connection its notification queue.  When the part
+ * closes, a pool with connections still in use lives on, closed, until
+ * the last of them ends.  A lease is a Lua userdata that points at the connection it
+ * holds; a connection points back, and whichever ends first clears the
+ * other's pointer.  A lease ends when db:close() is called, when the
+ * coroutine that took it ends (an ml_defer), or at its __gc.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <lauxlib.h>
+#include "base/clock.h"
+#include "net/pg.h"
+#include "vm/gen.h"
+#include "vm/lib.h"
+#include "base/util.h"
+
+#define DB_MT "moonlet.pg.Db"
+#define MAX_NOTES 10000          /* queued notifications per connection */
+
+typedef struct pool pool;
+typedef struct pconn pconn;
+typedef struct lease lease;
+typedef struct op op;
+
+/* The generation's pools: a part of it, made on first use. */
+typedef struct {
+  ml_part part;
+  pool *pools;
+} pgstate;
+
+/* Registry keys of moonlet.json's encode and decode (core.pg_setup). */
+static char encode_key, decode_key;
+
+/* What a parked coroutine waits for. */
+enum { OP_ACQUIRE, OP_QUERY, OP_IDLE, OP_RECV };
+
+/* One waiting coroutine; owned by the wait, freed when it ends. */
+struct op {
+  ml_wait w;
+  ml_ctimer timer;               /* ACQUIRE and RECV deadlines */
+  int kind;
+  pool *pool;                    /* ACQUIRE: in its queue */
+  pconn *c;                      /* QUERY, IDLE, RECV: on this conn */
+  op *prev, *next;               /* the pool's queue */
+};
+
+/* A queued notification. */
+typedef struct note {
+  struct note *next;
+  PGnotify *n;
+} note;
+
+/* A connection; owned by its pool. */
+struct pconn {
+  ml_pg *pg;
+  ml_ctimer timer;               /* bounds connecting */
+  pool *pool;
+  pconn *next, *prev;            /* the pool's idle list */
+  pconn *anext, *aprev;          /* the pool's list of all */
+  lease *lease;                  /* its holder, or NULL */
+  op *op;                        /* a QUERY or IDLE waiter */
+  op *recv;                      /* a RECV waiter */
+  note *notes, *notes_last;
+  int nnotes;
+  unsigned connecting : 1;
+  unsigned draining : 1;         /* a cancelled query is being read out */
+  unsigned listening : 1;        /* LISTEN was sent: never pooled again */
+  unsigned idle : 1;             /* in the idle list */
+  unsigned doomed : 1;           /* its pools were closed: not reused */
+};
+
+/* The connections to one URL. */
+struct pool {
+  ml_gen *gen;
+  pool *next;
+  int closed;                    /* its part closed: it goes when empty */
+  int max, total, opening;       /* bound; open or opening; opening */
+  uint64_t timeout_ms;           /* the last connect's: bounds opening */
+  int nwaiting;
+  pconn *idle;
+  pconn *all;
+  op *first, *last;              /* coroutines waiting for a connection */
+  char url[];
+};
+
+/* What Lua holds: db. */
+struct lease {
+  pconn *c;                      /* NULL once closed */
+  ml_defer defer;                /* ends with the coroutine that took it */
+};
+
+static void pump(pool *p);
+
+/* After a change to p: lend and open as needed, or free a closed pool
+ * that has nothing left.  Callers do not touch p after it. */
+static void settle(pool *p) {
+  if (!p->closed)
+    pump(p);
+  else if (p->total == 0 && p->first == NULL)
+    free(p);
+}
+
+/*
+** {======================================================
+** Waking coroutines
+** =======================================================
+*/
+
+/* Resumes co on the loop's next turn: pool work that wakes coroutines
+ * runs no Lua in its midst (a woken handler could close the state), and
+ * may come from inside another coroutine (db:close handing its
+ * connection to a waiter). */
+static void wake(ml_co *co, int n) {
+  ml_sched_resume_soon(co, n);
+}
+
+static void op_free(op *o) {
+  ml_clock_timer_stop(&o->timer);
+  free(o);
+}
+
+/* Ends o with nil, err (its coroutine resumed unless cancelled). */
+static void op_fail(op *o, const char *err) {
+  ml_co *co = ml_sched_unpark(&o->w);
+  op_free(o);
+  if (co == NULL)
+    return;
+  lua_pushnil(co->L);
+  lua_pushstring(co->L, err);
+  wake(co, 2);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Connections
+** =======================================================
+*/
+
+static void notes_clear(pconn *c) {
+  note *n;
+  while ((n = c->notes) != NULL) {
+    c->notes = n->next;
+    PQfreemem(n->n);
+    free(n);
+  }
+  c->notes_last = NULL;
+  c->nnotes = 0;
+}
+
+static void idle_unlink(pconn *c) {
+  if (!c->idle)
+    return;
+  c->idle = 0;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    c->pool->idle = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+}
+
+/* Closes and frees c; its holder sees "closed" from now on.  Waiters on
+ * it are failed by the caller first. */
+static void conn_free(pconn *c) {
+  pool *p = c->pool;
+  idle_unlink(c);
+  if (c->aprev != NULL)
+    c->aprev->anext = c->anext;
+  else
+    p->all = c->anext;
+  if (c->anext != NULL)
+    c->anext->aprev = c->aprev;
+  if (c->lease != NULL)
+    c->lease->c = NULL;
+  if (c->connecting)
+    p->opening--;
+  ml_clock_timer_stop(&c->timer);
+  p->total--;
+  notes_clear(c);
+  ml_pg_close(c->pg);
+  free(c);
+}
+
+/* The connection broke: whoever waits on it learns why, and the pool
+ * may open another for its queue. */
+static void conn_broken(pconn *c, const char *err) {
+  pool *p = c->pool;
+  op *o = c->op, *r = c->recv;
+  char why[256];
+  snprintf(why, sizeof why, "%s", err);
+  c->op = c->recv = NULL;
+  if (c->connecting && p->first != NULL) {   /* tell the first in line */
+    op *w = p->first;
+    p->first = w->next;
+    if (p->first != NULL)
+      p->first->prev = NULL;
+    else
+      p->last = NULL;
+    p->nwaiting--;
+    conn_free(c);
+    op_fail(w, why);
+  } else {
+    conn_free(c);
+  }
+  if (o != NULL)
+    op_fail(o, why);
+  if (r != NULL)
+    op_fail(r, why);
+  settle(p);
+}
+
+/* c is free (just connected, or its holder let it go): into the idle
+ * list, or closed when it cannot be trusted with another query. */
+static void conn_put(pconn *c) {
+  pool *p = c->pool;
+  if (c->listening || c->doomed || p->closed || !ml_pg_idle(c->pg)) {
+    conn_free(c);
+    settle(p);
+    return;
+  }
+  notes_clear(c);
+  ml_pg_ref(c->pg, 0);           /* an idle pool keeps no loop alive */
+  c->idle = 1;
+  c->prev = NULL;
+  c->next = p->idle;
+  if (p->idle != NULL)
+    p->idle->prev = c;
+  p->idle = c;
+  settle(p);
+}
+
+/* The holder is done with c: back to the pool now, or once its query or
+ * drain has ended (the event callback puts it then). */
+static void conn_release(pconn *c) {
+  c->lease = NULL;
+  if (c->op != NULL || c->draining || c->connecting)
+    return;
+  if (c->recv != NULL) {
+    op *r = c->recv;
+    c->recv = NULL;
+    op_fail(r, "closed");
+  }
+  conn_put(c);
+}
+
+static void queue_note(pconn *c, PGnotify *n) {
+  note *q;
+  if (!c->listening || (q = malloc(sizeof *q)) == NULL) {
+    PQfreemem(n);
+    return;
+  }
+  if (c->nnotes >= MAX_NOTES) {  /* nobody reads: drop the oldest */
+    note *old = c->notes;
+    c->notes = old->next;
+    PQfreemem(old->n);
+    free(old);
+    c->nnotes--;
+  }
+  q->n = n;
+  q->next = NULL;
+  if (c->notes_last != NULL)
+    c->notes_last->next = q;
+  else
+    c->notes = q;
+  c->notes_last = q;
+  c->nnotes++;
+}
+
+/* Pushes the next queued notification as channel, payload, pid; 0 if
+ * none. */
+static int push_note(lua_State *L, pconn *c) {
+  note *q = c->notes;
+  if (q == NULL)
+    return 0;
+  c->notes = q->next;
+  if (c->notes == NULL)
+    c->notes_last = NULL;
+  c->nnotes--;
+  lua_pushstring(L, q->n->relname);
+  lua_pushstring(L, q->n->extra);
+  lua_pushinteger(L, q->n->be_pid);
+  PQfreemem(q->n);
+  free(q);
+  return 3;
+}
+
+static void on_notify(pconn *c) {
+  PGnotify *n;
+  op *r;
+  ml_co *co;
+  while ((n = ml_pg_notifies(c->pg)) != NULL)
+    queue_note(c, n);
+  if ((r = c->recv) == NULL || c->notes == NULL)
+    return;
+  c->recv = NULL;
+  co = ml_sched_unpark(&r->w);
+  op_free(r);
+  if (co != NULL)
+    wake(co, push_note(co->L, c));
+}
+
+static void query_done(pconn *c);
+
+/* Everything net/pg.c reports about one connection. */
+static void on_event(ml_pg *pg, int ev, void *ud) {
+  pconn *c = ud;
+  ML_UNUSED(pg);
+  if (ev == ML_PG_BROKEN) {
+    conn_broken(c, ml_pg_error(c->pg));
+  } else if (ev == ML_PG_NOTIFY) {
+    on_notify(c);
+  } else if (c->connecting) {
+    c->connecting = 0;
+    c->pool->opening--;
+    ml_clock_timer_stop(&c->timer);
+    conn_put(c);
+  } else if (c->draining) {
+    c->draining = 0;
+    query_done(c);
+  } else {
+    query_done(c);
+  }
+}
+
+/* A server that accepts and says nothing: libpq's connect_timeout is
+ * only enforced by its blocking calls, so the deadline is ours. */
+static void connect_timeout(ml_ctimer *t) {
+  pconn *c = container_of(t, pconn, timer);
+  conn_broken(c, "timeout");
+}
+
+/* Opens a connection for the pool's queue; 0 or -1 (with 'err'). */
+static int conn_open(pool *p, char *err, size_t errlen) {
+  pconn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    snprintf(err, errlen, "not enough memory");
+    return -1;
+  }
+  ml_clock_timer_init(p->gen, &c->timer);
+  if (ml_clock_timer_start(&c->timer, connect_timeout, p->timeout_ms,
+                           0) != 0) {
+    free(c);
+    snprintf(err, errlen, "not enough memory");
+    return -1;
+  }
+  c->pool = p;
+  c->connecting = 1;
+  c->pg = ml_pg_open(p->gen->loop, p->url, on_event, c, err, errlen);
+  if (c->pg == NULL) {
+    ml_clock_timer_stop(&c->timer);
+    free(c);
+    return -1;
+  }
+  c->anext = p->all;
+  if (p->all != NULL)
+    p->all->aprev = c;
+  p->all = c;
+  p->total++;
+  p->opening++;
+  return 0;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Pools
+** =======================================================
+*/
+
+static void queue_remove(op *o) {
+  pool *p = o->pool;
+  if (p == NULL)
+    return;
+  if (o->prev != NULL)
+    o->prev->next = o->next;
+  else
+    p->first = o->next;
+  if (o->next != NULL)
+    o->next->prev = o->prev;
+  else
+    p->last = o->prev;
+  o->pool = NULL;
+  p->nwaiting--;
+}
+
+/* Makes a lease of c for the coroutine on L (the top of its stack). */
+static void lease_push(lua_State *L, ml_co *co, pconn *c);
+
+/*
+ * Hands idle connections to the coroutines in line, oldest first, and
+ * opens new ones while more wait than are being opened and the pool is
+ * below its bound.  A connection that went bad while idle is dropped
+ * here, before anyone sees it.
+ */
+static void pump(pool *p) {
+  char err[256];
+  op *o;
+  pconn *c;
+  while ((o = p->first) != NULL && (c = p->idle) != NULL) {
+    ml_co *co;
+    idle_unlink(c);
+    if (!ml_pg_idle(c->pg)) {
+      conn_free(c);
+      continue;
+    }
+    queue_remove(o);
+    co = ml_sched_unpark(&o->w);
+    op_free(o);
+    if (co == NULL) {                /* gone meanwhile: keep c */
+      conn_put(c);
+      return;
+    }
+    lease_push(co->L, co, c);
+    wake(co, 1);
+  }
+  while (p->nwaiting > p->opening && p->total < p->max)
+    if (conn_open(p, err, sizeof err) != 0) {
+      op_fail((o = p->first, queue_remove(o), o), err);
+      return;
+    }
+}
+
+static pool *pool_find(pgstate *st, ml_gen *g, const char *url, int max) {
+  pool *p;
+  size_t n;
+  for (p = st->pools; p != NULL; p = p->next)
+    if (strcmp(p->url, url) == 0) {
+      p->max = max;
+      return p;
+    }
+  n = strlen(url) + 1;
+  if ((p = calloc(1, sizeof *p + n)) == NULL)
+    return NULL;
+  memcpy(p->url, url, n);
+  p->gen = g;
+  p->max = max;
+  p->next = st->pools;
+  st->pools = p;
+  return p;
+}
+
+/* An idle connection that is still sound, taken out; or NULL. */
+static pconn *take_idle(pool *p) {
+  pconn *c;
+  while ((c = p->idle) != NULL) {
+    idle_unlink(c);
+    if (ml_pg_idle(c->pg))
+      return c;
+    conn_free(c);                  /* the server went away meanwhile */
+  }
+  return NULL;
+}
+
+/* The generation's pools, made on first use; NULL when out of memory. */
+static pgstate *state_get(ml_gen *g, int make);
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Leases: moonlet.pg.connect and db:close
+** =======================================================
+*/
+
+static void lease_end(lease *d) {
+  pconn *c = d->c;
+  ml_sched_undefer(&d->defer);
+  if (c == NULL)
+    return;
+  d->c = NULL;
+  conn_release(c);
+}
+
+static void lease_deferred(ml_defer *df) {
+  lease_end(container_of(df, lease, defer));
+}
+
+static void lease_push(lua_State *L, ml_co *co, pconn *c) {
+  lease *d = lua_newuserdatauv(L, sizeof *d, 0);
+  memset(d, 0, sizeof *d);
+  luaL_setmetatable(L, DB_MT);
+  d->c = c;
+  c->lease = d;
+  ml_pg_ref(c->pg, 1);
+  ml_sched_defer(co, &d->defer, lease_deferred);
+}
+
+static void acquire_timeout(ml_ctimer *t) {
+  op *o = container_of(t, op, timer);
+  queue_remove(o);
+  op_fail(o, "timeout");
+}
+
+static void acquire_cancel(ml_wait *w) {
+  op *o = (op *)w;
+  pool *p = o->pool;
+  queue_remove(o);
+  op_free(o);
+  ML_UNUSED(p);
+}
+
+/*
+ * core.pg_connect(url, max, timeout) -> db | nil, err.  An idle
+ * connection is lent at once; otherwise the caller waits in line, and a
+ * new connection is opened for it while the pool has room.
+ */
+static int pg_connect(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  lua_Number timeout = luaL_checknumber(L, 3);
+  pgstate *st;
+  pool *p;
+  pconn *c;
+  ml_co *co;
+  op *o;
+  luaL_argcheck(L, max > 0 && max <= 10000, 2, "max out of range");
+  luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3, "timeout out of range");
+  co = ml_sched_current(L);
+  st = state_get(co->gen, 1);
+  if (st == NULL || (p = pool_find(st, co->gen, url, (int)max)) == NULL)
+    return luaL_error(L, "not enough memory");
+  p->timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
+  if (p->first == NULL && (c = take_idle(p)) != NULL) {
+    lease_push(L, co, c);          /* the common case: no wait */
+    return 1;
+  }
+  if ((o = calloc(1, sizeof *o)) == NULL)
+    return luaL_error(L, "not enough memory");
+  o->kind = OP_ACQUIRE;
+  o->pool = p;
+  o->prev = p->last;
+  if (p->last != NULL)
+    p->last->next = o;
+  else
+    p->first = o;
+  p->last = o;
+  p->nwaiting++;
+  ml_clock_timer_init(co->gen, &o->timer);
+  ml_sched_park(co, &o->w, acquire_cancel);
+  if (ml_clock_timer_start(&o->timer, acquire_timeout,
+                           (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {
+    ml_sched_unpark(&o->w);
+    queue_remove(o);
+    op_free(o);
+    return luaL_error(L, "not enough memory");
+  }
+  pump(p);              /* opens a connection for it; resumes nobody now */
+  return ml_sched_yield(L);
+}
+
+static lease *check_db(lua_State *L) {
+  return luaL_checkudata(L, 1, DB_MT);
+}
+
+/* db:close(): back to the pool (after the query in flight, if any). */
+static int db_close(lua_State *L) {
+  lease_end(check_db(L));
+  return 0;
+}
+
+static int db_gc(lua_State *L) {
+  lease_end(check_db(L));
+  return 0;
+}
+
+/* db:connected(): it still holds a connection. */
+static int db_connected(lua_State *L) {
+  lua_pushboolean(L, check_db(L)->c != NULL);
+  return 1;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Results
+** =======================================================
+*/
+
+enum { T_STR, T_INT, T_FLOAT, T_BOOL, T_JSON };
+
+static int type_of(Oid oid) {
+  switch (oid) {
+  case 20: case 21: case 23:
+    return T_INT;
+  case 700: case 701:
+    return T_FLOAT;
+  case 16:
+    return T_BOOL;
+  case 114: case 3802:
+    return T_JSON;
+  default:
+    return T_STR;
+  }
+}
+
+/* Pushes one field's value, 'kind' from type_of. */
+static void push_value(lua_State *L, const PGresult *r, int row, int col,
+                       int kind) {
+  const char *v = PQgetvalue(r, row, col);
+  int len = PQgetlength(r, row, col);
+  if (PQgetisnull(r, row, col)) {
+    lua_pushlightuserdata(L, NULL);      /* moonlet.null */
+    return;
+  }
+  switch (kind) {
+  case T_INT:
+    if (lua_stringtonumber(L, v) == 0)
+      lua_pushlstring(L, v, (size_t)len);
+    return;
+  case T_FLOAT:
+    lua_pushnumber(L, strtod(v, NULL));  /* NaN, Infinity too */
+    return;
+  case T_BOOL:
+    lua_pushboolean(L, v[0] == 't');
+    return;
+  case T_JSON:
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
+    lua_pushlstring(L, v, (size_t)len);
+    lua_call(L, 1, 1);                   /* json.decode: nil if not JSON */
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, (size_t)len);
+    }
+    return;
+  default:
+    lua_pushlstring(L, v, (size_t)len);
+  }
+}
+
+/* Pushes the rows of a successful result: a list of tables keyed by
+ * column name, with .columns, .affected and .command. */
+static void push_rows(lua_State *L, const PGresult *r) {
+  int nrows = PQntuples(r), ncols = PQnfields(r), i, j, names, kinds[64];
+  const char *tuples = PQcmdTuples((PGresult *)r);
+  luaL_checkstack(L, ncols + 8, "too many columns");
+  lua_createtable(L, nrows, 3);
+  lua_createtable(L, ncols, 0);
+  names = lua_gettop(L) + 1;
+  for (j = 0; j < ncols; j++) {
+    lua_pushstring(L, PQfname(r, j));
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, names - 1, j + 1);
+    if (j < 64)
+      kinds[j] = type_of(PQftype(r, j));
+  }
+  for (i = 0; i < nrows; i++) {
+    lua_createtable(L, 0, ncols);
+    for (j = 0; j < ncols; j++) {
+      lua_pushvalue(L, names + j);
+      push_value(L, r, i, j, j < 64 ? kinds[j] : type_of(PQftype(r, j)));
+      lua_rawset(L, -3);
+    }
+    lua_rawseti(L, names - 2, i + 1);
+  }
+  lua_settop(L, names - 1);
+  lua_setfield(L, -2, "columns");
+  if (tuples[0] != '\0') {
+    lua_pushinteger(L, strtoll(tuples, NULL, 10));
+    lua_setfield(L, -2, "affected");
+  }
+  lua_pushstring(L, PQcmdStatus((PGresult *)r));
+  lua_setfield(L, -2, "command");
+}
+
+/* Pushes nil, "ERROR: message", SQLSTATE for an error result. */
+static int push_error(lua_State *L, const PGresult *r) {
+  const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+  const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  lua_pushnil(L);
+  if (msg != NULL)
+    lua_pushfstring(L, "%s: %s", sev != NULL ? sev : "ERROR", msg);
+  else
+    lua_pushfstring(L, "ERROR: %s", PQresultErrorMessage(r));
+  if (code != NULL)
+    lua_pushstring(L, code);
+  else
+    lua_pushnil(L);
+  return 3;
+}
+
+/*
+ * Pushes what a query returns for result r on L: rows, or nil, err,
+ * code.  Runs in protected mode (a json decode may raise, memory may
+ * run out): its argument, r, as a light userdata.
+ */
+static int push_result_p(lua_State *L) {
+  const PGresult *r = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  switch (PQresultStatus(r)) {
+  case PGRES_TUPLES_OK:
+  case PGRES_COMMAND_OK:
+  case PGRES_EMPTY_QUERY:
+  case PGRES_SINGLE_TUPLE:
+    push_rows(L, r);
+    return 1;
+  default:
+    return push_error(L, r);
+  }
+}
+
+/* The query on c ended (its holder's waiter takes the result), or its
+ * drain did (the next waiter goes, or c goes back to the pool). */
+static void query_done(pconn *c) {
+  op *o = c->op;
+  PGresult *r = ml_pg_take(c->pg);
+  ml_co *co = NULL;
+  int n = 0;
+  c->op = NULL;
+  if (o != NULL && (co = ml_sched_unpark(&o->w)) != NULL) {
+    lua_State *L = c->pool->gen->L;     /* calls run on the main thread, */
+    int top = lua_gettop(L);             /* never on a suspended one */
+    if (o->kind == OP_IDLE) {
+      n = 0;                           /* it sends its query now */
+    } else if (r == NULL) {
+      lua_pushnil(co->L);
+      lua_pushstring(co->L, ml_pg_error(c->pg));
+      n = 2;
+    } else {
+      lua_pushcfunction(L, push_result_p);
+      lua_pushlightuserdata(L, r);
+      if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+        lua_settop(L, top);
+        lua_pushnil(L);
+        lua_pushliteral(L, "not enough memory");
+      }
+      n = lua_gettop(L) - top;
+      lua_xmove(L, co->L, n);            /* at most 3 values */
+    }
+  }
+  PQclear(r);
+  if (o != NULL)
+    op_free(o);
+  if (c->lease == NULL)
+    conn_put(c);                       /* its holder let go meanwhile */
+  if (co != NULL)
+    ml_sched_resume(co, n);            /* last: it may close the state */
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Queries
+** =======================================================
+*/
+
+/* A query's coroutine was cancelled: cancel it on the server, read out
+ * its results, and only then lend the connection again. */
+static void query_cancel(ml_wait *w) {
+  op *o = (op *)w;
+  pconn *c = o->c;
+  c->op = NULL;
+  if (o->kind == OP_QUERY && ml_pg_cancel(c->pg) == 0)
+    c->draining = 1;
+  op_free(o);
+}
+
+/* The parameter at idx as text, pushed or pointed to; NULL is SQL NULL.
+ * Raises on a value that has no SQL form. */
+static const char *param(lua_State *L, int idx) {
+  char buf[64];
+  lua_Number x;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return NULL;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL)
+      return NULL;                     /* moonlet.null */
+    break;
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? "t" : "f";
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx))
+      return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
+    x = lua_tonumber(L, idx);
+    if (isnan(x))
+      return "NaN";
+    if (isinf(x))
+      return x > 0 ? "Infinity" : "-Infinity";
+    snprintf(buf, sizeof buf, "%.17g", x);
+    return lua_pushstring(L, buf);
+  case LUA_TSTRING: {
+    size_t len;
+    const char *s = lua_tolstring(L, idx, &len);
+    if (strlen(s) != len)
+      luaL_argerror(L, idx, "a string with a NUL byte cannot be a "
+                            "text parameter");
+    return s;
+  }
+  case LUA_TTABLE:
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &encode_key);
+    lua_pushvalue(L, idx);
+    lua_call(L, 1, 1);
+    if (!lua_isstring(L, -1))
+      luaL_argerror(L, idx, "a table that is not JSON");
+    return lua_tostring(L, -1);
+  default:
+    break;
+  }
+  luaL_argerror(L, idx, "nil, moonlet.null, a boolean, a number, a string "
+                        "or a table expected");
+  return NULL;
+}
+
+static int query_k(lua_State *L, int status, lua_KContext ctx);
+
+/*
+ * db:query(sql, ...) -> rows | nil, err, code.  Parameters travel apart
+ * from the text; a connection still reading out a cancelled query is
+ * waited for first (the continuation sends then).
+ */
+static int db_query(lua_State *L) {
+  lease *d = check_db(L);
+  const char *sql = luaL_checkstring(L, 2);
+  const char *vals[256];
+  int n = lua_gettop(L) - 2, i, base = lua_gettop(L);
+  pconn *c;
+  ml_co *co;
+  op *o;
+  luaL_argcheck(L, n <= 256, 258, "too many parameters (256 at most)");
+  co = ml_sched_current(L);
+  if ((c = d->c) == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (c->op != NULL)
+    return luaL_error(L, "this connection is busy with another query "
+                         "(one query at a time per connection)");
+  luaL_checkstack(L, n + 4, "too many parameters");
+  for (i = 0; i < n; i++)
+    vals[i] = param(L, 3 + i);
+  if ((o = calloc(1, sizeof *o)) == NULL)
+    return luaL_error(L, "not enough memory");
+  ml_clock_timer_init(co->gen, &o->timer);
+  o->c = c;
+  if (c->draining) {                   /* wait for it to be idle */
+    lua_settop(L, base);
+    o->kind = OP_IDLE;
+    c->op = o;
+    ml_sched_park(co, &o->w, query_cancel);
+    return ml_sched_yieldk(L, base, query_k);
+  }
+  if (ml_pg_send(c->pg, sql, n, vals) != 0) {
+    const char *err = ml_pg_error(c->pg);
+    free(o);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    if (strcmp(err, "busy") != 0) {
+      d->c = NULL;
+      conn_broken(c, err);
+    }
+    return 2;
+  }
+  lua_settop(L, base);
+  o->kind = OP_QUERY;
+  c->op = o;
+  ml_sched_park(co, &o->w, query_cancel);
+  return ml_sched_yield(L);
+}
+
+/* Woken: after a drain (nothing pushed), send the query now; else the
+ * results are on top. */
+static int query_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx;
+  ML_UNUSED(status);
+  if (lua_gettop(L) == base)
+    return db_query(L);
+  return lua_gettop(L) - base;
+}
+
+/* db:escape_identifier(s): s quoted as an SQL identifier. */
+static int db_escape_identifier(lua_State *L) {
+  lease *d = check_db(L);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  char *q;
+  if (d->c == NULL)
+    return luaL_error(L, "the connection is closed");
+  if ((q = PQescapeIdentifier(ml_pg_conn(d->c->pg), s, len)) == NULL)
+    return luaL_error(L, "%s", PQerrorMessage(ml_pg_conn(d->c->pg)));
+  lua_pushstring(L, q);
+  PQfreemem(q);
+  return 1;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** LISTEN
+** =======================================================
+*/
+
+/* core.pg_listening(db): its connection keeps notifications and is
+ * closed, not pooled, when let go. */
+static int pg_listening(lua_State *L) {
+  lease *d = check_db(L);
+  if (d->c != NULL)
+    d->c->listening = 1;
+  return 0;
+}
+
+static void recv_timeout(ml_ctimer *t) {
+  op *o = container_of(t, op, timer);
+  ml_co *co = ml_sched_unpark(&o->w);
+  o->c->recv = NULL;
+  op_free(o);
+  if (co == NULL)
+    return;
+  lua_pushnil(co->L);
+  lua_pushliteral(co->L, "timeout");
+  ml_sched_resume(co, 2);
+}
+
+static void recv_cancel(ml_wait *w) {
+  op *o = (op *)w;
+  o->c->recv = NULL;
+  op_free(o);
+}
+
+/* core.pg_receive(db [, timeout]) -> channel, payload, pid | nil, err. */
+static int pg_receive(lua_State *L) {
+  lease *d = check_db(L);
+  lua_Number timeout = luaL_optnumber(L, 2, -1);
+  ml_co *co;
+  op *o;
+  luaL_argcheck(L, lua_isnoneornil(L, 2) || (timeout >= 0 && timeout < 1e9),
+                2, "timeout out of range");
+  co = ml_sched_current(L);
+  if (d->c == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (d->c->notes != NULL)
+    return push_note(L, d->c);
+  if (d->c->recv != NULL)
+    return luaL_error(L, "another coroutine is receiving on this listener");
+  if ((o = calloc(1, sizeof *o)) == NULL)
+    return luaL_error(L, "not enough memory");
+  o->kind = OP_RECV;
+  o->c = d->c;
+  ml_clock_timer_init(co->gen, &o->timer);
+  if (timeout >= 0 &&
+      ml_clock_timer_start(&o->timer, recv_timeout,
+                           (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {
+    free(o);
+    return luaL_error(L, "not enough memory");
+  }
+  d->c->recv = o;
+  ml_sched_park(co, &o->w, recv_cancel);
+  return ml_sched_yield(L);
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** The generation's pools
+** =======================================================
+*/
+
+/*
+ * The part closes (the generation's state is about to, or the Lua
+ * module's moonlet.run has ended): idle connections close now; those in
+ * use once their query ends, their waiters still get their results;
+ * coroutines waiting for a connection get "closed".  A pool with nothing
+ * left goes at once, the others with their last connection.
+ */
+static void part_close(ml_part *part) {
+  pgstate *st = (pgstate *)part;
+  pool *p, *next;
+  pconn *c, *cnext;
+  for (p = st->pools; p != NULL; p = next) {
+    next = p->next;
+    p->closed = 1;
+    while (p->first != NULL) {
+      op *o = p->first;
+      queue_remove(o);
+      op_fail(o, "closed");
+    }
+    for (c = p->all; c != NULL; c = cnext) {
+      cnext = c->anext;
+      if (c->op == NULL && c->recv == NULL && !c->draining &&
+          !c->connecting)
+        conn_free(c);
+      else
+        c->doomed = 1;
+    }
+    if (p->total == 0)
+      free(p);
+  }
+  free(st);
+}
+
+static const ml_part_kind pg_kind = { "postgresql pools", NULL, part_close };
+
+static pgstate *state_get(ml_gen *g, int make) {
+  pgstate *st = (pgstate *)ml_gen_part(g, &pg_kind);
+  if (st != NULL || !make)
+    return st;
+  if ((st = calloc(1, sizeof *st)) == NULL)
+    return NULL;
+  ml_gen_attach(g, &st->part, &pg_kind);
+  return st;
+}
+
+/* core.pg_setup(encode, decode): once per state, by moonlet.pg. */
+static int pg_setup(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &encode_key);
+  lua_pushvalue(L, 2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+  return 0;
+}
+
+/* core.pg_stats(url) -> total, idle, waiting: for tests of the pool. */
+static int pg_stats(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  pgstate *st = state_get(ml_sched_current(L)->gen, 0);
+  pool *p = NULL;
+  pconn *c;
+  int idle = 0;
+  if (st != NULL)
+    for (p = st->pools; p != NULL; p = p->next)
+      if (strcmp(p->url, url) == 0)
+        break;
+  if (p != NULL)
+    for (c = p->idle; c != NULL; c = c->next)
+      idle++;
+  lua_pushinteger(L, p != NULL ? p->total : 0);
+  lua_pushinteger(L, idle);
+  lua_pushinteger(L, p != NULL ? p->nwaiting : 0);
+  return 3;
+}
+
+/* }====================================================== */
+
+static const luaL_Reg db_methods[] = {
+  {"query", db_query},
+  {"close", db_close},
+  {"connected", db_connected},
+  {"escape_identifier", db_escape_identifier},
+  {NULL, NULL}
+};
+
+static const luaL_Reg pg_funcs[] = {
+  {"pg_setup", pg_setup},
+  {"pg_connect", pg_connect},
+  {"pg_listening", pg_listening},
+  {"pg_receive", pg_receive},
+  {"pg_stats", pg_stats},
+  {NULL, NULL}
+};
+
+/* Adds the pg_* functions to the table on top, and pg_db_mt, the db
+ * objects' metatable, whose __index table moonlet.pg adds to. */
+void ml_lib_pg_register(lua_State *L) {
+  luaL_newmetatable(L, DB_MT);
+  luaL_newlib(L, db_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, db_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, db_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushliteral(L, "moonlet.pg.Db");
+  lua_setfield(L, -2, "__name");
+  lua_setfield(L, -2, "pg_db_mt");
+  luaL_setfuncs(L, pg_funcs, 0);
+}
