@@ -34,7 +34,7 @@ LUA_SRC     := $(sort $(wildcard lua/moonlet/*.lua))
 CTEST_SRC   := $(wildcard spec/c/*.c)
 
 .PHONY: all deps test-deps run test test-c test-lua test-gc asan test-asan check-leaks \
-        fuzz fuzz-deps embed-example module rock-install install uninstall \
+        fuzz fuzz-resp fuzz-deps embed-example module rock-install install uninstall \
         clean
 
 all: deps $(BUILD)/moonlet
@@ -159,7 +159,8 @@ run: all
 FUZZ_SECONDS ?= 30
 test: deps test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
-	@$(MAKE) --no-print-directory asan build-fuzz/fuzz_conn >/dev/null
+	@$(MAKE) --no-print-directory asan build-fuzz/fuzz_conn \
+	  build-fuzz/fuzz_resp >/dev/null
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
 
 test-c: deps
@@ -228,6 +229,22 @@ fuzz: deps build-fuzz/fuzz_conn
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_conn -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus spec/fuzz/corpus
+
+# The RESP path (net/resp.c over hiredis's reader and encoder) alone:
+# `make fuzz-resp SECONDS=600`; its corpus is spec/fuzz/resp_corpus.
+build-fuzz/fuzz_resp: spec/fuzz/fuzz_resp.c runtime/net/resp.c \
+                      runtime/net/resp.h runtime/base/util.c | fuzz-deps
+	@mkdir -p build-fuzz
+	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
+	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime \
+	  $(shell pkg-config --cflags hiredis) -o $@ spec/fuzz/fuzz_resp.c \
+	  runtime/net/resp.c runtime/base/util.c \
+	  $(shell pkg-config --libs hiredis)
+
+fuzz-resp: deps build-fuzz/fuzz_resp
+	@mkdir -p build-fuzz/resp_corpus
+	build-fuzz/fuzz_resp -max_total_time=$(SECONDS) $(FUZZ_RUN) \
+	  build-fuzz/resp_corpus spec/fuzz/resp_corpus
 
 clean:
 	rm -rf build build-asan build-fuzz build-pic

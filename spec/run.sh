@@ -49,6 +49,22 @@ if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_conn ]; then
   fi
 fi
 
+# The RESP fuzzer (spec/fuzz/fuzz_resp.c), a third of that time.
+if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_resp ]; then
+  secs=$(( (FUZZ_SECONDS + 2) / 3 ))
+  echo "== fuzzing the RESP path for $secs s"
+  mkdir -p build-fuzz/resp_corpus
+  if build-fuzz/fuzz_resp -max_total_time="$secs" -timeout=10 \
+      -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
+      build-fuzz/resp_corpus spec/fuzz/resp_corpus > "$tmp/fuzz_resp.out" 2>&1
+  then
+    grep -E "^stat::number_of_executed_units|^Done" "$tmp/fuzz_resp.out"
+    c_pass=$((c_pass + 1))
+  else
+    tail -n 40 "$tmp/fuzz_resp.out"; c_fail=$((c_fail + 1))
+  fi
+fi
+
 # The layering check: no file includes or calls a layer above its own.
 echo "== layers (spec/layers.lua)"
 if lua5.4 spec/layers.lua "$BUILD"; then c_pass=$((c_pass + 1))

@@ -65,6 +65,10 @@
   X(stream_tls_port_answers_clear_text) \
   X(stream_tls_back_pressure_and_drain) \
   X(stream_deadline_on_the_clock) \
-  X(stream_tls_handshake_garbage_and_silence)
+  X(stream_tls_handshake_garbage_and_silence) \
+  X(resp_reads_every_type) \
+  X(resp_reads_replies_in_pieces) \
+  X(resp_refuses_what_is_not_resp) \
+  X(resp_formats_commands)
 
 #endif
