@@ -53,6 +53,7 @@ local M = {
   shared = core.shared,
   thread = { run = core.thread_run },
   pg = require "moonlet.pg",
+  redis = require "moonlet.redis",
 }
 
 --- `moonlet.run(fn, ...)`: from a stock lua5.4 (the module), runs the

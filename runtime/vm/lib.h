@@ -38,6 +38,9 @@ void ml_lib_static_register(lua_State *L);
 /* Adds core.pg_* and core.pg_db_mt, moonlet.pg's C side (lib_pg.c). */
 void ml_lib_pg_register(lua_State *L);
 
+/* Adds core.redis_*, moonlet.redis's C side (lib_redis.c). */
+void ml_lib_redis_register(lua_State *L);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 
