@@ -54,6 +54,7 @@ local M = {
   thread = { run = core.thread_run },
   pg = require "moonlet.pg",
   redis = require "moonlet.redis",
+  tcp = require "moonlet.tcp",
 }
 
 --- `moonlet.run(fn, ...)`: from a stock lua5.4 (the module), runs the

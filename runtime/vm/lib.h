@@ -41,6 +41,10 @@ void ml_lib_pg_register(lua_State *L);
 /* Adds core.redis_*, moonlet.redis's C side (lib_redis.c). */
 void ml_lib_redis_register(lua_State *L);
 
+/* Adds core.tcp_connect and core.tcp_socket_mt, moonlet.tcp's C side
+ * (lib_tcp.c). */
+void ml_lib_tcp_register(lua_State *L);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 
