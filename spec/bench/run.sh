@@ -5,7 +5,8 @@
 # Servers on CPU 0, load generators on CPU 1; see README.md here.
 #
 #   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
-#   BENCH_SCENARIOS="hello pipeline json param fanin idle sleep reload"
+#   BENCH_SCENARIOS="hello pipeline json param fanin idle sleep reload
+#                    redis pg"  (the last two: stores.sh, stores.md)
 #   BENCH_PORT=18081   nginx's port (the backend takes the next one)
 set -u
 . spec/bench/lib.sh
@@ -13,7 +14,7 @@ set -u
 D=${BENCH_DURATION:-10}
 RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-2}
-SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload}
+SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload redis pg}
 NGX_PORT=${BENCH_PORT:-18081}
 BACKEND_PORT=$((NGX_PORT + 1))
 SERVERS="moonlet nginx limit"
@@ -343,11 +344,19 @@ for s in $SCENARIOS; do
   idle) idle ;;
   sleep) sleepers ;;
   reload) reload ;;
+  redis|pg) STORES="${STORES:-} $s" ;;
   *) die "unknown scenario $s" ;;
   esac
 done
 meta elapsed "$(($(date +%s) - started)) s"
 
+# The database scenarios have peers of their own and their own table.
+if [ -n "${STORES:-}" ]; then
+  sh "$HERE/stores.sh" $STORES || die "stores.sh failed"
+fi
+
+# Only the database scenarios: latest.md keeps the last full run's.
+[ -s "$RAW" ] || exit 0
 mkdir -p "$RESULTS"
 cp "$RAW" "$RESULTS/latest.raw"
 lua5.4 "$HERE/report.lua" "$RAW" "$META" "$RESULTS/latest.md" ||
