@@ -115,6 +115,17 @@ describe("moonlet.pg", function()
     assert.equal(f.before, f.after)
   end)
 
+  it("prepares each statement once per connection", function()
+    local p = get("/prepared")
+    assert.equal(2, p.a)
+    assert.equal(3, p.b)
+    assert.equal(1, p.n)                 -- one statement, made once
+    assert.equal(4, p.c)                 -- after DEALLOCATE ALL, again
+    assert.is_nil(p.err)
+    assert.matches("syntax error", p.e1)
+    assert.equal(p.e1, p.e2)
+  end)
+
   it("serves 100 concurrent slow queries through a pool of 10", function()
     local r = get("/crowd/100")
     assert.equal(5050, r.sum)

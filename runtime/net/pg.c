@@ -42,6 +42,8 @@ struct ml_pg {
   PGcancel *cancel;
   PGresult *result;              /* the query's result so far */
   PGnotify *held;                /* a notification read, not yet taken */
+  struct then *then;             /* a prepared query to send once its
+                                    statement is prepared */
   unsigned closed : 1;
   unsigned refd : 1;             /* keeps the loop alive */
   unsigned resolving : 1;        /* 'dns' in flight */
@@ -50,6 +52,15 @@ struct ml_pg {
   unsigned copy_out : 1;         /* reading a COPY TO STDOUT to drop it */
   char addr[64];                 /* the resolved hostaddr */
   char err[256];
+};
+
+/* The execution that follows a PQsendPrepare: its parameters copied,
+ * since the caller's are gone by the time the Prepare is answered. */
+struct then {
+  int n;
+  char *name;
+  char **vals;                   /* n entries, NULL for SQL NULL */
+  char buf[];                    /* name, then the values */
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -68,6 +79,7 @@ static void maybe_free(ml_pg *c) {
   if (c->conn != NULL)
     PQfinish(c->conn);
   PQclear(c->result);
+  free(c->then);
   if (c->held != NULL)
     PQfreemem(c->held);
   if (c->opts != NULL)
@@ -434,6 +446,88 @@ int ml_pg_send(ml_pg *c, const char *sql, int n, const char *const *vals) {
   return 0;
 }
 
+/* A copy of name and vals for after the Prepare; NULL if out of memory. */
+static struct then *then_new(const char *name, int n,
+                             const char *const *vals) {
+  size_t size = strlen(name) + 1, off;
+  struct then *t;
+  int i;
+  for (i = 0; i < n; i++)
+    size += vals[i] != NULL ? strlen(vals[i]) + 1 : 0;
+  size += (size_t)n * sizeof(char *) + sizeof(char *);
+  if ((t = malloc(sizeof *t + size)) == NULL)
+    return NULL;
+  t->n = n;
+  t->vals = (char **)(void *)t->buf;   /* the pointers first: aligned */
+  off = (size_t)(n + 1) * sizeof(char *);
+  t->name = t->buf + off;
+  strcpy(t->name, name);
+  off += strlen(name) + 1;
+  for (i = 0; i < n; i++) {
+    t->vals[i] = NULL;
+    if (vals[i] != NULL) {
+      t->vals[i] = t->buf + off;
+      strcpy(t->vals[i], vals[i]);
+      off += strlen(vals[i]) + 1;
+    }
+  }
+  return t;
+}
+
+int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
+                        int prepare, int n, const char *const *vals) {
+  int ok;
+  if (c->state != ST_IDLE) {
+    snprintf(c->err, sizeof c->err, "%s",
+             c->state == ST_BROKEN ? "closed" : "busy");
+    return -1;
+  }
+  PQclear(c->result);
+  c->result = NULL;
+  if (prepare && (c->then = then_new(name, n, vals)) == NULL) {
+    snprintf(c->err, sizeof c->err, "not enough memory");
+    return -1;
+  }
+  ok = prepare ? PQsendPrepare(c->conn, name, sql, n, NULL)
+               : PQsendQueryPrepared(c->conn, name, n, vals, NULL, NULL, 0);
+  if (!ok) {
+    free(c->then);
+    c->then = NULL;
+    snprintf(c->err, sizeof c->err, "%s",
+             PQstatus(c->conn) != CONNECTION_OK ? "closed" : "busy");
+    return -1;
+  }
+  c->state = ST_BUSY;
+  if (flush(c) != 0) {
+    snprintf(c->err, sizeof c->err, "closed");
+    return -1;
+  }
+  return 0;
+}
+
+/* The Prepare was answered: send the execution, unless it failed (its
+ * error is the query's) or the query was cancelled.  1 if sent. */
+static int then_send(ml_pg *c) {
+  struct then *t = c->then;
+  c->then = NULL;
+  if (c->state != ST_BUSY ||
+      (c->result != NULL && PQresultStatus(c->result) != PGRES_COMMAND_OK)) {
+    free(t);
+    return 0;
+  }
+  PQclear(c->result);
+  c->result = NULL;
+  if (!PQsendQueryPrepared(c->conn, t->name, t->n,
+                           (const char *const *)t->vals, NULL, NULL, 0) ||
+      flush(c) != 0) {
+    free(t);
+    fail(c, "closed");
+    return -1;
+  }
+  free(t);
+  return 1;
+}
+
 PGresult *ml_pg_take(ml_pg *c) {
   PGresult *r = c->result;
   c->result = NULL;
@@ -496,6 +590,11 @@ static void read_results(ml_pg *c) {
     if (PQisBusy(c->conn))
       return;
     if ((r = PQgetResult(c->conn)) == NULL) {
+      int sent = c->then != NULL ? then_send(c) : 0;
+      if (sent < 0)
+        return;                  /* failed: c may be gone */
+      if (sent > 0)
+        continue;                /* the execution's results follow */
       query_end(c);
       return;
     }

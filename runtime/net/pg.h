@@ -38,6 +38,15 @@ PGnotify *ml_pg_notifies(ml_pg *c);
  * READY follows when its last result is in.  0, or -1 (ml_pg_error). */
 int ml_pg_send(ml_pg *c, const char *sql, int n, const char *const *vals);
 
+/*
+ * The same with a named prepared statement: 'prepare' makes it first
+ * (PQsendPrepare, then the execution once it is answered; a failed
+ * Prepare's error is the query's), else it runs the one made before.
+ * The server parses and plans the SQL once per connection.
+ */
+int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
+                        int prepare, int n, const char *const *vals);
+
 /* The finished query's result (an error result too): the caller
  * PQclears it.  NULL if the query failed without one (ml_pg_error). */
 PGresult *ml_pg_take(ml_pg *c);

@@ -26,6 +26,8 @@
 
 #define DB_MT "moonlet.pg.Db"
 #define MAX_NOTES 10000          /* queued notifications per connection */
+#define MAX_STMTS 64             /* prepared statements per connection */
+#define MAX_STMT_SQL 4096        /* longer SQL is not prepared */
 
 typedef struct pool pool;
 typedef struct pconn pconn;
@@ -60,6 +62,12 @@ typedef struct note {
   PGnotify *n;
 } note;
 
+/* A statement prepared on a connection: its SQL, and its name "ml<id>". */
+typedef struct {
+  char *sql;
+  unsigned id;
+} stmt;
+
 /* A connection; owned by its pool. */
 struct pconn {
   ml_pg *pg;
@@ -72,6 +80,11 @@ struct pconn {
   op *recv;                      /* a RECV waiter */
   note *notes, *notes_last;
   int nnotes;
+  stmt stmts[MAX_STMTS];         /* the SQL the server has parsed */
+  int nstmts;
+  int cur;                       /* the entry the query in flight uses */
+  unsigned next_id;
+  unsigned cur_new : 1;          /* ... prepared by that query */
   unsigned connecting : 1;
   unsigned draining : 1;         /* a cancelled query is being read out */
   unsigned listening : 1;        /* LISTEN was sent: never pooled again */
@@ -190,6 +203,8 @@ static void conn_free(pconn *c) {
   ml_clock_timer_stop(&c->timer);
   p->total--;
   notes_clear(c);
+  while (c->nstmts > 0)
+    free(c->stmts[--c->nstmts].sql);
   ml_pg_close(c->pg);
   free(c);
 }
@@ -358,6 +373,7 @@ static int conn_open(pool *p, char *err, size_t errlen) {
   }
   c->pool = p;
   c->connecting = 1;
+  c->cur = -1;
   c->pg = ml_pg_open(p->gen->loop, p->url, on_event, c, err, errlen);
   if (c->pg == NULL) {
     ml_clock_timer_stop(&c->timer);
@@ -714,6 +730,82 @@ static int push_result_p(lua_State *L) {
   }
 }
 
+/* Forgets the statement cache entry i (the server may still have it,
+ * under a name that is never used again). */
+static void stmt_drop(pconn *c, int i) {
+  free(c->stmts[i].sql);
+  c->stmts[i] = c->stmts[--c->nstmts];
+}
+
+/*
+ * The query that used entry c->cur has ended with r: a new entry whose
+ * query failed may not have been prepared; an old one the server no
+ * longer knows (DEALLOCATE, DISCARD ALL: 26000) or cannot run as it was
+ * planned (a changed table: 0A000) is dropped, and made again next time.
+ */
+static void stmt_check(pconn *c, const PGresult *r) {
+  int i = c->cur;
+  const char *code;
+  c->cur = -1;
+  if (i < 0)
+    return;
+  if (r == NULL) {
+    stmt_drop(c, i);
+    return;
+  }
+  if (PQresultStatus(r) != PGRES_FATAL_ERROR)
+    return;
+  code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (c->cur_new || (code != NULL && (strcmp(code, "26000") == 0 ||
+                                      strcmp(code, "0A000") == 0)))
+    stmt_drop(c, i);
+}
+
+/* Whether sql starts with the keyword kw (any case, after blanks). */
+static int starts_with(const char *sql, const char *kw) {
+  size_t n = strlen(kw);
+  while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')
+    sql++;
+  return ml_strieq(sql, n, kw) && !((sql[n] | 32) >= 'a' &&
+                                   (sql[n] | 32) <= 'z');
+}
+
+/* Sends the query, as a prepared statement when it fits the cache.  The
+ * app's own DEALLOCATE or DISCARD empties the cache first. */
+static int send_query(pconn *c, const char *sql, int n,
+                      const char *const *vals) {
+  char name[24];
+  int i;
+  size_t len = strlen(sql);
+  if (starts_with(sql, "deallocate") || starts_with(sql, "discard")) {
+    while (c->nstmts > 0)
+      free(c->stmts[--c->nstmts].sql);
+    return ml_pg_send(c->pg, sql, n, vals);
+  }
+  for (i = 0; i < c->nstmts; i++)
+    if (strcmp(c->stmts[i].sql, sql) == 0)
+      break;
+  if (i == c->nstmts) {
+    if (i == MAX_STMTS || len > MAX_STMT_SQL ||
+        (c->stmts[i].sql = malloc(len + 1)) == NULL)
+      return ml_pg_send(c->pg, sql, n, vals);
+    memcpy(c->stmts[i].sql, sql, len + 1);
+    c->stmts[i].id = ++c->next_id;
+    c->nstmts++;
+    c->cur_new = 1;
+  } else {
+    c->cur_new = 0;
+  }
+  c->cur = i;
+  snprintf(name, sizeof name, "ml%u", c->stmts[i].id);
+  if (ml_pg_send_prepared(c->pg, name, sql, c->cur_new, n, vals) != 0) {
+    stmt_drop(c, i);
+    c->cur = -1;
+    return -1;
+  }
+  return 0;
+}
+
 /* The query on c ended (its holder's waiter takes the result), or its
  * drain did (the next waiter goes, or c goes back to the pool). */
 static void query_done(pconn *c) {
@@ -722,6 +814,7 @@ static void query_done(pconn *c) {
   ml_co *co = NULL;
   int n = 0;
   c->op = NULL;
+  stmt_check(c, r);
   if (o != NULL && (co = ml_sched_unpark(&o->w)) != NULL) {
     lua_State *L = c->pool->gen->L;     /* calls run on the main thread, */
     int top = lua_gettop(L);             /* never on a suspended one */
@@ -768,6 +861,9 @@ static void query_cancel(ml_wait *w) {
   c->op = NULL;
   if (o->kind == OP_QUERY && ml_pg_cancel(c->pg) == 0)
     c->draining = 1;
+  if (c->cur >= 0 && c->cur_new)     /* may not have been prepared */
+    stmt_drop(c, c->cur);
+  c->cur = -1;
   op_free(o);
 }
 
@@ -857,7 +953,7 @@ static int db_query(lua_State *L) {
     ml_sched_park(co, &o->w, query_cancel);
     return ml_sched_yieldk(L, base, query_k);
   }
-  if (ml_pg_send(c->pg, sql, n, vals) != 0) {
+  if (send_query(c, sql, n, vals) != 0) {
     const char *err = ml_pg_error(c->pg);
     free(o);
     lua_pushnil(L);

@@ -218,6 +218,22 @@ app:get("/forgotten", function()
   return { total = total, idle = idle }
 end)
 
+-- the same SQL is parsed once per connection: a prepared statement
+app:get("/prepared", function()
+  local db = assert(pg.connect(URL .. "?application_name=prep", { max = 1 }))
+  local q = "SELECT $1::int + 1 AS v"
+  local a = db:query(q, 1)[1].v
+  local b = db:query(q, 2)[1].v
+  local n = db:query([[SELECT count(*) AS n FROM pg_prepared_statements
+    WHERE statement = 'SELECT $1::int + 1 AS v']])[1].n
+  assert(db:query("DEALLOCATE ALL"))
+  local c, err = db:query(q, 3)
+  local bad1, e1 = db:query("SELEC 1")
+  local bad2, e2 = db:query("SELEC 1")      -- not cached by its failure
+  return { a = a, b = b, n = n, c = c and c[1].v, err = err, e1 = e1,
+    e2 = e2 }
+end)
+
 -- a timer's callback queries too
 local from_timer
 moonlet.after(0.05, function()
