@@ -52,6 +52,9 @@
 ---@field json moonlet.json JSON encode/decode (lua/types/moonlet/json.lua)
 ---@field null lightuserdata JSON null, and what moonlet.redis and moonlet.pg give for nil/NULL
 ---@field template moonlet.template HTML templates (lua/types/moonlet/template.lua)
+---@field pg moonlet.pg PostgreSQL (lua/types/moonlet/stores.lua)
+---@field redis moonlet.redis Redis (lua/types/moonlet/stores.lua)
+---@field tcp moonlet.tcp TCP cosockets (lua/types/moonlet/stores.lua)
 local moonlet = {}
 
 ---`v` as text safe inside HTML and its attributes (`& < > " '`); nil gives "".
