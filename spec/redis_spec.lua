@@ -6,7 +6,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 
 describe("moonlet.redis", function()
-  local rd, rd_auth, srv
+  local rd, rd_auth, rd_tls, srv
 
   local function get(path, timeout)
     local res = helpers.get(srv, path, { timeout = timeout or 30 })
@@ -31,15 +31,18 @@ describe("moonlet.redis", function()
   setup(function()
     rd = stores.redis()
     rd_auth = stores.redis({ password = "s3cret" })
+    rd_tls = stores.redis({ tls = true })
     srv = helpers.start("spec/apps/redis.lua", { env = ("REDIS_URL=%s "
-      .. "REDIS_AUTH_URL=redis://:s3cret@127.0.0.1:%d/3")
-      :format(rd.url, rd_auth.port) })
+      .. "REDIS_AUTH_URL=redis://:s3cret@127.0.0.1:%d/3 REDIS_TLS_URL=%s "
+      .. "REDIS_TLS_CA=%s"):format(rd.url, rd_auth.port, rd_tls.url,
+        rd_tls.ca) })
   end)
 
   teardown(function()
     if srv then srv:stop() end
     if rd then rd:stop() end
     if rd_auth then rd_auth:stop() end
+    if rd_tls then rd_tls:stop() end
   end)
 
   it("works at app load and in a timer callback", function()
@@ -170,6 +173,20 @@ describe("moonlet.redis", function()
     assert.equal("ne*", s.pat)
     assert.equal("closed", s.cerr)
   end)
+
+  it("speaks TLS for rediss://, verifying the server's certificate",
+    function()
+      local t = get("/tls?ca=1")
+      assert.is_nil(t.err)
+      assert.equal("OK", t.ok)
+      assert.equal("yes", t.v)
+      assert.equal("tls_news", t.ch)
+      assert.equal("secret", t.msg)
+      assert.equal("yes", rd_tls:cli("GET", "over_tls"))
+      -- the throwaway CA is not in the system's store
+      assert.matches("^tls: .*verif", get("/tls").err)
+      assert.equal("yes", get("/tls?noverify=1").v)
+    end)
 
   it("refuses connection-state commands on the shared connection", function()
     assert.matches("r:transaction", get("/misuse").err)

@@ -130,14 +130,21 @@ local RD = {}
 RD.__index = RD
 
 --- Starts redis-server; returns r with .port, .url, :cli(...), :stop(),
--- :restart().  opts.password sets requirepass.
+-- :restart().  opts.password sets requirepass; opts.tls makes it speak
+-- TLS only, with a certificate for 127.0.0.1 from a throwaway CA
+-- (spec/tls/make-certs.sh): r.ca is that CA's file.
 function S.redis(opts)
   opts = opts or {}
   local _, dir = sh("mktemp -d /tmp/moonlet-redis.XXXXXX")
   local r = setmetatable({ dir = dir:gsub("%s+$", ""), port = S.free_port(),
     password = opts.password }, RD)
+  if opts.tls then
+    assert(sh("sh spec/tls/make-certs.sh " .. r.dir .. "/pki"))
+    r.ca = r.dir .. "/pki/ca.pem"
+    r.tls = true
+  end
   assert(r:start(), "redis-server did not start")
-  r.url = ("redis://%s127.0.0.1:%d"):format(
+  r.url = ("%s://%s127.0.0.1:%d"):format(r.tls and "rediss" or "redis",
     r.password and (":" .. r.password .. "@") or "", r.port)
   return r
 end
@@ -148,6 +155,13 @@ function RD:start()
     :format(self.port, self.dir)
   if self.password then
     args = args .. " --requirepass " .. quote(self.password)
+  end
+  if self.tls then
+    local pki = self.dir .. "/pki/"
+    args = args:gsub("^%-%-port %d+", "--port 0 --tls-port " .. self.port)
+      .. (" --tls-cert-file %sserver.pem --tls-key-file %sserver.key "
+        .. "--tls-ca-cert-file %sca.pem --tls-auth-clients no")
+        :format(pki, pki, pki)
   end
   os.execute(("( redis-server %s >%s/log 2>&1 & echo $! >%s/pid ) ")
     :format(args, self.dir, self.dir))
@@ -171,7 +185,8 @@ end
 function RD:cli(...)
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local _, out = sh(("redis-cli -p %d %s %s"):format(self.port,
+  local _, out = sh(("redis-cli -p %d %s %s %s"):format(self.port,
+    self.tls and ("--tls --cacert " .. quote(self.ca)) or "",
     self.password and ("--no-auth-warning -a " .. quote(self.password)) or "",
     table.concat(args, " ")))
   return (out:gsub("\n$", ""))

@@ -9,8 +9,9 @@
 
 local core = require "moonlet.core"
 
-local type, error, pcall, setmetatable, tonumber, select, rawget =
-  type, error, pcall, setmetatable, tonumber, select, rawget
+local type, error, pcall, setmetatable, tonumber, select, rawget,
+  tostring = type, error, pcall, setmetatable, tonumber, select, rawget,
+  tostring
 local max = math.max
 local upper, lower, match, gsub, char = string.upper, string.lower,
   string.match, string.gsub, string.char
@@ -49,9 +50,7 @@ end
 local function parse_url(url)
   local scheme, rest = match(url, "^(%a+)://(.*)$")
   scheme = scheme and lower(scheme)
-  if scheme == "rediss" then
-    return nil, "tls: rediss:// is not available in this build"
-  elseif scheme ~= "redis" then
+  if scheme ~= "redis" and scheme ~= "rediss" then
     return nil, "bad url: redis://host[:port][/db] expected"
   end
   local auth, hostport, path = match(rest, "^([^@/]*)@([^/?#]*)([^?#]*)")
@@ -73,16 +72,23 @@ local function parse_url(url)
   end
   port = tonumber(port) or 6379
   return { host = host, port = port, user = user, password = password,
-    db = tonumber(db) or 0,
-    key = ("%q %d %q %q %s"):format(host, port, user or "",
+    db = tonumber(db) or 0, tls = scheme == "rediss",
+    key = ("%s %q %d %q %q %s"):format(scheme, host, port, user or "",
       password or "", db or "0") }
 end
 
--- The worker's pool for url (made on first use), or nil, err.
-local function pool_for(url)
+-- The worker's pool for url (made on first use), or nil, err.  'tls'
+-- (§7's options: verify, ca_file, cert, key) matters for rediss:// only.
+local function pool_for(url, tls)
   local u, err = parse_url(url)
   if not u then return nil, err end
-  return redis_pool(u.key, u.host, u.port, u.user, u.password, u.db)
+  local key = u.key
+  if u.tls and type(tls) == "table" then
+    key = ("%s %s %q %q %q"):format(key, tostring(tls.verify ~= false),
+      tls.ca_file or "", tls.cert or "", tls.key or "")
+  end
+  return redis_pool(key, u.host, u.port, u.user, u.password, u.db,
+    u.tls and (type(tls) == "table" and tls or true) or nil)
 end
 
 -- How long a blocking command may block (seconds), nil for forever.
@@ -232,7 +238,7 @@ function M.connect(url, opts)
   if type(timeout) ~= "number" or timeout <= 0 then
     error("moonlet.redis.connect: timeout must be a positive number", 2)
   end
-  local pool, err = pool_for(url)
+  local pool, err = pool_for(url, opts.tls)
   if not pool then return nil, err end
   local r = setmetatable({ pool = pool, timeout = timeout }, R)
   if not redis_ready(pool) then
@@ -269,13 +275,18 @@ local function sub_send(self, cmd, ...)
 end
 
 local function subscribe(cmd, url, ...)
+  local opts
+  if type(url) == "table" then   -- ({url =, tls =}, channel, ...)
+    opts = url
+    url = opts.url
+  end
   if type(url) ~= "string" then
     error("moonlet.redis." .. lower(cmd) .. ": a URL expected", 3)
   end
   if select("#", ...) == 0 then
     error("moonlet.redis." .. lower(cmd) .. ": a channel expected", 3)
   end
-  local pool, err = pool_for(url)
+  local pool, err = pool_for(url, opts and opts.tls)
   if not pool then return nil, err end
   local conn, cerr = redis_take(pool, DEFAULT_TIMEOUT, true)
   if not conn then return nil, cerr end

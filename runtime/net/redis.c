@@ -9,14 +9,15 @@
  *
  * A connection (ml_redis) is owned by whoever made it (lib_redis.c); it
  * owns its slots, its reader and its handles, and frees itself once it is
- * closed and its handles and lookup have called back.  The socket is a
- * plain uv_tcp_t behind four functions (tr_*), the narrow interface a
- * stream with TLS replaces.
+ * closed and its stream, its flusher and its lookup have called back.
+ * The bytes go through the stream (net/stream.c): plain TCP, or TLS for
+ * rediss://.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "net/redis.h"
+#include "net/stream.h"
 #include "base/util.h"
 
 /* One command (or pipeline) waiting for its replies; owned by the
@@ -34,24 +35,21 @@ struct ml_redis {
   uv_loop_t *loop;
   const ml_redis_cbs *cb;
   void *ud;
-  uv_tcp_t tcp;
-  uv_connect_t creq;
+  ml_stream s;                   /* the socket, TLS or not */
+  ml_tls *tls;                   /* the owner's client context, or NULL */
   uv_getaddrinfo_t dns;
   uv_idle_t flusher;             /* writes 'out' at the end of the turn */
-  uv_write_t wreq;
   ml_ctimer timer;               /* connecting, or the oldest reply */
   ml_resp_reader *reader;
   ml_buf out;                    /* queued, not yet written */
-  ml_buf wbuf;                   /* being written by 'wreq' */
   ml_redis_slot *head, *tail;
   int nslots;
   int closes;                    /* handle closes outstanding */
   int port;
   int db;
   uint64_t connect_ms;
-  unsigned connected : 1;        /* TCP is up */
+  unsigned connected : 1;        /* TCP (and TLS) is up */
   unsigned ready : 1;            /* AUTH and SELECT answered */
-  unsigned writing : 1;
   unsigned resolving : 1;
   unsigned closing : 1;
   unsigned freed : 1;
@@ -79,24 +77,29 @@ static void maybe_free(ml_redis *c) {
   c->freed = 1;
   ml_resp_reader_free(c->reader);
   ml_buf_free(&c->out);
-  ml_buf_free(&c->wbuf);
   free(c->host);
   free(c->user);
   free(c->password);
   free(c);
 }
 
-static void handle_closed(uv_handle_t *h) {
+static void flusher_closed(uv_handle_t *h) {
   ml_redis *c = h->data;
   c->closes--;
   maybe_free(c);
 }
 
-/* Closes the socket and the flusher (the transport's close). */
+static void s_closed(ml_stream *s) {
+  ml_redis *c = container_of(s, ml_redis, s);
+  c->closes--;
+  maybe_free(c);
+}
+
+/* Closes the stream and the flusher. */
 static void tr_close(ml_redis *c) {
   c->closes = 2;
-  uv_close((uv_handle_t *)&c->tcp, handle_closed);
-  uv_close((uv_handle_t *)&c->flusher, handle_closed);
+  ml_stream_close(&c->s);
+  uv_close((uv_handle_t *)&c->flusher, flusher_closed);
 }
 
 void ml_redis_close(ml_redis *c) {
@@ -142,9 +145,9 @@ void ml_redis_ref(ml_redis *c, int on) {
   if (c->closing)
     return;
   if (on)
-    uv_ref((uv_handle_t *)&c->tcp);
+    uv_ref((uv_handle_t *)&c->s.tcp);
   else
-    uv_unref((uv_handle_t *)&c->tcp);
+    uv_unref((uv_handle_t *)&c->s.tcp);
 }
 
 void ml_redis_set_push(ml_redis *c, int on) {
@@ -341,75 +344,56 @@ static void on_data(ml_redis *c, const char *data, size_t len) {
 
 /*
 ** {======================================================
-** The transport: TCP for now
+** The stream
 ** =======================================================
 */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  ml_redis *c = h->data;
-  ML_UNUSED(hint);
+static void s_alloc(ml_stream *s, uv_buf_t *buf) {
+  ml_redis *c = container_of(s, ml_redis, s);
   buf->base = c->readbuf;
   buf->len = sizeof c->readbuf;
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  ml_redis *c = st->data;
-  if (c->closing || nread == 0)
-    return;
-  if (nread < 0) {
-    fail(c, "closed");
-    return;
-  }
-  on_data(c, buf->base, (size_t)nread);
+static void s_read(ml_stream *s, const char *data, size_t len) {
+  ml_redis *c = container_of(s, ml_redis, s);
+  if (!c->closing)
+    on_data(c, data, len);
 }
 
-static void tr_flush(ml_redis *c);
-
-static void write_done(uv_write_t *w, int status) {
-  ml_redis *c = container_of(w, ml_redis, wreq);
-  c->writing = 0;
-  c->wbuf.len = 0;
-  if (c->closing)
-    return;
-  if (status < 0) {
-    fail(c, "closed");
-    return;
+/* The short message for a status the stream reports. */
+static const char *stream_error(ml_redis *c, int status) {
+  char buf[160];
+  if (status == UV_ECONNREFUSED)
+    return "connection refused";
+  if (status == UV_ETIMEDOUT)
+    return "timeout";
+  if (status == ML_STREAM_ETLS) {
+    snprintf(c->err, sizeof c->err, "%s",
+             ml_stream_strerror(&c->s, status, buf, sizeof buf));
+    return c->err;
   }
-  if (c->out.len > 0)
-    flush_soon(c);
+  if (!c->connected) {
+    snprintf(c->err, sizeof c->err, "connect: %s", uv_strerror(status));
+    return c->err;
+  }
+  return "closed";
 }
 
-/* Writes 'out': what the socket takes now, the rest with one uv_write
- * from 'wbuf' (the two buffers trade places). */
+static void s_end(ml_stream *s, int status) {
+  ml_redis *c = container_of(s, ml_redis, s);
+  fail(c, stream_error(c, status));
+}
+
+/* Writes 'out': the stream takes it all (what the socket does not take
+ * now waits in its queue). */
 static void tr_flush(ml_redis *c) {
-  uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-  ml_buf tmp;
-  int n;
-  if (c->writing || c->out.len == 0 || !c->connected)
+  if (c->out.len == 0 || !c->connected || c->closing)
     return;
-  n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n == UV_EAGAIN)
-    n = 0;
-  if (n < 0) {
+  if (ml_stream_write(&c->s, c->out.data, c->out.len) != 0) {
     fail(c, "closed");
     return;
   }
-  if ((size_t)n == c->out.len) {
-    c->out.len = 0;
-    return;
-  }
-  memmove(c->out.data, c->out.data + n, c->out.len - (size_t)n);
-  c->out.len -= (size_t)n;
-  tmp = c->wbuf;
-  c->wbuf = c->out;
-  c->out = tmp;
   c->out.len = 0;
-  b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-  if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
-    fail(c, "closed");
-    return;
-  }
-  c->writing = 1;
 }
 
 static void on_flush(uv_idle_t *h) {
@@ -424,25 +408,17 @@ static void flush_soon(ml_redis *c) {
     uv_idle_start(&c->flusher, on_flush);
 }
 
-/* The short message for a failed connect. */
-static const char *connect_error(ml_redis *c, int status) {
-  if (status == UV_ECONNREFUSED)
-    return "connection refused";
-  if (status == UV_ETIMEDOUT)
-    return "timeout";
-  snprintf(c->err, sizeof c->err, "connect: %s", uv_strerror(status));
-  return c->err;
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  ml_redis *c = container_of(req, ml_redis, creq);
+/* Connected, and with TLS the handshake done and the certificate
+ * checked. */
+static void s_connected(ml_stream *s, int status) {
+  ml_redis *c = container_of(s, ml_redis, s);
   if (c->closing)
     return;
   if (status < 0) {
-    fail(c, connect_error(c, status));
+    fail(c, stream_error(c, status));
     return;
   }
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+  if (ml_stream_read_start(&c->s) != 0) {
     fail(c, "closed");
     return;
   }
@@ -454,11 +430,14 @@ static void on_connect(uv_connect_t *req, int status) {
   flush_soon(c);
 }
 
+static const ml_stream_cbs stream_cbs = {
+  s_alloc, s_read, s_end, s_connected, NULL, NULL, NULL, s_closed
+};
+
 static void tr_connect(ml_redis *c, const struct sockaddr *sa) {
-  int rc;
-  uv_tcp_nodelay(&c->tcp, 1);
-  if ((rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect)) != 0)
-    fail(c, connect_error(c, rc));
+  int rc = ml_stream_connect(&c->s, sa, c->tls, c->host, NULL);
+  if (rc != 0)
+    fail(c, stream_error(c, rc));
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status,
@@ -568,6 +547,7 @@ ml_redis *ml_redis_new(uv_loop_t *loop, ml_clock *clock,
   c->db = o->db;
   c->connect_ms = o->connect_ms;
   c->refd = 1;
+  c->tls = o->tls;
   c->host = strdup(o->host);
   c->user = dup_or_null(o->user);
   c->password = dup_or_null(o->password);
@@ -585,9 +565,19 @@ ml_redis *ml_redis_new(uv_loop_t *loop, ml_clock *clock,
     free(c);
     return NULL;
   }
-  uv_tcp_init(loop, &c->tcp);
+  if (ml_stream_init(loop, &c->s, &stream_cbs, clock) != 0) {
+    ml_resp_reader_free(c->reader);
+    ml_buf_free(&c->out);
+    free(c->host);
+    free(c->user);
+    free(c->password);
+    while (c->head != NULL)
+      free(slot_pop(c));
+    free(c);
+    return NULL;
+  }
   uv_idle_init(loop, &c->flusher);
-  c->tcp.data = c->flusher.data = c;
+  c->flusher.data = c;
   arm(c);
   start(c);
   return c;

@@ -35,6 +35,8 @@ typedef struct {
   const char *user, *password;  /* AUTH, when password is not NULL */
   int db;                       /* SELECT, when not 0 */
   uint64_t connect_ms;          /* bounds connecting and AUTH */
+  struct ml_tls *tls;           /* a client TLS context (rediss://), or
+                                   NULL; the owner keeps it alive */
 } ml_redis_opts;
 
 /*

@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 #include "base/clock.h"
 #include "net/redis.h"
+#include "net/stream.h"
 #include "vm/gen.h"
 #include "vm/lib.h"
 #include "base/util.h"
@@ -197,6 +198,8 @@ static void pushed_clear(rconn *rc) {
 }
 
 static void pool_free(rpool *p) {
+  if (p->o.tls != NULL)
+    ml_tls_free(p->o.tls);       /* its streams keep what they need */
   free((char *)p->o.host);
   free((char *)p->o.user);
   free((char *)p->o.password);
@@ -394,15 +397,36 @@ static rstate *state_get(ml_gen *g) {
   return st;
 }
 
+/* A client TLS context from the options table at idx (§7's: verify,
+ * ca_file, cert, key); NULL with the reason in err. */
+static ml_tls *tls_from(lua_State *L, int idx, char *err, size_t errlen) {
+  ml_tls_opts o;
+  memset(&o, 0, sizeof o);
+  o.verify = 1;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "verify");
+    o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_getfield(L, idx, "ca_file");
+    o.ca_file = lua_tostring(L, -1);
+    lua_getfield(L, idx, "cert");
+    o.cert = lua_tostring(L, -1);
+    lua_getfield(L, idx, "key");
+    o.key = lua_tostring(L, -1);
+    lua_pop(L, 4);               /* the strings live on in the table */
+  }
+  return ml_tls_new(&o, err, errlen);
+}
+
 static char *opt_dup(lua_State *L, int idx) {
   const char *s = luaL_optstring(L, idx, NULL);
   return s != NULL ? strdup(s) : NULL;
 }
 
 /*
- * core.redis_pool(key, host, port, user, password, db) -> pool: the
- * state's pool for that server, made on first use.  The userdata only
- * points at it: pools live as long as the state.
+ * core.redis_pool(key, host, port, user, password, db [, tls]) -> pool
+ * | nil, err: the state's pool for that server, made on first use; 'tls'
+ * (true or §7's options table) for rediss://.  The userdata only points
+ * at it; the part's close empties it.
  */
 static int redis_pool(lua_State *L) {
   const char *key = luaL_checkstring(L, 1);
@@ -435,6 +459,15 @@ static int redis_pool(lua_State *L) {
     p->o.user = opt_dup(L, 4);
     p->o.password = opt_dup(L, 5);
     p->o.db = (int)db;
+  }
+  if (lua_toboolean(L, 7)) {
+    char err[256];
+    if ((p->o.tls = tls_from(L, 7, err, sizeof err)) == NULL) {
+      pool_free(p);
+      lua_pushnil(L);
+      lua_pushstring(L, err);
+      return 2;
+    }
   }
   if (p->key == NULL || p->o.host == NULL) {
     pool_free(p);

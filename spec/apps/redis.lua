@@ -201,6 +201,25 @@ app:get("/stall", function()
   return { timeouts = n, took = took, after = ok }
 end)
 
+-- rediss:// against a TLS-only server (REDIS_TLS_URL, its CA in
+-- REDIS_TLS_CA)
+app:get("/tls", function(req)
+  local tls
+  if req.query.ca then tls = { ca_file = os.getenv("REDIS_TLS_CA") } end
+  if req.query.noverify then tls = { verify = false } end
+  local r, err = redis.connect(os.getenv("REDIS_TLS_URL"),
+    { tls = tls, timeout = 2 })
+  if not r then return { err = err } end
+  local ok = r:set("over_tls", "yes")
+  local replies = r:pipeline(function(p) p:incr("tls_n"); p:get("over_tls") end)
+  local sub = assert(redis.subscribe({ url = os.getenv("REDIS_TLS_URL"),
+    tls = tls }, "tls_news"))
+  r:publish("tls_news", "secret")
+  local ch, msg = sub:receive(2)
+  sub:close()
+  return { ok = ok, v = replies[2], ch = ch, msg = msg }
+end)
+
 local from_timer
 moonlet.after(0.05, function()
   local r = assert(redis.connect(URL))
