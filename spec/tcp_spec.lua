@@ -7,7 +7,7 @@ local cjson = require "cjson"
 local socket = require "socket"
 
 describe("moonlet.tcp", function()
-  local rd, srv
+  local rd, rd_tls, srv
 
   local function get(path)
     local res = helpers.get(srv, path, { timeout = 30 })
@@ -17,13 +17,15 @@ describe("moonlet.tcp", function()
 
   setup(function()
     rd = stores.redis()
-    srv = helpers.start("spec/apps/tcp.lua",
-      { env = "REDIS_PORT=" .. rd.port })
+    rd_tls = stores.redis({ tls = true })
+    srv = helpers.start("spec/apps/tcp.lua", { env = ("REDIS_PORT=%d "
+      .. "TLS_PORT=%d TLS_CA=%s"):format(rd.port, rd_tls.port, rd_tls.ca) })
   end)
 
   teardown(function()
     if srv then srv:stop() end
     if rd then rd:stop() end
+    if rd_tls then rd_tls:stop() end
   end)
 
   it("receives lines, counts and everything to the end", function()
@@ -94,6 +96,16 @@ describe("moonlet.tcp", function()
       socket.sleep(0.02)
     end
     assert.equal(0, n)
+  end)
+
+  it("speaks TLS, checking the certificate and the name", function()
+    local t = get("/tls")
+    assert.is_nil(t.err)
+    assert.equal("+PONG", t.line)
+    assert.equal(1, t.keep)
+    assert.equal(1, t.reused)                 -- TLS connections pool too
+    assert.matches("^tls: .*verif", get("/tls?system=1").err)
+    assert.matches("^tls: ", get("/tls?name=other.example").err)
   end)
 
   it("runs lua-resty-redis unmodified through a small ngx", function()

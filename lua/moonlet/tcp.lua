@@ -45,16 +45,21 @@ end
 --- `moonlet.tcp.connect(host, port [, {timeout = 5, tls = ...}])`
 -- (yields): a socket, from the worker's keep-alive pool for host:port if
 -- one is there, or `nil, err`.  `timeout` (seconds) bounds the connect and
--- every later call until `sock:settimeout` says otherwise.
+-- every later call until `sock:settimeout` says otherwise.  `tls = true`,
+-- or `{verify =, ca_file =, server_name =, cert =, key =}`: TLS, the
+-- certificate checked against the system's store (or ca_file) and the
+-- host (or server_name), which SNI sends.
 function M.connect(host, port, opts)
   if type(host) ~= "string" or math.type(port) ~= "integer" then
     error("moonlet.tcp.connect: host (a string) and port expected", 2)
   end
   opts = opts or {}
-  if opts.tls then
-    return nil, "tls: not available in this build"
+  local tls = opts.tls
+  if tls ~= nil and tls ~= false and tls ~= true and type(tls) ~= "table" then
+    error("moonlet.tcp.connect: tls is true or a table", 2)
   end
-  return tcp_connect(host, port, opts.timeout or 5)
+  return tcp_connect(host, port, opts.timeout or 5, tls or nil,
+    type(tls) == "table" and tls.server_name or nil)
 end
 
 return M

@@ -1,8 +1,9 @@
 /*
- * tcp.h - one outbound TCP connection for moonlet.tcp's cosockets: the
- * name looked up off the loop, bytes read into a buffer the owner takes
- * from, writes that report when the kernel has them all.  Pure C: what
- * Lua sees and the keep-alive pools are lib_tcp.c's.
+ * tcp.h - one outbound connection for moonlet.tcp's cosockets, on the
+ * stream (TCP, or TLS with a client context): the name looked up off the
+ * loop, bytes read into a buffer the owner takes from, writes that report
+ * when the kernel has them all.  Pure C: what Lua sees and the keep-alive
+ * pools are lib_tcp.c's.
  */
 #ifndef ML_TCP_H
 #define ML_TCP_H
@@ -11,10 +12,11 @@
 #include <uv.h>
 
 typedef struct ml_tcp ml_tcp;
+struct ml_tls;
 
 typedef struct {
   /* Connected (err NULL), or why not: "connection refused", "timeout",
-   * "dns: <reason>", "connect: <reason>". */
+   * "dns: <reason>", "connect: <reason>", "tls: <reason>". */
   void (*connected)(ml_tcp *t, const char *err, void *ud);
   /* Bytes were added to the buffer, or the peer ended (ml_tcp_ended). */
   void (*data)(ml_tcp *t, void *ud);
@@ -23,11 +25,20 @@ typedef struct {
   void (*written)(ml_tcp *t, const char *err, void *ud);
 } ml_tcp_cbs;
 
-/* Starts connecting; callbacks come from loop callbacks only.  NULL,
- * with the short reason in 'err', when it fails at once. */
+/*
+ * Starts connecting; with 'tls' (a client context the caller keeps
+ * alive) the handshake follows, checking the certificate against 'name'
+ * (NULL: host), which SNI sends too.  Callbacks come from loop callbacks
+ * only.  NULL, with the short reason in 'err', when it fails at once.
+ */
 ml_tcp *ml_tcp_connect(uv_loop_t *loop, const char *host, int port,
+                       struct ml_tls *tls, const char *name,
                        const ml_tcp_cbs *cb, void *ud, char *err,
                        size_t errlen);
+
+/* Why it ended, when ml_tcp_ended says it did with an error: "tls: ...",
+ * "closed". */
+const char *ml_tcp_error(ml_tcp *t);
 
 /* A new owner for the callbacks (the keep-alive pool, then a socket). */
 void ml_tcp_set_owner(ml_tcp *t, const ml_tcp_cbs *cb, void *ud);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "base/clock.h"
+#include "net/stream.h"
 #include "net/tcp.h"
 #include "vm/gen.h"
 #include "vm/lib.h"
@@ -47,9 +48,8 @@ struct tsock {
   top *rop, *wop;                    /* a reader and a writer may wait */
   uint64_t timeout_ms;
   int reused;                        /* times taken from the pool */
-  int port;
   ml_defer defer;                    /* closed when its coroutine ends */
-  char host[256];
+  char key[600];                     /* its pool: host, port, TLS */
 };
 
 /* A pooled connection. */
@@ -64,14 +64,23 @@ struct tidle {
 struct tpool {
   tpool *next;
   tidle *idle;
-  int nidle, port;
-  char host[256];
+  int nidle;
+  char key[600];
 };
 
-/* The generation's pools: a part of it, made on first use. */
+/* A client TLS context, made once per set of options. */
+typedef struct tctx {
+  struct tctx *next;
+  ml_tls *tls;
+  char key[];
+} tctx;
+
+/* The generation's pools and TLS contexts: a part of it, made on first
+ * use. */
 typedef struct {
   ml_part part;
   tpool *pools;
+  tctx *ctxs;
 } tstate;
 
 static const ml_tcp_cbs sock_cbs;
@@ -211,6 +220,12 @@ static int match(ml_tcp *t, int kind, size_t want, const char **data,
   return 0;
 }
 
+/* Why a receive cannot be answered: "closed", or "tls: ..." when TLS
+ * failed. */
+static const char *end_reason(ml_tcp *t) {
+  return ml_tcp_ended(t) == UV_EOF ? "closed" : ml_tcp_error(t);
+}
+
 /* Finishes the waiting reader if the buffer now answers it. */
 static void try_reader(tsock *s) {
   top *o = s->rop;
@@ -222,7 +237,7 @@ static void try_reader(tsock *s) {
   if ((m = match(s->t, o->kind, o->n, &data, &len, &take)) == 0)
     return;
   ml_tcp_read(s->t, 0);
-  op_end(o, m > 0 ? NULL : "closed", data, len, 1, take);
+  op_end(o, m > 0 ? NULL : end_reason(s->t), data, len, 1, take);
 }
 
 static void op_timeout(ml_ctimer *tm) {
@@ -327,7 +342,7 @@ static int sock_receive(lua_State *L) {
     if (m > 0)
       return 1;
     lua_pushnil(L);
-    lua_pushliteral(L, "closed");
+    lua_pushstring(L, end_reason(s->t));
     lua_rotate(L, -3, -1);           /* nil, "closed", partial */
     return 3;
   }
@@ -460,39 +475,96 @@ static void idle_written(ml_tcp *t, const char *err, void *ud) {
 static const ml_tcp_cbs idle_cbs = { idle_connected, idle_data,
                                      idle_written };
 
+/* Sockets in use keep what they need of a context they were made with. */
 static void part_close(ml_part *part) {
   tstate *st = (tstate *)part;
   tpool *p;
+  tctx *x;
   while ((p = st->pools) != NULL) {
     st->pools = p->next;
     while (p->idle != NULL)
       idle_free(p->idle);
     free(p);
   }
+  while ((x = st->ctxs) != NULL) {
+    st->ctxs = x->next;
+    ml_tls_free(x->tls);
+    free(x);
+  }
   free(st);
 }
 
-static const ml_part_kind tcp_kind = { "tcp keep-alive pools", NULL,
+static const ml_part_kind tcp_kind = { "tcp pools and tls contexts", NULL,
                                        part_close };
 
-static tpool *pool_find(ml_gen *g, const char *host, int port, int make) {
+static tstate *state_get(ml_gen *g, int make) {
   tstate *st = (tstate *)ml_gen_part(g, &tcp_kind);
-  tpool *p;
-  if (st == NULL) {
-    if (!make || (st = calloc(1, sizeof *st)) == NULL)
-      return NULL;
+  if (st == NULL && make && (st = calloc(1, sizeof *st)) != NULL)
     ml_gen_attach(g, &st->part, &tcp_kind);
-  }
+  return st;
+}
+
+static tpool *pool_find(ml_gen *g, const char *key, int make) {
+  tstate *st = state_get(g, make);
+  tpool *p;
+  if (st == NULL)
+    return NULL;
   for (p = st->pools; p != NULL; p = p->next)
-    if (p->port == port && strcmp(p->host, host) == 0)
+    if (strcmp(p->key, key) == 0)
       return p;
   if (!make || (p = calloc(1, sizeof *p)) == NULL)
     return NULL;
-  snprintf(p->host, sizeof p->host, "%s", host);
-  p->port = port;
+  snprintf(p->key, sizeof p->key, "%s", key);
   p->next = st->pools;
   st->pools = p;
   return p;
+}
+
+/*
+ * The client TLS context for the options at idx (true, or a table of
+ * verify, ca_file, cert, key), made on first use; its identity goes into
+ * 'key'.  NULL with the reason in err.
+ */
+static ml_tls *tls_for(lua_State *L, ml_gen *g, int idx, char *key,
+                       size_t keylen, char *err, size_t errlen) {
+  ml_tls_opts o;
+  tstate *st = state_get(g, 1);
+  tctx *x;
+  memset(&o, 0, sizeof o);
+  o.verify = 1;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "verify");
+    o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_getfield(L, idx, "ca_file");
+    o.ca_file = lua_tostring(L, -1);
+    lua_getfield(L, idx, "cert");
+    o.cert = lua_tostring(L, -1);
+    lua_getfield(L, idx, "key");
+    o.key = lua_tostring(L, -1);
+    lua_pop(L, 4);                   /* the table keeps the strings */
+  }
+  snprintf(key, keylen, "tls %d %s %s %s", o.verify,
+           o.ca_file ? o.ca_file : "", o.cert ? o.cert : "",
+           o.key ? o.key : "");
+  if (st == NULL) {
+    snprintf(err, errlen, "not enough memory");
+    return NULL;
+  }
+  for (x = st->ctxs; x != NULL; x = x->next)
+    if (strcmp(x->key, key) == 0)
+      return x->tls;
+  if ((x = malloc(sizeof *x + strlen(key) + 1)) == NULL) {
+    snprintf(err, errlen, "not enough memory");
+    return NULL;
+  }
+  if ((x->tls = ml_tls_new(&o, err, errlen)) == NULL) {
+    free(x);
+    return NULL;
+  }
+  strcpy(x->key, key);
+  x->next = st->ctxs;
+  st->ctxs = x;
+  return x->tls;
 }
 
 /*
@@ -521,7 +593,7 @@ static int sock_setkeepalive(lua_State *L) {
     lua_pushstring(L, avail > 0 ? "unread data in buffer" : "closed");
     return 2;
   }
-  p = pool_find(co->gen, s->host, s->port, 1);
+  p = pool_find(co->gen, s->key, 1);
   if (p == NULL || p->nidle >= size || (i = calloc(1, sizeof *i)) == NULL) {
     sock_end(s);
     lua_pushinteger(L, 1);           /* not kept: closed, as asked */
@@ -559,29 +631,41 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /*
- * core.tcp_connect(host, port, timeout) -> sock | nil, err (yields): a
- * pooled connection to host:port, or a new one.
+ * core.tcp_connect(host, port, timeout [, tls [, server_name]]) -> sock
+ * | nil, err (yields): a pooled connection to host:port (with the same
+ * TLS), or a new one.
  */
 static int tcp_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   lua_Number timeout = luaL_checknumber(L, 3);
-  char err[160];
+  const char *name = luaL_optstring(L, 5, NULL);
+  char err[256], tlskey[300] = "";
+  ml_tls *tls = NULL;
   ml_co *co;
   tpool *p;
   tsock *s;
-  luaL_argcheck(L, strlen(host) < sizeof s->host, 1, "host name too long");
+  luaL_argcheck(L, strlen(host) < 256, 1, "host name too long");
+  luaL_argcheck(L, name == NULL || strlen(name) < 256, 5, "name too long");
   luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
   luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3, "timeout out of range");
   co = ml_sched_current(L);
+  if (lua_toboolean(L, 4) &&
+      (tls = tls_for(L, co->gen, 4, tlskey, sizeof tlskey, err,
+                     sizeof err)) == NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_settop(L, 5);
   s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, SOCK_MT);
-  snprintf(s->host, sizeof s->host, "%s", host);
-  s->port = (int)port;
+  snprintf(s->key, sizeof s->key, "%s %d %s %s", host, (int)port, tlskey,
+           name != NULL ? name : "");
   s->timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
   ml_sched_defer(co, &s->defer, sock_deferred);
-  if ((p = pool_find(co->gen, host, (int)port, 0)) != NULL &&
+  if ((p = pool_find(co->gen, s->key, 0)) != NULL &&
       p->idle != NULL) {
     tidle *i = p->idle;
     s->t = i->t;
@@ -598,8 +682,8 @@ static int tcp_connect(lua_State *L) {
     ml_tcp_ref(s->t, 1);
     return 1;
   }
-  if ((s->t = ml_tcp_connect(co->gen->loop, host, (int)port, &sock_cbs, s,
-                             err, sizeof err)) == NULL) {
+  if ((s->t = ml_tcp_connect(co->gen->loop, host, (int)port, tls, name,
+                             &sock_cbs, s, err, sizeof err)) == NULL) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;

@@ -74,6 +74,21 @@ app:get("/wait", function()
   return { v = s:receive() }                        -- nothing comes
 end)
 
+-- TLS to a TLS-only redis-server (TLS_PORT, its CA in TLS_CA)
+app:get("/tls", function(req)
+  local tls = { ca_file = os.getenv("TLS_CA"), server_name = req.query.name }
+  if req.query.system then tls = true end
+  local s, err = tcp.connect("127.0.0.1", tonumber(os.getenv("TLS_PORT")),
+    { tls = tls, timeout = 2 })
+  if not s then return { err = err } end
+  s:send("PING\r\n")
+  local line, rerr = s:receive()
+  local keep = s:setkeepalive()
+  local s2 = assert(tcp.connect("127.0.0.1", tonumber(os.getenv("TLS_PORT")),
+    { tls = tls }))
+  return { line = line, err = rerr, keep = keep, reused = s2:getreusedtimes() }
+end)
+
 -- lua-resty-redis, unmodified, through a small ngx
 local shim = require "ngx_shim"
 local redis = shim.load("nginx.redis")
