@@ -69,6 +69,26 @@
   X(resp_reads_every_type) \
   X(resp_reads_replies_in_pieces) \
   X(resp_refuses_what_is_not_resp) \
-  X(resp_formats_commands)
+  X(resp_formats_commands) \
+  X(ws_utf8_accepts_and_refuses) \
+  X(ws_utf8_fails_at_the_bad_byte) \
+  X(ws_unmask_matches_bytewise) \
+  X(ws_head_lengths) \
+  X(ws_parse_roundtrip_lengths) \
+  X(ws_parse_fragments_with_control_between) \
+  X(ws_parse_refuses_broken_frames) \
+  X(ws_parse_refuses_bad_sequences) \
+  X(ws_parse_too_big_before_payload) \
+  X(ws_parse_close_codes) \
+  X(ws_close_payload_cuts_on_a_character) \
+  X(ws_parse_utf8_fails_fast_across_fragments) \
+  X(ws_handshake_values) \
+  X(ws_pmd_server_takes_offers) \
+  X(ws_pmd_server_declines_bad_offers) \
+  X(ws_pmd_client_reads_answers) \
+  X(ws_deflate_roundtrip_and_small_messages) \
+  X(ws_inflate_keeps_context_and_honours_windows) \
+  X(ws_inflate_stops_at_the_limit) \
+  X(ws_parse_compressed_messages)
 
 #endif
