@@ -155,13 +155,16 @@ run: all
 	$(BUILD)/moonlet run apps/hello.lua --port $(PORT)
 
 # Every suite, then one line summing them all: the C tests (also under
-# ASan + UBSan), 30 s of fuzzing, and the busted specs.
+# ASan + UBSan), 30 s of fuzzing the connection path and 15 s of
+# WebSocket frames, and the busted specs.
 FUZZ_SECONDS ?= 30
+FUZZ_WS_SECONDS ?= 15
 test: deps test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
-	@$(MAKE) --no-print-directory asan build-fuzz/fuzz_conn \
-	  build-fuzz/fuzz_resp >/dev/null
-	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh spec/run.sh
+	@$(MAKE) --no-print-directory asan $(FUZZERS) build-fuzz/fuzz_resp \
+	  >/dev/null
+	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  FUZZ_WS_SECONDS=$(FUZZ_WS_SECONDS) sh spec/run.sh
 
 test-c: deps
 	@$(MAKE) --no-print-directory $(BUILD)/ctest && $(BUILD)/ctest
@@ -203,32 +206,38 @@ check-leaks: all $(BUILD)/ctest
 	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad"; \
 	  exit 1; fi; echo "valgrind: $$(ls $(BUILD)/valgrind | wc -l) servers, clean"
 
-# Fuzzing the connection path with libFuzzer (spec/fuzz/fuzz_conn.c):
-# `make fuzz SECONDS=600`.  Its build has tiny back-pressure marks
-# (ML_FUZZ_MARKS), so that short inputs pause and resume reading.  New inputs go to build-fuzz/corpus, crashes
-# to build-fuzz/crash-*; a crash, once fixed, joins spec/fuzz/corpus.
+# Fuzzing with libFuzzer: the connection path (spec/fuzz/fuzz_conn.c)
+# and WebSocket frames (spec/fuzz/fuzz_ws.c).  `make fuzz SECONDS=600`
+# runs each for that long.  Their build has tiny back-pressure marks
+# (ML_FUZZ_MARKS), so that short inputs pause and resume reading.  New
+# inputs go to build-fuzz/corpus (and corpus_ws), crashes to
+# build-fuzz/crash-*; a crash, once fixed, joins spec/fuzz/corpus (or
+# corpus_ws).
 SECONDS ?= 600
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 FUZZ_RUN := -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/
+FUZZERS  := build-fuzz/fuzz_conn build-fuzz/fuzz_ws
 
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps PKGS="clang-14 libclang-rt-14-dev"
 
-build-fuzz/fuzz_conn: spec/fuzz/fuzz_conn.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
-                      $(LUA_SRC) | fuzz-deps
+build-fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
+                   $(LUA_SRC) | fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang-14 \
 	  OPT="-O1 -g -DML_FUZZ_MARKS" \
 	  SANITIZE="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
 	  build-fuzz/libmoonlet.a
 	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
 	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime \
-	  $(shell pkg-config --cflags $(PC_MODS)) -o $@ spec/fuzz/fuzz_conn.c \
+	  $(shell pkg-config --cflags $(PC_MODS)) -o $@ $< \
 	  build-fuzz/libmoonlet.a $(LIBS)
 
-fuzz: deps build-fuzz/fuzz_conn
-	@mkdir -p build-fuzz/corpus
+fuzz: deps $(FUZZERS)
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus_ws
 	build-fuzz/fuzz_conn -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus spec/fuzz/corpus
+	build-fuzz/fuzz_ws -max_total_time=$(SECONDS) $(FUZZ_RUN) \
+	  build-fuzz/corpus_ws spec/fuzz/corpus_ws
 
 # The RESP path (net/resp.c over hiredis's reader and encoder) alone:
 # `make fuzz-resp SECONDS=600`; its corpus is spec/fuzz/resp_corpus.

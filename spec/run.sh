@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every suite (the C tests, the C tests again under ASan + UBSan when
-# built, the fuzzer for FUZZ_SECONDS when built, the layering check, then
+# built, the fuzzers for FUZZ_SECONDS when built, the layering check, then
 # busted under Lua 5.4)
 # and ends with one line summing them: "N passed, N failed".  Exit status
 # 1 on any failure.
@@ -34,36 +34,26 @@ if [ "$BUILD" = build ] && [ -x build-asan/ctest ]; then
   c_pass=$((c_pass + a_pass)); c_fail=$((c_fail + a_fail))
 fi
 
-# The connection fuzzer (spec/fuzz), for a while: one test, passed when it
-# finds nothing in that time.
-if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_conn ]; then
-  echo "== fuzzing the connection path for $FUZZ_SECONDS s"
-  mkdir -p build-fuzz/corpus
-  if build-fuzz/fuzz_conn -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+# The fuzzers (spec/fuzz), each for a while: one test each, passed when
+# it finds nothing in that time.
+fuzz() {  # fuzz NAME SECONDS CORPUS
+  [ -n "$2" ] && [ -x "build-fuzz/fuzz_$1" ] || return 0
+  echo "== fuzzing $1 for $2 s"
+  mkdir -p "build-fuzz/$3"
+  if "build-fuzz/fuzz_$1" -max_total_time="$2" -timeout=10 \
       -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
-      build-fuzz/corpus spec/fuzz/corpus > "$tmp/fuzz.out" 2>&1; then
+      "build-fuzz/$3" "spec/fuzz/$3" > "$tmp/fuzz.out" 2>&1; then
     grep -E "^stat::number_of_executed_units|^Done" "$tmp/fuzz.out"
     c_pass=$((c_pass + 1))
   else
     tail -n 40 "$tmp/fuzz.out"; c_fail=$((c_fail + 1))
   fi
-fi
+}
+fuzz conn "$FUZZ_SECONDS" corpus
+fuzz ws "${FUZZ_WS_SECONDS:-$FUZZ_SECONDS}" corpus_ws
 
 # The RESP fuzzer (spec/fuzz/fuzz_resp.c), a third of that time.
-if [ -n "$FUZZ_SECONDS" ] && [ -x build-fuzz/fuzz_resp ]; then
-  secs=$(( (FUZZ_SECONDS + 2) / 3 ))
-  echo "== fuzzing the RESP path for $secs s"
-  mkdir -p build-fuzz/resp_corpus
-  if build-fuzz/fuzz_resp -max_total_time="$secs" -timeout=10 \
-      -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
-      build-fuzz/resp_corpus spec/fuzz/resp_corpus > "$tmp/fuzz_resp.out" 2>&1
-  then
-    grep -E "^stat::number_of_executed_units|^Done" "$tmp/fuzz_resp.out"
-    c_pass=$((c_pass + 1))
-  else
-    tail -n 40 "$tmp/fuzz_resp.out"; c_fail=$((c_fail + 1))
-  fi
-fi
+[ -n "$FUZZ_SECONDS" ] && fuzz resp $(( (FUZZ_SECONDS + 2) / 3 )) resp_corpus
 
 # The layering check: no file includes or calls a layer above its own.
 echo "== layers (spec/layers.lua)"
