@@ -66,6 +66,8 @@ struct ml_conn {
   uint64_t timer_due;      /* when the timer is set to fire */
   uint64_t send_deadline;  /* a write in flight must progress by then */
   size_t send_queued;      /* libuv's write queue then */
+  const ml_conn_upgrade *up; /* after a 101: who reads, or NULL */
+  void *up_ud;
   ml_conn *prev, *next;    /* the server's list */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
@@ -75,11 +77,14 @@ struct ml_conn {
   unsigned closing : 1;
   unsigned lingering : 1;  /* shut down, draining input before close */
   unsigned read_paused : 1;
+  unsigned fin_after : 1;  /* a FIN once the output is written */
+  unsigned fin_sent : 1;
 };
 
 static void process_input(ml_conn *c);
 static void flush(ml_conn *c);
 static void start_linger(ml_conn *c);
+static void send_fin(ml_conn *c);
 static void start_reading(ml_conn *c);
 static void drop_input(ml_req *r);
 static void pace(ml_conn *c);
@@ -311,6 +316,15 @@ static void on_close(uv_handle_t *h) {
   ml_server_conn_closed(s);   /* counted until its memory is gone */
 }
 
+/* The upgraded protocol lets go of the connection (its last call). */
+static void detach_upgrade(ml_conn *c) {
+  const ml_conn_upgrade *up = c->up;
+  if (up != NULL) {
+    c->up = NULL;
+    up->detach(c->up_ud);
+  }
+}
+
 /*
  * Closes now.  A coroutine still serving the request is cancelled; a
  * write in flight fails with UV_ECANCELED before on_close runs.
@@ -326,6 +340,7 @@ void ml_conn_close(ml_conn *c) {
     r->drain_fn = NULL;
     drain(c, r->drain_ud, 1);
   }
+  detach_upgrade(c);
   if ((r = c->req) != NULL) {
     co = r->co;                    /* it may have finished meanwhile */
     r->co = NULL;
@@ -342,6 +357,11 @@ void ml_conn_close(ml_conn *c) {
 void ml_conn_shutdown(ml_conn *c) {
   if (c->closing)
     return;
+  if (c->up != NULL) {     /* the protocol says goodbye its own way */
+    c->close_after = 1;
+    c->up->stop(c->up_ud);
+    return;
+  }
   if (c->handling || c->writing ||
       (c->req != NULL && c->req->out.len > 0))
     c->close_after = 1;    /* the response in progress says "close" */
@@ -576,6 +596,8 @@ static void flush(ml_conn *c) {
     if (c->closing || c->writing)
       return;
   }
+  if (c->fin_after && !c->fin_sent)
+    send_fin(c);
   if (c->close_after && !c->handling)
     start_linger(c);
 }
@@ -646,13 +668,12 @@ static void shutdown_done(uv_shutdown_t *sr, int status) {
     ml_conn_close(c);
 }
 
-static void start_linger(ml_conn *c) {
+/* A FIN after the output libuv holds (once; it is not sent again). */
+static void send_fin(ml_conn *c) {
   uv_shutdown_t *sr;
-  if (c->lingering || c->closing)
+  if (c->fin_sent || c->closing)
     return;
-  c->lingering = 1;
-  if (c->req != NULL)
-    detach_request(c->req);
+  c->fin_sent = 1;
   if ((sr = malloc(sizeof *sr)) == NULL) {
     ml_conn_close(c);
     return;
@@ -661,8 +682,18 @@ static void start_linger(ml_conn *c) {
   if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
     free(sr);
     ml_conn_close(c);
-    return;
   }
+}
+
+static void start_linger(ml_conn *c) {
+  if (c->lingering || c->closing)
+    return;
+  c->lingering = 1;
+  if (c->req != NULL)
+    detach_request(c->req);
+  send_fin(c);
+  if (c->closing)
+    return;
   arm(c, LINGER_MS);
   if (c->read_paused) {
     c->read_paused = 0;
@@ -802,6 +833,7 @@ static void finish_request(ml_conn *c) {
   if (ml_log_access_enabled())
     log_access(c, r);
   detach_request(r);
+  detach_upgrade(c);       /* its handler is over: so is the protocol */
   c->handling = 0;
   c->in_request = 0;
   if (r->body.cap > 1048576)
@@ -903,8 +935,8 @@ static void start_reading(ml_conn *c) {
  */
 static void pace(ml_conn *c) {
   size_t out, in;
-  if (c->closing || c->lingering)
-    return;
+  if (c->closing || c->lingering || c->up != NULL)
+    return;                  /* an upgraded protocol paces its own */
   out = ml_conn_pending(c);
   in = unparsed(c);
   if (!c->read_paused && (out > OUT_HIGH || in > IN_HIGH)) {
@@ -1009,6 +1041,13 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ml_req *r;
   if (nread == 0 || c->closing)
     return;
+  if (c->up != NULL) {   /* upgraded: its bytes are another protocol's */
+    if (nread < 0)
+      c->up->end(c->up_ud, (int)nread);
+    else
+      c->up->read(c->up_ud, buf->base, (size_t)nread);
+    return;
+  }
   if (nread < 0) {   /* EOF or an error: the client is gone */
     if (!c->handling && !c->lingering && ml_conn_pending(c) > 0) {
       c->close_after = 1;          /* let the queued response finish */
@@ -1090,6 +1129,45 @@ void ml_conn_shutdown_all(moonlet_server *s, int force) {
     else
       ml_conn_shutdown(c);
   }
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
+** Upgrades: the connection's bytes to another protocol
+** =======================================================
+*/
+
+void ml_conn_upgrade_to(ml_conn *c, const ml_conn_upgrade *up, void *ud) {
+  ml_req *r = c->req;
+  size_t rest = unparsed(c);
+  c->up = up;
+  c->up_ud = ud;
+  r->avail = r->parsed;           /* the head stays: req's fields */
+  if (!r->shared)
+    r->in.len = (size_t)(r->text - r->in.data) + r->avail;
+  if (rest > 0)                   /* still there: only the length moved */
+    up->read(ud, r->text + r->parsed, rest);
+}
+
+void *ml_conn_upgraded(ml_conn *c) {
+  return c->up != NULL ? c->up_ud : NULL;
+}
+
+void ml_conn_reading(ml_conn *c, int on) {
+  if (c->closing || c->lingering || c->read_paused == !on)
+    return;
+  c->read_paused = !on;
+  if (on)
+    start_reading(c);
+  else
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void ml_conn_end_output(ml_conn *c) {
+  c->fin_after = 1;
+  flush(c);
 }
 
 /* }====================================================== */

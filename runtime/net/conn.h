@@ -162,6 +162,44 @@ int ml_conn_closing(ml_conn *c);
 /* Refuses the request before any handler runs: status, then close. */
 void ml_conn_reject(ml_conn *c, int status);
 
+/*
+** After a 101 (Switching Protocols) the connection belongs to another
+** protocol: its bytes go to the 'read' hook instead of the HTTP parser.
+** The request stays being served until its handler ends, which ends the
+** connection; meanwhile output still goes through ml_conn_out and
+** ml_conn_flush, and the send timeout still applies to it.
+*/
+typedef struct ml_conn_upgrade {
+  /* Bytes arrived; valid during the call only. */
+  void (*read)(void *ud, const char *data, size_t len);
+  /* The peer ended its side (UV_EOF) or the socket failed: no more
+   * reads.  The hook decides whether the connection closes. */
+  void (*end)(void *ud, int status);
+  /* The server stops gracefully. */
+  void (*stop)(void *ud);
+  /* The connection is closing or its request is over: forget it.  The
+   * last call; it comes before the handler is cancelled. */
+  void (*detach)(void *ud);
+} ml_conn_upgrade;
+
+/*
+ * Hands the connection over: the input after the request's head, and
+ * all that follows, goes to up->read (the first bytes before this
+ * returns).
+ */
+void ml_conn_upgrade_to(ml_conn *c, const ml_conn_upgrade *up, void *ud);
+
+/* The 'ud' of the connection's upgrade, or NULL. */
+void *ml_conn_upgraded(ml_conn *c);
+
+/* Reading stops (0) or goes on (1): an upgraded protocol's back-pressure
+ * on its peer. */
+void ml_conn_reading(ml_conn *c, int on);
+
+/* Once what is queued has been written, a FIN: the peer reads the end of
+ * our output; reads go on. */
+void ml_conn_end_output(ml_conn *c);
+
 /* Graceful stop (every connection): idle ones close now, busy ones after
  * their response; with 'force', all close now. */
 void ml_conn_shutdown_all(moonlet_server *s, int force);
