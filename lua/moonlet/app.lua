@@ -596,7 +596,7 @@ end
 -- logged with its traceback and becomes a 500.
 local function failed(req, e, err)
   if is_abort(err) then
-    return render_error(req, e, err.status, err.message)
+    return render_error(req, e, err.status, err.message, nil, err.headers)
   end
   if type(err) ~= "table" then  -- xpcall skips the message handler for
     err = { message = tostring(err),   -- memory errors (--lua-memory)

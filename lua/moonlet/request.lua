@@ -11,6 +11,7 @@ local cookie = require "moonlet.cookie"
 local response = require "moonlet.response"
 local stream = require "moonlet.stream"
 local session = require "moonlet.session"
+local websocket = require "moonlet.websocket"
 
 local type, pcall, rawget = type, pcall, rawget
 local lower = string.lower
@@ -27,6 +28,7 @@ methods.flash = session.flash
 methods.flashes = session.flashes
 methods.clear_session = session.clear
 lazy.session = session.load
+methods.websocket = websocket.upgrade
 
 --- `req:json()`: the decoded body; a body that is not JSON (or not
 -- UTF-8, or with NaN) aborts with 400.  Decoded once per request.

@@ -55,14 +55,19 @@ function M.redirect(url, status)
     body = "" }, Response)
 end
 
---- `moonlet.abort(status [, message])`: ends the handler with that
--- status.  A table message is sent as JSON (`abort(422, {field = "x"})`).
-function M.abort(status, message)
+--- `moonlet.abort(status [, message [, headers]])`: ends the handler with
+-- that status.  A table message is sent as JSON (`abort(422, {field =
+-- "x"})`); headers (a table) go with the error page.
+function M.abort(status, message, headers)
   check_status(status, 2)
   if message ~= nil and type(message) ~= "table" then
     message = tostring(message)
   end
-  error(setmetatable({ status = status, message = message }, Abort), 2)
+  if headers ~= nil and type(headers) ~= "table" then
+    error("moonlet.abort: headers must be a table", 2)
+  end
+  error(setmetatable({ status = status, message = message,
+    headers = headers }, Abort), 2)
 end
 
 function M.is_response(v)

@@ -45,6 +45,14 @@ void ml_lib_redis_register(lua_State *L);
  * (lib_tcp.c). */
 void ml_lib_tcp_register(lua_State *L);
 
+/* Adds core.ws_upgrade() and the WebSocket object (lib_ws.c). */
+void ml_lib_ws_register(lua_State *L);
+
+/* The handler of a request upgraded to a WebSocket ended with 'status':
+ * closes it (1000, or 1011 from 500 on); core.send's results on L
+ * (lib_ws.c). */
+int ml_lib_ws_finish(lua_State *L, struct ml_conn *c, int status);
+
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);
 

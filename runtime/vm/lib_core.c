@@ -477,5 +477,6 @@ int luaopen_moonlet_core(lua_State *L) {
   ml_lib_pg_register(L);
   ml_lib_redis_register(L);
   ml_lib_tcp_register(L);
+  ml_lib_ws_register(L);
   return 1;
 }

@@ -473,6 +473,8 @@ static int req_send(lua_State *L) {
     lua_pushliteral(L, "closed");
     return 2;
   }
+  if (ml_conn_upgraded(c) != NULL)
+    return ml_lib_ws_finish(L, c, (int)status);
   r = ml_conn_req(c);
   if (r->streaming)
     return end_stream(L, c, (int)status);

@@ -1,0 +1,123 @@
+-- WebSocket routes for spec/ws_spec.lua and the clients' specs.
+local moonlet = require "moonlet"
+local app = moonlet.app{ keepalive_timeout = 0.3 }
+
+local function echo(ws)
+  while true do
+    local msg, kind, code, reason = ws:receive()
+    if not msg then
+      moonlet.log("info", "ws closed", code, reason)
+      return
+    end
+    ws:send(msg, kind)
+  end
+end
+
+-- Logs when the handler ends, however it ends (cancelled too).
+local function on_end(what)
+  return setmetatable({}, { __close = function()
+    moonlet.log("info", what, "ended")
+  end })
+end
+
+app:get("/echo", function(req)
+  local ws = req:websocket{ protocols = { "chat.v1", "chat.v2" } }
+  if ws.protocol then ws:send("protocol " .. ws.protocol) end
+  echo(ws)
+end)
+
+app:get("/plain", function(req)
+  echo(req:websocket{ deflate = false })
+end)
+
+app:get("/small", function(req)
+  echo(req:websocket{ max_message = 100 })
+end)
+
+app:get("/bye", function(req)
+  local ws = req:websocket()
+  ws:send("bye")
+end)
+
+app:get("/boom", function(req)
+  local ws = req:websocket()
+  ws:send("about to fail")
+  error("boom after the upgrade")
+end)
+
+app:get("/timeout", function(req)
+  local ws = req:websocket()
+  local msg, err = ws:receive(0.2)
+  ws:send(tostring(msg) .. " " .. tostring(err))
+  echo(ws)
+end)
+
+app:get("/close", function(req)
+  local ws = req:websocket()
+  local t0 = moonlet.now()
+  local ok = ws:close(4000, "done here")
+  ws:send("after")                 -- nil, "closed": not sent
+  moonlet.log("info", "close returned", ok, "after",
+    string.format("%.1f", moonlet.now() - t0))
+end)
+
+app:get("/heartbeat", function(req)
+  local guard <close> = on_end("heartbeat")
+  local ws = req:websocket{ ping_interval = 0.3 }
+  echo(ws)
+end)
+
+app:get("/held", function(req)
+  local guard <close> = on_end("held")
+  echo(req:websocket())
+end)
+
+-- A room: every socket that joins receives what POST /say broadcasts,
+-- sent from the POST's own coroutine.
+local room = {}
+app:get("/room", function(req)
+  local ws = req:websocket()
+  room[ws] = true
+  ws:send("joined")
+  while ws:receive() do end
+  room[ws] = nil
+end)
+
+app:post("/say", function(req)
+  local n = 0
+  for ws in pairs(room) do
+    if ws:send(req.body) then n = n + 1 end
+  end
+  return { sent = n }
+end)
+
+-- Two coroutines send at once: each message whole, each one's in order.
+app:get("/interleave", function(req)
+  local ws = req:websocket()
+  local function burst(tag)
+    for i = 1, 200 do
+      ws:send(tag .. i .. ":" .. string.rep(tag, (i * 997) % 20000))
+    end
+  end
+  local t = moonlet.spawn(burst, "a")
+  burst("b")
+  t:wait()
+  ws:send("end")
+  echo(ws)
+end)
+
+-- 50 MiB to a client that does not read: the sender waits, memory stays.
+app:get("/flood", function(req)
+  local guard <close> = on_end("flood")
+  local ws = req:websocket()
+  local chunk = string.rep("z", 1024 * 1024)
+  for i = 1, 50 do
+    if not ws:send(chunk, "binary") then break end
+    moonlet.log("info", "flood sent", i)
+  end
+  echo(ws)
+end)
+
+app:get("/", function() return "ok" end)
+
+return app
