@@ -1,0 +1,67 @@
+-- WebSocket with clients nobody here wrote: Node's `ws` (strict about
+-- the protocol) and Python's `websockets`, against spec/apps/ws.lua;
+-- 200 clients in one room; 10,000 connect/echo/close cycles that leave
+-- no descriptor or memory behind.
+local H = require "helpers"
+
+local NODE = "env NODE_PATH=/usr/share/nodejs node spec/clients/ws_node.js"
+local PYTHON = "/usr/bin/python3 spec/clients/ws_python.py"
+
+-- Runs a client script; asserts its every line is "ok" (and that some
+-- are); returns its output.
+local function run_client(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1; echo \"exit $?\""))
+  local out = f:read("a")
+  f:close()
+  local oks = 0
+  for line in out:gmatch("[^\n]+") do
+    if line:match("^not ok") then error(line .. "\n" .. out, 2) end
+    if line:match("^ok ") then oks = oks + 1 end
+  end
+  assert(oks > 0 and out:match("exit 0"), "the client failed:\n" .. out)
+  return out
+end
+
+local function fds(pid)
+  local f = io.popen("ls /proc/" .. pid .. "/fd | wc -l")
+  local n = tonumber(f:read("a"))
+  f:close()
+  return n
+end
+
+local function rss_kb(pid)
+  return tonumber(H.slurp("/proc/" .. pid .. "/status")
+    :match("VmRSS:%s*(%d+)"))
+end
+
+describe("WebSocket with real clients", function()
+  local srv
+  setup(function() srv = H.start("spec/apps/ws.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("passes Node's ws: handshake, lengths, fragments, deflate, codes",
+    function()
+      run_client(("timeout 60 %s %d protocol"):format(NODE, srv.port))
+    end)
+
+  it("passes Python's websockets", function()
+    run_client(("timeout 60 %s %d"):format(PYTHON, srv.port))
+  end)
+
+  it("delivers one broadcast to 200 clients in one room within 2 s",
+    function()
+      run_client(("timeout 60 %s %d room"):format(NODE, srv.port))
+    end)
+
+  it("leaves no descriptor or memory behind after 10,000 cycles",
+    function()
+      run_client(("timeout 120 %s %d cycles 1000"):format(NODE, srv.port))
+      H.pause(0.3)
+      local fd0, rss0 = fds(srv.pid), rss_kb(srv.pid)
+      run_client(("timeout 300 %s %d cycles 10000"):format(NODE, srv.port))
+      H.pause(0.5)                  -- the last lingering closes
+      assert.equal(fd0, fds(srv.pid))
+      local grown = rss_kb(srv.pid) - rss0
+      assert.is_true(grown < 2048, "RSS grew by " .. grown .. " KiB")
+    end)
+end)
