@@ -379,3 +379,52 @@ describe("WebSocket and a graceful stop", function()
     srv:stop()
   end)
 end)
+
+describe("moonlet.websocket.connect", function()
+  local srv
+  setup(function() srv = H.start("spec/apps/ws.lua") end)
+  teardown(function() srv:stop() end)
+
+  it("masks its frames, and keeps the methods of a server's WebSocket",
+    function()
+      local res = H.get(srv, "/client")
+      assert.equal(200, res.status)
+      assert.equal(table.concat({ "protocol chat.v1", "protocol chat.v1",
+        "text 5", "text 5000", "text 0", "binary 3", "true", "closed" },
+        "\n"), res.body)
+      assert.truthy(H.wait_for_log(srv, "ws closed 4005 client done"))
+    end)
+
+  it("says why it could not connect", function()
+    local function fails(url, timeout)
+      return H.get(srv, "/client-fail?url=" .. url .. "&timeout="
+        .. (timeout or 5)).body
+    end
+    assert.equal("nil connection refused", fails("ws://127.0.0.1:1/"))
+    assert.equal("nil bad response",
+      fails("ws://127.0.0.1:" .. srv.port .. "/nope"))
+    assert.equal("nil bad response",
+      fails("ws://127.0.0.1:" .. srv.port .. "/"))
+    assert.matches("^nil dns: ", fails("ws://no-such-host.invalid/"))
+    local t0 = H.now()
+    assert.equal("nil timeout",
+      fails("ws://127.0.0.1:" .. srv.port .. "/slow", 0.3))
+    assert.is_true(H.now() - t0 < 2)
+    assert.truthy(H.wait_for_log(srv, "slow ended", 3))  -- socket closed
+  end)
+
+  it("closes the socket of a handshake its handler gave up", function()
+    local function count(what)
+      return select(2, srv:log():gsub(what, ""))
+    end
+    local started, ended = count("slow started"), count("slow ended")
+    local c = H.raw(srv.port)
+    c:send("GET /client-fail?url=ws://127.0.0.1:" .. srv.port
+      .. "/slow&timeout=20 HTTP/1.1\r\nHost: t\r\n\r\n")
+    -- once the handshake waits in /slow, the client leaves
+    assert.truthy(H.wait_for_log(srv, ("slow started.*"):rep(started + 1),
+      3))
+    c:close()                -- the handler is cancelled mid-handshake
+    assert.truthy(H.wait_for_log(srv, ("slow ended.*"):rep(ended + 1), 3))
+  end)
+end)

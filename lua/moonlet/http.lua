@@ -83,7 +83,8 @@ local function split_url(u)
   if not host then
     return nil
   end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  port = tonumber(port) or ((scheme == "https" or scheme == "wss") and 443
+    or 80)
   return scheme, host, port, target, authority
 end
 
@@ -316,6 +317,9 @@ local function request(opts)
     opts.follow_redirects ~= false, opts.tls, opts._real_time)
 end
 M.request = request
+
+-- For moonlet.websocket.connect: ws:// and wss:// URLs split the same way.
+M._split_url = split_url
 
 --- For moonlet.testing's stubs: a response like the network's, from
 -- {status=, headers=, body=, url=} (headers already a table).

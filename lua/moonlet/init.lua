@@ -55,6 +55,7 @@ local M = {
   pg = require "moonlet.pg",
   redis = require "moonlet.redis",
   tcp = require "moonlet.tcp",
+  websocket = { connect = require("moonlet.websocket").connect },
 }
 
 --- `moonlet.run(fn, ...)`: from a stock lua5.4 (the module), runs the

@@ -5,11 +5,16 @@
 
 local core = require "moonlet.core"
 local response = require "moonlet.response"
+local http = require "moonlet.http"
 
-local type, error, ipairs = type, error, ipairs
+local type, error, ipairs, pairs, tostring = type, error, ipairs, pairs,
+  tostring
+local concat = table.concat
+local find = string.find
 local math_type = math.type
 local abort = response.abort
-local ws_upgrade = core.ws_upgrade
+local ws_upgrade, ws_connect = core.ws_upgrade, core.ws_connect
+local split_url = http._split_url
 
 local M = {}
 
@@ -52,6 +57,73 @@ function M.upgrade(req, opts)
     abort(status, why)
   end
   return ws
+end
+
+-- "a, b" from a list of subprotocol tokens.
+local function protocol_list(protocols)
+  if protocols == nil then
+    return nil
+  end
+  if type(protocols) ~= "table" then
+    error("websocket.connect: protocols must be a list of strings", 3)
+  end
+  for _, p in ipairs(protocols) do
+    if type(p) ~= "string" or not find(p, "^[%w!#$%%&'*+.^_`|~-]+$") then
+      error("websocket.connect: a protocol must be a token", 3)
+    end
+  end
+  return #protocols > 0 and concat(protocols, ", ") or nil
+end
+
+-- The handshake's head up to the key: the URL's target, its authority,
+-- the caller's headers (checked: no CR, LF or NUL).
+local function request_head(target, authority, headers)
+  local lines = { "GET " .. target .. " HTTP/1.1", "Host: " .. authority,
+    "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13" }
+  for name, value in pairs(headers or {}) do
+    if type(name) ~= "string" or not find(name, "^[%w!#$%%&'*+.^_`|~-]+$")
+        or find(tostring(value), "[\r\n%z]") then
+      error("websocket.connect: invalid header " .. tostring(name), 3)
+    end
+    lines[#lines + 1] = name .. ": " .. tostring(value)
+  end
+  return concat(lines, "\r\n") .. "\r\n"
+end
+
+--- `moonlet.websocket.connect(url [, {headers =, protocols =, timeout =,
+-- max_message =, deflate =}])` (yields): a WebSocket with the methods of
+-- a server's, or nil and why ("timeout", "connection refused",
+-- "dns: <reason>", "closed", "bad response").  timeout (10 s) bounds the
+-- connect and the handshake.
+function M.connect(url, opts)
+  if type(url) ~= "string" then
+    error("websocket.connect expects a ws:// or wss:// URL", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("websocket.connect: opts must be a table", 2)
+  end
+  opts = opts or {}
+  local scheme, host, port, target, authority = split_url(url)
+  if scheme ~= "ws" and scheme ~= "wss" then
+    error("websocket.connect expects a ws:// or wss:// URL: " .. url, 2)
+  end
+  if scheme == "wss" then
+    return nil, "tls: wss:// is not supported yet"
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then
+    error("websocket.connect: headers must be a table", 2)
+  end
+  local timeout = opts.timeout or 10
+  if type(timeout) ~= "number" or timeout <= 0 then
+    error("websocket.connect: timeout must be seconds > 0", 2)
+  end
+  local max = opts.max_message or MAX_MESSAGE
+  if math_type(max) ~= "integer" or max <= 0 then
+    error("websocket.connect: max_message must be a positive integer", 2)
+  end
+  return ws_connect(host, port, request_head(target, authority,
+    opts.headers), protocol_list(opts.protocols), timeout, max,
+    opts.deflate ~= false)
 end
 
 return M

@@ -63,6 +63,10 @@ int ml_ws_new_key(char out[ML_WS_KEY_LEN + 1]) {
   return 0;
 }
 
+int ml_ws_mask_key(uint8_t key[4]) {
+  return RAND_bytes(key, 4) == 1 ? 0 : -1;
+}
+
 const char *ml_ws_list_next(const char **p, const char *end, size_t *len) {
   const char *s, *e;
   while (*p < end) {

@@ -9,6 +9,7 @@
 #define ML_WS_SHAKE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define ML_WS_KEY_LEN 24      /* base64 of 16 bytes */
 #define ML_WS_ACCEPT_LEN 28   /* base64 of a SHA-1 */
@@ -24,6 +25,10 @@ void ml_ws_accept(const char *key, size_t len,
 /* A new random key, NUL-terminated; 0, or -1 when the random source
  * fails. */
 int ml_ws_new_key(char out[ML_WS_KEY_LEN + 1]);
+
+/* A client's masking key for one frame; 0, or -1 when the random
+ * source fails. */
+int ml_ws_mask_key(uint8_t key[4]);
 
 /*
  * The next token of a comma-separated list at *p (before end), spaces

@@ -16,6 +16,7 @@
 #include "net/conn.h"
 #include "net/ws.h"
 #include "net/ws_deflate.h"
+#include "net/ws_client.h"
 #include "net/ws_shake.h"
 #include "vm/lib.h"
 
@@ -69,9 +70,9 @@ typedef struct {
 enum { WS_OPEN, WS_CLOSING, WS_CLOSED };
 
 /*
- * A WebSocket, owned by its transport until 'detach'; then by whoever
- * holds it (a call in progress) and freed when the last lets go.  The
- * Lua object holds a pointer that is cleared when it is freed.
+ * A WebSocket, held by its transport until 'detach', by its Lua object
+ * until collected, and by the calls in progress that use it; freed when
+ * the last lets go.  Once detached, what was read stays readable.
  */
 struct ml_ws {
   const ws_io *io;
@@ -113,7 +114,7 @@ static void hold(ml_ws *ws) {
 }
 
 static void release(ml_ws *ws) {
-  if (--ws->busy == 0 && ws->t == NULL)
+  if (--ws->busy == 0 && ws->t == NULL && ws->ud == NULL)
     ws_free(ws);
 }
 
@@ -195,6 +196,20 @@ static void ws_free(ml_ws *ws) {
 ** =======================================================
 */
 
+/* A client's frame: masked with a fresh key (RFC 6455 5.3). */
+static int put_masked(ml_ws *ws, int op, int rsv1, const void *data,
+                      size_t len) {
+  uint8_t key[4];
+  ml_buf f = { 0 };
+  int rc;
+  if (ml_ws_mask_key(key) != 0 ||
+      ml_ws_frame(&f, op, rsv1, data, len, key) != 0)
+    return -1;
+  rc = ws->io->write(ws->t, f.data, f.len, NULL, 0);
+  ml_buf_free(&f);
+  return rc == 0 && ws->t != NULL ? 0 : -1;
+}
+
 /* One frame; 0, or -1 when the transport is gone or fails. */
 static int put_frame(ml_ws *ws, int op, int rsv1, const void *data,
                      size_t len) {
@@ -202,6 +217,8 @@ static int put_frame(ml_ws *ws, int op, int rsv1, const void *data,
   size_t hn;
   if (ws->t == NULL)
     return -1;
+  if (!ws->server)
+    return put_masked(ws, op, rsv1, data, len);
   hn = ml_ws_head(h, op, 1, rsv1, len, NULL);
   return ws->io->write(ws->t, h, hn, data, len) == 0 && ws->t != NULL
            ? 0 : -1;
@@ -368,6 +385,8 @@ static void ws_end(ml_ws *ws, int status) {
     wake_closer(ws, 0);
     feed_receiver(ws);
   }
+  if (!ws->server && ws->t != NULL && ws->state == WS_CLOSED)
+    ws->io->close(ws->t);       /* a client closes once the server has */
   release(ws);
 }
 
@@ -836,12 +855,18 @@ static int ws_index(lua_State *L) {
   return 1;
 }
 
-/* The Lua object goes: the WebSocket lives on with its transport. */
+/* The Lua object goes: a server's WebSocket lives on with its
+ * connection; a client's closes; either is freed once both are gone. */
 static int ws_gc(lua_State *L) {
   ml_ws **ud = lua_touserdata(L, 1);
-  if (*ud != NULL) {
-    (*ud)->ud = NULL;
+  ml_ws *ws = *ud;
+  if (ws != NULL) {
+    ws->ud = NULL;
     *ud = NULL;
+    hold(ws);
+    if (!ws->server && ws->t != NULL)  /* a client's socket goes too */
+      ws->io->close(ws->t);
+    release(ws);
   }
   return 0;
 }
@@ -1075,6 +1100,226 @@ int ml_lib_ws_finish(lua_State *L, struct ml_conn *c, int status) {
 
 /* }====================================================== */
 
+/*
+** {======================================================
+** The client: moonlet.websocket.connect
+** =======================================================
+*/
+
+/*
+ * A client's connection: the handshake's wait, then the WebSocket's
+ * transport.  Owned by its ml_wscl, freed with it ('closed').
+ */
+typedef struct {
+  ml_wait w;                    /* connect's wait */
+  ml_wscl *cl;
+  ml_ws *ws;                    /* after the handshake */
+  ml_gen *gen;
+  size_t max_message;
+  char accept[ML_WS_ACCEPT_LEN + 1];
+  int offered_deflate;
+  char protocols[];             /* what was offered, "a, b" */
+} ws_client;
+
+static int cl_write(void *t, const void *a, size_t alen, const void *b,
+                    size_t blen) {
+  return ml_wscl_write(((ws_client *)t)->cl, a, alen, b, blen);
+}
+
+static size_t cl_pending(void *t) {
+  return ml_wscl_pending(((ws_client *)t)->cl);
+}
+
+static void cl_want_drain(void *t, size_t low, ml_ws *ws) {
+  ML_UNUSED(ws);
+  ml_wscl_want_drain(((ws_client *)t)->cl, low);
+}
+
+static void cl_reading(void *t, int on) {
+  ml_wscl_reading(((ws_client *)t)->cl, on);
+}
+
+static void cl_end_output(void *t) {
+  ml_wscl_end_output(((ws_client *)t)->cl);
+}
+
+static void cl_close(void *t) {
+  ml_wscl_close(((ws_client *)t)->cl);
+}
+
+static const ws_io client_io = {
+  cl_write, cl_pending, cl_want_drain, cl_reading, cl_end_output, cl_close
+};
+
+/* The value of a response header, or NULL. */
+static const char *head_value(const ml_wscl_head *h, const char *name,
+                              size_t *len) {
+  const char *p = h->headers;
+  int i;
+  for (i = 0; i < h->nheaders; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    *len = strlen(v);
+    if (ml_strieq(p, nl, name))
+      return v;
+    p = v + *len + 1;
+  }
+  return NULL;
+}
+
+/* Whether the 101 is the answer to our handshake; fills *pmd. */
+static const char *check_answer(ws_client *cl, const ml_wscl_head *h,
+                                ml_ws_pmd *pmd, const char **proto,
+                                size_t *plen) {
+  size_t len;
+  const char *v;
+  memset(pmd, 0, sizeof *pmd);
+  if (h->status != 101)
+    return "bad response";
+  if ((v = head_value(h, "upgrade", &len)) == NULL ||
+      !ml_ws_list_has(v, len, "websocket") ||
+      (v = head_value(h, "connection", &len)) == NULL ||
+      !ml_ws_list_has(v, len, "upgrade") ||
+      (v = head_value(h, "sec-websocket-accept", &len)) == NULL ||
+      len != ML_WS_ACCEPT_LEN || memcmp(v, cl->accept, len) != 0)
+    return "bad response";
+  *proto = head_value(h, "sec-websocket-protocol", plen);
+  if (*proto != NULL && !ml_ws_list_has(cl->protocols,
+                                        strlen(cl->protocols), *proto))
+    return "bad response";
+  v = head_value(h, "sec-websocket-extensions", &len);
+  if (v != NULL && (!cl->offered_deflate ||
+                    ml_ws_pmd_answer(v, len, pmd) != 0))
+    return "bad response";
+  return NULL;
+}
+
+static void cl_ready(ml_wscl *c, const char *err, const ml_wscl_head *h) {
+  ws_client *cl = ml_wscl_ud(c);
+  ml_co *co = ml_sched_unpark(&cl->w);
+  const char *proto = NULL;
+  size_t plen = 0;
+  ml_ws_pmd pmd;
+  if (co == NULL) {             /* cancelled: the socket is closing */
+    ml_wscl_close(c);
+    return;
+  }
+  if (err == NULL && (err = check_answer(cl, h, &pmd, &proto, &plen)) ==
+      NULL && (cl->ws = ws_new(cl->gen, &pmd, cl->max_message, 0)) == NULL)
+    err = "not enough memory";
+  if (err != NULL) {
+    ml_wscl_close(c);
+    lua_pushnil(co->L);
+    lua_pushstring(co->L, err);
+    ml_sched_resume(co, 2);
+    return;
+  }
+  cl->ws->io = &client_io;
+  cl->ws->t = cl;
+  push_ws(co->L, cl->ws, proto, plen);
+  ml_sched_resume(co, 1);
+}
+
+static void cl_read(ml_wscl *c, const char *data, size_t len) {
+  ws_client *cl = ml_wscl_ud(c);
+  if (cl->ws != NULL)
+    ws_read(cl->ws, data, len);
+}
+
+static void cl_end(ml_wscl *c, int status) {
+  ws_client *cl = ml_wscl_ud(c);
+  if (cl->ws != NULL)
+    ws_end(cl->ws, status);
+}
+
+static void cl_drain(ml_wscl *c) {
+  ws_client *cl = ml_wscl_ud(c);
+  if (cl->ws != NULL)
+    ws_drained(cl->ws);
+}
+
+static void cl_closed(ml_wscl *c) {
+  ws_client *cl = ml_wscl_ud(c);
+  if (cl->ws != NULL)
+    ws_detach(cl->ws);
+  free(cl);
+}
+
+static const ml_wscl_cbs client_cbs = {
+  cl_ready, cl_read, cl_end, cl_drain, cl_closed
+};
+
+/* The clock a generation's waits use: virtual in tests that ask. */
+static ml_clock *gen_clock(ml_gen *g) {
+  ml_ctimer t;
+  ml_clock_timer_init(g, &t);
+  return t.clock;
+}
+
+/* The handler was cancelled mid-handshake: the socket closes. */
+static void connect_cancel(ml_wait *w) {
+  ml_wscl_close(((ws_client *)w)->cl);
+}
+
+/*
+ * core.ws_connect(host, port, head, protocols, timeout, max_message,
+ * deflate) (yields) -> a WebSocket, or nil and why.  'head' is the
+ * request up to its last header; the key and the end are added here.
+ */
+static int lib_ws_connect(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1), *head, *protos;
+  lua_Integer port = luaL_checkinteger(L, 2);
+  size_t hlen, plen;
+  lua_Number timeout = luaL_checknumber(L, 5);
+  lua_Integer max = luaL_checkinteger(L, 6);
+  int deflate = lua_toboolean(L, 7);
+  char key[ML_WS_KEY_LEN + 1];
+  ml_co *co;
+  ws_client *cl;
+  luaL_Buffer b;
+  head = luaL_checklstring(L, 3, &hlen);
+  protos = luaL_optlstring(L, 4, "", &plen);
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+  luaL_argcheck(L, timeout > 0 && timeout < 1e6, 5, "timeout out of range");
+  luaL_argcheck(L, max > 0, 6, "max_message must be positive");
+  co = ml_sched_current(L);
+  if (ml_ws_new_key(key) != 0)
+    return luaL_error(L, "no random bytes for the key");
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, head, hlen);
+  luaL_addstring(&b, "Sec-WebSocket-Key: ");
+  luaL_addstring(&b, key);
+  if (plen > 0) {
+    luaL_addstring(&b, "\r\nSec-WebSocket-Protocol: ");
+    luaL_addlstring(&b, protos, plen);
+  }
+  if (deflate) {
+    luaL_addstring(&b, "\r\nSec-WebSocket-Extensions: ");
+    luaL_addstring(&b, ml_ws_pmd_offer);
+  }
+  luaL_addstring(&b, "\r\n\r\n");
+  luaL_pushresult(&b);
+  if ((cl = calloc(1, sizeof *cl + plen + 1)) == NULL)
+    return luaL_error(L, "not enough memory");
+  memcpy(cl->protocols, protos, plen);
+  cl->gen = co->gen;
+  cl->max_message = (size_t)max;
+  cl->offered_deflate = deflate;
+  ml_ws_accept(key, ML_WS_KEY_LEN, cl->accept);
+  head = lua_tolstring(L, -1, &hlen);
+  cl->cl = ml_wscl_open(co->gen->loop, gen_clock(co->gen), host,
+                        (int)port, head, hlen,
+                        (uint64_t)(timeout * 1000 + 0.5), &client_cbs, cl);
+  if (cl->cl == NULL) {
+    free(cl);
+    return luaL_error(L, "not enough memory");
+  }
+  ml_sched_park(co, &cl->w, connect_cancel);
+  return ml_sched_yield(L);
+}
+
+/* }====================================================== */
+
 static const luaL_Reg ws_methods[] = {
   {"send", ws_send},
   {"receive", ws_receive},
@@ -1097,4 +1342,6 @@ void ml_lib_ws_register(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, lib_ws_upgrade);
   lua_setfield(L, -2, "ws_upgrade");
+  lua_pushcfunction(L, lib_ws_connect);
+  lua_setfield(L, -2, "ws_connect");
 }

@@ -118,6 +118,40 @@ app:get("/flood", function(req)
   echo(ws)
 end)
 
+-- The client: this server's own /echo, through moonlet.websocket.connect.
+app:get("/client", function(req)
+  local url = "ws://" .. req.headers.host .. (req.query.path or "/echo")
+  local ws, err = moonlet.websocket.connect(url, { protocols = { "chat.v1" },
+    headers = { ["X-From"] = "client" } })
+  if not ws then return "connect failed: " .. err end
+  local out = { "protocol " .. tostring(ws.protocol) }
+  if ws.protocol then out[#out + 1] = (ws:receive()) end
+  for _, m in ipairs { "hello", ("long "):rep(1000), "" } do
+    ws:send(m)
+    local got, kind = ws:receive(5)
+    out[#out + 1] = kind .. " " .. #got
+  end
+  ws:send("\0\1\2", "binary")
+  local got, kind = ws:receive(5)
+  out[#out + 1] = kind .. " " .. #got
+  out[#out + 1] = tostring(ws:close(4005, "client done"))
+  out[#out + 1] = table.concat({ tostring(select(2, ws:receive())) }, " ")
+  return table.concat(out, "\n")
+end)
+
+app:get("/client-fail", function(req)
+  local ws, err = moonlet.websocket.connect(req.query.url,
+    { timeout = tonumber(req.query.timeout) })
+  return tostring(ws) .. " " .. tostring(err)
+end)
+
+-- Never answers: a handshake that times out.
+app:get("/slow", function()
+  local guard <close> = on_end("slow")
+  moonlet.log("info", "slow started")
+  moonlet.sleep(30)
+end)
+
 app:get("/", function() return "ok" end)
 
 return app
