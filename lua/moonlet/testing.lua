@@ -426,6 +426,54 @@ function Client:stub_http(prefix, answer)
   return st
 end
 
+--[[ WebSockets: client:websocket(path) ]]
+
+local websocket = require "moonlet.websocket"
+
+---A WebSocket connected to the app under test; each method runs the
+---loop until it returns, as client:get does.
+---@class moonlet.testing.WebSocket
+---@field protocol string? the subprotocol the app chose
+local TestSocket = { __name = "moonlet.testing.WebSocket" }
+TestSocket.__index = TestSocket
+
+local function ws_call(method)
+  return function(self, ...)
+    local ws = self.ws
+    return core.loop_run(function(...)
+      return ws[method](ws, ...)
+    end, ...)
+  end
+end
+
+--- `ws:send(data [, kind])`, `ws:receive([timeout])`, `ws:ping([data])`,
+-- `ws:close([code [, reason]])`: as in the app (moonlet.WebSocket).
+TestSocket.send = ws_call("send")
+TestSocket.receive = ws_call("receive")
+TestSocket.ping = ws_call("ping")
+TestSocket.close = ws_call("close")
+
+--- `client:websocket(path [, opts])`: opens a WebSocket to the app
+-- (opts as moonlet.websocket.connect's: protocols, headers, timeout,
+-- max_message, deflate) and returns it; raises when the handshake
+-- fails.  The app's receive timeouts follow client.clock with
+-- {virtual_time = true}; so do the test's own.
+---@param path string
+---@param opts table?
+---@return moonlet.testing.WebSocket
+function Client:websocket(path, opts)
+  if type(path) ~= "string" or sub(path, 1, 1) ~= "/" then
+    error("client:websocket: a path starting with '/' expected", 2)
+  end
+  local url = "ws://127.0.0.1:" .. self.port .. path
+  local ws, err = core.loop_run(websocket.connect, url, opts)
+  if not ws then
+    error(format("moonlet.testing: websocket %s: %s", path, tostring(err)),
+      2)
+  end
+  return setmetatable({ ws = ws, protocol = ws.protocol }, TestSocket)
+end
+
 --- `client:run(fn, ...)`: runs fn in a coroutine with the loop turning
 -- (moonlet.sleep, futures, moonlet.http work inside) until it returns.
 function Client:run(fn, ...)
