@@ -53,15 +53,22 @@ describe("WebSocket with real clients", function()
       run_client(("timeout 60 %s %d room"):format(NODE, srv.port))
     end)
 
+  -- Under a sanitizer or valgrind (make test-asan, check-leaks) memory
+  -- is held on purpose and each cycle is slow: fewer cycles, fds only.
+  local checked = H.wrap == "" and not H.bin:find("asan")
+
   it("leaves no descriptor or memory behind after 10,000 cycles",
     function()
-      run_client(("timeout 120 %s %d cycles 1000"):format(NODE, srv.port))
+      local n = checked and 10000 or 300
+      run_client(("timeout 120 %s %d cycles %d"):format(NODE, srv.port,
+        checked and 1000 or 100))
       H.pause(0.3)
       local fd0, rss0 = fds(srv.pid), rss_kb(srv.pid)
-      run_client(("timeout 300 %s %d cycles 10000"):format(NODE, srv.port))
+      run_client(("timeout 300 %s %d cycles %d"):format(NODE, srv.port, n))
       H.pause(0.5)                  -- the last lingering closes
       assert.equal(fd0, fds(srv.pid))
       local grown = rss_kb(srv.pid) - rss0
-      assert.is_true(grown < 2048, "RSS grew by " .. grown .. " KiB")
+      assert.is_true(not checked or grown < 2048,
+        "RSS grew by " .. grown .. " KiB")
     end)
 end)
