@@ -1,5 +1,7 @@
--- apps/chat.lua: long polling, server-sent events and its page.
+-- apps/chat.lua: WebSockets, long polling, server-sent events and its
+-- page.
 local H = require "helpers"
+local W = require "ws_helpers"
 local cjson = require "cjson"
 
 describe("apps/chat.lua", function()
@@ -20,6 +22,7 @@ describe("apps/chat.lua", function()
     local js = H.get(srv, "/chat.js")
     assert.equal(200, js.status)
     assert.matches("EventSource", js.body)
+    assert.matches("WebSocket", js.body)
   end)
 
   it("stores what is said and answers a poll at once", function()
@@ -65,6 +68,38 @@ describe("apps/chat.lua", function()
     assert.equal(last, v.last)
     assert.is_nil(v.messages)
     assert.is_true(H.now() - t0 >= 0.18)
+  end)
+
+  -- The next message on a socket, decoded.
+  local function next_json(c)
+    local msg, how = W.read_message(c)
+    return msg and cjson.decode(msg) or error("no message: " .. tostring(how))
+  end
+
+  it("gives every WebSocket every message, whoever sent it", function()
+    local last = cjson.decode(say("before sockets").body).id
+    local a = W.connect(srv.port, "/ws?since=" .. last)
+    local b = W.connect(srv.port, "/ws?since=" .. last)
+    a:send(W.frame(1, cjson.encode{ name = "ann", text = "over the socket" }))
+    for _, c in ipairs { a, b } do
+      local m = next_json(c)
+      assert.same({ "ann", "over the socket" }, { m.name, m.text })
+    end
+    say("over http")
+    for _, c in ipairs { a, b } do
+      assert.equal("over http", next_json(c).text)
+    end
+    a:send(W.frame(1, cjson.encode{ text = "" }))
+    assert.matches("empty", next_json(a).error)
+    a:close()
+    b:close()
+  end)
+
+  it("sends a new socket what it missed", function()
+    local last = cjson.decode(say("missed one").body).id
+    local c = W.connect(srv.port, "/ws?since=" .. (last - 1))
+    assert.equal("missed one", next_json(c).text)
+    c:close()
   end)
 
   it("streams messages as server-sent events", function()

@@ -1,5 +1,6 @@
-// Shows messages as they come: server-sent events from /events, or a
-// long poll of /poll where EventSource is missing.
+// Shows messages as they come: a WebSocket to /ws, which also takes what
+// is said; server-sent events from /events, or a long poll of /poll,
+// where WebSocket is missing (what is said then goes to POST /say).
 const list = document.getElementById("messages");
 const status = document.getElementById("status");
 let last = 0;
@@ -35,14 +36,38 @@ async function poll() {
   }
 }
 
+let socket = null;
+
+function connect() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${proto}//${location.host}/ws?since=${last}`);
+  ws.onopen = () => { socket = ws; status.textContent = "live (WebSocket)"; };
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.error) status.textContent = m.error; else show(m);
+  };
+  ws.onclose = () => {
+    socket = null;
+    status.textContent = "reconnecting…";
+    setTimeout(connect, 1000);
+  };
+}
+
 document.getElementById("say").addEventListener("submit", async (e) => {
   e.preventDefault();
   const text = document.getElementById("text");
+  const name = document.getElementById("name").value;
   if (!text.value.trim()) return;
-  const body = new URLSearchParams({
-    name: document.getElementById("name").value, text: text.value });
+  const said = text.value;
   text.value = "";
-  await fetch("/say", { method: "POST", body });
+  if (socket) {
+    socket.send(JSON.stringify({ name, text: said }));
+    return;
+  }
+  await fetch("/say", { method: "POST",
+    body: new URLSearchParams({ name, text: said }) });
 });
 
-if (window.EventSource) listen(); else poll();
+if (window.WebSocket) connect();
+else if (window.EventSource) listen();
+else poll();
