@@ -94,6 +94,8 @@ void ml_ws_parser_init(ml_ws_parser *p, int masked, size_t max_message,
 
 void ml_ws_parser_free(ml_ws_parser *p) {
   ml_buf_free(&p->msg);
+  free(p->ctl);
+  p->ctl = NULL;
 }
 
 void ml_ws_parser_take(ml_ws_parser *p, ml_buf *out) {
@@ -103,7 +105,7 @@ void ml_ws_parser_take(ml_ws_parser *p, ml_buf *out) {
 
 const char *ml_ws_close_reason(const ml_ws_parser *p, size_t *len) {
   *len = p->ctl_len > 2 ? (size_t)p->ctl_len - 2 : 0;
-  return (const char *)p->ctl + 2;
+  return *len > 0 ? (const char *)p->ctl + 2 : "";
 }
 
 int ml_ws_close_code_ok(int code) {
@@ -166,6 +168,8 @@ static ml_ws_result begin_control(ml_ws_parser *p, int op, int rsv1) {
     return fail(p, ML_WS_PROTOCOL, "control frame over 125 bytes");
   if (rsv1)
     return fail(p, ML_WS_PROTOCOL, "RSV1 set on a control frame");
+  if (p->ctl == NULL && (p->ctl = malloc(ML_WS_MAX_CONTROL)) == NULL)
+    return fail(p, ML_WS_INTERNAL, "out of memory");
   p->ctl_len = 0;
   return ML_WS_MORE;
 }
@@ -331,6 +335,11 @@ ml_ws_result ml_ws_parse(ml_ws_parser *p, const char *data, size_t len,
   if (p->error_code != 0) {
     *used = 0;
     return ML_WS_ERROR;
+  }
+  if (p->ctl != NULL && !(p->in_payload && (p->frame_op & 8))) {
+    free(p->ctl);                /* the last control frame was taken */
+    p->ctl = NULL;
+    p->ctl_len = 0;
   }
   for (;;) {
     if (!p->in_payload) {

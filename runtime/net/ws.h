@@ -55,7 +55,9 @@ typedef struct ml_ws_parser {
   uint16_t error_code;     /* 1002, 1007, 1009 or 1011 (out of memory) */
   const char *error;       /* why, for the log */
   ml_buf msg;              /* the message being assembled */
-  uint8_t ctl[ML_WS_MAX_CONTROL]; /* a control frame's payload */
+  uint8_t *ctl;            /* a control frame's payload (125 bytes, made
+                              for it and freed at the next call, so an
+                              idle connection holds none) */
   /* the frame being read */
   uint8_t head[ML_WS_MAX_HEAD];
   uint8_t head_len;

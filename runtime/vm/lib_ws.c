@@ -49,9 +49,9 @@ typedef struct ws_msg {
   int op;
 } ws_msg;
 
+/* The receive in progress, embedded in its WebSocket (one at a time). */
 typedef struct {
   ml_wait w;
-  ml_ws *ws;
   ml_ctimer timer;
 } recv_op;
 
@@ -85,14 +85,14 @@ struct ml_ws {
   ws_msg *inbox, *inbox_last;
   int ninbox;
   int busy;                     /* calls in progress that use it */
-  recv_op *receiver;            /* one at a time */
+  recv_op recv;                 /* its coroutine: recv.w.co, or NULL */
   send_op *senders, *senders_last;  /* waiting for the output to drain */
   close_op *closer;
   ml_ctimer beat;               /* ping_interval */
-  uint16_t code;                /* what receive reports once closed */
+  char *reason;                 /* what receive reports once closed, */
+  uint16_t code;                /* with the code (NULL: "") */
   uint8_t state;
   uint8_t reason_len;
-  char reason[ML_WS_MAX_CONTROL - 2];
   unsigned server : 1;
   unsigned awaiting_pong : 1;   /* a heartbeat went out unanswered */
   unsigned inbox_full : 1;      /* reading stopped: receive lags */
@@ -131,8 +131,10 @@ static void push_closed(lua_State *L, ml_ws *ws) {
   lua_pushnil(L);
   lua_pushliteral(L, "closed");
   lua_pushinteger(L, ws != NULL ? ws->code : ML_WS_ABNORMAL);
-  lua_pushlstring(L, ws != NULL ? ws->reason : "",
-                  ws != NULL ? ws->reason_len : 0);
+  if (ws != NULL && ws->reason != NULL)
+    lua_pushlstring(L, ws->reason, ws->reason_len);
+  else
+    lua_pushliteral(L, "");
 }
 
 /* Wakes every sender: true, or nil, "closed" (on the next turn). */
@@ -185,6 +187,7 @@ static void ws_free(ml_ws *ws) {
   }
   ml_ws_parser_free(&ws->parser);
   ml_ws_inflater_free(&ws->inflater);
+  free(ws->reason);
   free(ws);
 }
 
@@ -238,8 +241,12 @@ static void set_closed(ml_ws *ws, int code, const char *reason,
   ws->state = WS_CLOSED;
   ws->code = (uint16_t)code;
   len = ml_ws_close_payload(pl, code, reason, len) - 2;
-  memcpy(ws->reason, pl + 2, len);
-  ws->reason_len = (uint8_t)len;
+  free(ws->reason);
+  ws->reason_len = 0;            /* no memory for it: an empty reason */
+  if (len > 0 && (ws->reason = malloc(len)) != NULL) {
+    memcpy(ws->reason, pl + 2, len);
+    ws->reason_len = (uint8_t)len;
+  }
   ml_clock_timer_stop(&ws->beat);
   if (ws->t != NULL)            /* the handshake is over: a FIN */
     ws->io->end_output(ws->t);
@@ -276,16 +283,12 @@ static int pop_message(lua_State *L, ml_ws *ws);
 /* Wakes the receiver with the first message, or "closed"; now from a
  * loop callback, else on the next turn. */
 static void feed_receiver(ml_ws *ws) {
-  recv_op *op = ws->receiver;
   ml_co *co;
-  if (op == NULL || (ws->inbox == NULL && ws->state != WS_CLOSED))
+  if (ws->recv.w.co == NULL || (ws->inbox == NULL &&
+                                ws->state != WS_CLOSED))
     return;
-  ws->receiver = NULL;
-  ml_clock_timer_stop(&op->timer);
-  co = ml_sched_unpark(&op->w);
-  free(op);
-  if (co == NULL)
-    return;
+  ml_clock_timer_stop(&ws->recv.timer);
+  co = ml_sched_unpark(&ws->recv.w);
   if (ws->inbox != NULL) {
     wake(co, pop_message(co->L, ws));
     return;
@@ -415,17 +418,11 @@ static void ws_detach(ml_ws *ws) {
   hold(ws);
   wake_senders(ws, 1);
   wake_closer(ws, 1);
-  if (ws->receiver != NULL) {
-    recv_op *op = ws->receiver;
-    ml_co *co;
-    ws->receiver = NULL;
-    ml_clock_timer_stop(&op->timer);
-    co = ml_sched_unpark(&op->w);
-    free(op);
-    if (co != NULL) {
-      push_closed(co->L, ws);
-      ml_sched_resume_soon(co, 4);
-    }
+  if (ws->recv.w.co != NULL) {
+    ml_co *co = ml_sched_unpark(&ws->recv.w);
+    ml_clock_timer_stop(&ws->recv.timer);
+    push_closed(co->L, ws);
+    ml_sched_resume_soon(co, 4);
   }
   release(ws);                  /* frees it unless a call holds it */
 }
@@ -467,6 +464,9 @@ static int conn_write(void *t, const void *a, size_t alen, const void *b,
     memcpy(o->data + o->len + alen, b, blen);
   o->len += alen + blen;
   ml_conn_flush(c);               /* may close it: the caller checks */
+  if (!ml_conn_closing(c) && o->len == 0)
+    ml_buf_free(o);               /* an idle socket keeps no buffer, and
+                                     a large message's goes at once */
   return 0;
 }
 
@@ -697,10 +697,8 @@ static int ws_ping(lua_State *L) {
 }
 
 static void recv_done(ml_ctimer *t) {
-  recv_op *op = container_of(t, recv_op, timer);
-  ml_co *co = ml_sched_unpark(&op->w);
-  op->ws->receiver = NULL;
-  free(op);
+  ml_ws *ws = container_of(t, ml_ws, recv.timer);
+  ml_co *co = ml_sched_unpark(&ws->recv.w);
   if (co == NULL)
     return;
   lua_pushnil(co->L);
@@ -709,10 +707,8 @@ static void recv_done(ml_ctimer *t) {
 }
 
 static void recv_cancel(ml_wait *w) {
-  recv_op *op = (recv_op *)w;
-  ml_clock_timer_stop(&op->timer);
-  op->ws->receiver = NULL;
-  free(op);
+  ml_ws *ws = container_of(w, ml_ws, recv.w);
+  ml_clock_timer_stop(&ws->recv.timer);
 }
 
 /* Pops the first message onto L's stack. */
@@ -743,7 +739,6 @@ static int pop_message(lua_State *L, ml_ws *ws) {
 static int ws_receive(lua_State *L) {
   ml_ws *ws = check_ws(L);
   lua_Number timeout = luaL_optnumber(L, 2, -1);
-  recv_op *op;
   ml_co *co;
   luaL_argcheck(L, timeout < 1e9, 2, "timeout out of range");
   if (ws != NULL && ws->inbox != NULL)
@@ -752,22 +747,15 @@ static int ws_receive(lua_State *L) {
     push_closed(L, ws);
     return 4;
   }
-  if (ws->receiver != NULL)
+  if (ws->recv.w.co != NULL)
     return luaL_error(L, "another coroutine is receiving on this "
                          "WebSocket");
   co = ml_sched_current(L);
-  if ((op = calloc(1, sizeof *op)) == NULL)
-    return luaL_error(L, "not enough memory");
-  op->ws = ws;
-  ml_clock_timer_init(co->gen, &op->timer);
-  if (timeout >= 0 && ml_clock_timer_start(&op->timer, recv_done,
+  if (timeout >= 0 && ml_clock_timer_start(&ws->recv.timer, recv_done,
                                            (uint64_t)(timeout * 1000 + 0.5),
-                                           0) != 0) {
-    free(op);
+                                           0) != 0)
     return luaL_error(L, "not enough memory");
-  }
-  ws->receiver = op;
-  ml_sched_park(co, &op->w, recv_cancel);
+  ml_sched_park(co, &ws->recv.w, recv_cancel);
   return ml_sched_yield(L);
 }
 
@@ -1023,6 +1011,7 @@ static ml_ws *ws_new(ml_gen *g, const ml_ws_pmd *pmd, size_t max_message,
   ml_ws_parser_init(&ws->parser, server, max_message,
                     pmd->on ? &ws->inflater : NULL);
   ml_clock_timer_init(g, &ws->beat);
+  ml_clock_timer_init(g, &ws->recv.timer);
   ws->state = WS_OPEN;
   ws->code = ML_WS_NO_STATUS;
   return ws;
@@ -1071,6 +1060,8 @@ static int lib_ws_upgrade(lua_State *L) {
   ws->io = &conn_io;
   ws->t = c;
   ml_conn_flush(c);
+  if (!ml_conn_closing(c) && ml_conn_out(c)->len == 0)
+    ml_buf_free(ml_conn_out(c));
   if (ws->t != NULL && ping > 0)
     ml_clock_timer_start(&ws->beat, beat_fire,
                          (uint64_t)(ping * 1000 + 0.5),
