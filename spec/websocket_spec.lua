@@ -428,3 +428,41 @@ describe("moonlet.websocket.connect", function()
     assert.truthy(H.wait_for_log(srv, ("slow ended.*"):rep(ended + 1), 3))
   end)
 end)
+
+describe("WebSocket across a reload", function()
+  local source = [[
+local moonlet = require "moonlet"
+local app = moonlet.app()
+app:get("/v", function(req)
+  local ws = req:websocket()
+  while true do
+    local msg = ws:receive()
+    if not msg then return end
+    ws:send("VERSION:" .. msg)
+  end
+end)
+return app
+]]
+
+  it("keeps its generation while the new one serves new sockets",
+    function()
+      local path = H.write_app(source:gsub("VERSION", "v1"))
+      local srv = H.start(path)
+      local old = W.connect(srv.port, "/v")
+      old:send(W.frame(TEXT, "a"))
+      assert.equal("v1:a", W.read_message(old))
+      local f = assert(io.open(path, "w"))
+      f:write((source:gsub("VERSION", "v2")))
+      f:close()
+      os.execute("kill -HUP " .. srv.pid)
+      assert.truthy(H.wait_for_log(srv, "reloaded", 5))
+      local new = W.connect(srv.port, "/v")
+      new:send(W.frame(TEXT, "b"))
+      assert.equal("v2:b", W.read_message(new))
+      old:send(W.frame(TEXT, "c"))
+      assert.equal("v1:c", W.read_message(old))
+      old:close()
+      new:close()
+      srv:stop()
+    end)
+end)
