@@ -72,3 +72,43 @@ describe("WebSocket with real clients", function()
         "RSS grew by " .. grown .. " KiB")
     end)
 end)
+
+describe("moonlet.websocket.connect over TLS", function()
+  local srv, dir, node_pid, port
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("sh spec/tls/make-certs.sh " .. dir))
+    local out = dir .. "/node.out"
+    os.execute(("env NODE_PATH=/usr/share/nodejs node "
+      .. "spec/clients/wss_node_server.js %s/server.pem %s/server.key "
+      .. ">%s 2>&1 & echo $! >%s/node.pid"):format(dir, dir, out, dir))
+    node_pid = tonumber(H.slurp(dir .. "/node.pid"))
+    local deadline = H.now() + 10
+    repeat
+      port = tonumber(H.slurp(out):match("listening (%d+)"))
+      if not port then H.pause(0.05) end
+    until port or H.now() > deadline
+    assert(port, "the wss server did not start: " .. H.slurp(out))
+    srv = H.start("spec/apps/ws.lua")
+  end)
+  teardown(function()
+    srv:stop()
+    if node_pid then os.execute("kill " .. node_pid) end
+    os.execute("rm -rf " .. H.quote(dir))
+  end)
+
+  local function via(query)
+    return H.get(srv, "/client-tls?url=wss://127.0.0.1:" .. port .. "/"
+      .. query).body
+  end
+
+  it("talks to Node's ws over TLS, verifying its certificate", function()
+    assert.equal("got 100009", via("&ca=" .. dir .. "/ca.pem"))
+    assert.equal("got 100009", via("&verify=0"))
+  end)
+
+  it("refuses a certificate it cannot verify", function()
+    assert.matches("^connect failed: tls: .*verify failed", via(""))
+  end)
+end)

@@ -91,10 +91,12 @@ local function request_head(target, authority, headers)
 end
 
 --- `moonlet.websocket.connect(url [, {headers =, protocols =, timeout =,
--- max_message =, deflate =}])` (yields): a WebSocket with the methods of
--- a server's, or nil and why ("timeout", "connection refused",
--- "dns: <reason>", "closed", "bad response").  timeout (10 s) bounds the
--- connect and the handshake.
+-- max_message =, deflate =, tls =}])` (yields): a WebSocket with the
+-- methods of a server's, or nil and why ("timeout", "connection
+-- refused", "dns: <reason>", "closed", "bad response", "tls: <reason>").
+-- timeout (10 s) bounds the connect, TLS and the handshake.  wss:// URLs
+-- verify the server's certificate unless tls = {verify = false};
+-- tls = {ca_file =, cert =, key =} as for moonlet.http.
 function M.connect(url, opts)
   if type(url) ~= "string" then
     error("websocket.connect expects a ws:// or wss:// URL", 2)
@@ -107,8 +109,12 @@ function M.connect(url, opts)
   if scheme ~= "ws" and scheme ~= "wss" then
     error("websocket.connect expects a ws:// or wss:// URL: " .. url, 2)
   end
+  local tls = nil
   if scheme == "wss" then
-    return nil, "tls: wss:// is not supported yet"
+    tls = opts.tls or {}
+    if type(tls) ~= "table" then
+      error("websocket.connect: tls must be a table", 2)
+    end
   end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
     error("websocket.connect: headers must be a table", 2)
@@ -123,7 +129,7 @@ function M.connect(url, opts)
   end
   return ws_connect(host, port, request_head(target, authority,
     opts.headers), protocol_list(opts.protocols), timeout, max,
-    opts.deflate ~= false)
+    opts.deflate ~= false, tls)
 end
 
 return M

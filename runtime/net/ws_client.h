@@ -1,8 +1,9 @@
 /*
- * ws_client.h - a client's upgraded connection: name lookup off the
- * loop, connect, the handshake request written, the response head read
- * with llhttp; then the bytes after it go to the owner, who speaks the
- * new protocol (WebSocket, lib_ws.c) over ml_wscl_write.  No Lua.
+ * ws_client.h - a client's upgraded connection on the stream layer (TCP,
+ * or TLS for wss://): name lookup off the loop, connect, the handshake
+ * request written, the response head read with llhttp; then the bytes
+ * after it go to the owner, who speaks the new protocol (WebSocket,
+ * lib_ws.c) over ml_wscl_write.  No Lua.
  */
 #ifndef ML_WS_CLIENT_H
 #define ML_WS_CLIENT_H
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "base/clock.h"
+#include "net/stream.h"
 
 typedef struct ml_wscl ml_wscl;
 
@@ -25,7 +27,8 @@ typedef struct {
 typedef struct {
   /* The response head came (err NULL; 'head' set), or the connection
    * could not be made: err is "timeout", "connection refused",
-   * "dns: <reason>", "closed", "bad response" or "connect: <reason>".
+   * "dns: <reason>", "closed", "bad response", "tls: <reason>" or
+   * "connect: <reason>".
    * After a failure only 'closed' follows. */
   void (*ready)(ml_wscl *c, const char *err, const ml_wscl_head *head);
   /* Bytes after the head; valid during the call. */
@@ -39,14 +42,16 @@ typedef struct {
 } ml_wscl_cbs;
 
 /*
- * Starts: 'request' (the whole handshake request) is copied; the
- * connect and handshake must end within timeout_ms on 'clock'.  NULL
- * when out of memory (no callback follows).
+ * Starts: 'request' (the whole handshake request) is copied; with 'tls'
+ * (a client context) the stream speaks TLS to 'host' (SNI, and the name
+ * the certificate must hold).  The connect, TLS and the handshake must
+ * end within timeout_ms on 'clock'.  NULL when out of memory (no
+ * callback follows).
  */
-ml_wscl *ml_wscl_open(uv_loop_t *loop, ml_clock *clock, const char *host,
-                      int port, const char *request, size_t len,
-                      uint64_t timeout_ms, const ml_wscl_cbs *cb,
-                      void *ud);
+ml_wscl *ml_wscl_open(uv_loop_t *loop, ml_clock *clock, ml_tls *tls,
+                      const char *host, int port, const char *request,
+                      size_t len, uint64_t timeout_ms,
+                      const ml_wscl_cbs *cb, void *ud);
 
 /* The owner's pointer. */
 void *ml_wscl_ud(ml_wscl *c);

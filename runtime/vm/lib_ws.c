@@ -1240,6 +1240,62 @@ static const ml_wscl_cbs client_cbs = {
   cl_ready, cl_read, cl_end, cl_drain, cl_closed
 };
 
+static int tls_gc(lua_State *L) {
+  ml_tls **t = lua_touserdata(L, 1);
+  if (*t != NULL)
+    ml_tls_free(*t);              /* streams made with it keep theirs */
+  *t = NULL;
+  return 0;
+}
+
+static const char tls_key = 0;
+
+/*
+ * The client TLS context for the options table at idx (verify, ca_file,
+ * cert, key), made once per set of options and kept in the registry
+ * with the state.  NULL with the reason pushed ("tls: ...").
+ */
+static ml_tls *tls_context(lua_State *L, int idx) {
+  ml_tls_opts o;
+  ml_tls **t;
+  char err[256];
+  memset(&o, 0, sizeof o);
+  lua_getfield(L, idx, "verify");
+  o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_getfield(L, idx, "ca_file");
+  o.ca_file = lua_tostring(L, -1);
+  lua_getfield(L, idx, "cert");
+  o.cert = lua_tostring(L, -1);
+  lua_getfield(L, idx, "key");
+  o.key = lua_tostring(L, -1);
+  o.alpn = "http/1.1";            /* the handshake is an HTTP/1.1 GET */
+  lua_pushfstring(L, "%d|%s|%s|%s", o.verify, o.ca_file ? o.ca_file : "",
+                  o.cert ? o.cert : "", o.key ? o.key : "");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tls_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &tls_key);
+  }
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, -2) == LUA_TUSERDATA)
+    return *(ml_tls **)lua_touserdata(L, -1);  /* on the stack, anchored */
+  lua_pop(L, 1);
+  t = lua_newuserdatauv(L, sizeof *t, 0);
+  if ((*t = ml_tls_new(&o, err, sizeof err)) == NULL) {
+    lua_pushstring(L, err);
+    return NULL;
+  }
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, tls_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -3);           /* contexts[key] = t */
+  lua_pushvalue(L, -2);
+  lua_rawset(L, -4);
+  return *t;
+}
+
 /* The clock a generation's waits use: virtual in tests that ask. */
 static ml_clock *gen_clock(ml_gen *g) {
   ml_ctimer t;
@@ -1254,8 +1310,9 @@ static void connect_cancel(ml_wait *w) {
 
 /*
  * core.ws_connect(host, port, head, protocols, timeout, max_message,
- * deflate) (yields) -> a WebSocket, or nil and why.  'head' is the
+ * deflate, tls) (yields) -> a WebSocket, or nil and why.  'head' is the
  * request up to its last header; the key and the end are added here.
+ * 'tls', a table of TLS options, makes it wss://.
  */
 static int lib_ws_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1), *head, *protos;
@@ -1265,6 +1322,7 @@ static int lib_ws_connect(lua_State *L) {
   lua_Integer max = luaL_checkinteger(L, 6);
   int deflate = lua_toboolean(L, 7);
   char key[ML_WS_KEY_LEN + 1];
+  ml_tls *tls = NULL;
   ml_co *co;
   ws_client *cl;
   luaL_Buffer b;
@@ -1274,6 +1332,12 @@ static int lib_ws_connect(lua_State *L) {
   luaL_argcheck(L, timeout > 0 && timeout < 1e6, 5, "timeout out of range");
   luaL_argcheck(L, max > 0, 6, "max_message must be positive");
   co = ml_sched_current(L);
+  lua_settop(L, 8);
+  if (lua_istable(L, 8) && (tls = tls_context(L, 8)) == NULL) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;                     /* nil, "tls: ..." */
+  }
   if (ml_ws_new_key(key) != 0)
     return luaL_error(L, "no random bytes for the key");
   luaL_buffinit(L, &b);
@@ -1298,7 +1362,7 @@ static int lib_ws_connect(lua_State *L) {
   cl->offered_deflate = deflate;
   ml_ws_accept(key, ML_WS_KEY_LEN, cl->accept);
   head = lua_tolstring(L, -1, &hlen);
-  cl->cl = ml_wscl_open(co->gen->loop, gen_clock(co->gen), host,
+  cl->cl = ml_wscl_open(co->gen->loop, gen_clock(co->gen), tls, host,
                         (int)port, head, hlen,
                         (uint64_t)(timeout * 1000 + 0.5), &client_cbs, cl);
   if (cl->cl == NULL) {

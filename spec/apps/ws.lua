@@ -145,6 +145,17 @@ app:get("/client-fail", function(req)
   return tostring(ws) .. " " .. tostring(err)
 end)
 
+-- wss://: ?url=, ?ca= (a CA file to trust), ?verify=0.
+app:get("/client-tls", function(req)
+  local ws, err = moonlet.websocket.connect(req.query.url, { tls = {
+    ca_file = req.query.ca, verify = req.query.verify ~= "0" } })
+  if not ws then return "connect failed: " .. err end
+  ws:send("over tls " .. ("x"):rep(100000))
+  local got = ws:receive(5)
+  ws:close()
+  return "got " .. #got
+end)
+
 -- Never answers: a handshake that times out.
 app:get("/slow", function()
   local guard <close> = on_end("slow")
