@@ -1,10 +1,12 @@
 #!/bin/sh
 # deps.sh - the Debian packages `make bench` needs beyond `make deps`:
-# wrk, nginx with Debian's ngx_lua module, valgrind (bench-instr), procps
+# wrk, nginx with Debian's ngx_lua module and lua-resty-websocket,
+# Node.js with ws (the WebSocket scenarios), valgrind (bench-instr), procps
 # (pgrep), and the database scenarios' servers and peers.  Installs only what is missing; apt-get needs root.  nginx's own
 # service is kept from starting while it installs (policy-rc.d).
 set -u
-PKGS="wrk nginx libnginx-mod-http-lua valgrind procps"
+PKGS="wrk nginx libnginx-mod-http-lua lua-nginx-websocket node-ws valgrind
+      procps"
 # The database scenarios (stores.sh): the servers, and the peers'
 # clients (lua-resty-redis, aiohttp + asyncpg, Node for node-postgres).
 PKGS="$PKGS redis-server postgresql lua-nginx-redis lua-socket python3-aiohttp

@@ -50,7 +50,7 @@ build_tools() {
       -Wextra -I/usr/share/include/llhttp $(pkg-config --cflags libuv)"
   LL="$ROOT/$BUILD/llhttp/api.o $ROOT/$BUILD/llhttp/http.o
       $ROOT/$BUILD/llhttp/llhttp.o"
-  for tool in limit client; do
+  for tool in limit client wsclient; do
     if [ ! -x "$BIN/$tool" ] || [ "$HERE/$tool.c" -nt "$BIN/$tool" ]; then
       # shellcheck disable=SC2086
       cc $CF -o "$BIN/$tool" "$HERE/$tool.c" $LL \
@@ -110,6 +110,18 @@ start_moonlet() {
   STARTED="$STARTED $PID"
   line=$(wait_line "$T/moonlet.out" "listening on" 10) ||
     { cat "$T/moonlet.err" >&2; die "moonlet did not start ($1)"; }
+  PORT=${line##*:}
+}
+
+# start_node: Node's ws echo server on CPU 0.  Sets PID and PORT.
+start_node() {
+  : > "$T/node.out"
+  NODE_PATH=/usr/share/nodejs taskset -c 0 node "$HERE/node/ws_echo.js" \
+    > "$T/node.out" 2>> "$T/node.err" &
+  PID=$!
+  STARTED="$STARTED $PID"
+  line=$(wait_line "$T/node.out" "listening on" 10) ||
+    { cat "$T/node.err" >&2; die "node did not start"; }
   PORT=${line##*:}
 }
 
@@ -173,6 +185,28 @@ http {
         local id = tostring(tonumber(ngx.var[1]))
         ngx.header.content_length = #id
         ngx.print(id)
+      }
+    }
+    location = /ws {
+      content_by_lua_block {
+        local server = require "nginx.websocket.server"
+        local wb = server:new{ timeout = 600000, max_payload_len = 1048576 }
+        if not wb then return ngx.exit(400) end
+        while true do
+          local data, typ = wb:recv_frame()
+          if not data then
+            if wb.fatal then return end
+          elseif typ == "close" then
+            wb:send_close()
+            return
+          elseif typ == "ping" then
+            wb:send_pong(data)
+          elseif typ == "text" then
+            wb:send_text(data)
+          elseif typ == "binary" then
+            wb:send_binary(data)
+          end
+        end
       }
     }
     location = /sleep {

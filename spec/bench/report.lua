@@ -351,6 +351,113 @@ local function reload()
     function(srv) return k[srv] and k[srv].rps end)
 end
 
+--- WebSockets --------------------------------------------------------------
+
+local WS_SERVERS = { "moonlet", "nginx", "node" }
+local WS_LABEL = { moonlet = "moonlet", nginx = "nginx + lua-resty-websocket",
+                   node = "Node.js ws" }
+
+local function mps(r)
+  return r.messages and r.seconds and r.seconds > 0 and
+    r.messages / r.seconds or nil
+end
+local function ws_cpu_pct(r)
+  return r.cpu_ticks and r.seconds and r.seconds > 0 and
+    r.cpu_ticks / r.clk_tck / r.seconds * 100 or nil
+end
+local function cpu_per_msg(r)     -- µs of server CPU per message
+  return r.cpu_ticks and r.messages and r.messages > 0 and
+    r.cpu_ticks / r.clk_tck / r.messages * 1e6 or nil
+end
+
+local ws_key = {}                -- ws_key[scen][server] = medians
+
+local function ws_throughput(scen, size)
+  local t = runs[scen]
+  if not t then return end
+  w("### ", scen, "\n\n100 WebSockets, each echoing a ", size, "-byte " ..
+    "binary message and waiting for it, again and again (`wsclient echo`).\n")
+  local rows, k = {}, {}
+  for _, srv in ipairs(WS_SERVERS) do
+    local list = t[srv]
+    if list then
+      local s = { mps = stat(list, mps), cpu = stat(list, ws_cpu_pct),
+        cpm = stat(list, cpu_per_msg), rss = stat(list, rss_mib),
+        err = stat(list, function(r) return r.errors end) }
+      k[srv] = { mps = med(s.mps), cpm = med(s.cpm) }
+      rows[#rows + 1] = { WS_LABEL[srv], cell(s.mps), cell(s.cpu, "%"),
+        cell(s.cpm, " µs"), cell(s.rss, " MiB"),
+        s.err and int(s.err.max) or note_of(list) or "-" }
+    end
+  end
+  table_rows({ "server", "messages/s", "server CPU", "CPU per message",
+    "peak RSS", "errors (max)" }, rows)
+  local m, n, o = k.moonlet or {}, k.nginx or {}, k.node or {}
+  w(fmt("moonlet / Node.js ws: %s messages/s, %s CPU per message; " ..
+    "moonlet / nginx: %s messages/s, %s CPU per message.\n",
+    xfmt(ratio(m.mps, o.mps)), xfmt(ratio(m.cpm, o.cpm)),
+    xfmt(ratio(m.mps, n.mps)), xfmt(ratio(m.cpm, n.cpm))))
+  ws_key[scen] = k
+end
+
+local function wsidle()
+  local t = runs.wsidle
+  if not t then return end
+  w("### wsidle\n\n10,000 WebSockets whose handlers wait in receive " ..
+    "(`wsclient idle`). Bytes per WebSocket = (RSS with them − RSS " ..
+    "before) / 10,000; a fresh server per run.\n")
+  local rows, k = {}, {}
+  for _, srv in ipairs(WS_SERVERS) do
+    local list = t[srv]
+    if list then
+      local b = stat(list, function(r) return r.bytes_per_conn end)
+      local e = stat(list, function(r) return r.errors end)
+      k[srv] = { bytes = med(b), errors = e and e.max,
+                 open = med(stat(list, function(r) return r.open end)) }
+      rows[#rows + 1] = { WS_LABEL[srv], cell(b, " B"),
+        cell(stat(list, function(r) return r.base_kb / 1024 end), " MiB"),
+        cell(stat(list, rss_mib), " MiB"),
+        cell(stat(list, function(r) return r.open end), "", int),
+        e and int(e.max) or note_of(list) or "-" }
+    end
+  end
+  table_rows({ "server", "bytes per WebSocket", "RSS before",
+    "RSS with 10,000", "open", "errors (max)" }, rows)
+  ws_key.wsidle = k
+end
+
+-- The WebSocket targets: echo ≥ 1.5× Node's ws and ≥ 1.0× nginx in
+-- messages/s; ≤ 2.5 KiB per idle WebSocket, 10,000 without error.
+local function ws_targets()
+  local rows = {}
+  local function add(what, measured, met)
+    rows[#rows + 1] = { what, measured, met == nil and "-" or
+      (met and "✓" or "✗") }
+  end
+  for _, scen in ipairs({ "ws32", "ws4k" }) do
+    local k = ws_key[scen]
+    if k and k.moonlet then
+      local rn, rx = ratio(k.moonlet.mps, k.node and k.node.mps),
+        ratio(k.moonlet.mps, k.nginx and k.nginx.mps)
+      add(scen .. ": ≥ 1.5× Node.js ws messages/s", xfmt(rn),
+        rn and rn >= 1.5)
+      add(scen .. ": ≥ 1.0× nginx + lua-resty-websocket", xfmt(rx),
+        rx and rx >= 1.0)
+    end
+  end
+  local i = ws_key.wsidle and ws_key.wsidle.moonlet
+  if i then
+    add("wsidle ≤ 2.5 KiB per idle WebSocket", num(i.bytes) .. " B",
+      i.bytes and i.bytes <= 2560)
+    add("wsidle: 10,000 without error", fmt("%s open, %s errors",
+      int(i.open), int(i.errors)), i.open == 10000 and i.errors == 0)
+  end
+  if #rows > 0 then
+    w("### WebSocket targets\n")
+    table_rows({ "target", "measured", "met" }, rows)
+  end
+end
+
 --- Targets ----------------------------------------------------------------
 
 local function targets()
@@ -424,6 +531,10 @@ end
 capture(idle)
 capture(sleep)
 capture(reload)
+capture(function() ws_throughput("ws32", 32) end)
+capture(function() ws_throughput("ws4k", 4096) end)
+capture(wsidle)
+capture(ws_targets)
 
 -- Keep the instruction counts of the last `make bench-instr`.
 local instr, instr_fanin

@@ -6,7 +6,8 @@
 #
 #   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
 #   BENCH_SCENARIOS="hello pipeline json param fanin idle sleep reload
-#                    redis pg"  (the last two: stores.sh, stores.md)
+#                    ws32 ws4k wsidle redis pg"  (the last two: stores.sh,
+#                    stores.md)
 #   BENCH_PORT=18081   nginx's port (the backend takes the next one)
 set -u
 . spec/bench/lib.sh
@@ -14,10 +15,12 @@ set -u
 D=${BENCH_DURATION:-10}
 RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-2}
-SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload redis pg}
+SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload ws32 ws4k wsidle redis pg}
 NGX_PORT=${BENCH_PORT:-18081}
 BACKEND_PORT=$((NGX_PORT + 1))
 SERVERS="moonlet nginx limit"
+WS_SERVERS="moonlet nginx node"   # the WebSocket scenarios' three
+WS_CONNS=100
 IDLE_CONNS=10000
 SLEEPERS=5000
 RELOADS=10
@@ -96,6 +99,8 @@ start() {
     start_nginx "$T/nginx" "$NGX_PORT" 0 ;;
   limit)
     start_limit "$@" ;;
+  node)
+    start_node ;;
   esac
 }
 
@@ -326,7 +331,77 @@ reload() {
   done
 }
 
+# ws_measure SCEN SERVER RUN SIZE: one echo run (wsclient, CPU 1) with
+# the server's CPU time and peak RSS over it.
+ws_measure() {
+  quiet
+  reset_peak "$PID"
+  c0=$(cpu_ticks "$PID")
+  out=$(taskset -c 1 "$BIN/wsclient" echo "$PORT" /ws $WS_CONNS "$4" "$D")
+  c1=$(cpu_ticks "$PID")
+  [ -n "$out" ] || out="messages=0 note=wsclient failed"
+  record "scenario=$1 server=$2 run=$3 conns=$WS_CONNS size=$4" \
+    "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK" \
+    "rss_kb=$(rss_kb "$PID" VmHWM) ${out#BENCH }"
+}
+
+# ws_throughput SCEN SIZE: 100 WebSockets, each echoing SIZE-byte
+# messages one at a time; the servers run side by side, taking turns.
+ws_throughput() {
+  for srv in $WS_SERVERS; do
+    start "$srv" wsecho
+    eval "PID_$srv=$PID PORT_$srv=$PORT"
+    taskset -c 1 "$BIN/wsclient" echo "$PORT" /ws $WS_CONNS "$2" \
+      "$WARMUP" > /dev/null
+  done
+  log "$1: ${RUNS}x ${D}s, $WS_CONNS WebSockets, $2-byte messages"
+  r=1
+  while [ $r -le "$RUNS" ]; do
+    for srv in $WS_SERVERS; do
+      eval "PID=\$PID_$srv PORT=\$PORT_$srv"
+      ws_measure "$1" "$srv" $r "$2"
+    done
+    r=$((r + 1))
+  done
+  for srv in $WS_SERVERS; do
+    eval "stop \$PID_$srv"
+  done
+}
+
+# wsidle: 10,000 WebSockets whose handlers wait in receive; the
+# server's RSS before and with them.  A fresh server per run.
+wsidle() {
+  r=1
+  while [ $r -le "$RUNS" ]; do
+    for srv in $WS_SERVERS; do
+      start "$srv" wsecho
+      taskset -c 1 "$BIN/wsclient" idle "$PORT" /ws 200 1 > /dev/null
+      quiet
+      base=$(rss_kb "$PID" VmRSS)
+      : > "$T/wsidle.out"
+      taskset -c 1 "$BIN/wsclient" idle "$PORT" /ws $IDLE_CONNS 4 \
+        > "$T/wsidle.out" &
+      cp=$!
+      STARTED="$STARTED $cp"
+      line=$(wait_line "$T/wsidle.out" '^ready' 200) ||
+        line="ready note=timeout"
+      sleep 1
+      held=$(rss_kb "$PID" VmRSS)
+      wait $cp
+      forget $cp
+      log "wsidle/$srv run $r: $line, RSS $base -> $held KiB"
+      record "scenario=wsidle server=$srv run=$r base_kb=$base" \
+        "rss_kb=$held bytes_per_conn=$(((held - base) * 1024 / IDLE_CONNS))" \
+        "${line#ready }"
+      stop "$PID"
+    done
+    r=$((r + 1))
+  done
+}
+
 collect_meta
+meta node "$(node --version 2>/dev/null), ws $(pkgver node-ws)"
+meta lua-resty-websocket "lua-nginx-websocket $(pkgver lua-nginx-websocket)"
 started=$(date +%s)
 for s in $SCENARIOS; do
   case $s in
@@ -344,6 +419,9 @@ for s in $SCENARIOS; do
   idle) idle ;;
   sleep) sleepers ;;
   reload) reload ;;
+  ws32) ws_throughput ws32 32 ;;
+  ws4k) ws_throughput ws4k 4096 ;;
+  wsidle) wsidle ;;
   redis|pg) STORES="${STORES:-} $s" ;;
   *) die "unknown scenario $s" ;;
   esac
