@@ -51,6 +51,15 @@ app:get("/header", function(req)
   return "h", 200, { ["X-Echo"] = req.query.v or "" }
 end)
 
+app:get("/ws", function(req)               -- frames after a handshake
+  local ws = req:websocket{ max_message = 4096, protocols = { "p" } }
+  while true do
+    local msg, kind = ws:receive(0.2)
+    if not msg and kind ~= "timeout" then return end
+    if msg then ws:send(msg, kind) else ws:ping("p") end
+  end
+end)
+
 app:errorhandler(404, function(req, err) return "nothing at " .. req.path end)
 
 return app
