@@ -146,6 +146,17 @@ describe("runaway handlers", function()
       assert.truthy(H.wait_for_log(srv, "spec/apps/hardening%.lua:%d+"))
     end)
 
+  it("logs a handler stuck in a C function while it is stuck", function()
+    local c = H.raw(srv.port, 5)
+    c:send("GET /block/1.5 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert.truthy(H.wait_for_log(srv, "watchdog: the loop has been stuck "
+      .. "for %d+ ms in GET /block/1%.5, inside a C function", 1.2))
+    assert.truthy(H.wait_for_log(srv, "watchdog: the loop runs again, "
+      .. "after 1%.%d+ s", 3))
+    c:close()
+    assert.equal(200, H.get(srv, "/").status)
+  end)
+
   it("stops a handler past --cpu-budget with 503 and goes on", function()
     local t0 = H.now()
     local res = H.get(srv, "/forever")

@@ -10,7 +10,11 @@
  * the budget or the grace raises a 503 in the handler.  The thread runs a
  * libuv loop of its own that sees SIGINT and SIGTERM too, so a stop asked
  * while the loop thread is stuck is noticed; when even the hook cannot
- * end that stop, the process ends.
+ * end that stop, the process ends.  It also sees the loop stuck in C for
+ * --watchdog ms: in a callback that labelled its work (base/activity.h),
+ * the same label still there tick after tick, or in a C function Lua
+ * called, where the hook cannot run; it logs what the loop is stuck in,
+ * then again once it runs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 #include <lauxlib.h>
 #include "net/conn.h"
+#include "base/activity.h"
 #include "base/log.h"
 #include "host/watchdog.h"
 
@@ -64,7 +69,14 @@ struct ml_watch {
   uint64_t hooked;          /* the resume signalled for report/budget */
   uint64_t kicked;          /* the resume signalled to stop (grace) */
   uint64_t what_since;      /* the resume 'what' describes */
-  char what[160];           /* "GET /x": the kicked resume, for logs */
+  char what[160];           /* "GET /x": the signalled resume, for logs */
+  uint64_t hook_ran;        /* the resume whose hook has run */
+  ml_activity act;          /* the loop thread's labels */
+  /* the watchdog thread's: what the loop was last seen in */
+  int in_lua;               /* a resume ('key' is its 'since') ... */
+  uint64_t key;             /* ... else a label's seq; 0: neither */
+  uint64_t key_at;          /* since when (uv_hrtime) */
+  int lag_told;             /* this stall was logged */
   /* the loop thread's (and its signal handler's) */
   uint64_t armed;           /* the resume whose threads get hooked */
   uint64_t reported;        /* the resume already logged */
@@ -205,6 +217,7 @@ static void hook(lua_State *L, lua_Debug *ar) {
     lua_sethook(L, NULL, 0, 0);
     return;
   }
+  STORE(w->hook_ran, since);
   ns = uv_hrtime() - since;
   if (w->report_ns && ns >= w->report_ns && w->reported != since) {
     char why[64];
@@ -226,8 +239,8 @@ static void hook(lua_State *L, lua_Debug *ar) {
  * The watchdog's signal, in the loop thread, interrupting it: if the
  * resume the watchdog saw is still running, hook its innermost thread
  * (and, through ml_watchdog_nest, the threads it resumes).  Anything else
- * has ended already.  A resume stopped for a stop is described first, for
- * the watchdog thread's last words should even the hook never run.
+ * has ended already.  The resume is described first, for the watchdog
+ * thread's own lines should the hook never run (code inside a C call).
  */
 static void on_watch_signal(int sig) {
   ml_watch *w = this_thread_watch;
@@ -237,7 +250,8 @@ static void on_watch_signal(int sig) {
   if (w == NULL || (L = LOAD(w->L)) == NULL)
     return;
   since = LOAD(w->since);
-  if (since == LOAD(w->kicked) && LOAD(w->what_since) != since) {
+  if ((since == LOAD(w->kicked) || since == LOAD(w->hooked)) &&
+      LOAD(w->what_since) != since) {
     describe(LOAD(w->co), w->what, sizeof w->what);
     STORE(w->what_since, since);
   }
@@ -331,10 +345,70 @@ static void enforce(ml_watch *w, uint64_t now, uint64_t deadline) {
     give_up(w, busy, since);
 }
 
+/*
+ * The loop has been in one place for --watchdog ms: log it, once; 1 when
+ * logged.  Lua code logs itself from its hook, unless two ticks after its
+ * signal the hook has still not run: then it is inside a C function.
+ */
+static int say_stuck(ml_watch *w, uint64_t now, const char *what,
+                     uint64_t n) {
+  char line[384];
+  uint64_t since = w->key, ms = (now - w->key_at) / 1000000u;
+  if (w->in_lua) {
+    if (LOAD(w->hooked) != since || LOAD(w->hook_ran) == since ||
+        now - since < w->limit_ns + 2 * w->period * 1000000u)
+      return 0;
+    snprintf(line, sizeof line, "watchdog: the loop has been stuck for "
+             "%llu ms in %s, inside a C function that Lua code called (the "
+             "traceback comes once it returns)", (unsigned long long)ms,
+             LOAD(w->what_since) == since ? w->what : "Lua code");
+  } else {
+    snprintf(line, sizeof line, "watchdog: the loop has been stuck for "
+             "%llu ms in C: %s (%llu bytes)", (unsigned long long)ms, what,
+             (unsigned long long)n);
+  }
+  ml_log_direct(MOONLET_LOG_WARN, line);
+  return 1;
+}
+
+/*
+ * Loop lag, from what the loop is in: a Lua resume (the one that began at
+ * 'since'), else a labelled callback (the label's seq), else nothing the
+ * watchdog can name (waiting for I/O, a host's own code, not running).
+ * The same one for --watchdog ms is a stuck loop, which serves no one;
+ * no cost falls on the loop thread for this but the labels' stores.
+ */
+static void check_lag(ml_watch *w, uint64_t now) {
+  int in_lua = LOAD(w->L) != NULL;
+  uint64_t since = LOAD(w->since), seq, n;
+  const char *what;
+  char line[96];
+  ml_activity_read(&w->act, &what, &n, &seq);
+  if (!in_lua && what == NULL)
+    seq = 0;
+  if (in_lua != w->in_lua || (in_lua ? since : seq) != w->key) {
+    if (w->lag_told) {
+      snprintf(line, sizeof line, "watchdog: the loop runs again, after "
+               "%.3f s", (double)(now - w->key_at) / 1e9);
+      ml_log_direct(MOONLET_LOG_WARN, line);
+    }
+    w->in_lua = in_lua;
+    w->key = in_lua ? since : seq;
+    w->key_at = in_lua ? since : now;
+    w->lag_told = 0;
+  } else if (w->key != 0 && !w->lag_told &&
+             now - w->key_at >= w->report_ns) {
+    w->lag_told = say_stuck(w, now, what, n);
+  }
+}
+
 static void on_tick(uv_timer_t *t) {
   ml_watch *w = t->data;
   uint64_t now = uv_hrtime(), deadline = LOAD(w->deadline), since;
-  lua_State *L = LOAD(w->L);       /* first: 'since' is then its own */
+  lua_State *L;
+  if (w->report_ns)
+    check_lag(w, now);             /* first: it sees the signal's effect */
+  L = LOAD(w->L);                  /* first: 'since' is then its own */
   since = LOAD(w->since);
   if (L != NULL && w->limit_ns && since != LOAD(w->hooked) &&
       now - since >= w->limit_ns) {
@@ -456,6 +530,7 @@ ml_watch *ml_watchdog_start(const moonlet_config *cfg) {
     return NULL;
   }
   this_thread_watch = w;
+  ml_activity_bind(&w->act);
   return w;
 }
 
@@ -466,8 +541,10 @@ void ml_watchdog_stop(ml_watch *w) {
   uv_async_send(&w->wake);
   pthread_join(w->thread, NULL);
   uv_loop_close(&w->loop);
-  if (this_thread_watch == w)
+  if (this_thread_watch == w) {
     this_thread_watch = NULL;
+    ml_activity_bind(NULL);
+  }
   free(w);
 }
 

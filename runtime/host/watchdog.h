@@ -2,7 +2,7 @@
  * watchdog.h - notices Lua code that runs too long without waiting: logs
  * it (--watchdog), stops it past a budget (--cpu-budget), and stops it
  * once a graceful stop's grace period is over, so that a server whose
- * loop is stuck in Lua still stops.
+ * loop is stuck in Lua still stops.  Notices a loop stuck in C too.
  */
 #ifndef ML_WATCHDOG_H
 #define ML_WATCHDOG_H
@@ -25,7 +25,8 @@ typedef struct {
 /*
  * Starts the thread for the server configured by cfg (its watchdog_ms,
  * cpu_budget, grace and handle_signals), in the thread that will run the
- * server's loop.  NULL when it cannot start (logged).
+ * server's loop (whose labels, base/activity.h, it then reads).  NULL
+ * when it cannot start (logged).
  */
 ml_watch *ml_watchdog_start(const moonlet_config *cfg);
 

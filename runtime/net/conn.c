@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "base/activity.h"
 #include "base/clock.h"
 #include "net/conn.h"
 #include "base/http.h"
@@ -1000,6 +1001,8 @@ static void process_input(ml_conn *c) {
   if (c->processing)
     return;          /* an outer call is looping already */
   c->processing = 1;
+  ml_activity_set("parsing and serving a connection's requests",
+                  unparsed(c));   /* for a watchdog, should it get stuck */
   while ((r = c->req) != NULL && !c->closing && !c->handling &&
          !c->close_after && r->parsed < r->avail) {
     if (ml_conn_pending(c) > OUT_HIGH) {
@@ -1031,6 +1034,7 @@ static void process_input(ml_conn *c) {
   if ((r = c->req) != NULL && r->shared)
     unshare(c);
   c->processing = 0;
+  ml_activity_clear();
   flush(c);
   pace(c);
   settle(c);

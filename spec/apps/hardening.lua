@@ -12,6 +12,11 @@ app:get("/spin/<float:s>", function(req, s)
   return "spun"
 end)
 
+app:get("/block/<float:s>", function(req, s)   -- stuck in a C function
+  os.execute(("sleep %.3f"):format(s))
+  return "blocked"
+end)
+
 app:get("/forever", function()
   local n = 0
   while true do n = n + 1 end

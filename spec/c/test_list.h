@@ -50,6 +50,8 @@
   X(clock_real_zero_wait_from_callback_goes_last) \
   X(clock_real_idle_and_close) \
   X(watchdog_stops_stuck_code_after_a_hosts_close) \
+  X(watchdog_logs_a_loop_stuck_in_c) \
+  X(watchdog_quiet_for_idle_or_unrun_loops) \
   X(sched_co_is_small) \
   X(gen_parts_by_kind_retire_close) \
   X(client_deadlines_in_order) \
