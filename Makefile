@@ -66,9 +66,12 @@ $(BUILD)/%.o: runtime/%.c $(RUNTIME_HDR) | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(WARN) -c $< -o $@
 
-$(BUILD)/llhttp/%.o: $(LLHTTP)/%.c | $(BUILD)
+# llhttp in its strict mode, the one llhttp 9 made the default: Debian's
+# 8.1.0 otherwise takes any byte after a head's last CR, and any two
+# bytes for the CRLF after chunk data (request smuggling).
+$(BUILD)/llhttp/%.o: $(LLHTTP)/%.c Makefile | $(BUILD)
 	@mkdir -p $(BUILD)/llhttp
-	$(CC) $(CFLAGS_ALL) -w -c $< -o $@
+	$(CC) $(CFLAGS_ALL) -DLLHTTP_STRICT_MODE=1 -w -c $< -o $@
 
 # The framework's Lua files are compiled into the binary, so it runs from
 # anywhere; each module keeps its file name for tracebacks.

@@ -38,6 +38,16 @@ describe("malformed framing", function()
     ["two Content-Lengths"] = "POST / HTTP/1.1\r\nContent-Length: 1\r\n"
       .. "Content-Length: 2\r\n\r\nab",
     ["invalid percent-encoding"] = "GET /%zz HTTP/1.1\r\n\r\n",
+    ["a head ending in CRLF, CR and any byte"] = "GET /a HTTP/1.1\r\n"
+      .. "Host: a\r\n\rXGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ["a body after CRLF, CR and any byte"] = "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Content-Length: 5\r\n\rXhello",
+    ["a head ending in CRLF LF"] = "GET / HTTP/1.1\r\nHost: a\r\n\n",
+    ["chunk data followed by two bytes other than CRLF"] = "POST / HTTP/1.1"
+      .. "\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY5\r\n"
+      .. "hello\r\n0\r\n\r\n",
+    ["chunk data followed by LF alone"] = "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
   } do
     it("answers 400 and closes for " .. name, function()
       local line, closed = answer(srv.port, bytes)
@@ -46,6 +56,27 @@ describe("malformed framing", function()
       assert.equal(200, H.get(srv, "/").status)
     end)
   end
+
+  it("answers 400 to a head ending in CRLF LF however it is cut", function()
+    local c = H.raw(srv.port, 3)
+    c:send("GET / HTTP/1.1\r\nHost: a\r\n")
+    H.pause(0.1)
+    c:send("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert.equal("HTTP/1.1 400 Bad Request", c:receive("*l"))
+    c:close()
+  end)
+
+  it("serves a request whose CRLF CRLF is cut anywhere", function()
+    local req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    for cut = #req - 3, #req - 1 do
+      local c = H.raw(srv.port, 3)
+      c:send(req:sub(1, cut))
+      H.pause(0.05)
+      c:send(req:sub(cut + 1))
+      assert.equal("HTTP/1.1 200 OK", c:receive("*l"))
+      c:close()
+    end
+  end)
 
   it("answers 501 to an unknown method, 505 to HTTP/2.0", function()
     assert.equal("HTTP/1.1 501 Not Implemented",

@@ -178,6 +178,7 @@ static ml_req *req_acquire(ml_conn *c) {
   r->text = NULL;
   r->parsed = r->avail = 0;
   r->shared = 0;
+  r->tail = 0;
   r->ud = NULL;
   r->co = NULL;
   r->drain_fn = NULL;
@@ -1010,8 +1011,7 @@ static void process_input(ml_conn *c) {
       if (c->writing || c->closing)
         break;       /* write_done comes back for the rest */
     }
-    err = llhttp_execute(&r->parser, r->text + r->parsed,
-                         r->avail - r->parsed);
+    err = ml_parse_execute(r);
     if (err == HPE_OK) {
       /* all consumed: keep only the head of a request still arriving
        * (its body is copied out as it comes) */
@@ -1025,7 +1025,6 @@ static void process_input(ml_conn *c) {
       if (r->avail == 0)
         drop_input(r);
     } else if (err == HPE_PAUSED) {
-      r->parsed = (uint32_t)(llhttp_get_error_pos(&r->parser) - r->text);
       serve_request(c);
     } else {
       parse_error(c, err);

@@ -52,6 +52,8 @@ struct ml_req {
   unsigned in_field : 1;   /* the last header callback was a name */
   unsigned enc_slash : 1;  /* the path had %2F, kept encoded */
   unsigned decoded : 1;    /* the path is in 'path', not in the text */
+  unsigned head_done : 1;  /* parse.c: the head is read, not checked */
+  char tail;               /* parse.c: the last byte llhttp took */
   uint32_t url_off, url_len;
   uint32_t path_off, path_len;  /* the routed path, in the text or in
                                    'path' (when decoded) */

@@ -38,6 +38,7 @@ static int on_message_begin(llhttp_t *p) {
   r->streaming = r->chunked = 0;
   r->stream_ping_ms = 0;
   r->err_status = 0;
+  r->head_done = 0;
   ml_conn_request_progress(r->conn, 1);
   return 0;
 }
@@ -131,24 +132,20 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
-/* The head is complete: check the body's size before reading it. */
+/* The head is complete: check the body's size before reading it, then
+ * pause, for ml_parse_execute to check how the head ended. */
 static int on_headers_complete(llhttp_t *p) {
   ml_req *r = REQ(p);
-  ml_conn *c = r->conn;
-  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   r->method = p->method;
   r->minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
     return refuse(r, p->http_major == 0 ? 400 : 505);
   if ((p->flags & F_CONTENT_LENGTH) &&
-      p->content_length > ml_conn_limits(c)->max_body)
+      p->content_length > ml_conn_limits(r->conn)->max_body)
     return refuse(r, 413);
-  if (r->expect_continue && has_body && r->minor >= 1) {
-    ML_BUF_LIT(&r->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    ml_conn_flush(c);  /* now: the client waits for it before the body */
-  }
-  return 0;
+  r->head_done = 1;
+  return HPE_PAUSED;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -177,6 +174,50 @@ const llhttp_settings_t ml_parse_settings = {
   .on_body = on_body,
   .on_message_complete = on_message_complete,
 };
+
+/*
+ * The head has been read, up to 'end' (where llhttp paused): llhttp in
+ * its strict mode wants a CR before each LF of the head but the last,
+ * which must have one too.  That CR is the byte before, or 'before', the
+ * last byte of the previous input, when the LF came first in this one.
+ * Then a client that waits for 100 Continue gets it.
+ */
+static int head_read(ml_req *r, const char *start, const char *end,
+                     char before) {
+  llhttp_t *p = &r->parser;
+  char cr = end - start >= 2 ? end[-2] : before;
+  if (cr != '\r')
+    return refuse(r, 400);
+  if (r->expect_continue && r->minor >= 1 &&
+      ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+    ML_BUF_LIT(&r->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    ml_conn_flush(r->conn);  /* now: the client waits before the body */
+  }
+  return 0;
+}
+
+llhttp_errno_t ml_parse_execute(ml_req *r) {
+  const char *start, *end = r->text + r->avail, *stop;
+  llhttp_errno_t err;
+  char before;                 /* the last byte taken before this call */
+  for (;;) {
+    start = r->text + r->parsed;
+    before = r->tail;
+    err = llhttp_execute(&r->parser, start, (size_t)(end - start));
+    if (err != HPE_OK && err != HPE_PAUSED)
+      return err;
+    stop = err == HPE_OK ? end : llhttp_get_error_pos(&r->parser);
+    if (stop > start)
+      r->tail = stop[-1];
+    r->parsed = (uint32_t)(stop - r->text);
+    if (err == HPE_OK || !r->head_done)
+      return err;              /* all taken, or a whole request */
+    r->head_done = 0;
+    if (head_read(r, start, stop, before) != 0)
+      return HPE_USER;
+    llhttp_resume(&r->parser);
+  }
+}
 
 /* }====================================================== */
 

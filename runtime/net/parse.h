@@ -14,6 +14,14 @@
 extern const llhttp_settings_t ml_parse_settings;
 
 /*
+ * Runs llhttp over r's input from r->parsed to r->avail, checking on the
+ * way what llhttp does not (how a head ends).  HPE_OK: all of it taken;
+ * HPE_PAUSED: a whole request, which ends at r->parsed; else the error
+ * (ml_parse_error_status says the answer).
+ */
+llhttp_errno_t ml_parse_execute(ml_req *r);
+
+/*
  * Finds the URL's path, before '?' or '#', past the authority of an
  * absolute-form URL: where it lies in the text when plain, else decoded
  * into r->path (keeping %2F and %25 encoded when the path holds %2F, so
