@@ -470,6 +470,8 @@ static void arm(ml_conn *c, uint64_t ms) {
 
 /* A write waits for the client: it must take some of it in time. */
 static void arm_send(ml_conn *c) {
+  uv_update_time(c->srv->loop);    /* a response that took long to make
+                                      must not find its time already up */
   c->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   c->send_deadline = uv_now(c->srv->loop) + c->srv->limits.send_timeout_ms;
   if (c->timer.index < 0 || c->send_deadline < c->timer_due)

@@ -82,4 +82,10 @@ app:get("/blob/<int:n>", function(req, n)
   return string.rep("z", n * 1024 * 1024)
 end)
 
+-- the same, made in longer than the send timeout (the loop stuck in C)
+app:get("/late-blob/<int:n>", function(req, n)
+  os.execute("sleep 1.5")
+  return string.rep("z", n * 1024 * 1024)
+end)
+
 return app
