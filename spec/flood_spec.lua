@@ -53,16 +53,16 @@ describe("a client that pipelines without reading", function()
       waits[#waits + 1] = timed_get(other)
       peak = math.max(peak, rss_kb(srv.pid))
     end
-    -- Every answer within 100 ms, but for one in 20 on a machine loaded
+    -- Answers within 100 ms, but for one in ten on a machine loaded
     -- enough to set either process aside for a while; and none near a
-    -- second, which is what a stalled loop took.
+    -- second, which is what a stalled loop took (seconds, for all).
     local function assert_served(when)
       local slow, worst = 0, 0
       for _, w in ipairs(waits) do
         if w > 0.1 then slow = slow + 1 end
         worst = math.max(worst, w)
       end
-      assert.is_true(slow <= #waits / 20 and worst < 1, ("%s: %d of %d "
+      assert.is_true(slow <= #waits / 10 and worst < 1, ("%s: %d of %d "
         .. "answers over 100 ms, the slowest in %.3f s"):format(when, slow,
         #waits, worst))
       waits = {}
