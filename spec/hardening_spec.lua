@@ -26,18 +26,20 @@ describe("malformed framing", function()
   teardown(function() srv:stop() end)
 
   for name, bytes in pairs {
-    ["obsolete line folding"] = "GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n",
-    ["a space in a header name"] = "GET / HTTP/1.1\r\nX A: b\r\n\r\n",
+    ["obsolete line folding"] = "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n"
+      .. " c\r\n\r\n",
+    ["a space in a header name"] = "GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n",
     ["a bare CR"] = "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
-    ["a NUL in a header"] = "GET / HTTP/1.1\r\nX: a\0b\r\n\r\n",
+    ["a NUL in a header"] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
     ["an HTTP/0.9 request"] = "GET /\r\n\r\n",
-    ["a chunk size that overflows"] = "POST / HTTP/1.1\r\nTransfer-Encoding: "
-      .. "chunked\r\n\r\nffffffffffffffffffffff\r\nx\r\n",
+    ["a chunk size that overflows"] = "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\nx\r\n",
     ["Transfer-Encoding with Content-Length"] = "POST / HTTP/1.1\r\n"
-      .. "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-    ["two Content-Lengths"] = "POST / HTTP/1.1\r\nContent-Length: 1\r\n"
-      .. "Content-Length: 2\r\n\r\nab",
-    ["invalid percent-encoding"] = "GET /%zz HTTP/1.1\r\n\r\n",
+      .. "Host: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n"
+      .. "\r\n0\r\n\r\n",
+    ["two Content-Lengths"] = "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    ["invalid percent-encoding"] = "GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
     ["a head ending in CRLF, CR and any byte"] = "GET /a HTTP/1.1\r\n"
       .. "Host: a\r\n\rXGET / HTTP/1.1\r\nHost: a\r\n\r\n",
     ["a body after CRLF, CR and any byte"] = "POST / HTTP/1.1\r\nHost: a\r\n"
@@ -48,6 +50,12 @@ describe("malformed framing", function()
       .. "hello\r\n0\r\n\r\n",
     ["chunk data followed by LF alone"] = "POST / HTTP/1.1\r\nHost: a\r\n"
       .. "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+    ["two spaces before the target"] = "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ["two spaces after the target"] = "GET /  HTTP/1.1\r\nHost: a\r\n\r\n",
+    ["chunked framing in HTTP/1.0"] = "POST / HTTP/1.0\r\nTransfer-Encoding: "
+      .. "chunked\r\n\r\n0\r\n\r\n",
+    ["chunked twice"] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "
+      .. "chunked, chunked\r\n\r\n0\r\n\r\n",
   } do
     it("answers 400 and closes for " .. name, function()
       local line, closed = answer(srv.port, bytes)
@@ -76,6 +84,32 @@ describe("malformed framing", function()
       assert.equal("HTTP/1.1 200 OK", c:receive("*l"))
       c:close()
     end
+  end)
+
+  it("answers 400 to two spaces in a request line cut between them",
+    function()
+      local c = H.raw(srv.port, 3)
+      c:send("GET ")
+      H.pause(0.1)
+      c:send(" / HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.equal("HTTP/1.1 400 Bad Request", c:receive("*l"))
+      c:close()
+    end)
+
+  it("answers 501 to a transfer coding other than chunked", function()
+    local line, closed = answer(srv.port, "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    assert.equal("HTTP/1.1 501 Not Implemented", line)
+    assert.is_true(closed)
+  end)
+
+  it("answers 413 at once to a chunk larger than --max-body", function()
+    local t0 = H.now()
+    local line, closed = answer(srv.port, "POST / HTTP/1.1\r\nHost: a\r\n"
+      .. "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nab")
+    assert.equal("HTTP/1.1 413 Content Too Large", line)
+    assert.is_true(closed)
+    assert.is_true(H.now() - t0 < 2, "took " .. (H.now() - t0))
   end)
 
   it("answers 501 to an unknown method, 505 to HTTP/2.0", function()

@@ -2,6 +2,7 @@
  * http.c - status texts, the per-second Date cache, header checks.  Pure
  * helpers over a byte buffer: no I/O, no Lua.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <time.h>
 #include "base/http.h"
@@ -108,6 +109,55 @@ int ml_http_status_line(ml_buf *out, int status) {
   memcpy(out->data + out->len + slen, date, dlen);
   out->len += slen + dlen;
   return 0;
+}
+
+static int is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+/* Whether c may stand as itself in a reg-name (RFC 3986: unreserved and
+ * sub-delims, "-._~!$&'()*+,;=" and alphanumerics): a bit map, as this
+ * runs for every request's Host. */
+static int reg_name_char(unsigned char c) {
+  static const uint64_t low = 0x2bff7fd200000000u;    /* 0 to 63 */
+  static const uint64_t high = 0x47fffffe87fffffeu;   /* 64 to 127 */
+  return c < 64 ? (int)(low >> c & 1) : c < 128 ? (int)(high >> (c - 64) & 1)
+                                                 : 0;
+}
+
+/* Where the name part of a host ends: a reg-name or IPv4 address (RFC
+ * 3986: unreserved, %-escapes, sub-delims), or an IP literal in
+ * brackets; n + 1 when it is not one. */
+static size_t host_name_end(const char *s, size_t n) {
+  size_t i = 0;
+  if (n > 0 && s[0] == '[') {
+    for (i = 1; i < n && (is_hex(s[i]) || s[i] == ':' || s[i] == '.'); i++)
+      ;
+    return i < n && s[i] == ']' && i > 1 ? i + 1 : n + 1;
+  }
+  for (; i < n; i++) {
+    if (reg_name_char((unsigned char)s[i]))
+      continue;                /* the common case first */
+    if (s[i] == ':')
+      break;
+    if (s[i] != '%' || i + 2 >= n || !is_hex(s[i + 1]) || !is_hex(s[i + 2]))
+      return n + 1;
+    i += 2;
+  }
+  return i;
+}
+
+int ml_http_host_ok(const char *s, size_t n) {
+  size_t i = host_name_end(s, n);
+  if (i > n)
+    return 0;
+  if (i < n && s[i++] != ':')
+    return 0;
+  for (; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+  return 1;
 }
 
 int ml_http_name_ok(const char *s, size_t n) {

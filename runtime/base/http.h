@@ -20,6 +20,11 @@ int ml_http_status_line(ml_buf *out, int status);
 /* 1 when s[0..n) is a valid header name (an RFC 9110 token). */
 int ml_http_name_ok(const char *s, size_t n);
 
+/* 1 when s[0..n) is a valid Host value (RFC 9110 §7.2): a name, an IPv4
+ * address or an IP literal in brackets, then maybe ':' and a port.  Empty
+ * is valid (a target with no authority). */
+int ml_http_host_ok(const char *s, size_t n);
+
 /* 1 when a header value has no CR, LF or NUL (it could split the head). */
 int ml_http_value_ok(const char *s, size_t n);
 

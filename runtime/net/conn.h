@@ -53,6 +53,9 @@ struct ml_req {
   unsigned enc_slash : 1;  /* the path had %2F, kept encoded */
   unsigned decoded : 1;    /* the path is in 'path', not in the text */
   unsigned head_done : 1;  /* parse.c: the head is read, not checked */
+  unsigned trailers : 1;   /* parse.c: header callbacks are trailers */
+  unsigned in_line : 1;    /* parse.c: the request line is being read */
+  unsigned line_begun : 1; /* parse.c: ... past any empty lines */
   char tail;               /* parse.c: the last byte llhttp took */
   uint32_t url_off, url_len;
   uint32_t path_off, path_len;  /* the routed path, in the text or in

@@ -38,7 +38,9 @@ static int on_message_begin(llhttp_t *p) {
   r->streaming = r->chunked = 0;
   r->stream_ping_ms = 0;
   r->err_status = 0;
-  r->head_done = 0;
+  r->head_done = r->trailers = 0;
+  r->in_line = 1;
+  r->line_begun = 0;
   ml_conn_request_progress(r->conn, 1);
   return 0;
 }
@@ -82,9 +84,17 @@ static int grow_hdrs(ml_req *r) {
   return 0;
 }
 
+/*
+ * Header callbacks after the head are for trailers.  They are read and
+ * count against max_headers, but never join req.headers: a trailer must
+ * not add to, or stand in for, a field the head did not have (Host,
+ * framing).
+ */
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   ml_req *r = REQ(p);
   ml_hdr *h;
+  if (r->trailers)
+    return count_head(r, len + 4);
   if (!r->in_field) {            /* a new header starts */
     if (r->nhdrs == r->hdrs_cap && grow_hdrs(r) != 0)
       return refuse(r, 503);
@@ -103,6 +113,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
+  if (r->trailers)
+    return count_head(r, len);
   if (r->in_field) {
     h->value_off = (uint32_t)(at - r->text);
     r->in_field = 0;
@@ -116,6 +128,8 @@ static int on_header_value_complete(llhttp_t *p) {
   ml_req *r = REQ(p);
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
   const char *t = r->text;
+  if (r->trailers)
+    return 0;
   r->in_field = 0;
   /* llhttp lets through a space in a name and obsolete line folding (a
    * value running on after CRLF): both are ways to smuggle, both 400 */
@@ -132,20 +146,129 @@ static int on_header_value_complete(llhttp_t *p) {
   return 0;
 }
 
-/* The head is complete: check the body's size before reading it, then
- * pause, for ml_parse_execute to check how the head ended. */
+/*
+ * An absolute-form target (RFC 9112 §3.2.2), "http://host/path": 0 and
+ * where its authority lies in the text, or -1 for any other form.
+ */
+static int target_authority(ml_req *r, uint32_t *off, uint32_t *len) {
+  const char *u = r->text + r->url_off, *end = u + r->url_len, *a;
+  if (r->url_len < 7 || (u[0] != 'h' && u[0] != 'H'))
+    return -1;                 /* most often "/...": no scheme */
+  if (ml_strieq(u, 7, "http://"))
+    a = u + 7;
+  else if (r->url_len >= 8 && ml_strieq(u, 8, "https://"))
+    a = u + 8;
+  else
+    return -1;
+  *off = (uint32_t)(a - r->text);
+  while (a < end && *a != '/' && *a != '?' && *a != '#')
+    a++;
+  *len = (uint32_t)(a - r->text) - *off;
+  return 0;
+}
+
+/*
+ * The target's form: origin ("/p"), asterisk ("*", for OPTIONS only),
+ * authority (CONNECT's, which no route has), or absolute: then its
+ * authority, which must be a valid host, is the Host the app sees, and
+ * the target the app sees is its path.  0 or a status to refuse with.
+ */
+static int check_target(ml_req *r, ml_hdr *host) {
+  const char *u = r->text + r->url_off;
+  uint32_t off, len;
+  if (u[0] == '/' || r->method == HTTP_CONNECT)
+    return 0;
+  if (r->url_len == 1 && u[0] == '*')
+    return r->method == HTTP_OPTIONS ? 0 : 400;
+  if (target_authority(r, &off, &len) != 0 || len == 0 ||
+      !ml_http_host_ok(r->text + off, len))
+    return 400;
+  if (host != NULL) {
+    host->value_off = off;
+    host->value_len = len;
+  }
+  if (off + len < r->url_off + r->url_len && r->text[off + len] == '/') {
+    r->url_len -= off + len - r->url_off;
+    r->url_off = off + len;
+  }
+  return 0;
+}
+
+/* One Transfer-Encoding field: chunked is all we decode (501 for other
+ * codings), and only once (400); *chunked counts it over the fields. */
+static int check_codings(const char *v, size_t n, int *chunked) {
+  size_t i = 0, j;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    for (j = i; j < n && v[j] != ',' && v[j] != ' ' && v[j] != '\t'; j++)
+      ;
+    if (j > i && !ml_strieq(v + i, j - i, "chunked"))
+      return 501;
+    if (j > i && ++*chunked > 1)
+      return 400;
+    i = j;
+  }
+  return 0;
+}
+
+/*
+ * What llhttp leaves to us in a whole head (RFC 9112 §3.2, §6.1):
+ * HTTP/1.1 has exactly one Host, and a Host must be valid; the target has
+ * a form we serve; chunked is the only transfer coding, and HTTP/1.0
+ * has none.  0 or the status to refuse with.
+ */
+static int check_head(ml_req *r) {
+  ml_hdr *h, *host = NULL;
+  int i, hosts = 0, chunked = 0, st;
+  for (i = 0; i < r->nhdrs; i++) {
+    h = &r->hdrs[i];
+    if (h->name_len == 4 && ml_strieq(r->text + h->name_off, 4, "host")) {
+      hosts++;
+      host = h;
+    } else if (h->name_len == 17 &&
+               ml_strieq(r->text + h->name_off, 17, "transfer-encoding") &&
+               (st = check_codings(r->text + h->value_off, h->value_len,
+                                   &chunked)) != 0) {
+      return st;
+    }
+  }
+  if (hosts > 1 || (hosts == 0 && r->minor >= 1) ||
+      (host != NULL && !ml_http_host_ok(r->text + host->value_off,
+                                        host->value_len)))
+    return 400;
+  if (chunked > 0 && r->minor == 0)
+    return 400;
+  return check_target(r, host);
+}
+
+/* The head is complete: check it and the body's size before reading the
+ * body, then pause, for ml_parse_execute to check how the head ended.
+ * Header callbacks from now on are for trailers. */
 static int on_headers_complete(llhttp_t *p) {
   ml_req *r = REQ(p);
+  int st;
   r->method = p->method;
   r->minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
     return refuse(r, p->http_major == 0 ? 400 : 505);
+  if ((st = check_head(r)) != 0)
+    return refuse(r, st);
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > ml_conn_limits(r->conn)->max_body)
     return refuse(r, 413);
-  r->head_done = 1;
+  r->head_done = r->trailers = 1;
   return HPE_PAUSED;
+}
+
+/* A chunk's size is known before its data: one that cannot fit under
+ * max_body is refused now, not after waiting for data that never comes. */
+static int on_chunk_header(llhttp_t *p) {
+  ml_req *r = REQ(p);
+  if (p->content_length > ml_conn_limits(r->conn)->max_body - r->body.len)
+    return refuse(r, 413);
+  return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
@@ -171,6 +294,7 @@ const llhttp_settings_t ml_parse_settings = {
   .on_header_value = on_header_value,
   .on_header_value_complete = on_header_value_complete,
   .on_headers_complete = on_headers_complete,
+  .on_chunk_header = on_chunk_header,
   .on_body = on_body,
   .on_message_complete = on_message_complete,
 };
@@ -196,6 +320,30 @@ static int head_read(ml_req *r, const char *start, const char *end,
   return 0;
 }
 
+/*
+ * The request line has one space between its parts; llhttp takes runs of
+ * them ("GET  / HTTP/1.1").  Scans what llhttp took of the line, from the
+ * message's first byte (past empty lines) to its LF; 'before' is the byte
+ * before p.  -1 for two spaces in a row.
+ */
+static int scan_line(ml_req *r, const char *p, const char *end,
+                     char before) {
+  for (; p < end; before = *p++) {
+    if (*p == ' ') {
+      if (before == ' ')
+        return -1;
+    } else if (*p == '\n') {
+      if (r->line_begun) {
+        r->in_line = 0;
+        return 0;
+      }
+    } else if (*p != '\r') {
+      r->line_begun = 1;
+    }
+  }
+  return 0;
+}
+
 llhttp_errno_t ml_parse_execute(ml_req *r) {
   const char *start, *end = r->text + r->avail, *stop;
   llhttp_errno_t err;
@@ -210,6 +358,10 @@ llhttp_errno_t ml_parse_execute(ml_req *r) {
     if (stop > start)
       r->tail = stop[-1];
     r->parsed = (uint32_t)(stop - r->text);
+    if (r->in_line && scan_line(r, start, stop, before) != 0) {
+      refuse(r, 400);
+      return HPE_USER;
+    }
     if (err == HPE_OK || !r->head_done)
       return err;              /* all taken, or a whole request */
     r->head_done = 0;
@@ -254,13 +406,10 @@ static int has_encoded_slash(const char *u, const char *end) {
  */
 int ml_parse_path(ml_req *r) {
   const char *t = r->text, *u = t + r->url_off, *end = u + r->url_len, *q;
+  uint32_t off, len;
   char *d;
-  if (end - u > 7 && (memcmp(u, "http://", 7) == 0 ||
-                      memcmp(u, "https://", 8) == 0)) {
-    u = memchr(u + 8, '/', (size_t)(end - u - 8));
-    if (u == NULL)
-      u = end;
-  }
+  if (target_authority(r, &off, &len) == 0)
+    u = t + off + len;       /* "http://host" with no path: "/" */
   for (q = u; q < end && *q != '?' && *q != '#'; q++)
     ;
   r->enc_slash = 0;
