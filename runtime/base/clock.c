@@ -1,8 +1,9 @@
 /*
  * clock.c - timers for Lua's waits and connection timeouts.  A clock is a
  * binary heap of timers ordered by due time, then by start order.  A real
- * clock keeps one uv_timer_t armed for its earliest entry; a virtual one
- * only moves in ml_clock_advance.  Who owns which clock is server.c's and
+ * clock keeps one uv_timer_t armed for its earliest entry, and fires
+ * entries due already after the loop's next poll; a virtual one only
+ * moves in ml_clock_advance.  Who owns which clock is server.c's and
  * module.c's business.
  */
 #include <stdlib.h>
@@ -21,10 +22,14 @@ struct ml_clock {
   ml_ctimer **heap;
   int n, cap;
   int firing;             /* inside on_fire: arm once at its end */
+  int turn_armed;         /* 'check' and 'spin' are started */
   int closing;
+  int closes;             /* handles still closing */
   void (*done)(void *ud); /* ml_clock_close's callback */
   void *done_ud;
   uv_timer_t uv;          /* a real clock's one libuv timer */
+  uv_check_t check;       /* fires entries due already, after a poll */
+  uv_idle_t spin;         /* keeps that poll from blocking meanwhile */
 };
 
 /*
@@ -137,12 +142,22 @@ static void fire_head(ml_clock *c, ml_ctimer *t, uint64_t next_due) {
 }
 
 static void on_fire(uv_timer_t *h);
+static void on_turn(uv_check_t *h);
+
+static void on_spin(uv_idle_t *h) {
+  ML_UNUSED(h);                /* being active is its whole job */
+}
 
 /*
  * Keeps a real clock's uv_timer_t armed no later than its head's due time
  * and stopped when the heap is empty (so an idle clock does not keep the
  * loop alive).  A stopped head leaves it armed early: that firing finds
  * nothing due and arms again, which is cheaper than re-arming on each stop.
+ * A head due already (a zero wait) waits for the loop to poll instead:
+ * libuv 1.44 runs a timer started at 0 from a timer callback again in the
+ * same phase, so a coroutine that sleeps 0 in a loop would never let a
+ * socket be read.  It fires in the check phase, after the poll, which
+ * the idle handle keeps from blocking.
  */
 static void arm(ml_clock *c) {
   uint64_t now, due;
@@ -155,32 +170,49 @@ static void arm(ml_clock *c) {
     return;
   }
   due = c->heap[0]->due;
-  if (due >= c->armed)
-    return;
   now = uv_now(c->loop);
-  uv_timer_start(&c->uv, on_fire, due > now ? due - now : 0, 0);
+  if (due <= now && !c->turn_armed) {
+    uv_check_start(&c->check, on_turn);
+    uv_idle_start(&c->spin, on_spin);
+    c->turn_armed = 1;
+  }
+  if (due <= now || due >= c->armed)
+    return;
+  uv_timer_start(&c->uv, on_fire, due - now, 0);
   c->armed = due;
 }
 
 /*
- * The real clock's timer: every entry due by the loop's cached time fires,
- * in (due, start) order.  Entries started during this pass (a callback
- * that sleeps 0 again) wait for the timer's next firing, as a uv_timer_t
- * started from a callback would: libuv 1.44 runs that one in the same
- * timer phase, 1.45 and later on the loop's next turn.
+ * Every entry due by the loop's cached time fires, in (due, start) order.
+ * Entries started during this pass (a callback that sleeps 0 again) wait
+ * for the next poll.
  */
-static void on_fire(uv_timer_t *h) {
-  ml_clock *c = container_of(h, ml_clock, uv);
+static void fire_due(ml_clock *c) {
   uint64_t now = uv_now(c->loop);
   uint32_t last = c->seq;
   ml_ctimer *t;
-  c->armed = NOT_ARMED;                  /* a one-shot: it has stopped */
   c->firing = 1;
   while (!c->closing && c->n > 0 && (t = c->heap[0])->due <= now &&
          (int32_t)(t->seq - last) < 0)
     fire_head(c, t, now + t->repeat);
   c->firing = 0;
   arm(c);
+}
+
+/* The real clock's timer. */
+static void on_fire(uv_timer_t *h) {
+  ml_clock *c = container_of(h, ml_clock, uv);
+  c->armed = NOT_ARMED;                  /* a one-shot: it has stopped */
+  fire_due(c);
+}
+
+/* After a poll, with entries due already. */
+static void on_turn(uv_check_t *h) {
+  ml_clock *c = container_of(h, ml_clock, check);
+  uv_check_stop(&c->check);
+  uv_idle_stop(&c->spin);
+  c->turn_armed = 0;
+  fire_due(c);
 }
 
 /* }====================================================== */
@@ -244,14 +276,19 @@ ml_clock *ml_clock_new_real(uv_loop_t *loop) {
     return NULL;
   c->loop = loop;
   c->armed = NOT_ARMED;
-  uv_timer_init(loop, &c->uv);           /* cannot fail */
+  uv_timer_init(loop, &c->uv);           /* these cannot fail */
+  uv_check_init(loop, &c->check);
+  uv_idle_init(loop, &c->spin);
+  c->uv.data = c->check.data = c->spin.data = c;
   return c;
 }
 
 static void on_closed(uv_handle_t *h) {
-  ml_clock *c = container_of(h, ml_clock, uv);
+  ml_clock *c = h->data;
   void (*done)(void *) = c->done;
   void *ud = c->done_ud;
+  if (--c->closes > 0)
+    return;
   free(c->heap);
   free(c);
   if (done != NULL)
@@ -265,7 +302,10 @@ void ml_clock_close(ml_clock *c, void (*done)(void *ud), void *ud) {
   c->done = done;
   c->done_ud = ud;
   heap_drop_all(c);
+  c->closes = 3;
   uv_close((uv_handle_t *)&c->uv, on_closed);
+  uv_close((uv_handle_t *)&c->check, on_closed);
+  uv_close((uv_handle_t *)&c->spin, on_closed);
 }
 
 ml_clock *ml_clock_new(uint64_t now, ml_clock *real) {

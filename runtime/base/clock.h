@@ -59,7 +59,7 @@ uint64_t ml_clock_now(ml_gen *g);
 ml_clock *ml_clock_new_real(uv_loop_t *loop);
 
 /*
- * Closes a real clock: its uv_timer_t closes, then it is freed and
+ * Closes a real clock: its libuv handles close, then it is freed and
  * done(ud) runs, on a later turn of the loop.  Timers still on it are
  * dropped without firing; their owners must not start them again.
  */
