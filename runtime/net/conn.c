@@ -25,6 +25,8 @@
 #include "host/server.h"
 
 #define LINGER_MS 2000          /* read-and-drop before closing */
+#define STOP_QUIET_MS 250       /* at a stop, an idle connection closes
+                                   after this much quiet */
 /* Back-pressure marks, for every connection whatever it is doing: reading
  * stops above a high mark and starts again once both are at or under
  * their low marks (see 'pace').  Parsing also waits above OUT_HIGH.  The
@@ -356,8 +358,16 @@ void ml_conn_close(ml_conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
+/*
+ * Graceful stop.  A response being made or written says "close", and the
+ * connection closes after it; a request still arriving is read, and
+ * answered so, within its header timeout.  An idle keep-alive connection
+ * is not closed at once: its client may have a request on the way, which
+ * a close would lose.  Its next request is answered with "close" too;
+ * STOP_QUIET_MS with none closes it.
+ */
 void ml_conn_shutdown(ml_conn *c) {
-  if (c->closing)
+  if (c->closing || c->lingering)
     return;
   if (c->up != NULL) {     /* the protocol says goodbye its own way */
     c->close_after = 1;
@@ -366,9 +376,9 @@ void ml_conn_shutdown(ml_conn *c) {
   }
   if (c->handling || c->writing ||
       (c->req != NULL && c->req->out.len > 0))
-    c->close_after = 1;    /* the response in progress says "close" */
-  else
-    ml_conn_close(c);
+    c->close_after = 1;
+  else if (!c->in_request)
+    arm(c, STOP_QUIET_MS);
 }
 
 /* }====================================================== */
@@ -842,8 +852,8 @@ static void finish_request(ml_conn *c) {
   c->in_request = 0;
   if (r->body.cap > 1048576)
     ml_buf_free(&r->body);       /* don't hoard a large body's memory */
-  if (!r->keep_alive)
-    c->close_after = 1;
+  if (!r->keep_alive || c->srv->closing)
+    c->close_after = 1;          /* said "close": a stop is under way */
   /* the next request's text follows this one's: moving the start is all
    * it takes (on_read compacts the buffer, once per read) */
   r->text += r->parsed;
@@ -1129,7 +1139,7 @@ void ml_conn_shutdown_all(moonlet_server *s, int force) {
   ml_conn *c, *next;
   for (c = s->conns; c != NULL; c = next) {
     next = c->next;
-    if (force || (c->in_request && !c->handling))
+    if (force)
       ml_conn_close(c);
     else
       ml_conn_shutdown(c);

@@ -205,11 +205,12 @@ void ml_conn_reading(ml_conn *c, int on);
  * our output; reads go on. */
 void ml_conn_end_output(ml_conn *c);
 
-/* Graceful stop (every connection): idle ones close now, busy ones after
- * their response; with 'force', all close now. */
+/* Graceful stop (every connection): each closes after its next response,
+ * or after a short quiet when none comes; with 'force', all close now. */
 void ml_conn_shutdown_all(moonlet_server *s, int force);
 
-/* Graceful stop: close if idle, else close after the current response. */
+/* Graceful stop of one: close after the current (or next) response, or
+ * after a short quiet. */
 void ml_conn_shutdown(ml_conn *c);
 
 /* Closes now, cancelling the coroutine serving it. */
