@@ -1,4 +1,5 @@
--- Stopping (SIGTERM): no keep-alive request is lost on the way.
+-- Stopping (SIGTERM): no keep-alive request is lost on the way, and
+-- moonlet.thread.run jobs that never return are stopped with the rest.
 local H = require "helpers"
 local socket = require "socket"
 
@@ -47,4 +48,36 @@ describe("a graceful stop", function()
     assert.equal(8, refused)
     assert.equal(0, srv:kill("0", 5))   -- its exit, without a 2nd signal
   end)
+
+  for _, route in ipairs { "/job/spin", "/job/swallow" } do
+    it("stops a thread.run job in " .. route .. " once the grace is over,"
+      .. " then exits 0", function()
+      local srv = H.start("spec/apps/stopping.lua",
+        { args = { "--grace", "0.5" } })
+      finally(function() srv:stop() end)
+      local c = H.raw(srv.port, 5)
+      c:send("GET " .. route .. " HTTP/1.1\r\nHost: t\r\n\r\n")
+      H.pause(0.3)
+      local t0 = H.now()
+      assert.equal(0, srv:kill("TERM", 5))
+      assert.is_true(H.now() - t0 < 3, "took " .. (H.now() - t0))
+      c:close()
+    end)
+  end
+
+  it("exits with status 3 when a thread.run job is stuck in C, saying so",
+    function()
+      local srv = H.start("spec/apps/stopping.lua",
+        { args = { "--grace", "0.3" } })
+      finally(function() srv:stop() end)
+      local c = H.raw(srv.port, 5)
+      c:send("GET /job/c HTTP/1.1\r\nHost: t\r\n\r\n")
+      H.pause(0.3)
+      local t0 = H.now()
+      assert.equal(3, srv:kill("TERM", 3.5))
+      assert.is_true(H.now() - t0 >= 1.2, "took " .. (H.now() - t0))
+      assert.truthy(srv:log():find("1 moonlet.thread.run job(s) still "
+        .. "running 1.0 s after the grace period ended", 1, true))
+      c:close()
+    end)
 end)

@@ -10,11 +10,13 @@
  * the budget or the grace raises a 503 in the handler.  The thread runs a
  * libuv loop of its own that sees SIGINT and SIGTERM too, so a stop asked
  * while the loop thread is stuck is noticed; when even the hook cannot
- * end that stop, the process ends.  It also sees the loop stuck in C for
- * --watchdog ms: in a callback that labelled its work (base/activity.h),
- * the same label still there tick after tick, or in a C function Lua
- * called, where the hook cannot run; it logs what the loop is stuck in,
- * then again once it runs.
+ * end that stop, the process ends.  Past the grace, moonlet.thread.run's
+ * jobs are stopped too, and while one runs the stop is not over: the
+ * watchdog outlives its server to see them end.  It also sees the loop
+ * stuck in C for --watchdog ms: in a callback that labelled its work
+ * (base/activity.h), the same label still there tick after tick, or in a
+ * C function Lua called, where the hook cannot run; it logs what the loop
+ * is stuck in, then again once it runs.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,11 +24,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <lauxlib.h>
 #include "net/conn.h"
 #include "base/activity.h"
 #include "base/log.h"
+#include "vm/lib_thread.h"
 #include "host/watchdog.h"
 
 #define HOOK_COUNT 1000     /* instructions between checks once hooked */
@@ -52,6 +56,8 @@ struct ml_watch {
   int nstops;               /* stop signals seen */
   uint64_t period;          /* of 'tick' in ms; 0: stopped */
   int gave_up;              /* said once that it cannot stop */
+  int jobs_told;            /* thread.run jobs were told to stop */
+  int alone;                /* its server is gone; thread jobs run on */
   uint64_t report_ns;       /* log past this; 0: never */
   uint64_t budget_ns;       /* stop past this; 0: never */
   uint64_t limit_ns;        /* the lower of the two; 0: neither */
@@ -60,6 +66,8 @@ struct ml_watch {
                                end the process */
   /* shared with the loop thread */
   int quit;                 /* ml_watchdog_stop */
+  int detach;               /* ml_watchdog_stop, while thread jobs run */
+  int detached;             /* ... and this thread has let go of its loop */
   int want_signals;         /* ml_watchdog_signals */
   uint64_t deadline;        /* a stop's grace ends; 0: no stop asked */
   int finished;             /* the stop has finished */
@@ -280,13 +288,18 @@ static void lower(uint64_t *p, uint64_t v) {
 
 static void on_tick(uv_timer_t *t);
 
+/* A stop is under way and not over: its server, or thread jobs, run. */
+static int stop_under_way(ml_watch *w) {
+  return LOAD(w->deadline) != 0 &&
+         (!LOAD(w->finished) || ml_lib_thread_running() > 0);
+}
+
 /* Ticks often enough for the limits, and for a stop under way. */
 static void retime(ml_watch *w) {
   uint64_t p = 0;
-  if (w->limit_ns)
+  if (w->limit_ns && !w->alone)
     p = w->limit_ns / 4 / 1000000 > 5 ? w->limit_ns / 4 / 1000000 : 5;
-  if (LOAD(w->deadline) && !LOAD(w->finished) && (p == 0 ||
-                                                  p > STOP_TICK_MS))
+  if (stop_under_way(w) && (p == 0 || p > STOP_TICK_MS))
     p = STOP_TICK_MS;
   if (p == w->period)
     return;
@@ -304,7 +317,7 @@ static void retime(ml_watch *w) {
  * handles its signals) ends; a host's is the host's to end: say so once.
  * The line goes out without stdio, whose lock the stuck thread may hold.
  */
-static void give_up(ml_watch *w, int busy, uint64_t since) {
+static void give_up(ml_watch *w, int busy, int jobs, uint64_t since) {
   char line[384];
   const char *what = busy && LOAD(w->what_since) == since ? w->what
                      : "Lua code";
@@ -312,6 +325,11 @@ static void give_up(ml_watch *w, int busy, uint64_t since) {
     snprintf(line, sizeof line, "watchdog: the server cannot stop: the "
              "loop is still busy in %s %.1f s after the grace period "
              "ended (in C code, or a hook cannot run)", what,
+             (double)STOP_BOUND_NS / 1e9);
+  else if (jobs > 0)
+    snprintf(line, sizeof line, "watchdog: the server cannot stop: %d "
+             "moonlet.thread.run job(s) still running %.1f s after the "
+             "grace period ended (in C code, where no hook runs)", jobs,
              (double)STOP_BOUND_NS / 1e9);
   else
     snprintf(line, sizeof line, "watchdog: the server cannot stop: %.1f "
@@ -324,7 +342,7 @@ static void give_up(ml_watch *w, int busy, uint64_t since) {
     ml_log_direct(MOONLET_LOG_ERROR, line);
     _exit(EXIT_STUCK);
   }
-  if (busy) {
+  if (busy || jobs > 0) {
     w->gave_up = 1;
     ml_log_direct(MOONLET_LOG_ERROR, line);
   }
@@ -332,17 +350,22 @@ static void give_up(ml_watch *w, int busy, uint64_t since) {
 
 /*
  * A stop's grace is over: Lua code still running is stopped (a signal
- * for its hook, once per resume), and STOP_BOUND_NS later it gives up.
+ * for its hook, once per resume), thread jobs too (their own hooks), and
+ * STOP_BOUND_NS later it gives up.
  */
 static void enforce(ml_watch *w, uint64_t now, uint64_t deadline) {
   int busy = LOAD(w->L) != NULL;
   uint64_t since = LOAD(w->since);
+  if (!w->jobs_told) {
+    w->jobs_told = 1;
+    ml_lib_thread_stop();
+  }
   if (busy && since != LOAD(w->kicked)) {
     STORE(w->kicked, since);
     pthread_kill(w->loop_thread, WATCH_SIGNAL);
   }
   if (now - deadline >= STOP_BOUND_NS && !w->gave_up)
-    give_up(w, busy, since);
+    give_up(w, busy, ml_lib_thread_running(), since);
 }
 
 /*
@@ -406,7 +429,11 @@ static void on_tick(uv_timer_t *t) {
   ml_watch *w = t->data;
   uint64_t now = uv_hrtime(), deadline = LOAD(w->deadline), since;
   lua_State *L;
-  if (w->report_ns)
+  if (w->alone && ml_lib_thread_running() == 0) {
+    uv_stop(&w->loop);             /* the last thread job has ended */
+    return;
+  }
+  if (w->report_ns && !w->alone)
     check_lag(w, now);             /* first: it sees the signal's effect */
   L = LOAD(w->L);                  /* first: 'since' is then its own */
   since = LOAD(w->since);
@@ -415,7 +442,7 @@ static void on_tick(uv_timer_t *t) {
     STORE(w->hooked, since);
     pthread_kill(w->loop_thread, WATCH_SIGNAL);
   }
-  if (deadline != 0 && now >= deadline && !LOAD(w->finished))
+  if (now >= deadline && stop_under_way(w))
     enforce(w, now, deadline);
 }
 
@@ -456,26 +483,42 @@ static void start_signals(ml_watch *w) {
   w->nsigs = 2;
 }
 
+static void close_all(ml_watch *w) {
+  int i;
+  uv_close((uv_handle_t *)&w->tick, NULL);
+  uv_close((uv_handle_t *)&w->wake, NULL);
+  for (i = 0; i < w->nsigs; i++)
+    uv_close((uv_handle_t *)&w->sigs[i], NULL);
+}
+
 /* The loop thread asked for something: to quit, to watch signals, or a
- * stop began or ended. */
+ * stop began or ended; or its server is gone while thread jobs run: the
+ * served loop is let go (its host may close it once they end). */
 static void on_wake(uv_async_t *a) {
   ml_watch *w = a->data;
-  int i;
   if (LOAD(w->quit)) {
-    uv_close((uv_handle_t *)&w->tick, NULL);
-    uv_close((uv_handle_t *)&w->wake, NULL);
-    for (i = 0; i < w->nsigs; i++)
-      uv_close((uv_handle_t *)&w->sigs[i], NULL);
+    close_all(w);
     return;
+  }
+  if (LOAD(w->detach) && !w->alone) {
+    w->alone = 1;
+    pthread_detach(pthread_self());
+    STORE(w->detached, 1);
   }
   if (LOAD(w->want_signals) && w->nsigs == 0)
     start_signals(w);
   retime(w);
 }
 
+/*
+ * Runs until on_wake closes it all.  Alone (its server gone, thread jobs
+ * running), it ends once they end, as the process does: it then makes no
+ * more libuv calls, which could race with libuv's own teardown at exit,
+ * and leaves its memory to the process's end.
+ */
 static void *watch_main(void *arg) {
   ml_watch *w = arg;
-  uv_run(&w->loop, UV_RUN_DEFAULT);   /* until on_wake closes it all */
+  uv_run(&w->loop, UV_RUN_DEFAULT);
   return NULL;
 }
 
@@ -534,9 +577,31 @@ ml_watch *ml_watchdog_start(const moonlet_config *cfg) {
   return w;
 }
 
+/*
+ * The server is gone, but a stop's thread jobs run on: the watchdog stays,
+ * to end the process should they outlast the grace, and frees itself once
+ * they end.  Returns once its thread has taken that in.
+ */
+static void detach(ml_watch *w) {
+  struct timespec ms = { 0, 1000000 };
+  int i;
+  STORE(w->detach, 1);
+  uv_async_send(&w->wake);
+  for (i = 0; i < 5000 && !LOAD(w->detached); i++)
+    nanosleep(&ms, NULL);
+}
+
 void ml_watchdog_stop(ml_watch *w) {
   if (w == NULL)
     return;
+  if (w->owns_process && stop_under_way(w)) {
+    if (this_thread_watch == w) {
+      this_thread_watch = NULL;
+      ml_activity_bind(NULL);
+    }
+    detach(w);
+    return;
+  }
   STORE(w->quit, 1);
   uv_async_send(&w->wake);
   pthread_join(w->thread, NULL);

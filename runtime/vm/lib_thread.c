@@ -3,7 +3,8 @@
  * libuv's thread pool, in a Lua state of that pool thread's own, and wakes
  * the caller with its results.  The function travels as bytecode
  * (lua_dump), arguments and results as bytes (the codec below): nothing
- * is shared between states.
+ * is shared between states.  A stopping server stops the jobs (a count
+ * hook in each pool state checks whether they should).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,10 +12,13 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "vm/lib.h"
+#include "vm/lib_thread.h"
 #include "base/log.h"
 #include "base/util.h"
 
 #define MAX_DEPTH 64           /* tables nested deeper are refused */
+#define STOP_CHECK 10000       /* instructions between checks for a stop */
+#define STOPPED "thread.run: stopped: the server is stopping"
 #define COPYABLE "only nil, booleans, numbers, strings and tables of " \
                  "these can be copied"
 
@@ -35,7 +39,16 @@ typedef struct {
   ml_buf out;           /* the results, or the error value, encoded */
   int nin, nout;
   int failed;           /* 'out' holds fn's error (nout 1) */
+  uint64_t number;      /* in the order jobs were queued, from 1 */
 } job;
+
+/* Shared by every thread, through atomics. */
+static uint64_t jobs_queued;  /* numbers given so far */
+static uint64_t stop_upto;    /* jobs numbered up to it must stop */
+static int jobs_running;      /* on pool threads now */
+static __thread job *running_job;  /* a pool thread's, for its hook */
+
+#define LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 
 /*
 ** {======================================================
@@ -302,20 +315,57 @@ static int job_run(lua_State *L) {
   return 0;
 }
 
-/* Runs on a pool thread: the only code here that touches j meanwhile. */
-static void job_work(uv_work_t *req) {
-  job *j = container_of(req, job, req);
-  lua_State *L = thread_state();
-  if (L == NULL) {
-    fail(j, "thread.run: cannot make a Lua state (out of memory)");
+/* Whether the job must stop (ml_lib_thread_stop). */
+static int job_stopped(const job *j) {
+  return j->number <= LOAD(stop_upto);
+}
+
+/*
+ * The count hook of a pool state running a job: once the job must stop,
+ * it raises, and from then on at every instruction, so that a pcall in a
+ * loop catches one error but the code around it meets the next.
+ */
+static void job_hook(lua_State *L, lua_Debug *ar) {
+  ML_UNUSED(ar);
+  if (running_job == NULL || !job_stopped(running_job))
     return;
-  }
+  lua_sethook(L, job_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, STOPPED);
+}
+
+static void run_job(job *j, lua_State *L) {
+  running_job = j;
+  lua_sethook(L, job_hook, LUA_MASKCOUNT, STOP_CHECK);
   lua_settop(L, 0);
   lua_pushcfunction(L, job_run);
   lua_pushlightuserdata(L, j);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK)
     fail(j, lua_isstring(L, -1) ? lua_tostring(L, -1) : "thread.run: error");
   lua_settop(L, 0);                   /* keep nothing of the job */
+  lua_sethook(L, NULL, 0, 0);
+  running_job = NULL;
+}
+
+/* Runs on a pool thread: the only code here that touches j meanwhile. */
+static void job_work(uv_work_t *req) {
+  job *j = container_of(req, job, req);
+  lua_State *L;
+  __atomic_add_fetch(&jobs_running, 1, __ATOMIC_ACQ_REL);
+  if (job_stopped(j))
+    fail(j, STOPPED);
+  else if ((L = thread_state()) == NULL)
+    fail(j, "thread.run: cannot make a Lua state (out of memory)");
+  else
+    run_job(j, L);
+  __atomic_sub_fetch(&jobs_running, 1, __ATOMIC_ACQ_REL);
+}
+
+void ml_lib_thread_stop(void) {
+  __atomic_store_n(&stop_upto, LOAD(jobs_queued), __ATOMIC_RELEASE);
+}
+
+int ml_lib_thread_running(void) {
+  return LOAD(jobs_running);
 }
 
 /* }====================================================== */
@@ -442,6 +492,7 @@ static int core_thread_run(lua_State *L) {
     return luaL_error(L, "%s", rc != 0 ? "not enough memory" : msg);
   }
   j->nin = nargs;
+  j->number = __atomic_add_fetch(&jobs_queued, 1, __ATOMIC_ACQ_REL);
   rc = uv_queue_work(co->gen->loop, &j->req, job_work, job_done);
   if (rc != 0) {
     job_free(j);
