@@ -436,6 +436,16 @@ describe("routing (API §3)", function()
       assert.matches("routing_badmethods%.lua:" .. line .. ":", first)
     end)
 
+    it("an unknown method in opts.methods raises with the user's "
+      .. "file:line", function()
+      local file = "spec/apps/routing_unknownmethod.lua"
+      local line = line_of(file, "-- the unknown method")
+      local code, out, err = H.cli { "routes", file }
+      assert.equal(1, code, out)
+      assert.matches("routing_unknownmethod%.lua:" .. line .. ": unknown "
+        .. "HTTP method 'QUERY'", err)
+    end)
+
     it("the same app fails to run, too", function()
       local code, out, err = H.cli { "run", "spec/apps/routing_dup.lua",
                                      "--port", "0" }

@@ -63,10 +63,10 @@ static int router_add(lua_State *L) {
     lua_geti(L, 3, i);
     num = lua_isstring(L, -1) ? method_number(lua_tostring(L, -1)) : -1;
     if (num < 0) {
+      const char *name = luaL_tolstring(L, -1, NULL);
       lua_pushnil(L);
-      lua_pushfstring(L, "unknown HTTP method '%s'", luaL_tolstring(L, -2,
-                                                                   NULL));
-      return 2;
+      lua_pushfstring(L, "unknown HTTP method '%s'", name);
+      return 2;              /* nil and the reason, not the name first */
     }
     mask |= 1ULL << num;
     lua_pop(L, 1);
