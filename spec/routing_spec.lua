@@ -492,5 +492,25 @@ describe("routing (API §3)", function()
       assert.equal("api.item", rows["/api/items/<int:id>"][1].name)
       assert.equal(6, #rows["/m"])
     end)
+
+    it("prints patterns and method lists of 100 characters and more",
+      function()
+        local long = "/" .. ("long"):rep(30) .. "/<int:id>"
+        local file = H.write_app(([[
+local app = require("moonlet").app()
+app:route("%s", { methods = { "GET", "POST", "PUT", "PATCH", "DELETE",
+  "OPTIONS", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK",
+  "UNLOCK", "SEARCH", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE" } },
+  print)
+app:get("/", print)
+return app
+]]):format(long))
+        local code, out, err = H.cli { "routes", file }
+        assert.equal(0, code, err)
+        local methods, pattern = out:match("^(%S+)%s+(%S+)%s+%-\n")
+        assert.equal(long, pattern)
+        assert.is_true(#methods >= 100, methods)
+        assert.matches("\nGET%s+/%s+%-\n$", out)
+      end)
   end)
 end)

@@ -776,9 +776,13 @@ function M.route_lines(app)
     if #e.pattern > w2 then w2 = #e.pattern end
   end
   local lines = {}
+  local function pad(s, w)      -- format's widths stop at 99
+    return s .. (" "):rep(w - #s)
+  end
   for _, e in ipairs(entries) do
-    lines[#lines + 1] = format("%-" .. w1 .. "s  %-" .. w2 .. "s  %s",
-      concat(e.methods, ","), e.pattern, e.name or "-"):gsub("%s+$", "")
+    local m = concat(e.methods, ",")
+    lines[#lines + 1] = (pad(m, w1) .. "  " .. pad(e.pattern, w2) .. "  "
+      .. (e.name or "-")):gsub("%s+$", "")
   end
   return concat(lines, "\n") .. (#lines > 0 and "\n" or "")
 end
