@@ -189,6 +189,7 @@ describe("slow and abusive clients", function()
       if err == "closed" then refused = refused + 1 end
     end
     assert.is_true(refused > 0, "no connection met the limit")
+    assert.truthy(srv:log():find("accept: out of file descriptors", 1, true))
     for _, c in ipairs(held) do c:close() end
     H.pause(0.3)
     assert.equal(200, H.get(srv, "/").status)

@@ -12,9 +12,11 @@
  * buffer, or with its own buffer growing).  An idle connection holds no
  * request: requests and write operations come from per-server pools.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include "base/activity.h"
 #include "base/clock.h"
 #include "net/conn.h"
@@ -1097,6 +1099,30 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     process_input(c);
 }
 
+/*
+ * Out of file descriptors, libuv accepts and closes every waiting client
+ * (it keeps a spare descriptor for that) and tells no callback.  So a
+ * connection accepted within a sixteenth of the limit is taken as the
+ * sign, and said at most once a second.  The limit is read again then.
+ */
+static void check_fd_room(ml_conn *c) {
+  static int limit, read_at = -1, warned = -1;  /* the process's */
+  int fd = ml_conn_fd(c), now = (int)(uv_now(c->srv->loop) / 1000);
+  struct rlimit rl;
+  if (now != read_at) {
+    read_at = now;
+    limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
+            ? (int)rl.rlim_cur : INT_MAX;
+  }
+  if (fd < 0 || fd < limit - (limit / 16 > 8 ? limit / 16 : 8) ||
+      now == warned)
+    return;
+  warned = now;
+  ml_log(MOONLET_LOG_WARN, "accept: out of file descriptors, or nearly "
+         "(connection fd %d, limit %d): clients past the limit are closed "
+         "unanswered", fd, limit);
+}
+
 void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   ml_conn *c = calloc(1, sizeof *c);
   int rc;
@@ -1119,6 +1145,7 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  check_fd_room(c);
   arm(c, s->limits.header_timeout_ms);
   start_reading(c);
   if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections) {
