@@ -220,7 +220,8 @@ static const char *header(ml_conn *c, const char *name, size_t *len) {
 
 /*
  * Whether the client's copy is current: If-None-Match (every such header)
- * decides when present; If-Modified-Since only without it.
+ * decides when present; If-Modified-Since only without it, and only with
+ * a valid date no later than now (RFC 9110 §13.1.3).
  */
 static int not_modified(ml_conn *c, const validators *v) {
   ml_req *r = ml_conn_req(c);
@@ -239,8 +240,8 @@ static int not_modified(ml_conn *c, const validators *v) {
   }
   if (seen || (val = header(c, "if-modified-since", &vlen)) == NULL)
     return 0;
-  since = parse_date(val, vlen);
-  return since >= 0 && v->mtime <= since;
+  since = parse_date(val, vlen);    /* a date past now is invalid too */
+  return since >= 0 && since <= (int64_t)time(NULL) && v->mtime <= since;
 }
 
 /* Whether If-Range (if any) lets Range apply: an entity-tag never does
