@@ -47,6 +47,7 @@ struct node {
 
 struct ml_router {
   node *root;
+  uint64_t methods;   /* every route's, together: for "OPTIONS *" */
 };
 
 /* One segment of a parsed pattern: static text (rank -1) or a converter. */
@@ -74,6 +75,7 @@ typedef struct {
   uint64_t allow;
   long steps;
   const route *found;
+  int redirect;   /* found: the path with a '/' added */
   int np;
   ml_param *params;
 } search;
@@ -401,6 +403,7 @@ int ml_router_add(ml_router *r, const char *pattern, uint64_t methods,
   }
   if (append_route(n, &p, methods, route_id) < 0)
     return fail(err, errlen, "out of memory");
+  r->methods |= methods;
   return 0;
 }
 
@@ -497,7 +500,9 @@ static int split_path(search *s, const char *path, size_t len)
 }
 
 /* At the end of the path: unions the allowed methods of n's routes and
-   takes the first that accepts the method. */
+   takes the first that accepts the method.  Without one, a route here
+   for the path with a '/' added wins, as in Werkzeug: the branches left
+   to try (a <path> converter, say) are never reached. */
 static int at_end(search *s, const node *n)
 {
   const route *r = n->routes[s->slash];
@@ -510,6 +515,12 @@ static int at_end(search *s, const node *n)
       return 1;
     }
   }
+  if (s->slash || s->nseg == 0)
+    return 0;
+  r = n->routes[1];
+  for (k = 0; k < n->nroutes[1]; k++)
+    if (r[k].methods & s->want)
+      return s->redirect = 1;
   return 0;
 }
 
@@ -581,6 +592,7 @@ static int run(search *s, const ml_router *r, uint64_t want)
   s->want = want;
   s->steps = MAX_STEPS;
   s->found = NULL;
+  s->redirect = 0;
   s->np = 0;
   return search_node(s, r->root, 0);
 }
@@ -614,7 +626,7 @@ ml_match_kind ml_router_match(const ml_router *r, int method,
   if (run(&s, r, want) || (method == HTTP_HEAD &&
                            (s.allow & BIT(HTTP_GET)) &&
                            run(&s, r, BIT(HTTP_GET))))
-    return found(&s, m);
+    return s.redirect ? (m->kind = ML_MATCH_REDIRECT_SLASH) : found(&s, m);
   if (s.allow) {
     m->allow = s.allow | BIT(HTTP_OPTIONS) |
                (s.allow & BIT(HTTP_GET) ? BIT(HTTP_HEAD) : 0);
@@ -627,6 +639,16 @@ ml_match_kind ml_router_match(const ml_router *r, int method,
       m->kind = ML_MATCH_REDIRECT_SLASH;
   }
   return m->kind;
+}
+
+/* "OPTIONS *"; see router.h. */
+ml_match_kind ml_router_match_server(const ml_router *r, ml_match *m)
+{
+  m->route = -1;
+  m->nparams = 0;
+  m->allow = r->methods | BIT(HTTP_OPTIONS) |
+             (r->methods & BIT(HTTP_GET) ? BIT(HTTP_HEAD) : 0);
+  return m->kind = ML_MATCH_OPTIONS;
 }
 
 /* ---- Allow headers ---- */

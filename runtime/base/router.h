@@ -90,6 +90,13 @@ ml_match_kind ml_router_match(const ml_router *r, int method,
                               const char *path, size_t len, ml_match *m);
 
 /*
+ * "OPTIONS *" asks about the server as a whole: fills 'm' as an OPTIONS
+ * match whose 'allow' is every method some route takes (with HEAD when
+ * GET is one, and OPTIONS).  Returns ML_MATCH_OPTIONS.
+ */
+ml_match_kind ml_router_match_server(const ml_router *r, ml_match *m);
+
+/*
  * Writes "GET, HEAD, OPTIONS" for a mask into buf, names sorted, bits that
  * are not llhttp methods skipped; NUL-terminates within buflen, truncating
  * if needed, and returns the length written (not counting the NUL).

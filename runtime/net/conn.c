@@ -774,9 +774,12 @@ static void serve_request(ml_conn *c) {
     ml_conn_reject(c, 400);
     return;
   }
-  ml_router_match(g->router, r->method,
-                  r->decoded ? r->path.data : r->text + r->path_off,
-                  r->path_len, &m);
+  if (r->url_len == 1 && r->text[r->url_off] == '*')
+    ml_router_match_server(g->router, &m);  /* OPTIONS *, parse.c saw */
+  else
+    ml_router_match(g->router, r->method,
+                    r->decoded ? r->path.data : r->text + r->path_off,
+                    r->path_len, &m);
   if ((co = ml_sched_acquire(g)) == NULL) {
     c->handling = 0;
     ml_conn_reject(c, 503);

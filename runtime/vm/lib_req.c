@@ -170,7 +170,13 @@ static void split_url(ml_conn *c, const char **path, size_t *plen,
   }
 }
 
-/* req.headers: lower-cased names, repeats joined with ", ". */
+/* What joins a header's repeats: "; " for Cookie (RFC 6265 §5.4: a
+ * comma may be in a cookie's value), ", " for the others. */
+static const char *repeat_separator(const char *name, size_t len) {
+  return len == 6 && strncasecmp(name, "cookie", 6) == 0 ? "; " : ", ";
+}
+
+/* req.headers: lower-cased names, repeats joined (repeat_separator). */
 static int push_headers(lua_State *L, ml_conn *c) {
   ml_req *r = ml_conn_req(c);
   int i;
@@ -186,7 +192,7 @@ static int push_headers(lua_State *L, ml_conn *c) {
     luaL_pushresultsize(&b, nlen);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TSTRING) {  /* a repeat: join */
-      lua_pushliteral(L, ", ");
+      lua_pushstring(L, repeat_separator(n, nlen));
       lua_pushlstring(L, v, vlen);
       lua_concat(L, 3);
     } else {
@@ -329,7 +335,7 @@ static int req_header(lua_State *L) {
       continue;
     v = ml_conn_header_value(c, i, &vlen);
     if (found++) {
-      lua_pushliteral(L, ", ");
+      lua_pushstring(L, repeat_separator(n, nlen));
       lua_pushlstring(L, v, vlen);
       lua_concat(L, 3);
     } else {

@@ -429,6 +429,25 @@ TEST(router_redirect_slash) {
   ml_router_free(r);
 }
 
+/* As in Werkzeug: a route for the path with '/' added wins over a
+ * converter that would take the path as it is (a static root). */
+TEST(router_slash_route_beats_converter) {
+  ml_router *r = ml_router_new();
+  ml_match m;
+
+  CHECK_INT(add(r, "/docs/", M(GET), 1), 0);
+  CHECK_INT(add(r, "/<path:p>", M(GET), 2), 0);
+  CHECK_INT(match(r, HTTP_GET, "/docs", &m), ML_MATCH_REDIRECT_SLASH);
+  CHECK_INT(match(r, HTTP_HEAD, "/docs", &m), ML_MATCH_REDIRECT_SLASH);
+  CHECK_INT(get(r, "/docs/"), 1);
+  CHECK_INT(get(r, "/docs/a"), 2);
+  CHECK_INT(get(r, "/x"), 2);
+  CHECK_INT(add(r, "/api/<x>/", M(POST), 3), 0);
+  CHECK_INT(get(r, "/api/v"), 2);     /* that one takes no GET */
+  CHECK_INT(match(r, HTTP_POST, "/api/v", &m), ML_MATCH_REDIRECT_SLASH);
+  ml_router_free(r);
+}
+
 TEST(router_no_redirect_other_way) {
   ml_router *r = ml_router_new();
   ml_match m;
