@@ -338,7 +338,7 @@ static int parse_pattern(const char *pat, parsed *p, char *err,
 /* Creates a router with an empty root, or returns NULL. */
 ml_router *ml_router_new(void)
 {
-  ml_router *r = malloc(sizeof *r);
+  ml_router *r = calloc(1, sizeof *r);
 
   if (r && !(r->root = new_node("", 0))) {
     free(r);

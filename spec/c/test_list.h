@@ -25,6 +25,7 @@
   X(router_options) \
   X(router_redirect_slash) \
   X(router_slash_route_beats_converter) \
+  X(router_options_server) \
   X(router_no_redirect_other_way) \
   X(router_duplicate_route) \
   X(router_pattern_errors) \

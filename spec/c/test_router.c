@@ -448,6 +448,21 @@ TEST(router_slash_route_beats_converter) {
   ml_router_free(r);
 }
 
+/* "OPTIONS *": every method some route takes, HEAD with GET, OPTIONS. */
+TEST(router_options_server) {
+  ml_router *r = ml_router_new();
+  ml_match m;
+
+  CHECK_INT(ml_router_match_server(r, &m), ML_MATCH_OPTIONS);
+  CHECK(m.allow == M(OPTIONS));
+  CHECK_INT(add(r, "/a", M(GET), 1), 0);
+  CHECK_INT(add(r, "/b/<int:n>", M(POST) | M(DELETE), 2), 0);
+  CHECK_INT(ml_router_match_server(r, &m), ML_MATCH_OPTIONS);
+  CHECK(m.allow == (M(GET) | M(HEAD) | M(OPTIONS) | M(POST) | M(DELETE)));
+  CHECK_INT(m.nparams, 0);
+  ml_router_free(r);
+}
+
 TEST(router_no_redirect_other_way) {
   ml_router *r = ml_router_new();
   ml_match m;
