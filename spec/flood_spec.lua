@@ -3,6 +3,10 @@
 -- other clients are answered at once, before and after it reads.
 local H = require "helpers"
 
+-- Under valgrind or ASan, RSS means something else (quarantined frees):
+-- the RSS bounds are checked only on the plain build.
+local measured = H.wrap == "" and not H.bin:find("asan", 1, true)
+
 -- The server's resident memory in KiB.
 local function rss_kb(pid)
   return tonumber(H.slurp("/proc/" .. pid .. "/status"):match("VmRSS:%s*(%d+)"))
@@ -75,8 +79,8 @@ describe("a client that pipelines without reading", function()
       H.pause(0.02)
     end
     assert.is_true(sent < nchunks, "the server took all 50 MB unread")
-    assert.is_true(peak - base < 8 * 1024, ("RSS grew by %d KiB while it "
-      .. "did not read"):format(peak - base))
+    assert.is_true(not measured or peak - base < 8 * 1024, ("RSS grew by %d "
+      .. "KiB while it did not read"):format(peak - base))
     assert_served("before it reads")
     -- Now it reads: every request is answered, in order, and the others
     -- are still answered within 100 ms while its backlog is served.
@@ -104,8 +108,8 @@ describe("a client that pipelines without reading", function()
     flood:close()
     other:close()
     assert.equal(want, got)
-    assert.is_true(peak - base < 8 * 1024, ("RSS grew by %d KiB"):format(
-      peak - base))
+    assert.is_true(not measured or peak - base < 8 * 1024, ("RSS grew by "
+      .. "%d KiB"):format(peak - base))
     assert_served("while it reads")
   end)
 end)
