@@ -3,12 +3,11 @@
  * binary heap of timers ordered by due time, then by start order.  A real
  * clock keeps one uv_timer_t armed for its earliest entry, and fires
  * entries due already after the loop's next poll; a virtual one only
- * moves in ml_clock_advance.  Who owns which clock is server.c's and
- * module.c's business.
+ * moves in ml_clock_advance.  Who owns which clock, and which clock a
+ * generation's timers use, is decided above (server.c, module.c).
  */
 #include <stdlib.h>
 #include "base/clock.h"
-#include "host/server.h"
 #include "base/util.h"
 
 #define NOT_ARMED UINT64_MAX
@@ -226,11 +225,6 @@ void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t) {
   t->on_real = 0;
 }
 
-void ml_clock_timer_init(ml_gen *g, ml_ctimer *t) {
-  ml_clock_timer_init_on(g->clock != NULL ? g->clock
-                                          : ml_server_clock(g->server), t);
-}
-
 int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
                          uint64_t repeat) {
   ml_clock *c = t->clock;
@@ -257,11 +251,11 @@ void ml_clock_timer_stop(ml_ctimer *t) {
   arm(c);
 }
 
-uint64_t ml_clock_now(ml_gen *g) {
-  if (g->clock != NULL)
-    return g->clock->now;
-  uv_update_time(g->loop);
-  return uv_now(g->loop);
+uint64_t ml_clock_time(ml_clock *c) {
+  if (c->loop == NULL)
+    return c->now;
+  uv_update_time(c->loop);
+  return uv_now(c->loop);
 }
 
 /*
@@ -330,10 +324,6 @@ void ml_clock_free(ml_clock *c) {
 
 ml_clock *ml_clock_real(ml_clock *c) {
   return c->loop != NULL ? c : c->real;
-}
-
-uint64_t ml_clock_virtual_now(ml_clock *c) {
-  return c->now;
 }
 
 void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),

@@ -2,15 +2,16 @@
  * clock.h - timers as entries of a clock's heap.  A real clock runs on
  * libuv's time with one uv_timer_t for all its timers (the server owns
  * one); a virtual clock only moves when a test advances it (moonlet.testing
- * with {virtual_time = true}).  Lua's waits use their state's clock;
- * connection timeouts the server's real one.
+ * with {virtual_time = true}).  Every deadline a Lua program can observe
+ * is a timer here, on its generation's clock, so that virtual time covers
+ * it; a raw uv_timer_t is for process plumbing only (the grace period,
+ * --reload's debounce, the watchdog's own thread).
  */
 #ifndef ML_CLOCK_H
 #define ML_CLOCK_H
 
 #include <stdint.h>
 #include <uv.h>
-#include "vm/sched.h"
 
 typedef struct ml_clock ml_clock;
 typedef struct ml_ctimer ml_ctimer;
@@ -31,11 +32,7 @@ struct ml_ctimer {
                              clock's real one */
 };
 
-/* Prepares t on g's clock: virtual if the state has one (g->clock), else
- * the server's real clock. */
-void ml_clock_timer_init(ml_gen *g, ml_ctimer *t);
-
-/* Prepares t on the clock c. */
+/* Prepares t on the clock c (a generation's is 'gen->clock'). */
 void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t);
 
 /*
@@ -52,8 +49,9 @@ int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
  * right away: no callback follows. */
 void ml_clock_timer_stop(ml_ctimer *t);
 
-/* The state's time in milliseconds: the loop's, or the virtual clock's. */
-uint64_t ml_clock_now(ml_gen *g);
+/* The clock's time in milliseconds: a real clock's loop time, updated
+ * first (uv_update_time), or the virtual time. */
+uint64_t ml_clock_time(ml_clock *c);
 
 /* A real clock on 'loop'; NULL when out of memory. */
 ml_clock *ml_clock_new_real(uv_loop_t *loop);
@@ -83,8 +81,5 @@ void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
 /* The real clock under c: c itself, or the one whose loop a virtual
  * clock's zero waits run on (NULL if it has none). */
 ml_clock *ml_clock_real(ml_clock *c);
-
-/* The virtual time in milliseconds. */
-uint64_t ml_clock_virtual_now(ml_clock *c);
 
 #endif

@@ -215,7 +215,7 @@ static int core_loop_virtual_time(lua_State *L) {
     }
     m->gen->clock = m->clock;
   } else {
-    m->gen->clock = NULL;
+    m->gen->clock = ml_server_clock(m->server);
   }
   return 0;
 }
@@ -233,7 +233,7 @@ static int core_loop_advance(lua_State *L) {
   ml_module *m = check_outside(L, "clock:advance");
   lua_Number s = luaL_checknumber(L, 1);
   luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds out of range");
-  if (m->clock == NULL || m->gen->clock == NULL)
+  if (m->clock == NULL || m->gen->clock != m->clock)
     return luaL_error(L, "clock:advance: virtual time is off");
   advance_turn(m);                   /* what is in flight gets going */
   ml_clock_advance(m->clock, (uint64_t)(s * 1000 + 0.5), advance_turn, m);

@@ -47,7 +47,7 @@ static int core_sleep(lua_State *L) {
   co = ml_sched_current(L);
   if ((op = malloc(sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &op->timer);
+  ml_clock_timer_init_on(co->gen->clock, &op->timer);
   if (ml_clock_timer_start(&op->timer, sleep_done,
                            (uint64_t)(s * 1000 + 0.5), 0) != 0) {
     free(op);
@@ -58,7 +58,7 @@ static int core_sleep(lua_State *L) {
 }
 
 static int core_now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)ml_clock_now(ML_GEN(L)) / 1000.0);
+  lua_pushnumber(L, (lua_Number)ml_clock_time(ML_GEN(L)->clock) / 1000.0);
   return 1;
 }
 
@@ -271,7 +271,7 @@ static int new_timer(lua_State *L, int repeat) {
   set->list = t;
   t->ud = ud;
   *ud = t;
-  ml_clock_timer_init(g, &t->timer);
+  ml_clock_timer_init_on(g->clock, &t->timer);
   if (ml_clock_timer_start(&t->timer, on_timer, ms, repeat ? ms : 0) != 0) {
     timer_stop(t);
     return luaL_error(L, "not enough memory");

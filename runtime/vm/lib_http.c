@@ -121,13 +121,6 @@ static void http_cancel(ml_wait *w) {
   ml_client_cancel(((http_op *)w)->req);
 }
 
-/* The clock g's timers run on: the server's, or a test's virtual one. */
-static ml_clock *clock_of(ml_gen *g) {
-  ml_ctimer probe;
-  ml_clock_timer_init(g, &probe);
-  return probe.clock;
-}
-
 /*
  * An https call's options from the table at i (true: the defaults):
  * verify (default on), ca_file, cert, key, server_name.  Their strings
@@ -191,7 +184,7 @@ static int http_request(lua_State *L) {
     return luaL_error(L, "not enough memory");
   o.timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
   o.ud_size = sizeof *op;
-  o.clock = clock_of(co->gen);
+  o.clock = co->gen->clock;     /* the server's, or a virtual one */
   if (lua_toboolean(L, 9) && ml_clock_real(o.clock) != NULL)
     o.clock = ml_clock_real(o.clock);
   if ((r = ml_client_request(client, &o, http_done, NULL)) == NULL)

@@ -364,7 +364,7 @@ static int conn_open(pool *p, char *err, size_t errlen) {
     snprintf(err, errlen, "not enough memory");
     return -1;
   }
-  ml_clock_timer_init(p->gen, &c->timer);
+  ml_clock_timer_init_on(p->gen->clock, &c->timer);
   if (ml_clock_timer_start(&c->timer, connect_timeout, p->timeout_ms,
                            0) != 0) {
     free(c);
@@ -565,7 +565,7 @@ static int pg_connect(lua_State *L) {
     p->first = o;
   p->last = o;
   p->nwaiting++;
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   ml_sched_park(co, &o->w, acquire_cancel);
   if (ml_clock_timer_start(&o->timer, acquire_timeout,
                            (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {
@@ -944,7 +944,7 @@ static int db_query(lua_State *L) {
     vals[i] = param(L, 3 + i);
   if ((o = calloc(1, sizeof *o)) == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   o->c = c;
   if (c->draining) {                   /* wait for it to be idle */
     lua_settop(L, base);
@@ -1053,7 +1053,7 @@ static int pg_receive(lua_State *L) {
     return luaL_error(L, "not enough memory");
   o->kind = OP_RECV;
   o->c = d->c;
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   if (timeout >= 0 &&
       ml_clock_timer_start(&o->timer, recv_timeout,
                            (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {

@@ -324,10 +324,9 @@ static void on_broken(ml_redis *c, const char *err, void *ud) {
 
 static const ml_redis_cbs callbacks = { on_reply, on_push, on_broken };
 
+/* Virtual time when the state has it. */
 static ml_clock *gen_clock(ml_gen *g) {
-  ml_ctimer probe;
-  ml_clock_timer_init(g, &probe);  /* virtual time when the state has it */
-  return probe.clock;
+  return g->clock;
 }
 
 static rconn *rconn_open(rpool *p, uint64_t connect_ms) {
@@ -574,7 +573,7 @@ static int send_and_wait(lua_State *L, ml_co *co, rconn *rc, int idx,
   rop *o = calloc(1, sizeof *o);
   if (o == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   o->rc = rc;
   o->kind = OP_CALL;
   if ((o->slot = ml_redis_send(rc->c, cmd, len, n, conn_ms, o)) == NULL) {
@@ -799,7 +798,7 @@ static int redis_receive(lua_State *L) {
     return luaL_error(L, "another coroutine is receiving here");
   if ((o = calloc(1, sizeof *o)) == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   o->rc = rc;
   o->kind = OP_RECV;
   if (t >= 0 && ml_clock_timer_start(&o->timer, recv_timeout,

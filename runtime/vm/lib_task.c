@@ -158,7 +158,7 @@ static int wait_on(lua_State *L, future *f) {
   co = ml_sched_current(L);
   if ((w = calloc(1, sizeof *w)) == NULL)
     return luaL_error(L, "not enough memory");
-  ml_clock_timer_init(co->gen, &w->timer);
+  ml_clock_timer_init_on(co->gen->clock, &w->timer);
   if (timeout >= 0 &&
       ml_clock_timer_start(&w->timer, waiter_timeout,
                            (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {

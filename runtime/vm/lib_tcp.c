@@ -170,7 +170,7 @@ static int park(lua_State *L, tsock *s, int kind, size_t n, lua_KContext ctx,
   o->s = s;
   o->kind = kind;
   o->n = n;
-  ml_clock_timer_init(co->gen, &o->timer);
+  ml_clock_timer_init_on(co->gen->clock, &o->timer);
   if (s->timeout_ms > 0 &&
       ml_clock_timer_start(&o->timer, op_timeout, s->timeout_ms, 0) != 0) {
     free(o);
@@ -612,7 +612,7 @@ static int sock_setkeepalive(lua_State *L) {
   ml_tcp_set_owner(i->t, &idle_cbs, i);
   ml_tcp_ref(i->t, 0);
   ml_tcp_read(i->t, 1);
-  ml_clock_timer_init(co->gen, &i->timer);
+  ml_clock_timer_init_on(co->gen->clock, &i->timer);
   if (t > 0)
     ml_clock_timer_start(&i->timer, idle_timeout,
                          (uint64_t)(t * 1000 + 0.5), 0);

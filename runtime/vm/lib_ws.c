@@ -809,7 +809,7 @@ static int ws_close(lua_State *L) {
   if ((op = calloc(1, sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
   op->ws = ws;
-  ml_clock_timer_init(co->gen, &op->timer);
+  ml_clock_timer_init_on(co->gen->clock, &op->timer);
   if (ml_clock_timer_start(&op->timer, close_done, CLOSE_WAIT_MS, 0) != 0) {
     free(op);
     return luaL_error(L, "not enough memory");
@@ -1010,8 +1010,8 @@ static ml_ws *ws_new(ml_gen *g, const ml_ws_pmd *pmd, size_t max_message,
   ml_ws_inflater_init(&ws->inflater, pmd, server);
   ml_ws_parser_init(&ws->parser, server, max_message,
                     pmd->on ? &ws->inflater : NULL);
-  ml_clock_timer_init(g, &ws->beat);
-  ml_clock_timer_init(g, &ws->recv.timer);
+  ml_clock_timer_init_on(g->clock, &ws->beat);
+  ml_clock_timer_init_on(g->clock, &ws->recv.timer);
   ws->state = WS_OPEN;
   ws->code = ML_WS_NO_STATUS;
   return ws;
@@ -1298,9 +1298,7 @@ static ml_tls *tls_context(lua_State *L, int idx) {
 
 /* The clock a generation's waits use: virtual in tests that ask. */
 static ml_clock *gen_clock(ml_gen *g) {
-  ml_ctimer t;
-  ml_clock_timer_init(g, &t);
-  return t.clock;
+  return g->clock;
 }
 
 /* The handler was cancelled mid-handshake: the socket closes. */

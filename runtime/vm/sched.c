@@ -116,6 +116,7 @@ ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
     return NULL;
   g->server = s;
   g->loop = loop;
+  g->clock = ml_server_clock(s);
   g->dispatch_ref = g->app_ref = g->abort_mt_ref = LUA_NOREF;
   g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
   g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&

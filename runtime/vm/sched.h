@@ -92,7 +92,8 @@ struct ml_gen {
   int pooled;
   int live;              /* coroutines lent out */
   ml_part *parts;        /* what subsystems attach (gen.h) */
-  ml_clock *clock;       /* virtual time (clock.c), or NULL: libuv's */
+  ml_clock *clock;       /* its timers' clock: the server's real one, or
+                            a virtual one (moonlet.testing) */
   ml_watch *watch;       /* the server's watchdog, or NULL */
   int abort_mt_ref;      /* moonlet.abort's metatable, for the watchdog */
   size_t mem, mem_limit; /* bytes the state holds; its cap (0: none) */
