@@ -58,7 +58,7 @@ local loading = {}   -- module name -> the coroutine loading it
 
 -- The files --reload watches: the app file and the Lua files required from
 -- its directory tree, as the searcher found them.  moonlet's own modules
--- are built in (sched.c puts their searcher second) and are never watched,
+-- are built in (gen.c puts their searcher second) and are never watched,
 -- whatever their file names look like.
 local builtin_searcher = searchers[2]
 local app_dir               -- the app's directory, with a trailing "/"

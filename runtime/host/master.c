@@ -24,7 +24,6 @@
 #include <sys/prctl.h>
 #endif
 #include "base/log.h"
-#include "host/master.h"
 #include "host/server.h"
 
 #define RESTART_DELAY_MS 1000  /* before restarting one that died young */
@@ -107,6 +106,29 @@ static void block_signals(int how) {
 ** =======================================================
 */
 
+/*
+ * {single = true} timers run only in the worker that holds the lock
+ * file when they fire, which the kernel frees when that worker dies, so
+ * another one takes over at its next firing.  One per worker, on its
+ * serve()'s stack.
+ */
+typedef struct {
+  const char *path;
+  int fd;                /* once opened; -1: not yet, -2: cannot */
+  int worker_id;
+} single_lock;
+
+static int single_turn(void *ud) {
+  single_lock *l = ud;
+  if (l->fd == -1 && (l->fd = open(l->path, O_RDWR | O_CLOEXEC)) < 0) {
+    ml_log(MOONLET_LOG_ERROR, "cannot open %s: %s: {single = true} timers "
+           "do not run in worker %d", l->path, strerror(errno),
+           l->worker_id);
+    l->fd = -2;                     /* logged once */
+  }
+  return l->fd >= 0 && flock(l->fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 static void stopped(void *ud) {
   *(int *)ud = 1;
 }
@@ -120,6 +142,7 @@ static void close_server(moonlet_server *s, uv_loop_t *loop) {
 
 /* Loads and serves the app on a loop of its own; the exit status. */
 static int serve(master *m, worker *w, const moonlet_config *cfg) {
+  single_lock lock = { m->lock, -1, w->id };
   uv_loop_t loop;
   moonlet_server *s;
   char line[16];
@@ -128,9 +151,7 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
     fprintf(stderr, "moonlet: worker %d: out of memory\n", w->id);
     return 1;
   }
-  s->worker_id = w->id;
-  s->reuse_port = 1;
-  s->single_lock = strdup(m->lock);
+  ml_server_set_worker(s, w->id, single_turn, &lock);
   if (moonlet_load(s, m->app) != 0) {
     close_server(s, &loop);
     return 1;
@@ -148,6 +169,8 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
   close(m->ready_pipe[1]);
   uv_run(&loop, UV_RUN_DEFAULT);   /* until moonlet_close has finished */
   uv_loop_close(&loop);
+  if (lock.fd >= 0)
+    close(lock.fd);                /* frees the lock, if we held it */
   return 0;
 }
 
@@ -478,17 +501,4 @@ int moonlet_run_workers(const moonlet_config *cfg, const char *app_path) {
   supervise(&m);
   cleanup(&m);
   return m.status;
-}
-
-int ml_master_single_turn(moonlet_server *s) {
-  if (s->single_lock == NULL)
-    return 1;                       /* one process: always its turn */
-  if (s->single_fd == -1 &&
-      (s->single_fd = open(s->single_lock, O_RDWR | O_CLOEXEC)) < 0) {
-    ml_log(MOONLET_LOG_ERROR, "cannot open %s: %s: {single = true} timers "
-           "do not run in worker %d", s->single_lock, strerror(errno),
-           s->worker_id);
-    s->single_fd = -2;              /* logged once */
-  }
-  return s->single_fd >= 0 && flock(s->single_fd, LOCK_EX | LOCK_NB) == 0;
 }

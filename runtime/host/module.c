@@ -10,9 +10,7 @@
 #include <lauxlib.h>
 #include "base/clock.h"
 #include "vm/lib.h"
-#include "vm/luasrc.h"
 #include "host/server.h"
-#include "base/util.h"
 
 /*
  * One per Lua state that required the module, owned by a userdata in its
@@ -21,7 +19,8 @@
 typedef struct ml_module {
   uv_loop_t loop;
   moonlet_server *server;
-  ml_gen *gen;
+  ml_host host;         /* the server's, with the loop functions' core */
+  ml_gen *gen;          /* over the host's own state */
   ml_clock *clock;      /* the virtual clock, once asked for */
   int port;             /* the listening port once an app is served */
   uv_timer_t wake;      /* bounds loop_once(timeout); unref'd */
@@ -36,15 +35,6 @@ static ml_module *module_get(lua_State *L) {
   box = lua_touserdata(L, -1);
   lua_pop(L, 1);
   return box != NULL ? *box : NULL;
-}
-
-int ml_module_loaded;
-
-ml_gen **ml_module_gen_slot(lua_State *L, ml_gen **slot) {
-  ml_module *m = module_get(L);
-  if (m != NULL && m->gen != NULL)
-    *slot = m->gen;     /* a thread older than the module: cache it */
-  return slot;          /* other states: their own (sched.c sets it) */
 }
 
 static ml_module *module_check(lua_State *L) {
@@ -111,7 +101,7 @@ static int core_loop_run(lua_State *L) {
   co->what = "moonlet.run";
   uv_update_time(&m->loop);  /* the host ran for a while: a sleep made
                                 now counts from now, not the last turn */
-  ml_sched_start(co, n - 1);
+  ml_sched_resume(co, n - 1);
   while (!job.finished && uv_run(&m->loop, UV_RUN_ONCE) != 0)
     ;
   if (!job.finished) {
@@ -134,7 +124,7 @@ static int core_loop_run(lua_State *L) {
 static int core_loop_cleanup(lua_State *L) {
   ml_module *m = module_check(L);
   int i;
-  ml_sched_gen_reset(m->gen);
+  ml_gen_reset(m->gen);
   for (i = 0; i < 4; i++)
     uv_run(&m->loop, UV_RUN_NOWAIT);
   return 0;
@@ -148,14 +138,12 @@ static int core_loop_cleanup(lua_State *L) {
  */
 static int core_loop_serve(lua_State *L) {
   ml_module *m = module_check(L);
-  ml_gen *g = m->gen;
-  ml_router *r = ml_lib_router_get(L, 2);
   int port;
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, r != NULL, 2, "a router expected");
+  luaL_argcheck(L, ml_lib_router_get(L, 2) != NULL, 2, "a router expected");
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  ml_server_gen_app(g, L, r);
-  ml_server_use_gen(m->server, g);
+  ml_gen_serve(m->gen, L, 1);
+  ml_server_switch(m->server, m->gen);  /* its settings' limits apply */
   if (m->port == 0) {
     if ((port = moonlet_listen(m->server)) < 0)
       return luaL_error(L, "moonlet: cannot listen: %s",
@@ -209,13 +197,13 @@ static int core_loop_virtual_time(lua_State *L) {
   if (lua_toboolean(L, 1)) {
     if (m->clock == NULL) {
       uv_update_time(&m->loop);
-      if ((m->clock = ml_clock_new(uv_now(&m->loop),
-                                   ml_server_clock(m->server))) == NULL)
+      if ((m->clock = ml_clock_new(uv_now(&m->loop), m->host.clock))
+          == NULL)
         return luaL_error(L, "not enough memory");
     }
     m->gen->clock = m->clock;
   } else {
-    m->gen->clock = ml_server_clock(m->server);
+    m->gen->clock = m->host.clock;
   }
   return 0;
 }
@@ -259,8 +247,6 @@ static int module_gc(lua_State *L) {
   if (m == NULL)
     return 0;
   *box = NULL;
-  if (m->gen != NULL && m->server->gen == NULL)
-    ml_sched_gen_retire(m->gen);     /* never served: retire it here */
   m->gen = NULL;
   if (m->server != NULL) {
     moonlet_close(m->server, module_stopped, &done);  /* retires gen */
@@ -296,13 +282,12 @@ static int open_core(lua_State *L) {
 /*
  * Gives the state its server and generation, once: moonlet's searcher,
  * "moonlet.core" (with the loop functions above) and moonlet.boot, as
- * the binary's states have them.  Threads made before this find the
- * generation through the registry (ml_module_gen_slot).
+ * the binary's states have them.  The generation serves no app until
+ * moonlet.serve gives it one.
  */
 static int module_setup(lua_State *L) {
   ml_module *m, **box;
   moonlet_config cfg;
-  lua_State *main_L;
   if (module_get(L) != NULL)
     return 0;
   if ((m = calloc(1, sizeof *m)) == NULL)
@@ -323,24 +308,13 @@ static int module_setup(lua_State *L) {
   moonlet_config_init(&cfg);
   cfg.port = 0;
   cfg.grace = 0.2;            /* the state is closing: do not linger */
-  ml_module_loaded = 1;
   if ((m->server = moonlet_new(&m->loop, &cfg)) == NULL)
     return luaL_error(L, "not enough memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  main_L = lua_tothread(L, -1);
-  lua_pop(L, 1);
-  if ((m->gen = ml_sched_gen_borrow(m->server, &m->loop, L)) == NULL)
+  m->host = *ml_server_host(m->server);
+  m->host.open_core = open_core;
+  if ((m->gen = ml_gen_borrow(&m->host, L)) == NULL)
     return luaL_error(L, "moonlet: cannot set up the Lua state");
-  m->gen->L = main_L;                /* lives as long as the state */
-  *(ml_gen **)lua_getextraspace(main_L) = m->gen;
-  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(L, -1, "moonlet.core");
-  luaL_setfuncs(L, loop_funcs, 0);
-  lua_pop(L, 2);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, open_core);    /* a later load of it, too (busted */
-  lua_setfield(L, -2, "moonlet.core");  /* empties package.loaded) */
-  lua_pop(L, 1);
+  ml_server_switch(m->server, m->gen);
   return 0;
 }
 
@@ -353,19 +327,12 @@ int moonlet_lua_setup(lua_State *L) {
 /* Sets the state up, then runs the built-in module 'name' (whose file
  * is 'file') as require would and returns its value. */
 static int open_builtin(lua_State *L, const char *name) {
-  const ml_luasrc *src;
-  char chunk[128];
+  const char *file;
   module_setup(L);
-  for (src = ml_luasrc_list; src->name != NULL; src++)
-    if (strcmp(src->name, name) == 0)
-      break;
-  if (src->name == NULL)
+  if ((file = ml_gen_builtin(L, name)) == NULL)
     return luaL_error(L, "moonlet: no built-in module '%s'", name);
-  snprintf(chunk, sizeof chunk, "@%s", src->file);
-  if (luaL_loadbuffer(L, src->src, src->len, chunk) != LUA_OK)
-    return lua_error(L);
   lua_pushstring(L, name);
-  lua_pushstring(L, src->file);
+  lua_pushstring(L, file);
   lua_call(L, 2, 1);
   return 1;
 }

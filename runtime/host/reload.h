@@ -1,8 +1,8 @@
 /*
  * reload.h - --reload: watch the app file and the Lua files it required
  * from its own directory tree, and reload the app (moonlet_reload) shortly
- * after they change.  Loading generations is server.c's; retiring an old
- * state is sched.c's.
+ * after they change.  Loading and switching generations is server.c's;
+ * retiring an old one is gen.c's.
  */
 #ifndef ML_RELOAD_H
 #define ML_RELOAD_H

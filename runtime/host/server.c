@@ -1,7 +1,8 @@
 /*
- * server.c - the public API of moonlet.h: settings, loading an app into a
- * generation, the listening socket, signals and the graceful stop.
- * Connections are conn.c's; Lua states and coroutines are sched.c's.
+ * server.c - the public API of moonlet.h: settings, which generation
+ * serves (loading a new one, switching to it), the listening socket,
+ * signals and the graceful stop.  Connections are conn.c's; a
+ * generation's life is gen.c's, its coroutines sched.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,7 @@
 #include <lauxlib.h>
 #include <llhttp.h>
 #include "base/clock.h"
+#include "base/shared.h"
 #include "net/conn.h"
 #include "vm/lib.h"
 #include "base/log.h"
@@ -51,6 +53,36 @@ static char *dup_or_null(const char *s) {
   return d;
 }
 
+/* One of the server's hooks run on each new Lua state (moonlet_on_state). */
+struct ml_state_hook {
+  void (*fn)(lua_State *L, void *ud);
+  void *ud;
+  ml_state_hook *next;
+};
+
+/* The host's on_state: every hook, in the order they came. */
+static void run_state_hooks(void *ud, lua_State *L) {
+  moonlet_server *s = ud;
+  ml_state_hook *h;
+  for (h = s->hooks; h != NULL; h = h->next)
+    h->fn(L, h->ud);
+}
+
+/* What the server's generations get (gen.h). */
+static void init_host(moonlet_server *s) {
+  const char *stress = getenv("MOONLET_GC_STRESS");
+  ml_host *h = &s->host;
+  h->loop = s->loop;
+  h->lua_memory = s->cfg.lua_memory;
+  h->worker_id = 1;
+  h->debug = s->cfg.debug;
+  h->gc_stress = stress != NULL && strcmp(stress, "0") != 0;
+  h->open_core = luaopen_moonlet_core;
+  h->on_state = run_state_hooks;
+  h->ud = s;
+  h->resume_hook = ml_watchdog_hook(s->watch);
+}
+
 moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   moonlet_server *s = calloc(1, sizeof *s);
   struct sigaction sa;
@@ -61,24 +93,22 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     s->cfg = *cfg;
   else
     moonlet_config_init(&s->cfg);
-  s->worker_id = 1;
-  s->single_fd = -1;
-  s->host = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
+  s->host_name = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
-  if (s->host == NULL ||
+  if (s->host_name == NULL ||
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
-      (s->shared = ml_shared_new()) == NULL ||
-      (s->clock = ml_clock_new_real(s->loop)) == NULL) {
-    ml_shared_free(s->shared);
-    ml_watchdog_stop(s->watch);
-    free(s->host);
+      (s->host.shared = ml_shared_new()) == NULL ||
+      (s->host.clock = ml_clock_new_real(s->loop)) == NULL) {
+    ml_shared_free(s->host.shared);
+    free(s->host_name);
     free(s->access_log);
     free(s);
     return NULL;
   }
-  s->cfg.host = s->host;
+  s->cfg.host = s->host_name;
   s->cfg.access_log = s->access_log;
   s->watch = ml_watchdog_start(&s->cfg);   /* NULL: serve without it */
+  init_host(s);
   /* a write to a socket the client closed must fail, not kill us; a host
    * that chose its own SIGPIPE handling keeps it */
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
@@ -99,18 +129,62 @@ void moonlet_on_state(moonlet_server *s,
   *tail = h;
 }
 
-void ml_server_state_hooks(moonlet_server *s, lua_State *L) {
-  ml_state_hook *h;
-  for (h = s->hooks; h != NULL; h = h->next)
-    h->fn(L, h->ud);
+const ml_host *ml_server_host(moonlet_server *s) {
+  return &s->host;
+}
+
+void ml_server_set_worker(moonlet_server *s, int id,
+                          int (*single_turn)(void *ud), void *ud) {
+  s->host.worker_id = id;
+  s->host.single_turn = single_turn;
+  s->host.single_ud = ud;
+  s->reuse_port = 1;
+}
+
+/* The limits an app's settings ask for (0: not set). */
+typedef struct {
+  size_t max_body, max_url, max_headers;
+  double header_timeout, keepalive_timeout, send_timeout;
+} app_limits;
+
+/* A positive number in the settings table on top, or 0. */
+static double setting(lua_State *L, const char *k) {
+  double v;
+  lua_pushstring(L, k);
+  v = lua_rawget(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  return v > 0 ? v : 0;
+}
+
+/* Reads app.settings of g's app (moonlet.app's options). */
+static void read_app_limits(ml_gen *g, app_limits *a) {
+  lua_State *L = g->L;
+  memset(a, 0, sizeof *a);
+  if (!lua_checkstack(L, 3))
+    return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->app_ref);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushliteral(L, "settings");
+    if (lua_rawget(L, -2) == LUA_TTABLE) {
+      a->max_body = (size_t)setting(L, "max_body");
+      a->max_url = (size_t)setting(L, "max_url");
+      a->max_headers = (size_t)setting(L, "max_headers");
+      a->header_timeout = setting(L, "header_timeout");
+      a->keepalive_timeout = setting(L, "keepalive_timeout");
+      a->send_timeout = setting(L, "send_timeout");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }
 
 /* A limit in force: the flag, else the app's option, else the default. */
 static void set_limits(moonlet_server *s) {
-  ml_gen *g = s->gen;
+  app_limits app, *g = &app;
   moonlet_config *c = &s->cfg;
   ml_limits *l = &s->limits;
   double ht, kt, st;
+  read_app_limits(s->gen, &app);
   l->max_body = c->max_body ? c->max_body
               : g->max_body ? g->max_body : DEFAULT_MAX_BODY;
   l->max_url = c->max_url ? c->max_url
@@ -129,9 +203,12 @@ static void set_limits(moonlet_server *s) {
   l->keepalive_timeout_ms = (uint64_t)(kt * 1000 + 0.5);
 }
 
-void ml_server_use_gen(moonlet_server *s, ml_gen *g) {
+void ml_server_switch(moonlet_server *s, ml_gen *g) {
+  ml_gen *old = s->gen;
   s->gen = g;
   set_limits(s);
+  if (old != NULL && old != g)
+    ml_gen_retire(old);
 }
 
 /*
@@ -153,40 +230,6 @@ typedef struct load_job {
 } load_job;
 
 static int end_load(moonlet_server *s, load_job *job);
-
-static size_t opt_size(lua_State *L, int t, const char *k) {
-  lua_Integer v;
-  lua_getfield(L, t, k);
-  v = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v > 0 ? (size_t)v : 0;
-}
-
-static double opt_num(lua_State *L, int t, const char *k) {
-  double v;
-  lua_getfield(L, t, k);
-  v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v > 0 ? v : 0;
-}
-
-void ml_server_gen_app(ml_gen *g, lua_State *L, ml_router *r) {
-  luaL_unref(L, LUA_REGISTRYINDEX, g->dispatch_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->app_ref);
-  g->router = r;
-  lua_pushvalue(L, 3);
-  g->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 1);            /* the app also keeps the router alive */
-  g->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  if (lua_istable(L, 4)) {
-    g->max_body = opt_size(L, 4, "max_body");
-    g->max_url = opt_size(L, 4, "max_url");
-    g->max_headers = opt_size(L, 4, "max_headers");
-    g->header_timeout = opt_num(L, 4, "header_timeout");
-    g->keepalive_timeout = opt_num(L, 4, "keepalive_timeout");
-    g->send_timeout = opt_num(L, 4, "send_timeout");
-  }
-}
 
 /* Runs in protected mode on a state's main thread: pushes the list of
  * files moonlet.boot saw the app load (the app file first). */
@@ -237,46 +280,23 @@ static void watch_files(moonlet_server *s, ml_gen *g, int good) {
 }
 
 /*
- * The coroutine running moonlet.boot.load_app ended.  When it returned
- * (how == ML_CO_OK) its results are app, router, dispatch, options;
- * otherwise the error was logged (with file:line) or the load cancelled.
+ * The app has loaded into job->g, or failed to (the error logged with
+ * file:line), or the load was cancelled (the server stops).  A reload
+ * then switches to the new generation if it loaded, frees the job, and
+ * starts the reload asked for meanwhile, if any.
  */
-static void load_done(ml_co *co, int how) {
-  load_job *job = co->data;
-  lua_State *L = co->L;
-  ml_gen *g = co->gen;
-  ml_router *r;
-  job->finished = 1;
-  if (how != ML_CO_OK) {
-    job->status = MOONLET_ELOAD;
-    if (how != ML_CO_CANCELLED)
-      watch_files(job->s, g, 0);
-    return;
-  }
-  r = ml_lib_router_get(L, 2);
-  if (r == NULL || !lua_isfunction(L, 3)) {
-    job->status = MOONLET_ENOAPP;
-    watch_files(job->s, g, 0);
-    return;
-  }
-  ml_server_gen_app(g, L, r);
-  watch_files(job->s, g, 1);
-}
-
-/*
- * A reload's coroutine ended: switch to the new generation if it loaded,
- * free the job, and start the reload asked for meanwhile, if any.  A
- * cancelled load (the server is stopping) only frees.
- */
-static void load_finished(ml_co *co, int how) {
-  load_job *job = co->data;
+static void load_finished(ml_gen *g, int status, void *ud) {
+  load_job *job = ud;
   moonlet_server *s = job->s;
-  load_done(co, how);
+  job->finished = 1;
+  job->status = status == UV_ECANCELED ? MOONLET_ELOAD : status;
+  if (status != UV_ECANCELED)
+    watch_files(s, g, status == 0);
   if (!job->async)
     return;
   s->loading = NULL;
-  if (how == ML_CO_CANCELLED) {
-    ml_sched_gen_retire(job->g);
+  if (status == UV_ECANCELED) {
+    ml_gen_retire(g);
   } else if (end_load(s, job) == 0) {
     ml_log(MOONLET_LOG_INFO, "reloaded %s", s->app_path);
   } else {
@@ -291,36 +311,26 @@ static void load_finished(ml_co *co, int how) {
 }
 
 /*
- * Starts loading 'path' in a new state: moonlet.boot.load_app runs in a
- * coroutine, so the app file may wait; 'job' says when it has finished.
+ * Starts loading 'path' in a new generation: the app file runs in a
+ * coroutine, so it may wait; 'job' says when it has finished.
  */
 static int start_load(moonlet_server *s, const char *path, load_job *job,
                       int async) {
   ml_gen *g;
-  ml_co *co;
+  int rc;
   memset(job, 0, sizeof *job);
   job->s = s;
   job->async = async;
-  if ((g = ml_sched_gen_new(s, s->loop)) == NULL)
+  if ((g = ml_gen_new(&s->host)) == NULL)
     return UV_ENOMEM;
-  if ((co = ml_sched_acquire(g)) == NULL) {
-    ml_sched_gen_retire(g);
-    return UV_ENOMEM;
-  }
   job->g = g;
   if (async)
     s->loading = job;
-  lua_getfield(co->L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  lua_getfield(co->L, -1, "moonlet.boot");
-  lua_getfield(co->L, -1, "load_app");
-  lua_replace(co->L, 1);
-  lua_settop(co->L, 1);
-  lua_pushstring(co->L, path);
-  co->done = load_finished;
-  co->data = job;
-  co->what = "loading the app";
-  ml_sched_start(co, 1);   /* may finish, and free an async job, at once */
-  return 0;
+  if ((rc = ml_gen_load(g, path, load_finished, job)) != 0) {
+    s->loading = NULL;
+    ml_gen_retire(g);
+  }
+  return rc;     /* the load may have finished, and freed 'job', already */
 }
 
 /*
@@ -328,7 +338,6 @@ static int start_load(moonlet_server *s, const char *path, load_job *job,
  * old one (its running requests finish on it), or drop the new one.
  */
 static int end_load(moonlet_server *s, load_job *job) {
-  ml_gen *old = s->gen;
   if (!job->finished) {           /* the loop ran dry while it waited */
     ml_log(MOONLET_LOG_ERROR, "%s: the app never finished loading "
            "(it waits on something that cannot happen)", s->app_path);
@@ -338,13 +347,10 @@ static int end_load(moonlet_server *s, load_job *job) {
     if (job->status == MOONLET_ENOAPP)
       ml_log(MOONLET_LOG_ERROR, "%s: %s", s->app_path,
              moonlet_strerror(job->status));
-    ml_sched_gen_retire(job->g);
+    ml_gen_retire(job->g);
     return job->status;
   }
-  s->gen = job->g;
-  set_limits(s);
-  if (old != NULL)
-    ml_sched_gen_retire(old);
+  ml_server_switch(s, job->g);
   return 0;
 }
 
@@ -511,7 +517,7 @@ int moonlet_listen(moonlet_server *s) {
     return MOONLET_ESTATE;
   if (s->cfg.port < 0 || s->cfg.port > 65535)
     return UV_EINVAL;
-  if ((rc = ml_server_resolve(s->host, s->cfg.port, &ss)) != 0)
+  if ((rc = ml_server_resolve(s->host_name, s->cfg.port, &ss)) != 0)
     return rc;
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
@@ -553,13 +559,10 @@ static void release_one(moonlet_server *s) {
     next = hk->next;
     free(hk);
   }
-  ml_shared_free(s->shared);
+  ml_shared_free(s->host.shared);
   ml_conn_free_pools(s);
   ml_watchdog_stop(s->watch);
-  if (s->single_fd >= 0)
-    close(s->single_fd);          /* frees the lock, if we held it */
-  free(s->single_lock);
-  free(s->host);
+  free(s->host_name);
   free(s->access_log);
   free(s->app_path);
   free(s);
@@ -588,7 +591,7 @@ static void finish_close(moonlet_server *s) {
   if (s->finished || s->nconns > 0)
     return;
   if (s->gen != NULL)
-    ml_sched_gen_retire(s->gen);
+    ml_gen_retire(s->gen);
   s->gen = NULL;
   ml_watchdog_stopped(s->watch);
   ml_log_access_close();
@@ -599,15 +602,15 @@ static void finish_close(moonlet_server *s) {
     s->reloader = NULL;
   }
   s->pending_closes++;    /* every timer on it has stopped with the state */
-  ml_clock_close(s->clock, part_closed, s);
-  s->clock = NULL;
+  ml_clock_close(s->host.clock, part_closed, s);
+  s->host.clock = NULL;
   close_handle(s, (uv_handle_t *)&s->grace);
   for (i = 0; i < s->nsigs; i++)
     close_handle(s, (uv_handle_t *)&s->sigs[i]);
 }
 
 ml_clock *ml_server_clock(moonlet_server *s) {
-  return s->clock;
+  return s->host.clock;
 }
 
 void ml_server_conn_closed(moonlet_server *s) {
@@ -636,7 +639,7 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
   s->done = done;
   s->done_ud = ud;
   if (s->loading != NULL)           /* cancels it; load_finished frees */
-    ml_sched_gen_retire(s->loading->g);
+    ml_gen_retire(s->loading->g);
   uv_timer_init(s->loop, &s->grace);
   if (s->listening)                 /* no new connections */
     close_handle(s, (uv_handle_t *)&s->listener);

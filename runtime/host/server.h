@@ -10,16 +10,9 @@
 #include "vm/sched.h"
 #include "host/watchdog.h"
 #include "host/reload.h"
-#include "base/shared.h"
 
 typedef struct ml_conn ml_conn;
-
-/* A host hook run on each new Lua state (moonlet_on_state). */
-typedef struct ml_state_hook {
-  void (*fn)(lua_State *L, void *ud);
-  void *ud;
-  struct ml_state_hook *next;
-} ml_state_hook;
+typedef struct ml_state_hook ml_state_hook;
 
 /* Limits in force: flags, else the app's options, else defaults. */
 typedef struct ml_limits {
@@ -30,11 +23,13 @@ typedef struct ml_limits {
 struct moonlet_server {
   uv_loop_t *loop;
   moonlet_config cfg;
-  char *host;                 /* a copy of cfg.host */
+  char *host_name;            /* a copy of cfg.host */
   char *access_log;           /* a copy of cfg.access_log */
   char *app_path;
   uv_tcp_t listener;
   int listening;
+  ml_host host;               /* what its generations get: the loop, the
+                                 real-time clock, moonlet.shared's store */
   ml_gen *gen;                /* the generation new requests go to */
   struct load_job *loading;   /* a reload in progress (server.c) */
   int reload_again;           /* another reload was asked for meanwhile */
@@ -43,18 +38,12 @@ struct moonlet_server {
   ml_conn *conns;             /* every open connection */
   int nconns;
   ml_state_hook *hooks;
-  ml_shared *shared;          /* moonlet.shared: outlives generations */
   ml_watch *watch;            /* the watchdog thread, or NULL */
   int emfile_logged;          /* last second an EMFILE was logged */
-  int worker_id;              /* moonlet.worker.id: 1..N (master.c) */
   int reuse_port;             /* listen with SO_REUSEPORT (master.c) */
-  char *single_lock;          /* the lock file of {single = true} timers,
-                                 NULL with one process (master.c) */
-  int single_fd;              /* that file, once opened; -1 */
   uv_signal_t sigs[4];        /* SIGINT, SIGTERM, SIGHUP, SIGUSR1 */
   int nsigs;
   uv_timer_t grace;
-  ml_clock *clock;            /* real time for every timer (clock.c) */
   int closing;                /* moonlet_close was called */
   int pending_closes;         /* handles still closing */
   int finished;               /* every connection is gone */
@@ -73,20 +62,25 @@ int ml_server_resolve(const char *host, int port,
 /* A socket bound to sa with SO_REUSEPORT; the fd or a negative error. */
 int ml_server_reuseport_socket(const struct sockaddr *sa);
 
-/* Runs the host's on_state hooks on a new state. */
-void ml_server_state_hooks(moonlet_server *s, lua_State *L);
+/* What the server gives its generations (gen.h); the Lua module makes
+ * its own from it. */
+const ml_host *ml_server_host(moonlet_server *s);
 
 /*
- * g serves the app that moonlet.app.serve gave, at 1 to 4 on L's stack:
- * the app table, its router r (the userdata at 2), the dispatch function
- * and the app's options (used when a table).  What g served before is
- * let go.
+ * g is the generation new requests go to, and the limits of its app's
+ * settings apply; the one before is retired (its running requests
+ * finish on it).  For a load that finished (server.c) and for the Lua
+ * module, whose one generation serves each app it is given.
  */
-void ml_server_gen_app(ml_gen *g, lua_State *L, ml_router *r);
+void ml_server_switch(moonlet_server *s, ml_gen *g);
 
-/* The Lua module (module.c): g, over the host's own state, is the
- * generation new requests go to; its app's limits apply. */
-void ml_server_use_gen(moonlet_server *s, ml_gen *g);
+/*
+ * A worker of --workers (master.c): moonlet.worker.id is 'id', the
+ * listener takes SO_REUSEPORT, and {single = true} timers run when
+ * single_turn(ud) says so.  Before moonlet_load.
+ */
+void ml_server_set_worker(moonlet_server *s, int id,
+                          int (*single_turn)(void *ud), void *ud);
 
 /* The server's real-time clock (libuv time; one uv_timer_t for all its
  * timers): Lua's waits when no virtual clock is on, connection timeouts

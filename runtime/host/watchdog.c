@@ -30,8 +30,10 @@
 #include "net/conn.h"
 #include "base/activity.h"
 #include "base/log.h"
+#include "vm/lib.h"
 #include "vm/lib_thread.h"
 #include "host/watchdog.h"
+#include "base/util.h"
 
 #define HOOK_COUNT 1000     /* instructions between checks once hooked */
 #define WATCH_SIGNAL (SIGRTMIN + 7)
@@ -46,6 +48,7 @@
  * are also touched by its signal handler, hence atomics there too.
  */
 struct ml_watch {
+  ml_resume_hook hook;      /* the scheduler's way in (sched.h) */
   pthread_t thread;
   pthread_t loop_thread;    /* the thread that runs Lua */
   uv_loop_t loop;           /* the watchdog thread's own */
@@ -90,6 +93,14 @@ struct ml_watch {
   uint64_t reported;        /* the resume already logged */
   uint64_t told;            /* the resume logged as stopped */
 };
+
+/* What a resume saves of the one it runs inside, to give it back. */
+typedef struct {
+  ml_watch *w;
+  lua_State *L;
+  ml_co *co;
+  uint64_t since;
+} watch_mark;
 
 #define LOAD(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
@@ -152,16 +163,15 @@ static void report(lua_State *L, ml_watch *w, const char *before,
 
 /* Raises moonlet.abort(503, msg), an error moonlet renders. */
 static int raise_503(lua_State *L, const char *msg) {
-  ml_gen *g = ML_GEN(L);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, 503);
   lua_setfield(L, -2, "status");
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");
-  if (g->abort_mt_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g->abort_mt_ref);
+  if (luaL_getmetatable(L, ML_ABORT_MT) == LUA_TTABLE)
     lua_setmetatable(L, -2);
-  }
+  else
+    lua_pop(L, 1);
   return lua_error(L);
 }
 
@@ -246,8 +256,8 @@ static void hook(lua_State *L, lua_Debug *ar) {
 /*
  * The watchdog's signal, in the loop thread, interrupting it: if the
  * resume the watchdog saw is still running, hook its innermost thread
- * (and, through ml_watchdog_nest, the threads it resumes).  Anything else
- * has ended already.  The resume is described first, for the watchdog
+ * (and, through nest(), the threads it resumes).  Anything else has
+ * ended already.  The resume is described first, for the watchdog
  * thread's own lines should the hook never run (code inside a C call).
  */
 static void on_watch_signal(int sig) {
@@ -526,6 +536,79 @@ static void *watch_main(void *arg) {
 
 /*
 ** {======================================================
+** Around the scheduler's resumes, in the loop thread
+** =======================================================
+*/
+
+/* Around each lua_resume of the scheduler. */
+static void enter(ml_watch *w, lua_State *L, ml_co *co, watch_mark *saved) {
+  saved->w = this_thread_watch;
+  saved->L = LOAD(w->L);
+  saved->co = LOAD(w->co);
+  saved->since = LOAD(w->since);
+  this_thread_watch = w;
+  STORE(w->co, co);
+  STORE(w->since, uv_hrtime());
+  STORE(w->L, L);
+}
+
+static void leave(const watch_mark *saved) {
+  ml_watch *w = this_thread_watch;
+  STORE(w->L, saved->L);      /* a nested resume gives its caller back */
+  STORE(w->co, saved->co);
+  STORE(w->since, saved->since);
+  this_thread_watch = saved->w;
+}
+
+static int hook_resume(ml_resume_hook *h, lua_State *L, ml_co *co,
+                       int nargs, int *nres) {
+  watch_mark mark;
+  int status;
+  enter(container_of(h, ml_watch, hook), L, co, &mark);
+  status = lua_resume(L, NULL, nargs, nres);
+  leave(&mark);
+  return status;
+}
+
+/*
+ * Around a resume of the app's own coroutine L: the watchdog hooks the
+ * innermost running thread.  Nothing happens outside the scheduler's
+ * resumes.
+ */
+static void nest(lua_State *L, lua_State **saved) {
+  ml_watch *w = this_thread_watch;
+  *saved = NULL;
+  if (w == NULL || (*saved = LOAD(w->L)) == NULL)
+    return;                   /* not inside a resume of the scheduler */
+  STORE(w->L, L);
+  if (LOAD(w->armed) == LOAD(w->since))
+    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+}
+
+static void unnest(lua_State *saved) {
+  ml_watch *w = this_thread_watch;
+  if (w == NULL || saved == NULL)
+    return;
+  STORE(w->L, saved);
+  if (LOAD(w->armed) == LOAD(w->since))   /* e.g. stopped code: the */
+    lua_sethook(saved, hook, LUA_MASKCOUNT, 1);  /* caller meets it next */
+}
+
+static int hook_nested(ml_resume_hook *h, lua_State *L, lua_State *from,
+                       int nargs, int *nres) {
+  lua_State *outer;
+  int status;
+  (void)h;
+  nest(L, &outer);
+  status = lua_resume(L, from, nargs, nres);
+  unnest(outer);
+  return status;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
 ** The loop thread's side
 ** =======================================================
 */
@@ -552,6 +635,8 @@ ml_watch *ml_watchdog_start(const moonlet_config *cfg) {
     return NULL;
   }
   set_limits(w, cfg);
+  w->hook.resume = hook_resume;
+  w->hook.nested = hook_nested;
   w->loop_thread = pthread_self();
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_watch_signal;
@@ -613,43 +698,8 @@ void ml_watchdog_stop(ml_watch *w) {
   free(w);
 }
 
-void ml_watchdog_enter(ml_watch *w, lua_State *L, ml_co *co,
-                       ml_watch_mark *saved) {
-  saved->w = this_thread_watch;
-  saved->L = LOAD(w->L);
-  saved->co = LOAD(w->co);
-  saved->since = LOAD(w->since);
-  this_thread_watch = w;
-  STORE(w->co, co);
-  STORE(w->since, uv_hrtime());
-  STORE(w->L, L);
-}
-
-void ml_watchdog_leave(const ml_watch_mark *saved) {
-  ml_watch *w = this_thread_watch;
-  STORE(w->L, saved->L);      /* a nested resume gives its caller back */
-  STORE(w->co, saved->co);
-  STORE(w->since, saved->since);
-  this_thread_watch = saved->w;
-}
-
-void ml_watchdog_nest(lua_State *L, lua_State **saved) {
-  ml_watch *w = this_thread_watch;
-  *saved = NULL;
-  if (w == NULL || (*saved = LOAD(w->L)) == NULL)
-    return;                   /* not inside a resume of the scheduler */
-  STORE(w->L, L);
-  if (LOAD(w->armed) == LOAD(w->since))
-    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-}
-
-void ml_watchdog_unnest(lua_State *saved) {
-  ml_watch *w = this_thread_watch;
-  if (w == NULL || saved == NULL)
-    return;
-  STORE(w->L, saved);
-  if (LOAD(w->armed) == LOAD(w->since))   /* e.g. stopped code: the */
-    lua_sethook(saved, hook, LUA_MASKCOUNT, 1);  /* caller meets it next */
+ml_resume_hook *ml_watchdog_hook(ml_watch *w) {
+  return w != NULL ? &w->hook : NULL;
 }
 
 void ml_watchdog_signals(ml_watch *w) {

@@ -14,14 +14,6 @@
 
 typedef struct ml_watch ml_watch;
 
-/* What ml_watchdog_enter saves for a nested resume. */
-typedef struct {
-  ml_watch *w;
-  lua_State *L;
-  ml_co *co;
-  uint64_t since;
-} ml_watch_mark;
-
 /*
  * Starts the thread for the server configured by cfg (its watchdog_ms,
  * cpu_budget, grace and handle_signals), in the thread that will run the
@@ -33,18 +25,14 @@ ml_watch *ml_watchdog_start(const moonlet_config *cfg);
 /* Stops and frees it (NULL is fine), in the loop thread. */
 void ml_watchdog_stop(ml_watch *w);
 
-/* Around each lua_resume of the scheduler, in the loop thread. */
-void ml_watchdog_enter(ml_watch *w, lua_State *L, ml_co *co,
-                       ml_watch_mark *saved);
-void ml_watchdog_leave(const ml_watch_mark *saved);
-
 /*
- * Around a resume of the app's own coroutine L (coroutine.resume or wrap
- * inside a handler): the watchdog hooks the innermost running thread.
- * Nothing happens outside the scheduler's resumes.
+ * What the scheduler calls for each resume (sched.h), so the watchdog
+ * knows which Lua thread runs, since when, and for which coroutine: the
+ * scheduler's own resumes, and those of the app's own coroutines inside
+ * them (coroutine.resume or wrap in a handler), whose innermost running
+ * thread it hooks.  NULL for a NULL w.
  */
-void ml_watchdog_nest(lua_State *L, lua_State **saved);
-void ml_watchdog_unnest(lua_State *saved);
+ml_resume_hook *ml_watchdog_hook(ml_watch *w);
 
 /* The server handles SIGINT and SIGTERM from now on: the watchdog sees
  * them too, so a stop asked while the loop is stuck is still noticed. */

@@ -792,7 +792,7 @@ static void serve_request(ml_conn *c) {
   co->what = "request";
   co->is_request = 1;
   r->co = co;
-  ml_sched_start(co, n);
+  ml_sched_resume(co, n);
 }
 
 /* The value of the request header 'name' (lower case), or NULL. */

@@ -9,6 +9,7 @@
 #include <llhttp.h>
 #include <uv.h>
 #include <lua.h>
+#include "moonlet.h"
 #include "base/router.h"
 #include "vm/sched.h"
 #include "base/util.h"

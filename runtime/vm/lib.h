@@ -8,6 +8,13 @@
 #include <lua.h>
 #include "vm/sched.h"
 
+/* Metatables the Lua side gives the core, kept in the registry under
+ * these names, as Lua's own libraries keep theirs: moonlet.abort's errors
+ * (moonlet.response; the watchdog raises them too) and case-insensitive
+ * headers tables (moonlet.request). */
+#define ML_ABORT_MT "moonlet.Abort"
+#define ML_HEADERS_MT "moonlet.Headers"
+
 /* Opens "moonlet.core" (lib_core.c), calling the register functions. */
 int luaopen_moonlet_core(lua_State *L);
 

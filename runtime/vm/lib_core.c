@@ -11,10 +11,7 @@
 #include "vm/lib_template.h"
 #include "vm/lib_crypto.h"
 #include "base/log.h"
-#include "host/master.h"
-#include "host/server.h"
 #include "base/util.h"
-#include "host/watchdog.h"
 
 /*
 ** {======================================================
@@ -218,7 +215,8 @@ static void on_timer(ml_ctimer *h) {
   ml_timer *t = container_of(h, ml_timer, timer);
   ml_gen *g = t->set->part.gen;
   ml_co *co;
-  if (t->single && !ml_master_single_turn(g->server)) {
+  if (t->single && g->host->single_turn != NULL &&
+      !g->host->single_turn(g->host->single_ud)) {
     if (!t->repeat)
       timer_stop(t);       /* another worker's firing */
     return;
@@ -231,7 +229,7 @@ static void on_timer(ml_ctimer *h) {
   co->what = "timer callback";
   if (!t->repeat)
     timer_stop(t);         /* the coroutine holds the function now */
-  ml_sched_start(co, 0);
+  ml_sched_resume(co, 0);
 }
 
 static int new_timer(lua_State *L, int repeat) {
@@ -347,12 +345,12 @@ static int core_pid(lua_State *L) {
 
 /* core.worker_id(): 1..N under --workers, else 1. */
 static int core_worker_id(lua_State *L) {
-  lua_pushinteger(L, ML_GEN(L)->server->worker_id);
+  lua_pushinteger(L, ML_GEN(L)->host->worker_id);
   return 1;
 }
 
 static int core_debug(lua_State *L) {
-  lua_pushboolean(L, ML_GEN(L)->server->cfg.debug);
+  lua_pushboolean(L, ML_GEN(L)->host->debug);
   return 1;
 }
 
@@ -368,7 +366,8 @@ static int core_yield_token(lua_State *L) {
  * the innermost one.  true and the values, or false and the error.
  */
 static int core_resume(lua_State *L) {
-  lua_State *co = lua_tothread(L, 1), *outer;
+  lua_State *co = lua_tothread(L, 1);
+  ml_resume_hook *hook = ML_GEN(L)->host->resume_hook;
   int n = lua_gettop(L) - 1, status, nres;
   luaL_argexpected(L, co != NULL, 1, "coroutine");
   if (!lua_checkstack(co, n)) {
@@ -377,9 +376,10 @@ static int core_resume(lua_State *L) {
     return 2;
   }
   lua_xmove(L, co, n);
-  ml_watchdog_nest(co, &outer);
-  status = lua_resume(co, L, n, &nres);
-  ml_watchdog_unnest(outer);
+  if (hook != NULL)
+    status = hook->nested(hook, co, L, n, &nres);
+  else
+    status = lua_resume(co, L, n, &nres);
   if (status != LUA_OK && status != LUA_YIELD) {
     lua_xmove(co, L, 1);              /* the error */
     nres = 1;
@@ -396,35 +396,12 @@ static int core_resume(lua_State *L) {
   return nres + 1;
 }
 
-/* Replaces the registry reference *ref with the value at idx. */
-static void set_ref(lua_State *L, int *ref, int idx) {
-  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
-  lua_pushvalue(L, idx);
-  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-/* core.set_request_class(methods, lazy, headers_mt), called once by
- * moonlet.request: what req:name() and req.name find beyond the fields
- * lib_req.c answers itself. */
-static int core_set_request_class(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  set_ref(L, &g->reqmethods_ref, 1);
-  set_ref(L, &g->reqlazy_ref, 2);
-  set_ref(L, &g->headers_mt_ref, 3);
-  return 0;
-}
-
 /* core.set_abort_class(mt): moonlet.abort's errors, which the watchdog
- * raises too (a 503 past --cpu-budget). */
+ * raises too (a 503 past --cpu-budget), as registry[ML_ABORT_MT]. */
 static int core_set_abort_class(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_unref(L, LUA_REGISTRYINDEX, g->abort_mt_ref);
-  lua_pushvalue(L, 1);
-  g->abort_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, ML_ABORT_MT);
   return 0;
 }
 
@@ -448,7 +425,6 @@ static const luaL_Reg core_funcs[] = {
   {"worker_id", core_worker_id},
   {"yield_token", core_yield_token},
   {"resume", core_resume},
-  {"set_request_class", core_set_request_class},
   {"set_abort_class", core_set_abort_class},
   {"request_body", core_request_body},
   {NULL, NULL}

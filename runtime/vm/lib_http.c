@@ -90,8 +90,7 @@ static int http_headers(lua_State *L) {
     lua_rawset(L, -3);
     p = v + vlen + 1;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, ML_HEADERS_MT);
   return 1;
 }
 

@@ -15,6 +15,10 @@
 
 #define REQ_MT "moonlet.Request"
 
+/* The request metatable's array part: what req:name() and req.name find
+ * beyond the fields answered here (moonlet.request's tables). */
+enum { MT_METHODS = 1, MT_LAZY = 2 };
+
 /*
  * The connection behind a request object, or NULL once it is finished.
  * Every function here has the request metatable as upvalue 1, so the
@@ -201,8 +205,7 @@ static int push_headers(lua_State *L, ml_conn *c) {
     }
     lua_rawset(L, -3);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ML_GEN(L)->headers_mt_ref);
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, ML_HEADERS_MT);
   return 1;
 }
 
@@ -285,7 +288,6 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
  * lazy field computed by moonlet.request (and cached).
  */
 static int req_index(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
   size_t klen;
   const char *k;
   if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
@@ -300,11 +302,11 @@ static int req_index(lua_State *L) {
     return 0;
   if (core_field(L, k, klen))
     return 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqmethods_ref);
+  lua_rawgeti(L, lua_upvalueindex(1), MT_METHODS);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) != LUA_TNIL)
     return 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->reqlazy_ref);
+  lua_rawgeti(L, lua_upvalueindex(1), MT_LAZY);
   lua_pushvalue(L, 2);
   if (lua_rawget(L, -2) == LUA_TNIL)
     return 1;                          /* no such field: nil */
@@ -712,6 +714,21 @@ static int req_stream_write(lua_State *L) {
 
 /* }====================================================== */
 
+/* core.set_request_class(methods, lazy, headers_mt), called once by
+ * moonlet.request. */
+static int req_set_class(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, lua_upvalueindex(1), MT_METHODS);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, lua_upvalueindex(1), MT_LAZY);
+  lua_pushvalue(L, 3);
+  lua_setfield(L, LUA_REGISTRYINDEX, ML_HEADERS_MT);
+  return 0;
+}
+
 static const luaL_Reg req_meta[] = {
   {"__index", req_index},
   {"__newindex", req_newindex},
@@ -724,6 +741,7 @@ static const luaL_Reg req_core[] = {
   {"req_header", req_header},
   {"stream_start", req_stream_start},
   {"stream_write", req_stream_write},
+  {"set_request_class", req_set_class},
   {NULL, NULL}
 };
 

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "vm/lib.h"
-#include "host/server.h"
 #include "base/shared.h"
 
 #define MAX_KEY 65535
@@ -30,9 +29,9 @@ static int base(lua_State *L) {
 
 static ml_shared *store(lua_State *L) {
   ml_gen *g = ML_GEN(L);
-  if (g == NULL || g->server == NULL || g->server->shared == NULL)
+  if (g == NULL || g->host->shared == NULL)
     luaL_error(L, "moonlet.shared is not available in this Lua state");
-  return g->server->shared;
+  return g->host->shared;
 }
 
 static const char *check_key(lua_State *L, int i, size_t *len) {

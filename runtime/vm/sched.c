@@ -1,9 +1,9 @@
 /*
- * sched.c - Lua states and the coroutines that run every handler, hook,
- * timer callback and app load.  Coroutines come from a per-state pool; a
- * coroutine that waits parks on an ml_wait and is resumed by the libuv
- * callback of what it waits on.  What Lua sees of time and requests lives
- * in lib_core.c and lib_req.c; connections in conn.c.
+ * sched.c - the coroutines that run every handler, hook, timer callback
+ * and app load.  Coroutines come from a per-generation pool; a coroutine
+ * that waits parks on an ml_wait and is resumed by the libuv callback of
+ * what it waits on.  Generations are gen.c's; what Lua sees of time and
+ * requests lives in lib_core.c and lib_req.c; connections in conn.c.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -11,60 +11,24 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include "vm/sched.h"
-#include "host/server.h"
-#include "vm/luasrc.h"
 #include "base/log.h"
-#include "vm/lib.h"
 #include "vm/lib_json.h"
 #include "net/conn.h"
-#include "host/watchdog.h"
 #include "base/util.h"
 
 #define POOL_MAX 1024   /* idle coroutines kept per state */
-
-/* The host state ml_sched_gen_borrow passes to ml_sched_gen_new. */
-static lua_State *borrow_next;
 
 /* The token runtime waits yield, so coroutine wrappers can pass them up. */
 static char yield_token;
 
 /*
 ** {======================================================
-** Lua states
+** A generation's scheduler
 ** =======================================================
 */
 
-/* package.searchers entry: the framework's own modules, built in. */
-static int search_builtin(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  const ml_luasrc *m;
-  char chunk[128];
-  for (m = ml_luasrc_list; m->name != NULL; m++) {
-    if (strcmp(m->name, name) != 0)
-      continue;
-    snprintf(chunk, sizeof chunk, "@%s", m->file);
-    if (luaL_loadbuffer(L, m->src, m->len, chunk) != LUA_OK)
-      return lua_error(L);
-    lua_pushstring(L, m->file);
-    return 2;
-  }
-  lua_pushfstring(L, "no built-in module '%s'", name);
-  return 1;
-}
-
-/* Puts search_builtin second in package.searchers, after preload. */
-static void add_searcher(lua_State *L) {
-  lua_Integer i, n;
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "searchers");
-  n = (lua_Integer)luaL_len(L, -1);
-  for (i = n; i >= 2; i--) {      /* shift entries 2..n up by one */
-    lua_geti(L, -1, i);
-    lua_seti(L, -2, i + 1);
-  }
-  lua_pushcfunction(L, search_builtin);
-  lua_seti(L, -2, 2);
-  lua_pop(L, 2);
+void ml_sched_init(ml_gen *g) {
+  uv_idle_init(g->loop, &g->ready_idle);   /* cannot fail */
 }
 
 /* The ready queue's idle handle is closed: the last of the state. */
@@ -72,145 +36,21 @@ static void gen_free(uv_handle_t *h) {
   free(container_of(h, ml_gen, ready_idle));
 }
 
-/* Runs in protected mode: libraries, searcher, host hooks, boot module. */
-static int gen_setup(lua_State *L) {
-  ml_gen *g = ML_GEN(L);
-  luaL_openlibs(L);
-  add_searcher(L);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_moonlet_core);
-  lua_setfield(L, -2, "moonlet.core");
-  lua_pop(L, 1);
-  ml_server_state_hooks(g->server, L);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "moonlet.boot");   /* coroutine wrappers, require */
-  lua_call(L, 1, 0);
-  return 0;
-}
-
-/*
- * The state's allocator when --lua-memory caps it: counts its bytes and
- * refuses to grow past the cap, which Lua turns into a "not enough memory"
- * error in the code that asked (a handler fails, not the process).
- */
-static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  ml_gen *g = ud;
-  size_t old = ptr != NULL ? osize : 0;
-  void *p;
-  if (nsize == 0) {
-    free(ptr);
-    g->mem -= old;
-    return NULL;
-  }
-  if (nsize > old && g->mem + (nsize - old) > g->mem_limit)
-    return NULL;
-  if ((p = realloc(ptr, nsize)) == NULL)
-    return NULL;
-  g->mem = g->mem - old + nsize;
-  return p;
-}
-
-ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop) {
-  ml_gen *g = calloc(1, sizeof *g);
-  if (g == NULL)
-    return NULL;
-  g->server = s;
-  g->loop = loop;
-  g->clock = ml_server_clock(s);
-  g->dispatch_ref = g->app_ref = g->abort_mt_ref = LUA_NOREF;
-  g->reqmethods_ref = g->reqlazy_ref = g->headers_mt_ref = LUA_NOREF;
-  g->gc_stress = getenv("MOONLET_GC_STRESS") != NULL &&
-                 strcmp(getenv("MOONLET_GC_STRESS"), "0") != 0;
-  g->borrowed = borrow_next != NULL;
-  if ((g->L = g->borrowed ? borrow_next : luaL_newstate()) == NULL) {
-    free(g);
-    return NULL;
-  }
-  ML_GEN(g->L) = g;   /* new threads copy the main thread's extra space */
-  g->watch = s->watch;
-  if (s->cfg.lua_memory > 0) {
-    g->mem_limit = s->cfg.lua_memory;
-    g->mem = (size_t)lua_gc(g->L, LUA_GCCOUNT, 0) * 1024 +
-             (size_t)lua_gc(g->L, LUA_GCCOUNTB, 0);
-    lua_setallocf(g->L, limited_alloc, g);
-  }
-  uv_idle_init(loop, &g->ready_idle);
-  lua_pushcfunction(g->L, gen_setup);
-  if (lua_pcall(g->L, 0, 0, 0) != LUA_OK) {
-    ml_log(MOONLET_LOG_ERROR, "cannot start Lua: %s",
-           lua_tostring(g->L, -1));
-    if (!g->borrowed)
-      lua_close(g->L);
-    uv_close((uv_handle_t *)&g->ready_idle, gen_free);
-    return NULL;
-  }
-  return g;
-}
-
-ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
-                            lua_State *L) {
-  ml_gen *g;
-  borrow_next = L;
-  g = ml_sched_gen_new(s, loop);
-  borrow_next = NULL;
-  return g;
-}
-
-/* Closes the state: its parts first, then every Lua object. */
-static void gen_close(ml_gen *g) {
+void ml_sched_close(ml_gen *g) {
   ml_co *co, *next;
-  ml_gen_parts_close(g);
-  g->router = NULL;            /* owned by a userdata, freed by __gc */
-  if (!g->borrowed)
-    lua_close(g->L);           /* collects the pooled threads too */
   for (co = g->pool; co != NULL; co = next) {
     next = co->next;
-    free(co);
+    free(co);                  /* lua_close collected their threads */
   }
+  g->pool = NULL;
   uv_close((uv_handle_t *)&g->ready_idle, gen_free);
 }
 
-/* A request, or a task of one: it finishes on a retired state. */
-static int serves_request(const ml_co *co) {
+int ml_sched_serves_request(const ml_co *co) {
   for (; co != NULL; co = co->parent)
     if (co->is_request)
       return 1;
   return 0;
-}
-
-/*
- * Stops what belongs to the app rather than to a request: the parts'
- * timers and the like, then the coroutines of timer callbacks, the app
- * load and their tasks.  The caller holds g open ('live').
- */
-static void stop_app_work(ml_gen *g) {
-  ml_co *co;
-  ml_gen_parts_retire(g);
-  do {                       /* from the top each time: a cancel also */
-    for (co = g->lent; co != NULL; co = co->next)   /* ends its tasks */
-      if (!serves_request(co) && !co->running)
-        break;
-    if (co != NULL)
-      ml_sched_cancel(co);
-  } while (co != NULL);
-}
-
-void ml_sched_gen_retire(ml_gen *g) {
-  if (g->retired)
-    return;
-  g->retired = 1;
-  g->live++;                 /* hold it open while cancelling */
-  stop_app_work(g);
-  if (--g->live == 0)
-    gen_close(g);
-}
-
-void ml_sched_gen_reset(ml_gen *g) {
-  g->live++;
-  stop_app_work(g);
-  ml_gen_parts_close(g);
-  if (--g->live == 0 && g->retired)
-    gen_close(g);
 }
 
 /* }====================================================== */
@@ -340,7 +180,7 @@ static void co_release(ml_co *co) {
     co_unref(co);
   }
   if (--g->live == 0 && g->retired)
-    gen_close(g);
+    ml_gen_close(g);
 }
 
 void ml_sched_log_error(ml_co *co, const char *context) {
@@ -379,19 +219,16 @@ static void co_finish(ml_co *co, int ok) {
 static void run(ml_co *co, int nargs) {
   ml_gen *g = co->gen;
   ml_co *prev = g->running;
+  ml_resume_hook *hook = g->host->resume_hook;
   int status, nres;
-  if (g->gc_stress)
+  if (g->host->gc_stress)
     lua_gc(g->L, LUA_GCCOLLECT);
   g->running = co;
   co->running = 1;
-  if (g->watch != NULL) {
-    ml_watch_mark mark;
-    ml_watchdog_enter(g->watch, co->L, co, &mark);
+  if (hook != NULL)
+    status = hook->resume(hook, co->L, co, nargs, &nres);
+  else
     status = lua_resume(co->L, NULL, nargs, &nres);
-    ml_watchdog_leave(&mark);
-  } else {
-    status = lua_resume(co->L, NULL, nargs, &nres);
-  }
   co->running = 0;
   g->running = prev;
   if (status == LUA_YIELD) {
@@ -406,10 +243,6 @@ static void run(ml_co *co, int nargs) {
   } else {
     co_finish(co, status == LUA_OK);
   }
-}
-
-void ml_sched_start(ml_co *co, int nargs) {
-  run(co, nargs);
 }
 
 ml_co *ml_sched_current(lua_State *L) {
@@ -525,7 +358,7 @@ static void on_ready(uv_idle_t *h) {
   if (g->ready_head == NULL)
     uv_idle_stop(&g->ready_idle);
   if (--g->live == 0 && g->retired)
-    gen_close(g);
+    ml_gen_close(g);
 }
 
 void ml_sched_resume_soon(ml_co *co, int nargs) {

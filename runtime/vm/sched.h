@@ -1,23 +1,17 @@
 /*
- * sched.h - Lua states ("generations" of an app) and the coroutines that
- * run handlers, hooks, timer callbacks and the app file itself.  Every
- * yielding call parks its coroutine on an ml_wait and resumes it from a
- * libuv callback; a closed connection cancels it.
+ * sched.h - the coroutines that run handlers, hooks, timer callbacks and
+ * the app file itself, each in a generation (gen.h).  Every yielding
+ * call parks its coroutine on an ml_wait and resumes it from a libuv
+ * callback; a closed connection cancels it.
  */
 #ifndef ML_SCHED_H
 #define ML_SCHED_H
 
 #include <lua.h>
 #include <uv.h>
-#include "base/router.h"
 #include "vm/gen.h"
 
-typedef struct moonlet_server moonlet_server;
-typedef struct ml_co ml_co;
-typedef struct ml_gen ml_gen;
 typedef struct ml_wait ml_wait;
-typedef struct ml_clock ml_clock;
-typedef struct ml_watch ml_watch;
 typedef struct ml_defer ml_defer;
 
 /* The first member of every pending operation. */
@@ -70,92 +64,39 @@ struct ml_co {
 };
 
 /*
- * One loaded app: a Lua state, its compiled router and dispatch function.
- * Owned by the server; closed when retired and its last coroutine ended.
+ * A host that watches Lua code run (host/watchdog.c) wraps the
+ * scheduler's resumes: 'resume' runs lua_resume(L, NULL, nargs, nres)
+ * for the coroutine co, 'nested' lua_resume(L, from, nargs, nres) for
+ * an app's own coroutine L inside one (coroutine.resume in a handler),
+ * each with what it does around it, and returns its status.  Embedded in
+ * the host's own struct; the host's ml_host points at it.
  */
-struct ml_gen {
-  moonlet_server *server;
-  uv_loop_t *loop;
-  lua_State *L;
-  ml_router *router;     /* built from the app's routes */
-  int dispatch_ref;      /* runs a request (req, route, ...): moonlet.app's
-                            dispatch, wrapped by core.request_body */
-  int app_ref;           /* the app table */
-  int reqmethods_ref;    /* request methods (moonlet.request) */
-  int reqlazy_ref;       /* request fields computed on first use */
-  int headers_mt_ref;    /* case-insensitive headers metatable */
-  ml_co *running;        /* the coroutine inside lua_resume, if any */
-  ml_co *pool;           /* idle coroutines */
-  ml_co *lent;           /* coroutines at work */
-  ml_co *ready_head, *ready_tail;  /* woken, to resume next turn */
-  uv_idle_t ready_idle;  /* runs the ready queue */
-  int pooled;
-  int live;              /* coroutines lent out */
-  ml_part *parts;        /* what subsystems attach (gen.h) */
-  ml_clock *clock;       /* its timers' clock: the server's real one, or
-                            a virtual one (moonlet.testing) */
-  ml_watch *watch;       /* the server's watchdog, or NULL */
-  int abort_mt_ref;      /* moonlet.abort's metatable, for the watchdog */
-  size_t mem, mem_limit; /* bytes the state holds; its cap (0: none) */
-  int retired;           /* no new work; close when live == 0 */
-  int gc_stress;         /* MOONLET_GC_STRESS: full GC before resumes */
-  /* limits from the app's options (0: not set) */
-  size_t max_body, max_url, max_headers;
-  double header_timeout, keepalive_timeout, send_timeout;
-  int borrowed;          /* L is a host's own state (module.c): its host
-                            closes it, not us */
+struct ml_resume_hook {
+  int (*resume)(ml_resume_hook *h, lua_State *L, ml_co *co, int nargs,
+                int *nres);
+  int (*nested)(ml_resume_hook *h, lua_State *L, lua_State *from,
+                int nargs, int *nres);
 };
 
 enum { ML_CO_CANCELLED = -1, ML_CO_ERROR = 0, ML_CO_OK = 1 };
 
-/*
- * The generation of any thread of its state: new threads copy the main
- * thread's extra space.  In a host's own state (the Lua module,
- * module.c) threads made before the require copied whatever the host
- * left there (Lua does not clear it), so once a module is loaded the
- * registry is asked, and the answer cached in the thread.
- */
-#define ML_GEN(L) (*ml_sched_gen_slot(L))
+/* Sets up g's scheduler, its ready queue (gen.c, making g). */
+void ml_sched_init(ml_gen *g);
 
-extern int ml_module_loaded;   /* a state has required the module */
-ml_gen **ml_module_gen_slot(lua_State *L, ml_gen **slot);
+/* Frees g's idle coroutines, and g itself once its ready queue's handle
+ * has closed (gen.c, closing g; the Lua state is closed already). */
+void ml_sched_close(ml_gen *g);
 
-static inline ml_gen **ml_sched_gen_slot(lua_State *L) {
-  ml_gen **slot = lua_getextraspace(L);
-  return ml_module_loaded ? ml_module_gen_slot(L, slot) : slot;
-}
-
-/*
- * A new Lua state with the standard libraries, moonlet's modules and the
- * host's on_state hooks.  NULL when out of memory.
- */
-ml_gen *ml_sched_gen_new(moonlet_server *s, uv_loop_t *loop);
-
-/* The same over L, a state the host made (the Lua module, module.c):
- * moonlet's searcher, core and boot are added to it; it is never closed
- * by a retire.  NULL when out of memory or on a Lua error (logged). */
-ml_gen *ml_sched_gen_borrow(moonlet_server *s, uv_loop_t *loop,
-                            lua_State *L);
-
-/* No new work: its parts are retired and every coroutine not serving a
- * request is cancelled; the state closes once the last request has
- * ended. */
-void ml_sched_gen_retire(ml_gen *g);
-
-/* The Lua module's end of a moonlet.run: what a retire stops is stopped
- * (parts retired, coroutines not serving a request cancelled) and the
- * parts are closed, but g goes on serving its app. */
-void ml_sched_gen_reset(ml_gen *g);
+/* Whether co serves a request (or is a task of one): a retired
+ * generation lets it finish. */
+int ml_sched_serves_request(const ml_co *co);
 
 /*
  * Lends a coroutine from the pool (or makes one).  The caller pushes a
- * function and its arguments on co->L, sets done/data/what, then calls
- * ml_sched_start.  NULL when out of memory.
+ * function and its arguments on co->L, sets done/data/what, then starts
+ * it with ml_sched_resume(co, nargs).  NULL when out of memory.
  */
 ml_co *ml_sched_acquire(ml_gen *g);
-
-/* Runs a coroutine's function, pushed with its nargs arguments. */
-void ml_sched_start(ml_co *co, int nargs);
 
 /* The coroutine running Lua code on L's state; raises if none can wait. */
 ml_co *ml_sched_current(lua_State *L);
@@ -166,7 +107,8 @@ void ml_sched_park(ml_co *co, ml_wait *w, void (*cancel)(ml_wait *));
 /* Detaches w from its coroutine; NULL if it was cancelled. */
 ml_co *ml_sched_unpark(ml_wait *w);
 
-/* Resumes co with the nargs values pushed on co->L. */
+/* Resumes co with the nargs values pushed on co->L; the first resume
+ * calls the function under them. */
 void ml_sched_resume(ml_co *co, int nargs);
 
 /*
