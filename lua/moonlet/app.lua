@@ -669,9 +669,9 @@ local function flatten(app, prefix, befores, afters, errh, name_prefix, out)
   return out
 end
 
--- What the server runs for a request: dispatch, or, from the C core, a C
--- function over dispatch and its stages that calls the route's handler
--- with no Lua frame below it (a frame less for each waiting request).
+-- What the server runs for a request: a C function of the core over
+-- dispatch and its stages that calls the route's handler with no Lua
+-- frame below it (a frame less for each waiting request).
 local request_body = core.request_body
 
 --- Compiles app into a router and returns it with the dispatch function:
@@ -758,9 +758,6 @@ function M.serve(app)
     return handled(a, b, c, ok, req, id)
   end
 
-  if not request_body then
-    return router, dispatch
-  end
   stages[0] = handled
   stages[-1] = on_error
   return router, request_body(dispatch, stages)

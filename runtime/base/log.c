@@ -17,7 +17,8 @@ static FILE *access_file;
 static int access_owned;    /* we opened it, so we close it */
 static int access_flush;    /* flush each line (a terminal, or a pipe) */
 
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+const char *const ml_log_levels[] = { "debug", "info", "warn", "error",
+                                      NULL };
 
 /* While on, error log lines go to this buffer instead of stderr (the Lua
  * module's test client reads them as client.log). */
@@ -35,16 +36,6 @@ int ml_log_enabled(int level) {
   return level >= min_level;
 }
 
-int ml_log_level_from_name(const char *name) {
-  int i;
-  for (i = 0; i < 4; i++)
-    if (strcmp(name, level_names[i]) == 0)
-      return i;
-  if (strcmp(name, "warning") == 0)
-    return MOONLET_LOG_WARN;
-  return -1;
-}
-
 /* "2026-01-01T10:00:00Z [warn] " into buf (an unknown level is an
  * error); its length. */
 static size_t line_head(int level, char *buf, size_t size) {
@@ -56,7 +47,7 @@ static size_t line_head(int level, char *buf, size_t size) {
     level = MOONLET_LOG_ERROR;
   gmtime_r(&now, &tm);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  n = snprintf(buf, size, "%s [%s] ", stamp, level_names[level]);
+  n = snprintf(buf, size, "%s [%s] ", stamp, ml_log_levels[level]);
   return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 

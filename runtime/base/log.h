@@ -69,7 +69,8 @@ void ml_log_access(const ml_access *a);
 /* The request id as the logs write it: 16 hex digits. */
 void ml_log_request_id(uint64_t id, char out[17]);
 
-/* Level names: "debug" ... "error"; -1 for an unknown name. */
-int ml_log_level_from_name(const char *name);
+/* The levels' names, by MOONLET_LOG_*, then NULL (for luaL_checkoption
+ * and the command line). */
+extern const char *const ml_log_levels[];
 
 #endif

@@ -1,15 +1,18 @@
 /*
  * cli.c - the moonlet command line: argv and the MOONLET_* environment
- * into a moonlet_config, then run, routes or version.  It uses only the
- * public API, like any host would, and new.c for `moonlet new`.
+ * into a moonlet_config, then run, routes or version.  It uses the public
+ * API, as any host would, server.c's blocking close, and new.c for
+ * `moonlet new`.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include "moonlet.h"
+#include "base/log.h"
 #include "host/new.h"
+#include "host/server.h"
 
 enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP, CMD_NEW };
 
@@ -86,83 +89,148 @@ static int bad(const char *msg, const char *arg) {
   return -1;
 }
 
-/* One option with a value; -1 (reported) when the value is wrong. */
-static int set_option(cli *c, const char *name, const char *v) {
-  moonlet_config *cfg = &c->cfg;
-  long long n;
-  double d;
-  if (strcmp(name, "host") == 0) {
-    cfg->host = v;
-  } else if (strcmp(name, "port") == 0) {
-    if ((cfg->port = parse_port(v)) < 0)
-      return bad("--port wants a number from 0 to 65535", v);
-  } else if (strcmp(name, "workers") == 0) {
-    n = strcmp(v, "auto") == 0 ? 0 : parse_size(v);
-    if (n < 0 || n > 1024 || (n == 0 && strcmp(v, "auto") != 0))
-      return bad("--workers wants a count or 'auto'", v);
-    cfg->workers = (int)n;
-  } else if (strcmp(name, "access-log") == 0) {
-    cfg->access_log = v;
-  } else if (strcmp(name, "access-log-format") == 0) {
-    if (strcmp(v, "combined") != 0 && strcmp(v, "json") != 0)
-      return bad("--access-log-format wants 'combined' or 'json'", v);
-    cfg->access_log_format = v;
-  } else if (strcmp(name, "log-level") == 0) {
-    static const char *const levels[] = { "debug", "info", "warn", "error" };
-    int i;
-    for (i = 0; i < 4 && strcmp(v, levels[i]) != 0; i++)
-      ;
-    if (i == 4)
-      return bad("--log-level wants debug, info, warn or error", v);
-    cfg->log_level = i;
-  } else if (strcmp(name, "max-body") == 0 || strcmp(name, "max-url") == 0 ||
-             strcmp(name, "max-headers") == 0) {
-    if ((n = parse_size(v)) <= 0)
-      return bad("a size in bytes (such as 4096, 64k or 1m) is wanted", v);
-    if (name[4] == 'b')
-      cfg->max_body = (size_t)n;
-    else if (name[4] == 'u')
-      cfg->max_url = (size_t)n;
-    else
-      cfg->max_headers = (size_t)n;
-  } else if (strcmp(name, "max-connections") == 0) {
-    if ((n = parse_size(v)) <= 0 || n > 10000000 || strpbrk(v, "kKmMgG"))
-      return bad("--max-connections wants a positive count", v);
-    cfg->max_connections = (int)n;
-  } else if (strcmp(name, "watchdog") == 0) {
-    if ((n = parse_size(v)) < 0 || n > 3600000 || strpbrk(v, "kKmMgG"))
-      return bad("--watchdog wants milliseconds (0 turns it off)", v);
-    cfg->watchdog_ms = n == 0 ? -1 : (int)n;
-  } else if (strcmp(name, "cpu-budget") == 0) {
-    if ((d = parse_seconds(v)) <= 0)
-      return bad("--cpu-budget wants a number of seconds", v);
-    cfg->cpu_budget = d;
-  } else if (strcmp(name, "lua-memory") == 0) {
-    if ((n = parse_size(v)) <= 0 || n > 1024 * 1024 || strpbrk(v, "kKmMgG"))
-      return bad("--lua-memory wants megabytes", v);
-    cfg->lua_memory = (size_t)n * 1024 * 1024;
-  } else if (strcmp(name, "header-timeout") == 0 ||
-             strcmp(name, "keepalive-timeout") == 0 ||
-             strcmp(name, "send-timeout") == 0 ||
-             strcmp(name, "grace") == 0) {
-    if ((d = parse_seconds(v)) < 0 || (d == 0 && name[0] != 'g'))
-      return bad("a number of seconds is wanted", v);
-    if (name[0] == 'h')
-      cfg->header_timeout = d;
-    else if (name[0] == 'k')
-      cfg->keepalive_timeout = d;
-    else if (name[0] == 's')
-      cfg->send_timeout = d;
-    else
-      cfg->grace = d;
-  } else {
-    return bad("unknown option", name);
-  }
+/*
+** Options with a value: each has a setter that checks the value and
+** stores it in its field of the config; 0, or -1 once reported.
+*/
+
+static int set_text(void *field, const char *v) {
+  *(const char **)field = v;
   return 0;
 }
 
-static int is_flag(const char *name) {
-  return strcmp(name, "reload") == 0 || strcmp(name, "debug") == 0;
+static int set_port(void *field, const char *v) {
+  if ((*(int *)field = parse_port(v)) < 0)
+    return bad("--port wants a number from 0 to 65535", v);
+  return 0;
+}
+
+static int set_workers(void *field, const char *v) {
+  int is_auto = strcmp(v, "auto") == 0;
+  long long n = is_auto ? 0 : parse_size(v);
+  if (n < 0 || n > 1024 || (n == 0 && !is_auto))
+    return bad("--workers wants a count or 'auto'", v);
+  *(int *)field = (int)n;
+  return 0;
+}
+
+static int set_access_log_format(void *field, const char *v) {
+  if (strcmp(v, "combined") != 0 && strcmp(v, "json") != 0)
+    return bad("--access-log-format wants 'combined' or 'json'", v);
+  *(const char **)field = v;
+  return 0;
+}
+
+static int set_log_level(void *field, const char *v) {
+  int i;
+  for (i = 0; ml_log_levels[i] != NULL && strcmp(v, ml_log_levels[i]); i++)
+    ;
+  if (ml_log_levels[i] == NULL)
+    return bad("--log-level wants debug, info, warn or error", v);
+  *(int *)field = i;
+  return 0;
+}
+
+/* --max-body, --max-url, --max-headers */
+static int set_bytes(void *field, const char *v) {
+  long long n = parse_size(v);
+  if (n <= 0)
+    return bad("a size in bytes (such as 4096, 64k or 1m) is wanted", v);
+  *(size_t *)field = (size_t)n;
+  return 0;
+}
+
+static int set_max_connections(void *field, const char *v) {
+  long long n = parse_size(v);
+  if (n <= 0 || n > 10000000 || strpbrk(v, "kKmMgG"))
+    return bad("--max-connections wants a positive count", v);
+  *(int *)field = (int)n;
+  return 0;
+}
+
+static int set_watchdog(void *field, const char *v) {
+  long long n = parse_size(v);
+  if (n < 0 || n > 3600000 || strpbrk(v, "kKmMgG"))
+    return bad("--watchdog wants milliseconds (0 turns it off)", v);
+  *(int *)field = n == 0 ? -1 : (int)n;
+  return 0;
+}
+
+static int set_cpu_budget(void *field, const char *v) {
+  double d = parse_seconds(v);
+  if (d <= 0)
+    return bad("--cpu-budget wants a number of seconds", v);
+  *(double *)field = d;
+  return 0;
+}
+
+static int set_lua_memory(void *field, const char *v) {
+  long long n = parse_size(v);
+  if (n <= 0 || n > 1024 * 1024 || strpbrk(v, "kKmMgG"))
+    return bad("--lua-memory wants megabytes", v);
+  *(size_t *)field = (size_t)n * 1024 * 1024;
+  return 0;
+}
+
+/* --header-timeout, --keepalive-timeout, --send-timeout */
+static int set_timeout(void *field, const char *v) {
+  double d = parse_seconds(v);
+  if (d <= 0)
+    return bad("a number of seconds is wanted", v);
+  *(double *)field = d;
+  return 0;
+}
+
+static int set_grace(void *field, const char *v) {
+  double d = parse_seconds(v);
+  if (d < 0)
+    return bad("a number of seconds is wanted", v);
+  *(double *)field = d;
+  return 0;
+}
+
+#define FIELD(f) offsetof(moonlet_config, f)
+
+static const struct option {
+  const char *name;
+  int (*set)(void *field, const char *v);
+  size_t field;
+} options[] = {
+  {"host", set_text, FIELD(host)},
+  {"port", set_port, FIELD(port)},
+  {"workers", set_workers, FIELD(workers)},
+  {"access-log", set_text, FIELD(access_log)},
+  {"access-log-format", set_access_log_format, FIELD(access_log_format)},
+  {"log-level", set_log_level, FIELD(log_level)},
+  {"max-body", set_bytes, FIELD(max_body)},
+  {"max-url", set_bytes, FIELD(max_url)},
+  {"max-headers", set_bytes, FIELD(max_headers)},
+  {"max-connections", set_max_connections, FIELD(max_connections)},
+  {"watchdog", set_watchdog, FIELD(watchdog_ms)},
+  {"cpu-budget", set_cpu_budget, FIELD(cpu_budget)},
+  {"lua-memory", set_lua_memory, FIELD(lua_memory)},
+  {"header-timeout", set_timeout, FIELD(header_timeout)},
+  {"keepalive-timeout", set_timeout, FIELD(keepalive_timeout)},
+  {"send-timeout", set_timeout, FIELD(send_timeout)},
+  {"grace", set_grace, FIELD(grace)},
+};
+
+/* One option with a value; -1 (reported) when the value is wrong. */
+static int set_option(cli *c, const char *name, const char *v) {
+  size_t i;
+  for (i = 0; i < sizeof options / sizeof *options; i++)
+    if (strcmp(name, options[i].name) == 0)
+      return options[i].set((char *)&c->cfg + options[i].field, v);
+  return bad("unknown option", name);
+}
+
+/* The options without a value: where each sets a 1, or NULL. */
+static int *flag(cli *c, const char *name) {
+  if (strcmp(name, "reload") == 0)
+    return &c->cfg.reload;
+  if (strcmp(name, "debug") == 0)
+    return &c->cfg.debug;
+  return NULL;
 }
 
 /* Options after the command; "--name value" or "--name=value". */
@@ -170,6 +238,7 @@ static int parse_options(cli *c, int argc, char **argv, int i) {
   for (; i < argc; i++) {
     char name[64];
     const char *a = argv[i], *eq, *v;
+    int *on;
     if (strncmp(a, "--", 2) != 0) {
       if (c->app == NULL && c->command != CMD_VERSION) {
         c->app = a;
@@ -185,13 +254,10 @@ static int parse_options(cli *c, int argc, char **argv, int i) {
       c->command = CMD_HELP;
       return 0;
     }
-    if (is_flag(name)) {
+    if ((on = flag(c, name)) != NULL) {
       if (eq != NULL)
         return bad("this option takes no value", argv[i]);
-      if (name[0] == 'r')
-        c->cfg.reload = 1;
-      else
-        c->cfg.debug = 1;
+      *on = 1;
       continue;
     }
     if (eq != NULL)
@@ -249,18 +315,6 @@ static int parse(cli *c, int argc, char **argv) {
   return 0;
 }
 
-static void stopped(void *ud) {
-  *(int *)ud = 1;
-}
-
-/* Closes the server and lets the loop finish every close. */
-static void close_server(moonlet_server *s, uv_loop_t *loop) {
-  int done = 0;
-  moonlet_close(s, stopped, &done);
-  while (!done && uv_run(loop, UV_RUN_ONCE) != 0)
-    ;
-}
-
 static int run(cli *c) {
   uv_loop_t *loop = uv_default_loop();
   moonlet_server *s;
@@ -270,18 +324,18 @@ static int run(cli *c) {
     return 1;
   }
   if (moonlet_load(s, c->app) != 0) {
-    close_server(s, loop);
+    ml_server_close_wait(s);
     return 1;
   }
   if (c->command == CMD_ROUTES) {
     int rc = moonlet_write_routes(s, stdout);
-    close_server(s, loop);
+    ml_server_close_wait(s);
     return rc == 0 ? 0 : 1;
   }
   if ((port = moonlet_listen(s)) < 0) {
     fprintf(stderr, "moonlet: cannot listen on %s:%d: %s\n", c->cfg.host,
             c->cfg.port, moonlet_strerror(port));
-    close_server(s, loop);
+    ml_server_close_wait(s);
     return 1;
   }
   printf(strchr(c->cfg.host, ':') ? "moonlet listening on http://[%s]:%d\n"

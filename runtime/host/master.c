@@ -129,17 +129,6 @@ static int single_turn(void *ud) {
   return l->fd >= 0 && flock(l->fd, LOCK_EX | LOCK_NB) == 0;
 }
 
-static void stopped(void *ud) {
-  *(int *)ud = 1;
-}
-
-static void close_server(moonlet_server *s, uv_loop_t *loop) {
-  int done = 0;
-  moonlet_close(s, stopped, &done);
-  while (!done && uv_run(loop, UV_RUN_ONCE) != 0)
-    ;
-}
-
 /* Loads and serves the app on a loop of its own; the exit status. */
 static int serve(master *m, worker *w, const moonlet_config *cfg) {
   single_lock lock = { m->lock, -1, w->id };
@@ -153,13 +142,13 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
   }
   ml_server_set_worker(s, w->id, single_turn, &lock);
   if (moonlet_load(s, m->app) != 0) {
-    close_server(s, &loop);
+    ml_server_close_wait(s);
     return 1;
   }
   if ((port = moonlet_listen(s)) < 0) {
     ml_log(MOONLET_LOG_ERROR, "worker %d: cannot listen on %s:%d: %s",
            w->id, m->host, m->port, moonlet_strerror(port));
-    close_server(s, &loop);
+    ml_server_close_wait(s);
     return 1;
   }
   n = snprintf(line, sizeof line, "%d\n", w->id);

@@ -236,23 +236,15 @@ static int core_loop_advance(lua_State *L) {
 ** =======================================================
 */
 
-static void module_stopped(void *ud) {
-  *(int *)ud = 1;
-}
-
 /* The state closes: stop the server, close every handle, free. */
 static int module_gc(lua_State *L) {
   ml_module **box = lua_touserdata(L, 1), *m = *box;
-  int done = 0;
   if (m == NULL)
     return 0;
   *box = NULL;
   m->gen = NULL;
-  if (m->server != NULL) {
-    moonlet_close(m->server, module_stopped, &done);  /* retires gen */
-    while (!done && uv_run(&m->loop, UV_RUN_ONCE) != 0)
-      ;
-  }
+  if (m->server != NULL)
+    ml_server_close_wait(m->server);   /* retires gen */
   uv_close((uv_handle_t *)&m->wake, NULL);
   uv_run(&m->loop, UV_RUN_DEFAULT);  /* the last close callbacks */
   uv_loop_close(&m->loop);

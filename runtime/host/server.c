@@ -652,6 +652,18 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
     finish_close(s);
 }
 
+static void closed(void *ud) {
+  *(int *)ud = 1;
+}
+
+void ml_server_close_wait(moonlet_server *s) {
+  uv_loop_t *loop = s->loop;
+  int done = 0;
+  moonlet_close(s, closed, &done);
+  while (!done && uv_run(loop, UV_RUN_ONCE) != 0)
+    ;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   moonlet_server *s = h->data;
   if (signum == SIGHUP) {

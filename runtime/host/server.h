@@ -82,6 +82,10 @@ void ml_server_switch(moonlet_server *s, ml_gen *g);
 void ml_server_set_worker(moonlet_server *s, int id,
                           int (*single_turn)(void *ud), void *ud);
 
+/* moonlet_close, then turns the server's loop until the close has
+ * finished and the server is freed: for a host about to end. */
+void ml_server_close_wait(moonlet_server *s);
+
 /* The server's real-time clock (libuv time; one uv_timer_t for all its
  * timers): Lua's waits when no virtual clock is on, connection timeouts
  * always.  It lives until the server's handles have closed. */

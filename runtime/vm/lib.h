@@ -18,6 +18,14 @@
 /* Opens "moonlet.core" (lib_core.c), calling the register functions. */
 int luaopen_moonlet_core(lua_State *L);
 
+/* Returns nil and 'why' from a Lua function: an expected failure, one
+ * of the short reasons a caller can test ("closed", "timeout"). */
+static inline int ml_lib_fail(lua_State *L, const char *why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 /* Adds the request functions to the table on top (lib_req.c). */
 void ml_lib_req_register(lua_State *L);
 
@@ -32,6 +40,15 @@ void ml_lib_task_register(lua_State *L);
 
 /* Adds core.http_request() (lib_http.c). */
 void ml_lib_http_register(lua_State *L);
+
+/* Adds a header to the headers table on top (lib_http.c): the name
+ * lower-cased, a repeated name's values joined (ml_lib_http_separator). */
+void ml_lib_http_header(lua_State *L, const char *n, size_t nlen,
+                        const char *v, size_t vlen);
+
+/* What joins a header's repeats: "; " for Cookie (RFC 6265 5.4: a comma
+ * may be in a cookie's value), ", " for the others (lib_http.c). */
+const char *ml_lib_http_separator(const char *name, size_t len);
 
 /* Adds core.thread_run(), moonlet.thread.run (lib_thread.c). */
 void ml_lib_thread_register(lua_State *L);

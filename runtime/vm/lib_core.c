@@ -308,9 +308,7 @@ static int timer_active(lua_State *L) {
 /* }====================================================== */
 
 static int core_log(lua_State *L) {
-  static const char *const names[] = { "debug", "info", "warn", "error",
-                                       NULL };
-  int level = luaL_checkoption(L, 1, NULL, names);
+  int level = luaL_checkoption(L, 1, NULL, ml_log_levels);
   const char *msg = luaL_checkstring(L, 2);
   ml_log(level, "%s", msg);
   return 0;
@@ -332,9 +330,8 @@ static int core_log_take(lua_State *L) {
 }
 
 static int core_log_enabled(lua_State *L) {
-  static const char *const names[] = { "debug", "info", "warn", "error",
-                                       NULL };
-  lua_pushboolean(L, ml_log_enabled(luaL_checkoption(L, 1, NULL, names)));
+  lua_pushboolean(L, ml_log_enabled(luaL_checkoption(L, 1, NULL,
+                                                      ml_log_levels)));
   return 1;
 }
 

@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <lauxlib.h>
 #include "net/client.h"
 #include "base/clock.h"
@@ -48,6 +49,36 @@ typedef struct {
   ml_hreq *req;
 } http_op;
 
+const char *ml_lib_http_separator(const char *name, size_t len) {
+  return len == 6 && strncasecmp(name, "cookie", 6) == 0 ? "; " : ", ";
+}
+
+/* A name up to 128 bytes is lower-cased on the C stack. */
+void ml_lib_http_header(lua_State *L, const char *n, size_t nlen,
+                        const char *v, size_t vlen) {
+  char low[128], *name = low;
+  luaL_Buffer b;
+  size_t i;
+  if (nlen > sizeof low)
+    name = luaL_buffinitsize(L, &b, nlen);
+  for (i = 0; i < nlen; i++)
+    name[i] = (n[i] >= 'A' && n[i] <= 'Z') ? (char)(n[i] + 32) : n[i];
+  if (name == low)
+    lua_pushlstring(L, low, nlen);
+  else
+    luaL_pushresultsize(&b, nlen);
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, -3) == LUA_TSTRING) {    /* a repeat: join */
+    lua_pushstring(L, ml_lib_http_separator(n, nlen));
+    lua_pushlstring(L, v, vlen);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, v, vlen);
+  }
+  lua_rawset(L, -3);
+}
+
 /*
  * core.http_headers(block) -> the headers table of a response: names
  * lower-cased, repeats joined with ", ", the case-insensitive metatable.
@@ -58,36 +89,16 @@ typedef struct {
 static int http_headers(lua_State *L) {
   size_t len, i, n = 0;
   const char *p = luaL_checklstring(L, 1, &len), *end = p + len;
-  char low[128];
   for (i = 0; i < len; i++)
     n += p[i] == '\0';
   lua_createtable(L, 0, (int)(n / 2));
   while (p < end) {
-    size_t nlen = strlen(p), vlen, j;
+    size_t nlen = strlen(p), vlen;
     const char *v = p + nlen + 1;
-    char *name = low;
-    luaL_Buffer b;
     if (v >= end)
       break;                     /* a name without its value: not ours */
     vlen = strlen(v);
-    if (nlen > sizeof low)
-      name = luaL_buffinitsize(L, &b, nlen);
-    for (j = 0; j < nlen; j++)
-      name[j] = (p[j] >= 'A' && p[j] <= 'Z') ? (char)(p[j] + 32) : p[j];
-    if (name == low)
-      lua_pushlstring(L, low, nlen);
-    else
-      luaL_pushresultsize(&b, nlen);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) == LUA_TSTRING) {    /* a repeat: join */
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, v, vlen);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, v, vlen);
-    }
-    lua_rawset(L, -3);
+    ml_lib_http_header(L, p, nlen, v, vlen);
     p = v + vlen + 1;
   }
   luaL_setmetatable(L, ML_HEADERS_MT);

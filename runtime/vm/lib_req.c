@@ -174,36 +174,16 @@ static void split_url(ml_conn *c, const char **path, size_t *plen,
   }
 }
 
-/* What joins a header's repeats: "; " for Cookie (RFC 6265 §5.4: a
- * comma may be in a cookie's value), ", " for the others. */
-static const char *repeat_separator(const char *name, size_t len) {
-  return len == 6 && strncasecmp(name, "cookie", 6) == 0 ? "; " : ", ";
-}
-
-/* req.headers: lower-cased names, repeats joined (repeat_separator). */
+/* req.headers: lower-cased names, repeats joined (ml_lib_http_header). */
 static int push_headers(lua_State *L, ml_conn *c) {
   ml_req *r = ml_conn_req(c);
   int i;
   lua_createtable(L, 0, r->nhdrs);
   for (i = 0; i < r->nhdrs; i++) {
-    size_t nlen, vlen, j;
+    size_t nlen, vlen;
     const char *n = ml_conn_header_name(c, i, &nlen);
     const char *v = ml_conn_header_value(c, i, &vlen);
-    luaL_Buffer b;
-    char *name = luaL_buffinitsize(L, &b, nlen);
-    for (j = 0; j < nlen; j++)
-      name[j] = (n[j] >= 'A' && n[j] <= 'Z') ? (char)(n[j] + 32) : n[j];
-    luaL_pushresultsize(&b, nlen);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, -3) == LUA_TSTRING) {  /* a repeat: join */
-      lua_pushstring(L, repeat_separator(n, nlen));
-      lua_pushlstring(L, v, vlen);
-      lua_concat(L, 3);
-    } else {
-      lua_pop(L, 1);
-      lua_pushlstring(L, v, vlen);
-    }
-    lua_rawset(L, -3);
+    ml_lib_http_header(L, n, nlen, v, vlen);
   }
   luaL_setmetatable(L, ML_HEADERS_MT);
   return 1;
@@ -337,7 +317,7 @@ static int req_header(lua_State *L) {
       continue;
     v = ml_conn_header_value(c, i, &vlen);
     if (found++) {
-      lua_pushstring(L, repeat_separator(n, nlen));
+      lua_pushstring(L, ml_lib_http_separator(n, nlen));
       lua_pushlstring(L, v, vlen);
       lua_concat(L, 3);
     } else {
@@ -477,9 +457,7 @@ static int req_send(lua_State *L) {
   if (!lua_isnoneornil(L, 4))
     luaL_checktype(L, 4, LUA_TTABLE);
   if (c == NULL) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_lib_fail(L, "closed");
   }
   if (ml_conn_upgraded(c) != NULL)
     return ml_lib_ws_finish(L, c, (int)status);
@@ -498,9 +476,7 @@ static int req_send(lua_State *L) {
   }
   if (!lua_isnoneornil(L, 4) && (err = put_headers(L, 4, o, &f)) != NULL) {
     o->len = mark;              /* nothing of it is sent */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return ml_lib_fail(L, err);
   }
   /* the rest of the head and the body: one reservation, then copies */
   ctlen = !bodyless && !f.has_ctype ? strlen(ctype) : 0;
@@ -597,9 +573,7 @@ static int req_stream_start(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
   luaL_argcheck(L, ping >= 0 && ping < 1e6, 5, "interval out of range");
   if (c == NULL || ml_conn_closing(c)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_lib_fail(L, "closed");
   }
   r = ml_conn_req(c);
   if (r->responded || r->streaming)
@@ -672,9 +646,7 @@ static int req_stream_write(lua_State *L) {
   ml_co *co;
   char size[24];
   if (c == NULL || ml_conn_closing(c)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_lib_fail(L, "closed");
   }
   r = ml_conn_req(c);
   if (!r->streaming || r->responded)
@@ -695,9 +667,7 @@ static int req_stream_write(lua_State *L) {
   r->bytes += len;
   ml_conn_flush(c);
   if (ml_conn_closing(c)) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+    return ml_lib_fail(L, "closed");
   }
   if (r->stream_ping_ms > 0)
     ml_conn_stream_idle(c, r->stream_ping_ms);

@@ -72,9 +72,7 @@ static int router_add(lua_State *L) {
     lua_pop(L, 1);
   }
   if (ml_router_add(r, pattern, mask, (int)id, err, sizeof err) != 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return ml_lib_fail(L, err);
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -92,12 +92,6 @@ static void push_value(lua_State *L, const ml_shared_value *v) {
   }
 }
 
-static int fail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
-
 /* shared.get(key) -> value or nil */
 static int shared_get(lua_State *L) {
   int b = base(L);
@@ -123,7 +117,7 @@ static int put(lua_State *L, int only_new) {
   ttl = check_ttl(L, b + 2);
   rc = ml_shared_set(store(L), k, klen, &v, ttl, now_ms(), only_new);
   if (rc == UV_EEXIST)
-    return fail(L, "exists");
+    return ml_lib_fail(L, "exists");
   if (rc != 0)
     return luaL_error(L, "not enough memory");
   lua_pushboolean(L, 1);
@@ -154,9 +148,9 @@ static int shared_incr(lua_State *L) {
   rc = ml_shared_incr(store(L), k, klen, &by, has_init ? &init : NULL,
                       now_ms(), &out);
   if (rc == UV_ENOENT)
-    return fail(L, "not found");
+    return ml_lib_fail(L, "not found");
   if (rc == UV_EINVAL)
-    return fail(L, "not a number");
+    return ml_lib_fail(L, "not a number");
   if (rc != 0)
     return luaL_error(L, "not enough memory");
   push_value(L, &out);

@@ -496,9 +496,7 @@ static int core_thread_run(lua_State *L) {
   rc = uv_queue_work(co->gen->loop, &j->req, job_work, job_done);
   if (rc != 0) {
     job_free(j);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
+    return ml_lib_fail(L, uv_strerror(rc));
   }
   lua_settop(L, 0);
   ml_sched_park(co, &j->w, job_cancel);
