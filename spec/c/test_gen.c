@@ -1,8 +1,12 @@
 /*
- * test_gen.c - the parts of a generation (gen.c): found by kind, retired
- * and closed through their hooks, newest first, each close once.
+ * test_gen.c - generations (gen.c): parts found by kind, retired and
+ * closed through their hooks, newest first, each close once; a retired
+ * generation that waits for its requests, then closes; a borrowed state
+ * given back as it was.
  */
 #include <string.h>
+#include <lauxlib.h>
+#include "vm/lib.h"
 #include "vm/sched.h"
 #include "test.h"
 #include "test_list.h"
@@ -71,3 +75,109 @@ TEST(gen_parts_by_kind_retire_close) {
   ml_gen_parts_close(&g);             /* nothing left: no second close */
   CHECK_INT(a.closed + b.closed, 2);
 }
+
+/*
+** {======================================================
+** A real generation
+** =======================================================
+*/
+
+static int jobs_done[3];
+
+static void job_done(ml_co *co, int how) {
+  (void)co;
+  jobs_done[how + 1]++;       /* ML_CO_CANCELLED, ML_CO_ERROR, ML_CO_OK */
+}
+
+/* A coroutine of g that sleeps 'secs' (a request's, or the app's). */
+static ml_co *sleeper(ml_gen *g, int is_request, int secs) {
+  ml_co *co = ml_sched_acquire(g);
+  if (co == NULL)
+    return NULL;
+  lua_getglobal(co->L, "require");
+  lua_pushliteral(co->L, "moonlet.core");
+  lua_call(co->L, 1, 1);
+  lua_getfield(co->L, -1, "sleep");
+  lua_remove(co->L, -2);
+  lua_pushinteger(co->L, secs);
+  co->is_request = is_request;
+  co->done = job_done;
+  ml_sched_resume(co, 1);
+  return co;
+}
+
+static void host_for(ml_host *h, uv_loop_t *loop) {
+  memset(h, 0, sizeof *h);
+  h->loop = loop;
+  h->clock = ml_clock_new_real(loop);
+  h->worker_id = 1;
+  h->open_core = luaopen_moonlet_core;
+}
+
+/* Runs the loop until the clock and g's handles have closed. */
+static int finish(ml_host *h, uv_loop_t *loop) {
+  ml_clock_close(h->clock, NULL, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return uv_loop_close(loop);
+}
+
+/* Retired: the parts are retired and the app's own coroutines cancelled
+ * at once; a request's goes on, and the state closes (the parts with
+ * it) when that one ends. */
+TEST(gen_retire_waits_for_requests) {
+  uv_loop_t loop;
+  ml_host h;
+  ml_gen *g;
+  rec_part p;
+  ml_co *req;
+  lua_State *T;
+  uv_loop_init(&loop);
+  host_for(&h, &loop);
+  memset(&p, 0, sizeof p);
+  memset(jobs_done, 0, sizeof jobs_done);
+  nclosed = 0;
+  CHECK((g = ml_gen_new(&h)) != NULL);
+  T = lua_newthread(g->L);            /* any thread finds its generation */
+  CHECK(ML_GEN(T) == g);
+  lua_pop(g->L, 1);
+  ml_gen_attach(g, &p.part, &kind_a);
+  CHECK(sleeper(g, 0, 10) != NULL);  /* the app's: a timer callback */
+  CHECK((req = sleeper(g, 1, 10)) != NULL);
+  CHECK_INT(g->live, 2);
+  ml_gen_retire(g);
+  CHECK_INT(p.retired, 1);
+  CHECK_INT(jobs_done[0], 1);         /* the app's one is cancelled */
+  CHECK_INT(g->live, 1);
+  CHECK_INT(p.closed, 0);             /* the request still runs */
+  ml_sched_cancel(req);               /* its client left */
+  CHECK_INT(jobs_done[0], 2);
+  CHECK_INT(p.closed, 1);             /* and the state closed */
+  CHECK_INT(finish(&h, &loop), 0);
+}
+
+/* A borrowed state: threads made before it find the generation; when it
+ * closes, the state is left open, with the allocator it had. */
+TEST(gen_borrowed_state_is_given_back) {
+  uv_loop_t loop;
+  ml_host h;
+  ml_gen *g;
+  lua_State *L = luaL_newstate(), *old;
+  void *ud = &ud;
+  lua_Alloc f;
+  CHECK(L != NULL);
+  uv_loop_init(&loop);
+  host_for(&h, &loop);
+  f = lua_getallocf(L, &ud);
+  old = lua_newthread(L);             /* made before the borrow */
+  CHECK((g = ml_gen_borrow(&h, L)) != NULL);
+  CHECK(ML_GEN(old) == g);
+  CHECK(ML_GEN(L) == g);
+  CHECK(g->L == L);
+  ml_gen_retire(g);                   /* nothing running: closes now */
+  CHECK(lua_getallocf(L, NULL) == f);
+  CHECK(ML_GEN(L) == ud);
+  lua_close(L);
+  CHECK_INT(finish(&h, &loop), 0);
+}
+
+/* }====================================================== */

@@ -56,6 +56,8 @@
   X(watchdog_quiet_for_idle_or_unrun_loops) \
   X(sched_co_is_small) \
   X(gen_parts_by_kind_retire_close) \
+  X(gen_retire_waits_for_requests) \
+  X(gen_borrowed_state_is_given_back) \
   X(client_deadlines_in_order) \
   X(client_idle_connections_close) \
   X(client_cancel_closes_the_connection) \
