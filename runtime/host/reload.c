@@ -4,7 +4,8 @@
  * writing a new file and renaming it over the old one replace the inode,
  * which a watch on the file would lose, while its directory sees the new
  * file arrive under the same name.  A change reloads once the files have
- * been quiet for DEBOUNCE_MS.  What a reload does is server.c's.
+ * been quiet for DEBOUNCE_MS.  What a change does is its owner's
+ * (server.c reloads).
  */
 #include <errno.h>
 #include <limits.h>
@@ -34,7 +35,8 @@ typedef struct dirwatch {
 
 /* The watcher.  Owned by the server; frees itself once closed. */
 struct ml_reload {
-  moonlet_server *s;
+  void (*changed)(void *ud, const char *file);
+  void *changed_ud;
   uv_timer_t quiet;         /* the debounce timer */
   uv_loop_t *loop;
   watched *files;
@@ -42,7 +44,7 @@ struct ml_reload {
   int nhandles;             /* open or closing handles */
   int closing;
   int started;              /* logged the first watch */
-  char changed[PATH_MAX];   /* the file that set off the next reload */
+  char file[PATH_MAX];      /* the file that set off the next call */
   void (*done)(void *ud);
   void *ud;
 };
@@ -73,10 +75,7 @@ static void dirwatch_closed(uv_handle_t *h) {
 /* The files have been quiet for DEBOUNCE_MS since the last change. */
 static void on_quiet(uv_timer_t *t) {
   ml_reload *r = container_of(t, ml_reload, quiet);
-  int rc;
-  ml_log(MOONLET_LOG_INFO, "%s changed: reloading", r->changed);
-  if ((rc = moonlet_reload(r->s)) != 0)
-    ml_log(MOONLET_LOG_ERROR, "cannot reload: %s", moonlet_strerror(rc));
+  r->changed(r->changed_ud, r->file);
 }
 
 /* Something in a watched directory changed; is it one of our files? */
@@ -95,17 +94,20 @@ static void on_change(uv_fs_event_t *h, const char *filename, int events,
         (filename != NULL && strcmp(filename, f->name) != 0))
       continue;
     if (!uv_is_active((uv_handle_t *)&r->quiet))
-      snprintf(r->changed, sizeof r->changed, "%s/%s", f->dir, f->name);
+      snprintf(r->file, sizeof r->file, "%s/%s", f->dir, f->name);
     uv_timer_start(&r->quiet, on_quiet, DEBOUNCE_MS, 0);
     return;
   }
 }
 
-ml_reload *ml_reload_new(moonlet_server *s, uv_loop_t *loop) {
+ml_reload *ml_reload_new(uv_loop_t *loop,
+                         void (*changed)(void *ud, const char *file),
+                         void *ud) {
   ml_reload *r = calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
-  r->s = s;
+  r->changed = changed;
+  r->changed_ud = ud;
   r->loop = loop;
   uv_timer_init(loop, &r->quiet);
   r->nhandles = 1;

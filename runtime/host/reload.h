@@ -1,19 +1,24 @@
 /*
  * reload.h - --reload: watch the app file and the Lua files it required
- * from its own directory tree, and reload the app (moonlet_reload) shortly
- * after they change.  Loading and switching generations is server.c's;
- * retiring an old one is gen.c's.
+ * from its own directory tree, and say so shortly after they change.
+ * What a change does (a reload) is the owner's: server.c's.
  */
 #ifndef ML_RELOAD_H
 #define ML_RELOAD_H
 
-#include "moonlet.h"
+#include <uv.h>
 
 typedef struct ml_reload ml_reload;
 
-/* A watcher for s, watching nothing yet; NULL when out of memory.  The
- * server owns it and ends it with ml_reload_close. */
-ml_reload *ml_reload_new(moonlet_server *s, uv_loop_t *loop);
+/*
+ * A watcher on 'loop', watching nothing yet; NULL when out of memory.
+ * Once the files have been quiet for a moment after a change,
+ * changed(ud, file) is called with one of the files that changed.  The
+ * owner ends it with ml_reload_close.
+ */
+ml_reload *ml_reload_new(uv_loop_t *loop,
+                         void (*changed)(void *ud, const char *file),
+                         void *ud);
 
 /*
  * Watches these files from now on.  With 'replace' they are the whole set

@@ -241,6 +241,15 @@ static int push_required(lua_State *L) {
   return 1;
 }
 
+/* --reload saw a change in one of the app's files. */
+static void files_changed(void *ud, const char *file) {
+  moonlet_server *s = ud;
+  int rc;
+  ml_log(MOONLET_LOG_INFO, "%s changed: reloading", file);
+  if ((rc = moonlet_reload(s)) != 0)
+    ml_log(MOONLET_LOG_ERROR, "cannot reload: %s", moonlet_strerror(rc));
+}
+
 /*
  * --reload: watch the files the load just read.  A good load's files are
  * the new set; a failed one's are added, so that the fix of a broken
@@ -254,7 +263,7 @@ static void watch_files(moonlet_server *s, ml_gen *g, int good) {
   if (!s->cfg.reload || s->closing)
     return;
   if (s->reloader == NULL &&
-      (s->reloader = ml_reload_new(s, s->loop)) == NULL) {
+      (s->reloader = ml_reload_new(s->loop, files_changed, s)) == NULL) {
     ml_log(MOONLET_LOG_ERROR, "--reload: out of memory, not watching");
     return;
   }
