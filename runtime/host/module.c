@@ -75,6 +75,10 @@ static void run_done(ml_co *co, int how) {
   job->nres = n;
 }
 
+/* quiet: core_loop_run raises its error */
+static const ml_job run_kind = { .what = "moonlet.run", .done = run_done,
+                                 .quiet = 1 };
+
 /*
  * core.loop_run(fn, ...): runs fn(...) in a coroutine of the state's
  * generation and turns the loop until it has returned; its results, or
@@ -90,15 +94,11 @@ static int core_loop_run(lua_State *L) {
   if (m->gen->running != NULL)
     return luaL_error(L, "moonlet.run inside a moonlet coroutine: call "
                          "the function directly");
-  if ((co = ml_sched_acquire(m->gen)) == NULL)
-    return luaL_error(L, "not enough memory");
   memset(&job, 0, sizeof job);
   job.L = L;
+  if ((co = ml_sched_acquire(m->gen, &run_kind, &job)) == NULL)
+    return luaL_error(L, "not enough memory");
   lua_xmove(L, co->L, n);
-  co->done = run_done;
-  co->data = &job;
-  co->quiet = 1;                     /* we raise its error */
-  co->what = "moonlet.run";
   uv_update_time(&m->loop);  /* the host ran for a while: a sleep made
                                 now counts from now, not the last turn */
   ml_sched_resume(co, n - 1);

@@ -27,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <lauxlib.h>
-#include "net/conn.h"
 #include "base/activity.h"
 #include "base/log.h"
 #include "vm/lib.h"
@@ -115,46 +114,12 @@ static __thread ml_watch *this_thread_watch;
 ** =======================================================
 */
 
-/* Appends len bytes of s to buf, within size; async-signal-safe. */
-static void put(char *buf, size_t size, size_t *n, const char *s,
-                size_t len) {
-  if (len > size - 1 - *n)
-    len = size - 1 - *n;
-  memcpy(buf + *n, s, len);
-  *n += len;
-  buf[*n] = '\0';
-}
-
-/*
- * What a coroutine is busy with, "GET /x" or "a timer callback", into
- * buf.  Async-signal-safe: the signal handler describes the resume it
- * stops, for a log line the watchdog thread may have to write.
- */
-static void describe(ml_co *co, char *buf, size_t size) {
-  size_t n = 0, len;
-  buf[0] = '\0';
-  if (co != NULL && co->is_request && co->data != NULL &&
-      ml_conn_req(co->data) != NULL) {
-    ml_conn *c = co->data;
-    const char *m = llhttp_method_name((llhttp_method_t)ml_conn_req(c)->
-                                       method);
-    const char *url = ml_conn_url(c, &len);
-    put(buf, size, &n, m, strlen(m));
-    put(buf, size, &n, " ", 1);
-    put(buf, size, &n, url, len);
-  } else {
-    const char *what = co != NULL && co->what ? co->what : "Lua code";
-    put(buf, size, &n, "a ", 2);
-    put(buf, size, &n, what, strlen(what));
-  }
-}
-
 /* Logs "watchdog: <before><what the loop is busy with><after>:" and
  * L's traceback. */
 static void report(lua_State *L, ml_watch *w, const char *before,
                    const char *after) {
   char what[sizeof w->what];
-  describe(LOAD(w->co), what, sizeof what);
+  ml_sched_describe(LOAD(w->co), what, sizeof what);
   luaL_traceback(L, L, NULL, 0);   /* level 0: what tripped the hook */
   ml_log(MOONLET_LOG_WARN, "watchdog: %s%s%s:\n%s", before, what, after,
          lua_tostring(L, -1));
@@ -270,7 +235,7 @@ static void on_watch_signal(int sig) {
   since = LOAD(w->since);
   if ((since == LOAD(w->kicked) || since == LOAD(w->hooked)) &&
       LOAD(w->what_since) != since) {
-    describe(LOAD(w->co), w->what, sizeof w->what);
+    ml_sched_describe(LOAD(w->co), w->what, sizeof w->what);
     STORE(w->what_since, since);
   }
   if (since == LOAD(w->hooked) || since == LOAD(w->kicked)) {

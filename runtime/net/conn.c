@@ -743,6 +743,42 @@ static void request_done(ml_co *co, int ok) {
   settle(c);
 }
 
+/* Appends s (n bytes) to buf (size bytes), NUL-terminated: signal-safe. */
+static size_t put(char *buf, size_t size, size_t at, const char *s,
+                  size_t n) {
+  if (n > size - 1 - at)
+    n = size - 1 - at;
+  memcpy(buf + at, s, n);
+  buf[at + n] = '\0';
+  return at + n;
+}
+
+/* "GET /x": what a request's coroutine is busy with, for the watchdog
+ * (async-signal-safe: it runs in a signal handler). */
+static void describe_request(const ml_co *co, char *buf, size_t size) {
+  ml_conn *c = co->data;
+  const char *m, *url;
+  size_t n = 0, len;
+  buf[0] = '\0';
+  if (c == NULL || c->req == NULL)
+    return;
+  m = llhttp_method_name((llhttp_method_t)c->req->method);
+  url = ml_conn_url(c, &len);
+  n = put(buf, size, n, m, strlen(m));
+  n = put(buf, size, n, " ", 1);
+  put(buf, size, n, url, len);
+}
+
+/* How the error log names a request whose handler failed. */
+static void name_request(const ml_co *co, char *buf, size_t size) {
+  ml_conn_describe(co->data, buf, size);
+}
+
+static const ml_job request_job = {
+  .what = "request", .done = request_done, .describe = describe_request,
+  .name = name_request, .request = 1
+};
+
 /*
  * A complete request: find its path, route it in C, and start the app's
  * dispatch function in a pooled coroutine with the request object, the
@@ -780,17 +816,13 @@ static void serve_request(ml_conn *c) {
     ml_router_match(g->router, r->method,
                     r->decoded ? r->path.data : r->text + r->path_off,
                     r->path_len, &m);
-  if ((co = ml_sched_acquire(g)) == NULL) {
+  if ((co = ml_sched_acquire(g, &request_job, c)) == NULL) {
     c->handling = 0;
     ml_conn_reject(c, 503);
     return;
   }
   lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
   n = ml_lib_req_push(co->L, c, &m);
-  co->done = request_done;
-  co->data = c;
-  co->what = "request";
-  co->is_request = 1;
   r->co = co;
   ml_sched_resume(co, n);
 }

@@ -237,10 +237,13 @@ static void load_done(ml_co *co, int how) {
   lr.done(co->gen, status, lr.ud);
 }
 
+static const ml_job load_job = { .what = "loading the app",
+                                 .done = load_done };
+
 int ml_gen_load(ml_gen *g, const char *path, ml_gen_loaded done, void *ud) {
   load_req *lr = malloc(sizeof *lr);
   ml_co *co;
-  if (lr == NULL || (co = ml_sched_acquire(g)) == NULL) {
+  if (lr == NULL || (co = ml_sched_acquire(g, &load_job, lr)) == NULL) {
     free(lr);
     return UV_ENOMEM;
   }
@@ -252,9 +255,6 @@ int ml_gen_load(ml_gen *g, const char *path, ml_gen_loaded done, void *ud) {
   lua_replace(co->L, 1);
   lua_settop(co->L, 1);
   lua_pushstring(co->L, path);
-  co->done = load_done;
-  co->data = lr;
-  co->what = "loading the app";
   ml_sched_resume(co, 1);
   return 0;
 }

@@ -210,6 +210,8 @@ static timer_set *timers_of(ml_gen *g) {
   return set;
 }
 
+static const ml_job timer_job = { .what = "timer callback" };
+
 /* Each firing runs the callback in a fresh coroutine of the pool. */
 static void on_timer(ml_ctimer *h) {
   ml_timer *t = container_of(h, ml_timer, timer);
@@ -221,12 +223,11 @@ static void on_timer(ml_ctimer *h) {
       timer_stop(t);       /* another worker's firing */
     return;
   }
-  if ((co = ml_sched_acquire(g)) == NULL) {
+  if ((co = ml_sched_acquire(g, &timer_job, NULL)) == NULL) {
     ml_log(MOONLET_LOG_ERROR, "timer: out of memory, firing skipped");
     return;
   }
   lua_rawgeti(co->L, LUA_REGISTRYINDEX, t->fn_ref);
-  co->what = "timer callback";
   if (!t->repeat)
     timer_stop(t);         /* the coroutine holds the function now */
   ml_sched_resume(co, 0);

@@ -285,6 +285,10 @@ static void task_done(ml_co *co, int how) {
   t->self_ref = LUA_NOREF;
 }
 
+/* quiet: its waiter gets the error */
+static const ml_job task_job = { .what = "task", .done = task_done,
+                                 .quiet = 1 };
+
 static int task_spawn(lua_State *L) {
   ml_gen *g = ML_GEN(L);
   int nargs = lua_gettop(L) - 1;
@@ -300,7 +304,7 @@ static int task_spawn(lua_State *L) {
   t->retrieved = 0;
   t->self_ref = LUA_NOREF;
   luaL_setmetatable(L, TASK_MT);
-  if ((co = ml_sched_acquire(g)) == NULL)
+  if ((co = ml_sched_acquire(g, &task_job, t)) == NULL)
     return luaL_error(L, "not enough memory");
   luaL_checkstack(co->L, nargs + 1, "too many arguments");
   lua_pushvalue(L, -1);
@@ -308,10 +312,6 @@ static int task_spawn(lua_State *L) {
   lua_rotate(L, 1, 1);               /* task, fn, args... */
   lua_xmove(L, co->L, nargs + 1);    /* fn and args move to the task */
   t->co = co;
-  co->done = task_done;
-  co->data = t;
-  co->what = "task";
-  co->quiet = 1;                     /* its waiter gets the error */
   if (g->running != NULL)
     ml_sched_adopt(g->running, co);  /* cancelled with its spawner */
   ml_sched_resume_soon(co, nargs);   /* it starts on the next turn */

@@ -13,7 +13,6 @@
 #include "vm/sched.h"
 #include "base/log.h"
 #include "vm/lib_json.h"
-#include "net/conn.h"
 #include "base/util.h"
 
 #define POOL_MAX 1024   /* idle coroutines kept per state */
@@ -48,7 +47,7 @@ void ml_sched_close(ml_gen *g) {
 
 int ml_sched_serves_request(const ml_co *co) {
   for (; co != NULL; co = co->parent)
-    if (co->is_request)
+    if (co->job != NULL && co->job->request)
       return 1;
   return 0;
 }
@@ -61,7 +60,7 @@ int ml_sched_serves_request(const ml_co *co) {
 ** =======================================================
 */
 
-ml_co *ml_sched_acquire(ml_gen *g) {
+ml_co *ml_sched_acquire(ml_gen *g, const ml_job *job, void *data) {
   ml_co *co = g->pool;
   if (co != NULL) {
     g->pool = co->next;
@@ -73,6 +72,8 @@ ml_co *ml_sched_acquire(ml_gen *g) {
     co->L = lua_newthread(g->L);      /* cannot fail short of memory */
     co->ref = luaL_ref(g->L, LUA_REGISTRYINDEX);
   }
+  co->job = job;
+  co->data = data;
   co->prev = NULL;
   co->next = g->lent;
   if (g->lent != NULL)
@@ -165,11 +166,9 @@ static void co_release(ml_co *co) {
     co->next->prev = co->prev;
   lua_settop(co->L, 0);
   co->wait = NULL;
-  co->done = NULL;
+  co->job = NULL;
   co->data = NULL;
   co->cancel_pending = 0;
-  co->is_request = 0;
-  co->quiet = 0;
   if (!g->retired && g->pooled < POOL_MAX) {
     co->next = g->pool;
     g->pool = co;
@@ -188,8 +187,8 @@ void ml_sched_log_error(ml_co *co, const char *context) {
   const char *msg = ml_json_describe(L, -1);  /* tables by contents */
   char what[700];
   luaL_traceback(L, L, msg, 0);
-  if (co->is_request && co->data != NULL) {   /* name the request */
-    ml_conn_describe(co->data, what, sizeof what);
+  if (co->job != NULL && co->job->name != NULL) {
+    co->job->name(co, what, sizeof what);
     ml_log(MOONLET_LOG_ERROR, "%s: %s", what, lua_tostring(L, -1));
   } else {
     ml_log(MOONLET_LOG_ERROR, "%s failed: %s", context, lua_tostring(L, -1));
@@ -199,13 +198,12 @@ void ml_sched_log_error(ml_co *co, const char *context) {
 
 /* The job ended (returned or raised): tell its owner, then release. */
 static void co_finish(ml_co *co, int ok) {
-  void (*done)(ml_co *, int) = co->done;
-  if (!ok && !co->quiet)
-    ml_sched_log_error(co, co->what ? co->what : "coroutine");
-  co->done = NULL;
+  const ml_job *job = co->job;
+  if (!ok && !job->quiet)
+    ml_sched_log_error(co, job->what);
   co->running = 1;      /* 'done' may retire the state: not cancel this */
-  if (done != NULL)
-    done(co, ok ? ML_CO_OK : ML_CO_ERROR);  /* values still on co->L */
+  if (job->done != NULL)
+    job->done(co, ok ? ML_CO_OK : ML_CO_ERROR);  /* values on co->L */
   co->running = 0;
   if (!ok)
     ml_closethread(co->L);
@@ -298,7 +296,6 @@ void ml_sched_resume(ml_co *co, int nargs) {
  */
 void ml_sched_cancel(ml_co *co) {
   ml_wait *w;
-  void (*done)(ml_co *, int);
   while (co->children != NULL)
     ml_sched_cancel(co->children);   /* each one orphans itself */
   if (co->running) {
@@ -314,11 +311,32 @@ void ml_sched_cancel(ml_co *co) {
     w->cancel(w);
   }
   ml_closethread(co->L);
-  done = co->done;
-  co->done = NULL;
-  if (done != NULL)
-    done(co, ML_CO_CANCELLED);
+  if (co->job->done != NULL) {
+    co->running = 1;    /* 'done' may retire the state: not cancel this */
+    co->job->done(co, ML_CO_CANCELLED);
+    co->running = 0;
+  }
   co_release(co);
+}
+
+/* Appends s to buf (size bytes), NUL-terminated: signal-safe. */
+static size_t put(char *buf, size_t size, size_t n, const char *s) {
+  while (*s != '\0' && n + 1 < size)
+    buf[n++] = *s++;
+  buf[n] = '\0';
+  return n;
+}
+
+void ml_sched_describe(const ml_co *co, char *buf, size_t size) {
+  const ml_job *job = co != NULL ? co->job : NULL;
+  if (size == 0)
+    return;
+  if (job != NULL && job->describe != NULL) {
+    job->describe(co, buf, size);
+    return;
+  }
+  put(buf, size, put(buf, size, 0, "a "), job != NULL ? job->what
+                                                       : "Lua code");
 }
 
 /*

@@ -13,6 +13,7 @@
 
 typedef struct ml_wait ml_wait;
 typedef struct ml_defer ml_defer;
+typedef struct ml_job ml_job;
 
 /* The first member of every pending operation. */
 struct ml_wait {
@@ -32,33 +33,53 @@ struct ml_defer {
 };
 
 /*
+ * A kind of job a coroutine runs (a request, a timer firing, the app
+ * load, a task): one static const per kind, given with the job, with
+ * designated initializers (what it leaves out is NULL or 0):
+ *   static const ml_job task_job = { .what = "task", .done = task_done,
+ *                                    .quiet = 1 };
+ * Only its own functions read the job's data.
+ */
+struct ml_job {
+  const char *what;           /* "request", "timer callback": for logs */
+  /* The job ended: ML_CO_OK (results on co->L), ML_CO_ERROR (the error
+   * on co->L) or ML_CO_CANCELLED.  NULL: nobody needs to know. */
+  void (*done)(ml_co *co, int how);
+  /* What the job is busy with ("GET /x") into buf, for the watchdog's
+   * log: async-signal-safe, it runs in a signal handler.  NULL: "a"
+   * and 'what'. */
+  void (*describe)(const ml_co *co, char *buf, size_t size);
+  /* How the error log names the job when it fails ("GET /x?y=1 HTTP/1.1
+   * (from ADDR, request ID)"); NULL: "<what> failed". */
+  void (*name)(const ml_co *co, char *buf, size_t size);
+  unsigned request : 1;       /* serves a request: a retired generation
+                                 lets it, and its tasks, finish */
+  unsigned quiet : 1;         /* 'done' reports its errors: not logged */
+};
+
+/*
  * A Lua thread from its generation's pool.  Owned by the generation; lent
  * to one job (a request, a timer firing, the app load) at a time.  One per
- * waiting request: the ref and the bits share a word so that it stays 136
- * bytes (a 144-byte malloc chunk, not 160).
+ * waiting request: 128 bytes, a 144-byte malloc chunk (137 would be 160).
  */
 struct ml_co {
   lua_State *L;
   int ref;                          /* anchors L in the registry */
   unsigned running : 1;             /* inside lua_resume */
-  unsigned is_request : 1;          /* a retired state lets it finish */
-  unsigned quiet : 1;               /* its owner reports its errors */
   unsigned cancel_pending : 1;      /* cancel at its next yield */
-  unsigned ready_nargs : 28;        /* values for a resume from the queue
+  unsigned ready_nargs : 30;        /* values for a resume from the queue
                                        (Lua's stack holds fewer) */
   ml_gen *gen;
   ml_wait *wait;                    /* what it is parked on, or NULL */
-  void (*done)(ml_co *co, int how); /* the job ended: ML_CO_OK (results
-                                       on co->L), ML_CO_ERROR (the error
-                                       on co->L) or ML_CO_CANCELLED */
-  void *data;                       /* the job's owner, for 'done' */
+  const ml_job *job;                /* what it runs; NULL once ended */
+  void *data;                       /* the job's, for its kind's functions
+                                       (a request's connection, a task) */
   ml_co *parent;                    /* who spawned it; cancelled with it */
   ml_co *children;                  /* tasks it spawned, still running */
   ml_co *sibling_prev, *sibling_next;
   ml_co *ready_next;                /* the ready queue */
   ml_wait ready;                    /* parked here while queued */
   ml_defer *defers;                 /* run when the job ends */
-  const char *what;                 /* "request", "timer" ... for logs */
   ml_co *next;                      /* pool link, or the lent list */
   ml_co *prev;                      /* the lent list */
 };
@@ -92,11 +113,16 @@ void ml_sched_close(ml_gen *g);
 int ml_sched_serves_request(const ml_co *co);
 
 /*
- * Lends a coroutine from the pool (or makes one).  The caller pushes a
- * function and its arguments on co->L, sets done/data/what, then starts
- * it with ml_sched_resume(co, nargs).  NULL when out of memory.
+ * Lends a coroutine from the pool (or makes one) for a job of this kind,
+ * with its data.  The caller pushes a function and its arguments on
+ * co->L, then starts it with ml_sched_resume(co, nargs).  NULL when out
+ * of memory.
  */
-ml_co *ml_sched_acquire(ml_gen *g);
+ml_co *ml_sched_acquire(ml_gen *g, const ml_job *job, void *data);
+
+/* What co is busy with, into buf (its job's describe, or "a " and its
+ * 'what'): for the watchdog, async-signal-safe. */
+void ml_sched_describe(const ml_co *co, char *buf, size_t size);
 
 /* The coroutine running Lua code on L's state; raises if none can wait. */
 ml_co *ml_sched_current(lua_State *L);

@@ -89,9 +89,15 @@ static void job_done(ml_co *co, int how) {
   jobs_done[how + 1]++;       /* ML_CO_CANCELLED, ML_CO_ERROR, ML_CO_OK */
 }
 
+static const ml_job app_job = { .what = "timer callback",
+                                .done = job_done };
+static const ml_job request_job = { .what = "request", .done = job_done,
+                                    .request = 1 };
+
 /* A coroutine of g that sleeps 'secs' (a request's, or the app's). */
 static ml_co *sleeper(ml_gen *g, int is_request, int secs) {
-  ml_co *co = ml_sched_acquire(g);
+  ml_co *co = ml_sched_acquire(g, is_request ? &request_job : &app_job,
+                               NULL);
   if (co == NULL)
     return NULL;
   lua_getglobal(co->L, "require");
@@ -100,8 +106,6 @@ static ml_co *sleeper(ml_gen *g, int is_request, int secs) {
   lua_getfield(co->L, -1, "sleep");
   lua_remove(co->L, -2);
   lua_pushinteger(co->L, secs);
-  co->is_request = is_request;
-  co->done = job_done;
   ml_sched_resume(co, 1);
   return co;
 }
