@@ -7,7 +7,22 @@
  * A subsystem with state of its own per generation (the after/every
  * timers, the outbound client's pool, a TLS context, a database pool)
  * attaches it as a part, with hooks the generation calls when it is
- * retired and when it closes, instead of adding a field to struct ml_gen.
+ * retired and when it closes, instead of adding a field to struct ml_gen
+ * (lib_http.c's pool, in short):
+ *
+ *   typedef struct { ml_part part; ml_client *client; } http_pool;
+ *   static void pool_close(ml_part *p) {
+ *     ml_client_close(((http_pool *)p)->client);
+ *     free(p);
+ *   }
+ *   static const ml_part_kind pool_kind = { "http client", NULL,
+ *                                           pool_close };
+ *   ...
+ *   http_pool *pool = (http_pool *)ml_gen_part(g, &pool_kind);
+ *   if (pool == NULL && (pool = malloc(sizeof *pool)) != NULL) {
+ *     pool->client = ml_client_new(g->loop);
+ *     ml_gen_attach(g, &pool->part, &pool_kind);
+ *   }
  */
 #ifndef ML_GEN_H
 #define ML_GEN_H
