@@ -434,6 +434,56 @@ static const char *put_headers(lua_State *L, int idx, ml_buf *o,
   return NULL;
 }
 
+/* The rest of a response after its status line and the handler's
+ * headers. */
+typedef struct {
+  const char *ctype;      /* Content-Type to add, or NULL */
+  const char *body;
+  size_t ctlen, blen;
+  size_t sent;            /* body bytes that go: none for HEAD, 204, 304 */
+  int has_length;         /* Content-Length (not for 204 and 304) */
+  int close;              /* Connection: close */
+  int keep_alive_10;      /* Connection: keep-alive, for HTTP/1.0 */
+} framing;
+
+/*
+ * Appends Content-Type, Content-Length and Connection as 'fr' says, the
+ * blank line and the body: one reservation, then copies.  0, or -1 when
+ * out of memory (nothing appended).
+ */
+static int put_framing(ml_buf *o, const framing *fr) {
+  char *p;
+  if (ml_buf_reserve(o, sizeof "Content-Type: \r\n" + fr->ctlen +
+                        sizeof "Content-Length: \r\n" + 20 +
+                        sizeof "Connection: keep-alive\r\n\r\n" +
+                        fr->sent) != 0)
+    return -1;
+  p = o->data + o->len;
+#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
+#define PUT_LIT(s) PUT("" s "", sizeof(s) - 1)
+  if (fr->ctype != NULL) {
+    PUT_LIT("Content-Type: ");
+    PUT(fr->ctype, fr->ctlen);
+    PUT_LIT("\r\n");
+  }
+  if (fr->has_length) {
+    PUT_LIT("Content-Length: ");
+    p = ml_http_put_size(p, fr->blen);
+    PUT_LIT("\r\n");
+  }
+  if (fr->close)
+    PUT_LIT("Connection: close\r\n");
+  else if (fr->keep_alive_10)
+    PUT_LIT("Connection: keep-alive\r\n");
+  PUT_LIT("\r\n");
+  if (fr->sent > 0)
+    PUT(fr->body, fr->sent);
+#undef PUT_LIT
+#undef PUT
+  o->len = (size_t)(p - o->data);
+  return 0;
+}
+
 /*
  * core.send(req, status, body, headers, default_content_type) -> true, or
  * nil and why (nil, "closed" when the client has gone).  Appends the whole
@@ -446,19 +496,17 @@ static int req_send(lua_State *L) {
   size_t blen, mark;
   const char *body = luaL_optlstring(L, 3, "", &blen), *err;
   const char *ctype = luaL_optstring(L, 5, "text/html; charset=utf-8");
+  int has_headers = !lua_isnoneornil(L, 4), bodyless;
   head_flags f = { 0, 0 };
-  size_t ctlen, sent;
+  framing fr;
   ml_req *r;
   ml_buf *o;
-  char *p;
-  int bodyless;
   luaL_argcheck(L, status >= 200 && status <= 999, 2,
                 "status must be from 200 to 999");
-  if (!lua_isnoneornil(L, 4))
+  if (has_headers)
     luaL_checktype(L, 4, LUA_TTABLE);
-  if (c == NULL) {
+  if (c == NULL)
     return ml_lib_fail(L, "closed");
-  }
   if (ml_conn_upgraded(c) != NULL)
     return ml_lib_ws_finish(L, c, (int)status);
   r = ml_conn_req(c);
@@ -469,52 +517,29 @@ static int req_send(lua_State *L) {
   o = ml_conn_out(c);
   mark = o->len;
   f.close = !ml_conn_keep_alive(c);
-  bodyless = status == 204 || status == 304;
-  if (ml_http_status_line(o, (int)status) != 0) {
-    o->len = mark;
-    return luaL_error(L, "not enough memory");
-  }
-  if (!lua_isnoneornil(L, 4) && (err = put_headers(L, 4, o, &f)) != NULL) {
+  if (ml_http_status_line(o, (int)status) != 0)
+    goto no_memory;
+  if (has_headers && (err = put_headers(L, 4, o, &f)) != NULL) {
     o->len = mark;              /* nothing of it is sent */
     return ml_lib_fail(L, err);
   }
-  /* the rest of the head and the body: one reservation, then copies */
-  ctlen = !bodyless && !f.has_ctype ? strlen(ctype) : 0;
-  sent = bodyless || r->method == HTTP_HEAD ? 0 : blen;
-  if (ml_buf_reserve(o, sizeof "Content-Type: \r\n" + ctlen +
-                        sizeof "Content-Length: \r\n" + 20 +
-                        sizeof "Connection: keep-alive\r\n\r\n" +
-                        sent) != 0) {
-    o->len = mark;
-    return luaL_error(L, "not enough memory");
-  }
-  p = o->data + o->len;
-#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
-#define PUT_LIT(s) PUT("" s "", sizeof(s) - 1)
-  if (ctlen > 0) {
-    PUT_LIT("Content-Type: ");
-    PUT(ctype, ctlen);
-    PUT_LIT("\r\n");
-  }
-  if (!bodyless) {
-    PUT_LIT("Content-Length: ");
-    p = ml_http_put_size(p, blen);
-    PUT_LIT("\r\n");
-  }
-  if (f.close)
-    PUT_LIT("Connection: close\r\n");
-  else if (r->minor == 0)
-    PUT_LIT("Connection: keep-alive\r\n");
-  PUT_LIT("\r\n");
-  if (sent > 0)
-    PUT(body, sent);
-#undef PUT_LIT
-#undef PUT
-  o->len = (size_t)(p - o->data);
-  blen = sent;
-  ml_conn_responded(c, (int)status, blen, f.close);
+  bodyless = status == 204 || status == 304;
+  fr.body = body;
+  fr.blen = blen;
+  fr.ctype = !bodyless && !f.has_ctype ? ctype : NULL;
+  fr.ctlen = fr.ctype != NULL ? strlen(ctype) : 0;
+  fr.sent = bodyless || r->method == HTTP_HEAD ? 0 : fr.blen;
+  fr.has_length = !bodyless;
+  fr.close = f.close;
+  fr.keep_alive_10 = r->minor == 0;
+  if (put_framing(o, &fr) != 0)
+    goto no_memory;
+  ml_conn_responded(c, (int)status, fr.sent, f.close);
   lua_pushboolean(L, 1);
   return 1;
+no_memory:
+  o->len = mark;
+  return luaL_error(L, "not enough memory");
 }
 
 /* }====================================================== */
