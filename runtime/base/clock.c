@@ -94,6 +94,7 @@ static void heap_remove(ml_clock *c, ml_ctimer *t) {
   int i = t->index;
   ml_ctimer *last;
   t->index = -1;
+  t->moved = 0;
   last = c->heap[--c->n];
   if (i == c->n)
     return;
@@ -138,6 +139,29 @@ static void fire_head(ml_clock *c, ml_ctimer *t, uint64_t next_due) {
     heap_remove(c, t);
   }
   t->cb(t);
+}
+
+/*
+ * The head t has come due.  A deadline moved later goes back in at its new
+ * time, or leaves if dropped; either way it does not fire (1).  One moved
+ * to a time already past fires (0).
+ */
+static int moved_on(ml_clock *c, ml_ctimer *t, uint64_t now) {
+  uint64_t due = t->repeat;
+  if (!t->moved)
+    return 0;
+  t->moved = 0;
+  t->repeat = 0;
+  if (due == UINT64_MAX) {
+    heap_remove(c, t);
+    return 1;
+  }
+  if (due <= now)
+    return 0;
+  t->due = due;
+  t->seq = c->seq++;
+  sift_down(c, t->index);
+  return 1;
 }
 
 static void on_fire(uv_timer_t *h);
@@ -193,7 +217,8 @@ static void fire_due(ml_clock *c) {
   c->firing = 1;
   while (!c->closing && c->n > 0 && (t = c->heap[0])->due <= now &&
          (int32_t)(t->seq - last) < 0)
-    fire_head(c, t, now + t->repeat);
+    if (!moved_on(c, t, now))
+      fire_head(c, t, now + t->repeat);
   c->firing = 0;
   arm(c);
 }
@@ -223,6 +248,7 @@ void ml_clock_timer_init_on(ml_clock *c, ml_ctimer *t) {
   t->seq = 0;
   t->index = -1;
   t->on_real = 0;
+  t->moved = 0;
 }
 
 int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
@@ -249,6 +275,31 @@ void ml_clock_timer_stop(ml_ctimer *t) {
   c = t->on_real ? t->clock->real : t->clock;
   heap_remove(c, t);
   arm(c);
+}
+
+/* A one-shot on its own clock's heap: one a deadline may move lazily. */
+static int lazy(const ml_ctimer *t) {
+  return t->index >= 0 && !t->on_real && (t->moved || t->repeat == 0);
+}
+
+int ml_clock_deadline(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms) {
+  uint64_t due;
+  if (lazy(t) && (due = clock_time(t->clock) + ms) >= t->due) {
+    t->cb = cb;
+    t->moved = due > t->due;
+    t->repeat = t->moved ? due : 0;
+    return 0;
+  }
+  return ml_clock_timer_start(t, cb, ms, 0);
+}
+
+void ml_clock_deadline_drop(ml_ctimer *t) {
+  if (lazy(t)) {
+    t->moved = 1;
+    t->repeat = UINT64_MAX;
+  } else {
+    ml_clock_timer_stop(t);
+  }
 }
 
 uint64_t ml_clock_time(ml_clock *c) {
@@ -333,6 +384,8 @@ void ml_clock_advance(ml_clock *c, uint64_t ms, void (*turn)(void *ud),
   while (c->n > 0 && (t = c->heap[0])->due <= target) {
     if (t->due > c->now)
       c->now = t->due;
+    if (moved_on(c, t, c->now))
+      continue;
     fire_head(c, t, t->due + t->repeat);   /* t may be gone now */
     turn(ud);
   }

@@ -25,11 +25,15 @@ typedef void (*ml_ctimer_cb)(ml_ctimer *t);
 struct ml_ctimer {
   ml_clock *clock;        /* the clock it was made on */
   ml_ctimer_cb cb;
-  uint64_t due, repeat;   /* milliseconds on its clock */
+  uint64_t due;           /* its key in the heap, ms on its clock */
+  uint64_t repeat;        /* its period (0: once); for a deadline moved
+                             later, the time it is now due instead */
   uint32_t seq;           /* order among timers due together (wraps) */
-  signed int index : 31;  /* its place in a heap; -1: not started */
+  signed int index : 30;  /* its place in a heap; -1: not started */
   unsigned on_real : 1;   /* a virtual clock's zero wait, queued on that
                              clock's real one */
+  unsigned moved : 1;     /* a deadline moved later or dropped: 'repeat'
+                             says when it is due (UINT64_MAX: never) */
 };
 
 /* Prepares t on the clock c (a generation's is 'gen->clock'). */
@@ -48,6 +52,23 @@ int ml_clock_timer_start(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms,
 /* Stops t at once (safe if not started); afterwards the owner may free t
  * right away: no callback follows. */
 void ml_clock_timer_stop(ml_ctimer *t);
+
+/*
+ * Deadlines: one-shot timers moved often, and mostly later (a
+ * connection's timeout, pushed back by every request it serves).  Moving
+ * a started one later, or dropping it, costs no heap work: it keeps its
+ * place, and when that place comes round it goes back in at its new time,
+ * or leaves, without calling back.  So a busy keep-alive connection costs
+ * no timer work per request.  Moving one earlier, or setting one that is
+ * not started, starts it as ml_clock_timer_start(t, cb, ms, 0) does, with
+ * the same result.  ml_clock_timer_stop stops a deadline at once: only
+ * then may its owner free it.
+ */
+int ml_clock_deadline(ml_ctimer *t, ml_ctimer_cb cb, uint64_t ms);
+
+/* Drops a deadline: it will not call back, and leaves the heap when its
+ * old time comes.  A repeating timer stops at once. */
+void ml_clock_deadline_drop(ml_ctimer *t);
 
 /* The clock's time in milliseconds: a real clock's loop time, updated
  * first (uv_update_time), or the virtual time. */

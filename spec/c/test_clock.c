@@ -3,6 +3,7 @@
  * order among equals) on a virtual clock and on a real one (one libuv
  * timer for all), repeat, and may be stopped, restarted or freed from any
  * callback; a stopped timer never calls back and keeps no loop alive.
+ * Deadlines move later or drop without firing, and leave the heap.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,48 @@ TEST(clock_virtual_zero_wait_is_real) {
   CHECK_INT(close_real(&loop), 0);
 }
 
+/*
+ * A deadline moved later fires once, at its last time; a dropped one
+ * never; moving one earlier restarts it; a stop after a move stops it.
+ */
+TEST(clock_deadline_moves_and_drops) {
+  rec_timer d[3];
+  clk = ml_clock_new(0, NULL);
+  reset(d, 3);
+  CHECK_INT(ml_clock_deadline(&d[0].t, on_fire, 100), 0);
+  CHECK_INT(ml_clock_deadline(&d[0].t, on_fire, 250), 0);  /* later */
+  CHECK_INT(d[0].t.due, 100);           /* kept its place: no heap work */
+  ml_clock_deadline(&d[1].t, on_fire, 50);
+  ml_clock_deadline_drop(&d[1].t);
+  ml_clock_deadline(&d[2].t, on_fire, 80);
+  ml_clock_deadline(&d[2].t, on_fire, 120);
+  ml_clock_advance(clk, 100, no_turn, NULL);
+  CHECK_INT(norder, 0);                 /* d[1] left, d[2] went on */
+  CHECK_INT(d[1].t.index, -1);
+  ml_clock_advance(clk, 200, no_turn, NULL);
+  CHECK_INT(norder, 2);
+  CHECK_INT(order[0], 2);
+  CHECK_INT(at[0], 120);
+  CHECK_INT(order[1], 0);
+  CHECK_INT(at[1], 250);
+  ml_clock_deadline(&d[0].t, on_fire, 100);     /* at 400 */
+  ml_clock_deadline(&d[0].t, on_fire, 10);      /* earlier: at 310 */
+  ml_clock_deadline(&d[1].t, on_fire, 20);      /* at 320 ... */
+  ml_clock_deadline(&d[1].t, on_fire, 90);      /* ... then 390 */
+  ml_clock_timer_stop(&d[1].t);                 /* never */
+  ml_clock_deadline(&d[2].t, on_fire, 30);      /* at 330 */
+  ml_clock_deadline_drop(&d[2].t);
+  ml_clock_deadline(&d[2].t, on_fire, 40);      /* set again: at 340 */
+  ml_clock_advance(clk, 200, no_turn, NULL);
+  CHECK_INT(norder, 4);
+  CHECK_INT(order[2], 0);
+  CHECK_INT(at[2], 310);
+  CHECK_INT(order[3], 2);
+  CHECK_INT(at[3], 340);
+  CHECK_INT(d[1].fired, 0);
+  ml_clock_free(clk);
+}
+
 /* }====================================================== */
 
 /*
@@ -356,6 +399,33 @@ TEST(clock_real_zero_wait_from_callback_goes_last) {
   CHECK_INT(order[1], 1);
   CHECK_INT(order[2], 0);
   CHECK_INT(order[4], 0);
+  CHECK_INT(close_real(&loop), 0);
+}
+
+/* A deadline pushed back many times fires once, late enough; a dropped
+ * one leaves the heap at its old time, so the loop then ends. */
+TEST(clock_real_deadline_pushed_back) {
+  uv_loop_t loop;
+  rec_timer d[2];
+  uint64_t t0;
+  int i;
+  uv_loop_init(&loop);
+  clk = ml_clock_new_real(&loop);
+  reset(d, 2);
+  uv_update_time(&loop);
+  t0 = uv_now(&loop);
+  ml_clock_deadline(&d[1].t, on_fire, 5);
+  ml_clock_deadline_drop(&d[1].t);
+  for (i = 0; i < 4; i++) {
+    ml_clock_deadline(&d[0].t, on_fire, 10);
+    uv_sleep(5);
+    uv_update_time(&loop);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(d[0].fired, 1);
+  CHECK_INT(d[1].fired, 0);
+  CHECK(uv_now(&loop) - t0 >= 25);
+  CHECK_INT(d[1].t.index, -1);
   CHECK_INT(close_real(&loop), 0);
 }
 

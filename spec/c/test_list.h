@@ -44,12 +44,14 @@
   X(clock_repeats_and_stops_itself) \
   X(clock_heap_keeps_order_under_stops) \
   X(clock_virtual_zero_wait_is_real) \
+  X(clock_deadline_moves_and_drops) \
   X(clock_real_fires_in_due_then_start_order) \
   X(clock_real_stop_head_middle_last) \
   X(clock_real_stop_and_free_inside_callback) \
   X(clock_real_restart_inside_callback) \
   X(clock_real_repeats) \
   X(clock_real_zero_wait_from_callback_goes_last) \
+  X(clock_real_deadline_pushed_back) \
   X(clock_real_idle_and_close) \
   X(watchdog_stops_stuck_code_after_a_hosts_close) \
   X(watchdog_logs_a_loop_stuck_in_c) \
