@@ -51,26 +51,26 @@
 #define POOL_HDRS_MAX 32        /* header slots it keeps (a browser's) */
 
 /* A uv_write and the bytes it writes: taken from the server's pool only
- * when uv_try_write could not send a response at once. */
+ * when uv_try_write could not send a response at once.  While its write
+ * is in flight, the send timer checks that the client takes some of it. */
 typedef struct ml_wop {
   uv_write_t w;
   ml_conn *c;
   ml_buf buf;
+  ml_ctimer send_timer;    /* every send_timeout_ms while writing */
+  size_t send_queued;      /* libuv's write queue at the last check */
   struct ml_wop *next_free;
 } ml_wop;
 
 struct ml_conn {
   uv_tcp_t tcp;
-  ml_ctimer timer;         /* header, keep-alive or linger timeout, on
-                              the server's clock */
+  ml_ctimer timer;         /* the deadline of the phase it is in: head,
+                              keep-alive, linger, or an event stream's
+                              ping; on the server's clock */
   moonlet_server *srv;
   ml_req *req;             /* being read, served or written; NULL idle */
   ml_wop *wop;             /* for writes uv_try_write left over: kept
                               while the request lasts, like 'out' */
-  uint64_t deadline;       /* loop ms when the timer matters; 0: never */
-  uint64_t timer_due;      /* when the timer is set to fire */
-  uint64_t send_deadline;  /* a write in flight must progress by then */
-  size_t send_queued;      /* libuv's write queue then */
   const ml_conn_upgrade *up; /* after a 101: who reads, or NULL */
   void *up_ud;
   ml_conn *prev, *next;    /* the server's list */
@@ -94,7 +94,9 @@ static void start_reading(ml_conn *c);
 static void drop_input(ml_req *r);
 static void pace(ml_conn *c);
 static void check_drain(ml_conn *c);
-static void arm(ml_conn *c, uint64_t ms);
+static void set_deadline(ml_conn *c, uint64_t ms, ml_ctimer_cb cb);
+static void head_timeout(ml_ctimer *t);
+static void idle_timeout(ml_ctimer *t);
 
 /*
 ** {======================================================
@@ -247,7 +249,9 @@ static ml_wop *wop_acquire(moonlet_server *s) {
     s->wop_pooled--;
     return op;
   }
-  return calloc(1, sizeof *op);
+  if ((op = calloc(1, sizeof *op)) != NULL)
+    ml_clock_timer_init_on(ml_server_clock(s), &op->send_timer);
+  return op;
 }
 
 static void wop_release(moonlet_server *s, ml_wop *op) {
@@ -357,6 +361,8 @@ void ml_conn_close(ml_conn *c) {
     }
   }
   ml_clock_timer_stop(&c->timer);
+  if (c->wop != NULL)              /* its write fails with ECANCELED */
+    ml_clock_timer_stop(&c->wop->send_timer);
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -380,7 +386,7 @@ void ml_conn_shutdown(ml_conn *c) {
       (c->req != NULL && c->req->out.len > 0))
     c->close_after = 1;
   else if (!c->in_request)
-    arm(c, STOP_QUIET_MS);
+    set_deadline(c, STOP_QUIET_MS, idle_timeout);
 }
 
 /* }====================================================== */
@@ -391,54 +397,28 @@ void ml_conn_shutdown(ml_conn *c) {
 ** =======================================================
 */
 
-/* An idle event stream gets a comment, so proxies keep it open. */
-static void stream_ping(ml_conn *c) {
-  static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
-  ml_req *r = c->req;
-  if (r->chunked)
-    ml_buf_append(&r->out, ping, sizeof ping - 1);
-  else
-    ml_buf_append(&r->out, ping + 3, sizeof ping - 1 - 5);
-  flush(c);
-  if (!c->closing)
-    arm(c, r->stream_ping_ms);
-}
-
-static void start_timer(ml_conn *c, uint64_t ms);
-
 /*
- * The send deadline passed while a write was in flight: the client took
- * none of it since the last check (libuv's write queue did not shrink)
- * and is dropped; otherwise the deadline moves on.  1 when it closed.
+ * A connection is in one phase at a time, and each has its deadline: a
+ * request's head (and body) must arrive in time, an idle keep-alive
+ * connection closes after a while, a linger ends, an idle event stream
+ * gets a comment.  So one clock deadline per connection, set with the
+ * phase's callback; moving it later (each request does) costs nothing.
+ * A handler at work has none: the deadline is dropped.  A write in
+ * flight has its own timer, in its write operation.
  */
-static int send_expired(ml_conn *c, uint64_t now) {
-  size_t queued;
-  if (!c->writing) {
-    c->send_deadline = 0;
-    return 0;
+static void set_deadline(ml_conn *c, uint64_t ms, ml_ctimer_cb cb) {
+  if (ml_clock_deadline(&c->timer, cb, ms) != 0) {
+    ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
+    ml_conn_close(c);      /* it could never time out */
   }
-  queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  if (queued < c->send_queued) {
-    c->send_queued = queued;
-    c->send_deadline = now + c->srv->limits.send_timeout_ms;
-    return 0;
-  }
-  ml_log(MOONLET_LOG_DEBUG, "send timeout: the client took nothing for "
-         "%llu ms", (unsigned long long)c->srv->limits.send_timeout_ms);
-  ml_conn_close(c);
-  return 1;
 }
 
-/* The deadline that came: a head or body too slow (408), a keep-alive
- * or a linger over (close), or an event stream's ping. */
-static void expired(ml_conn *c) {
-  if (c->handling && c->req->streaming && c->req->stream_ping_ms > 0 &&
-      !c->lingering) {
-    stream_ping(c);
-    return;
-  }
-  if (c->lingering || !c->in_request || c->handling) {
-    ml_conn_close(c);     /* idle keep-alive, or the linger is over */
+/* A head or body too slow: 408.  A connection that began no request in
+ * time (bytes that never started one) is closed. */
+static void head_timeout(ml_ctimer *t) {
+  ml_conn *c = container_of(t, ml_conn, timer);
+  if (!c->in_request) {
+    ml_conn_close(c);
     return;
   }
   ml_log(MOONLET_LOG_DEBUG, "request head timeout: 408");
@@ -447,68 +427,62 @@ static void expired(ml_conn *c) {
   settle(c);
 }
 
-static void on_timeout(ml_ctimer *t) {
+/* Keep-alive over, or the linger is: close. */
+static void idle_timeout(ml_ctimer *t) {
+  ml_conn_close(container_of(t, ml_conn, timer));
+}
+
+/* An idle event stream gets a comment, so proxies keep it open. */
+static void stream_ping(ml_ctimer *t) {
+  static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
   ml_conn *c = container_of(t, ml_conn, timer);
-  uint64_t now = uv_now(c->srv->loop), due;
-  if (c->send_deadline != 0 && now >= c->send_deadline &&
-      send_expired(c, now))
-    return;
-  if (c->deadline != 0 && now >= c->deadline) {
-    c->deadline = 0;
-    expired(c);
-    if (c->closing)
-      return;
-  }
-  /* sleep on until the earliest deadline still set, if any */
-  due = c->deadline;
-  if (c->send_deadline != 0 && (due == 0 || c->send_deadline < due))
-    due = c->send_deadline;
-  if (due != 0 && (c->timer.index < 0 || due < c->timer_due))
-    start_timer(c, due > now ? due - now : 0);
+  ml_req *r = c->req;
+  if (r->chunked)
+    ml_buf_append(&r->out, ping, sizeof ping - 1);
+  else
+    ml_buf_append(&r->out, ping + 3, sizeof ping - 1 - 5);
+  flush(c);
+  if (!c->closing)
+    set_deadline(c, r->stream_ping_ms, stream_ping);
 }
 
 /*
- * The connection's one timer: 'ms' from now it times out (head, body,
- * keep-alive, linger) or pings (an event stream); a write in flight adds
- * its send deadline.  Moving a deadline later leaves the timer alone; it
- * re-arms itself for the rest when it fires early.  So a busy keep-alive
- * connection costs no timer work per request.
+ * Every send_timeout_ms while a write is in flight: the client must have
+ * taken some of it since the last check (libuv's write queue shrank), or
+ * it is dropped.
  */
-static void arm(ml_conn *c, uint64_t ms) {
-  c->deadline = uv_now(c->srv->loop) + ms;
-  if (c->timer.index < 0 || c->deadline < c->timer_due)
-    start_timer(c, ms);
+static void send_check(ml_ctimer *t) {
+  ml_wop *op = container_of(t, ml_wop, send_timer);
+  ml_conn *c = op->c;
+  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (queued < op->send_queued) {
+    op->send_queued = queued;
+    return;
+  }
+  ml_log(MOONLET_LOG_DEBUG, "send timeout: the client took nothing for "
+         "%llu ms", (unsigned long long)c->srv->limits.send_timeout_ms);
+  ml_conn_close(c);
 }
 
-/* A write waits for the client: it must take some of it in time. */
-static void arm_send(ml_conn *c) {
-  uv_update_time(c->srv->loop);    /* a response that took long to make
-                                      must not find its time already up */
-  c->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  c->send_deadline = uv_now(c->srv->loop) + c->srv->limits.send_timeout_ms;
-  if (c->timer.index < 0 || c->send_deadline < c->timer_due)
-    start_timer(c, c->srv->limits.send_timeout_ms);
-}
-
-/* Only when the clock's heap cannot grow does this fail: a connection
- * that could never time out is closed instead. */
-static void start_timer(ml_conn *c, uint64_t ms) {
-  c->timer_due = uv_now(c->srv->loop) + ms;
-  if (ml_clock_timer_start(&c->timer, on_timeout, ms, 0) != 0) {
+/* A write waits for the client: it must take some of it in time, from
+ * now: the loop time is brought up to date first, so that a response
+ * that took long to make does not find its time already up.  Only when
+ * the clock's heap cannot grow does this fail: then it closes. */
+static void start_send_timer(ml_conn *c) {
+  ml_wop *op = c->wop;
+  uint64_t ms = c->srv->limits.send_timeout_ms;
+  uv_update_time(c->srv->loop);
+  op->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (ml_clock_timer_start(&op->send_timer, send_check, ms, ms) != 0) {
     ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
     ml_conn_close(c);
   }
 }
 
-/* No timeout while a handler works; the timer, if set, finds nothing. */
-static void disarm(ml_conn *c) {
-  c->deadline = 0;
-}
-
 void ml_conn_request_progress(ml_conn *c, int begun) {
   if (begun)
     c->in_request = 1;
-  arm(c, c->srv->limits.header_timeout_ms);
+  set_deadline(c, c->srv->limits.header_timeout_ms, head_timeout);
 }
 
 const ml_limits *ml_conn_limits(ml_conn *c) {
@@ -518,9 +492,9 @@ const ml_limits *ml_conn_limits(ml_conn *c) {
 void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
   c->req->stream_ping_ms = ms;
   if (ms > 0)
-    arm(c, ms);
+    set_deadline(c, ms, stream_ping);
   else
-    disarm(c);
+    ml_clock_deadline_drop(&c->timer);
 }
 
 /* }====================================================== */
@@ -546,7 +520,7 @@ static void write_done(uv_write_t *w, int status) {
   ml_wop *op = container_of(w, ml_wop, w);
   ml_conn *c = op->c;
   c->writing = 0;
-  c->send_deadline = 0;
+  ml_clock_timer_stop(&op->send_timer);
   op->buf.len = 0;
   if (c->closing)
     return;
@@ -604,7 +578,7 @@ static void flush(ml_conn *c) {
         return;
       }
       c->writing = 1;
-      arm_send(c);
+      start_send_timer(c);
       return;
     }
     r->out.len = 0;
@@ -710,7 +684,7 @@ static void start_linger(ml_conn *c) {
   send_fin(c);
   if (c->closing)
     return;
-  arm(c, LINGER_MS);
+  set_deadline(c, LINGER_MS, idle_timeout);
   if (c->read_paused) {
     c->read_paused = 0;
     start_reading(c);
@@ -802,7 +776,7 @@ static void serve_request(ml_conn *c) {
   ml_co *co;
   int n;
   c->handling = 1;
-  disarm(c);
+  ml_clock_deadline_drop(&c->timer);
   r->start = uv_now(s->loop);
   r->id = next_request_id();
   if (ml_parse_path(r) != 0) {
@@ -903,8 +877,10 @@ static void finish_request(ml_conn *c) {
     flush(c);
     return;
   }
-  arm(c, rest > 0 ? c->srv->limits.header_timeout_ms
-                  : c->srv->limits.keepalive_timeout_ms);
+  if (rest > 0)
+    set_deadline(c, c->srv->limits.header_timeout_ms, head_timeout);
+  else
+    set_deadline(c, c->srv->limits.keepalive_timeout_ms, idle_timeout);
   if (!c->processing) {           /* process_input paces the reading */
     flush(c);
     process_input(c);
@@ -1181,7 +1157,7 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   check_fd_room(c);
-  arm(c, s->limits.header_timeout_ms);
+  set_deadline(c, s->limits.header_timeout_ms, head_timeout);
   start_reading(c);
   if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections) {
     ml_log(MOONLET_LOG_DEBUG, "over --max-connections: 503");
