@@ -44,6 +44,23 @@ void moonlet_config_init(moonlet_config *cfg) {
   cfg->watchdog_ms = 250;
 }
 
+static void conn_closed(ml_hserver *h, void *ud);
+
+/* The connections' callbacks: the current generation serves each
+ * request (lib_req.c). */
+static int conn_request(ml_conn *c, void *ud) {
+  moonlet_server *s = ud;
+  return ml_lib_req_serve(s->gen, c);
+}
+
+static void conn_abort(ml_conn *c, void *ud) {
+  ML_UNUSED(ud);
+  ml_lib_req_abort(c);
+}
+
+static const ml_conn_cbs conn_cbs = { conn_request, conn_abort,
+                                      conn_closed };
+
 static char *dup_or_null(const char *s) {
   char *d;
   if (s == NULL)
@@ -98,7 +115,11 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   if (s->host_name == NULL ||
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
       (s->host.shared = ml_shared_new()) == NULL ||
-      (s->host.clock = ml_clock_new_real(s->loop)) == NULL) {
+      (s->host.clock = ml_clock_new_real(s->loop)) == NULL ||
+      (s->conns = ml_conn_hserver_new(s->loop, s->host.clock, &conn_cbs,
+                                      s)) == NULL) {
+    if (s->host.clock != NULL)
+      ml_clock_close(s->host.clock, NULL, NULL);
     ml_shared_free(s->host.shared);
     free(s->host_name);
     free(s->access_log);
@@ -182,7 +203,7 @@ static void read_app_limits(ml_gen *g, app_limits *a) {
 static void set_limits(moonlet_server *s) {
   app_limits app, *g = &app;
   moonlet_config *c = &s->cfg;
-  ml_limits *l = &s->limits;
+  ml_limits lim, *l = &lim;
   double ht, kt, st;
   read_app_limits(s->gen, &app);
   l->max_body = c->max_body ? c->max_body
@@ -201,6 +222,7 @@ static void set_limits(moonlet_server *s) {
   l->header_timeout_ms = (uint64_t)(ht * 1000 + 0.5);
   l->send_timeout_ms = (uint64_t)(st * 1000 + 0.5);
   l->keepalive_timeout_ms = (uint64_t)(kt * 1000 + 0.5);
+  ml_conn_set_limits(s->conns, l, c->max_connections);
 }
 
 void ml_server_switch(moonlet_server *s, ml_gen *g) {
@@ -428,7 +450,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     }
     return;
   }
-  ml_conn_accept(s, listener);
+  ml_conn_accept(s->conns, listener);
 }
 
 static int eai_to_uv(int eai) {
@@ -569,7 +591,7 @@ static void release_one(moonlet_server *s) {
     free(hk);
   }
   ml_shared_free(s->host.shared);
-  ml_conn_free_pools(s);
+  ml_conn_hserver_free(s->conns);
   ml_watchdog_stop(s->watch);
   free(s->host_name);
   free(s->access_log);
@@ -597,7 +619,7 @@ static void close_handle(moonlet_server *s, uv_handle_t *h) {
 /* Every connection is gone: close the state and our own handles. */
 static void finish_close(moonlet_server *s) {
   int i;
-  if (s->finished || s->nconns > 0)
+  if (s->finished || ml_conn_count(s->conns) > 0)
     return;
   if (s->gen != NULL)
     ml_gen_retire(s->gen);
@@ -622,17 +644,18 @@ ml_clock *ml_server_clock(moonlet_server *s) {
   return s->host.clock;
 }
 
-void ml_server_conn_closed(moonlet_server *s) {
-  s->nconns--;
-  if (s->closing && s->nconns == 0)
+/* A connection closed; during a graceful stop the last one finishes it. */
+static void conn_closed(ml_hserver *h, void *ud) {
+  moonlet_server *s = ud;
+  if (s->closing && ml_conn_count(h) == 0)
     finish_close(s);
 }
 
 static void on_grace_over(uv_timer_t *t) {
   moonlet_server *s = container_of(t, moonlet_server, grace);
   ml_log(MOONLET_LOG_WARN, "grace period over: closing %d connection(s)",
-         s->nconns);
-  ml_conn_shutdown_all(s, 1);
+         ml_conn_count(s->conns));
+  ml_conn_shutdown_all(s->conns, 1);
 }
 
 /*
@@ -656,8 +679,8 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
   grace_ms = s->watch != NULL ? ml_watchdog_stopping(s->watch)
                               : (uint64_t)(s->cfg.grace * 1000 + 0.5);
   uv_timer_start(&s->grace, on_grace_over, grace_ms, 0);
-  ml_conn_shutdown_all(s, 0);
-  if (s->nconns == 0)
+  ml_conn_shutdown_all(s->conns, 0);
+  if (ml_conn_count(s->conns) == 0)
     finish_close(s);
 }
 
@@ -691,7 +714,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     moonlet_close(s, NULL, NULL);
   } else {
     ml_log(MOONLET_LOG_WARN, "second signal: closing now");
-    ml_conn_shutdown_all(s, 1);
+    ml_conn_shutdown_all(s->conns, 1);
   }
 }
 

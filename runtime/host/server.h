@@ -1,24 +1,18 @@
 /*
  * server.h - what the rest of the runtime needs from the server: its
- * settings, current generation, and the list of open connections.
+ * settings, current generation, and its connections (conn.c's).
  */
 #ifndef ML_SERVER_H
 #define ML_SERVER_H
 
 #include <uv.h>
 #include "moonlet.h"
+#include "net/conn.h"
 #include "vm/sched.h"
 #include "host/watchdog.h"
 #include "host/reload.h"
 
-typedef struct ml_conn ml_conn;
 typedef struct ml_state_hook ml_state_hook;
-
-/* Limits in force: flags, else the app's options, else defaults. */
-typedef struct ml_limits {
-  size_t max_body, max_url, max_headers;
-  uint64_t header_timeout_ms, keepalive_timeout_ms, send_timeout_ms;
-} ml_limits;
 
 struct moonlet_server {
   uv_loop_t *loop;
@@ -34,9 +28,7 @@ struct moonlet_server {
   struct load_job *loading;   /* a reload in progress (server.c) */
   int reload_again;           /* another reload was asked for meanwhile */
   ml_reload *reloader;        /* --reload's file watcher, or NULL */
-  ml_limits limits;
-  ml_conn *conns;             /* every open connection */
-  int nconns;
+  ml_hserver *conns;          /* every open connection (conn.c) */
   ml_state_hook *hooks;
   ml_watch *watch;            /* the watchdog thread, or NULL */
   int emfile_logged;          /* last second an EMFILE was logged */
@@ -49,10 +41,6 @@ struct moonlet_server {
   int finished;               /* every connection is gone */
   void (*done)(void *ud);
   void *done_ud;
-  struct ml_req *req_pool;    /* idle requests (conn.c) */
-  struct ml_wop *wop_pool;    /* idle write operations (conn.c) */
-  int req_pooled, wop_pooled;
-  char readbuf[65536];        /* shared by every read callback */
 };
 
 /* Resolves host:port once, blocking; 0 or a negative error. */
@@ -90,8 +78,5 @@ void ml_server_close_wait(moonlet_server *s);
  * timers): Lua's waits when no virtual clock is on, connection timeouts
  * always.  It lives until the server's handles have closed. */
 ml_clock *ml_server_clock(moonlet_server *s);
-
-/* A connection closed; during a graceful stop the last one finishes it. */
-void ml_server_conn_closed(moonlet_server *s);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * conn.c - one TCP connection: read, run llhttp over the bytes (its
- * callbacks are parse.c's), hand a complete request to a Lua coroutine,
- * write responses in order, keep-alive and timeouts, lingering close.
- * What a response looks like on the wire is lib_req.c's job; which
- * generation serves it is the server's.
+ * conn.c - a server's TCP connections: read, run llhttp over the bytes
+ * (its callbacks are parse.c's), hand a complete request to the layer
+ * above through its callback, write responses in order, keep-alive and
+ * timeouts, lingering close.  What serves a request and what a response
+ * looks like on the wire are the layer above's (lib_req.c); where the
+ * connections come from is the host's.
  *
  * One request is served at a time.  When llhttp completes a message it is
  * paused, so pipelined requests wait until the response before them has
@@ -21,10 +22,8 @@
 #include "base/clock.h"
 #include "net/conn.h"
 #include "base/http.h"
-#include "vm/lib.h"
 #include "base/log.h"
 #include "net/parse.h"
-#include "host/server.h"
 
 #define LINGER_MS 2000          /* read-and-drop before closing */
 #define STOP_QUIET_MS 250       /* at a stop, an idle connection closes
@@ -50,6 +49,28 @@
 #define POOL_BUF_MAX 16384      /* buffers a pooled request keeps */
 #define POOL_HDRS_MAX 32        /* header slots it keeps (a browser's) */
 
+/*
+ * A server's connections, with what they share: the pools, the read
+ * buffer, the limits, the clock their timeouts run on, and the callbacks
+ * of the layer above.  Owned by the host (server.c); outlives every
+ * connection it accepted.
+ */
+struct ml_hserver {
+  uv_loop_t *loop;
+  ml_clock *clock;            /* real time, for every timeout */
+  ml_conn_cbs cb;
+  void *ud;                   /* for the callbacks */
+  ml_limits limits;
+  int max_conns;              /* more are answered 503 (0: no cap) */
+  int closing;                /* a stop is under way */
+  ml_conn *conns;             /* every open connection */
+  int nconns;
+  struct ml_req *req_pool;    /* idle requests */
+  struct ml_wop *wop_pool;    /* idle write operations */
+  int req_pooled, wop_pooled;
+  char readbuf[65536];        /* shared by every read callback */
+};
+
 /* A uv_write and the bytes it writes: taken from the server's pool only
  * when uv_try_write could not send a response at once.  While its write
  * is in flight, the send timer checks that the client takes some of it. */
@@ -67,7 +88,7 @@ struct ml_conn {
   ml_ctimer timer;         /* the deadline of the phase it is in: head,
                               keep-alive, linger, or an event stream's
                               ping; on the server's clock */
-  moonlet_server *srv;
+  ml_hserver *srv;
   ml_req *req;             /* being read, served or written; NULL idle */
   ml_wop *wop;             /* for writes uv_try_write left over: kept
                               while the request lasts, like 'out' */
@@ -129,11 +150,6 @@ ml_req *ml_conn_req(ml_conn *c) {
   return c->req;
 }
 
-ml_gen *ml_conn_gen(ml_conn *c) {
-  return c->req != NULL && c->req->co != NULL ? c->req->co->gen
-                                              : c->srv->gen;
-}
-
 void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
   struct sockaddr_storage sa;
   int salen = sizeof sa;
@@ -168,7 +184,7 @@ ml_buf *ml_conn_out(ml_conn *c) {
 /* A request from the server's pool (or a new one) for c; NULL when out
  * of memory. */
 static ml_req *req_acquire(ml_conn *c) {
-  moonlet_server *s = c->srv;
+  ml_hserver *s = c->srv;
   ml_req *r = s->req_pool;
   if (r != NULL) {
     s->req_pool = r->next_free;
@@ -185,8 +201,7 @@ static ml_req *req_acquire(ml_conn *c) {
   r->parsed = r->avail = 0;
   r->shared = 0;
   r->tail = 0;
-  r->ud = NULL;
-  r->co = NULL;
+  r->data = NULL;
   r->drain_fn = NULL;
   llhttp_init(&r->parser, HTTP_REQUEST, &ml_parse_settings);
   c->req = r;
@@ -209,20 +224,11 @@ static void trim(ml_buf *b) {
   b->len = 0;
 }
 
-/* Detaches the Lua request object, which then answers "finished". */
-static void detach_request(ml_req *r) {
-  if (r->ud != NULL) {
-    *r->ud = NULL;
-    r->ud = NULL;
-  }
-}
-
 /* c is between requests: its request goes back to the pool. */
 static void req_release(ml_conn *c) {
-  moonlet_server *s = c->srv;
+  ml_hserver *s = c->srv;
   ml_req *r = c->req;
   c->req = NULL;
-  detach_request(r);
   r->conn = NULL;
   if (s->req_pooled >= REQ_POOL_MAX || s->closing) {
     req_free(r);
@@ -242,7 +248,7 @@ static void req_release(ml_conn *c) {
   s->req_pooled++;
 }
 
-static ml_wop *wop_acquire(moonlet_server *s) {
+static ml_wop *wop_acquire(ml_hserver *s) {
   ml_wop *op = s->wop_pool;
   if (op != NULL) {
     s->wop_pool = op->next_free;
@@ -250,11 +256,11 @@ static ml_wop *wop_acquire(moonlet_server *s) {
     return op;
   }
   if ((op = calloc(1, sizeof *op)) != NULL)
-    ml_clock_timer_init_on(ml_server_clock(s), &op->send_timer);
+    ml_clock_timer_init_on(s->clock, &op->send_timer);
   return op;
 }
 
-static void wop_release(moonlet_server *s, ml_wop *op) {
+static void wop_release(ml_hserver *s, ml_wop *op) {
   if (s->wop_pooled >= WOP_POOL_MAX || s->closing) {
     ml_buf_free(&op->buf);
     free(op);
@@ -283,19 +289,51 @@ static void settle(ml_conn *c) {
   }
 }
 
-void ml_conn_free_pools(moonlet_server *s) {
+/* }====================================================== */
+
+/*
+** {======================================================
+** The server's connections
+** =======================================================
+*/
+
+ml_hserver *ml_conn_hserver_new(uv_loop_t *loop, ml_clock *clock,
+                                const ml_conn_cbs *cb, void *ud) {
+  ml_hserver *h = calloc(1, sizeof *h);
+  if (h == NULL)
+    return NULL;
+  h->loop = loop;
+  h->clock = clock;
+  h->cb = *cb;
+  h->ud = ud;
+  return h;
+}
+
+void ml_conn_hserver_free(ml_hserver *h) {
   ml_req *r;
   ml_wop *op;
-  while ((r = s->req_pool) != NULL) {
-    s->req_pool = r->next_free;
+  if (h == NULL)
+    return;
+  while ((r = h->req_pool) != NULL) {
+    h->req_pool = r->next_free;
     req_free(r);
   }
-  while ((op = s->wop_pool) != NULL) {
-    s->wop_pool = op->next_free;
+  while ((op = h->wop_pool) != NULL) {
+    h->wop_pool = op->next_free;
     ml_buf_free(&op->buf);
     free(op);
   }
-  s->req_pooled = s->wop_pooled = 0;
+  free(h);
+}
+
+void ml_conn_set_limits(ml_hserver *h, const ml_limits *l,
+                        int max_connections) {
+  h->limits = *l;
+  h->max_conns = max_connections;
+}
+
+int ml_conn_count(ml_hserver *h) {
+  return h->nconns;
 }
 
 /* }====================================================== */
@@ -307,23 +345,22 @@ void ml_conn_free_pools(moonlet_server *s) {
 */
 
 /* The socket has closed (its timer stopped before): free the connection. */
-static void on_close(uv_handle_t *h) {
-  ml_conn *c = h->data;
-  moonlet_server *s = c->srv;
-  if (c->req != NULL) {
-    detach_request(c->req);
+static void on_close(uv_handle_t *handle) {
+  ml_conn *c = handle->data;
+  ml_hserver *h = c->srv;
+  if (c->req != NULL)
     req_free(c->req);
-  }
   if (c->wop != NULL)
-    wop_release(s, c->wop);
+    wop_release(h, c->wop);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
-    c->srv->conns = c->next;
+    h->conns = c->next;
   if (c->next != NULL)
     c->next->prev = c->prev;
   free(c);
-  ml_server_conn_closed(s);   /* counted until its memory is gone */
+  h->nconns--;                /* counted until its memory is gone */
+  h->cb.closed(h, h->ud);
 }
 
 /* The upgraded protocol lets go of the connection (its last call). */
@@ -336,12 +373,12 @@ static void detach_upgrade(ml_conn *c) {
 }
 
 /*
- * Closes now.  A coroutine still serving the request is cancelled; a
- * write in flight fails with UV_ECANCELED before on_close runs.
+ * Closes now.  A handler serving the request is aborted (the layer above
+ * cancels it); a write in flight fails with UV_ECANCELED before on_close
+ * runs.
  */
 void ml_conn_close(ml_conn *c) {
   ml_req *r = c->req;
-  ml_co *co;
   void (*drain)(ml_conn *, void *, int) = r != NULL ? r->drain_fn : NULL;
   if (c->closing)
     return;
@@ -351,15 +388,8 @@ void ml_conn_close(ml_conn *c) {
     drain(c, r->drain_ud, 1);
   }
   detach_upgrade(c);
-  if ((r = c->req) != NULL) {
-    co = r->co;                    /* it may have finished meanwhile */
-    r->co = NULL;
-    detach_request(r);
-    if (co != NULL) {
-      ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
-      ml_sched_cancel(co);
-    }
-  }
+  if (c->handling)
+    c->srv->cb.abort(c, c->srv->ud);
   ml_clock_timer_stop(&c->timer);
   if (c->wop != NULL)              /* its write fails with ECANCELED */
     ml_clock_timer_stop(&c->wop->send_timer);
@@ -679,8 +709,6 @@ static void start_linger(ml_conn *c) {
   if (c->lingering || c->closing)
     return;
   c->lingering = 1;
-  if (c->req != NULL)
-    detach_request(c->req);
   send_fin(c);
   if (c->closing)
     return;
@@ -701,64 +729,17 @@ static void start_linger(ml_conn *c) {
 
 static void finish_request(ml_conn *c);
 
-/* The coroutine serving the request returned or raised. */
-static void request_done(ml_co *co, int ok) {
-  ml_conn *c = co->data;
-  ML_UNUSED(ok);
-  c->req->co = NULL;
+void ml_conn_served(ml_conn *c) {
+  c->handling = 0;             /* no abort from here on */
   if (c->closing)
     return;
-  if (!c->req->responded) {    /* raised past dispatch: a bug of ours */
-    c->handling = 0;
+  if (!c->req->responded)      /* raised past dispatch: a bug of ours */
     ml_conn_reject(c, 500);
-  } else {
+  else
     finish_request(c);
-  }
   settle(c);
 }
 
-/* Appends s (n bytes) to buf (size bytes), NUL-terminated: signal-safe. */
-static size_t put(char *buf, size_t size, size_t at, const char *s,
-                  size_t n) {
-  if (n > size - 1 - at)
-    n = size - 1 - at;
-  memcpy(buf + at, s, n);
-  buf[at + n] = '\0';
-  return at + n;
-}
-
-/* "GET /x": what a request's coroutine is busy with, for the watchdog
- * (async-signal-safe: it runs in a signal handler). */
-static void describe_request(const ml_co *co, char *buf, size_t size) {
-  ml_conn *c = co->data;
-  const char *m, *url;
-  size_t n = 0, len;
-  buf[0] = '\0';
-  if (c == NULL || c->req == NULL)
-    return;
-  m = llhttp_method_name((llhttp_method_t)c->req->method);
-  url = ml_conn_url(c, &len);
-  n = put(buf, size, n, m, strlen(m));
-  n = put(buf, size, n, " ", 1);
-  put(buf, size, n, url, len);
-}
-
-/* How the error log names a request whose handler failed. */
-static void name_request(const ml_co *co, char *buf, size_t size) {
-  ml_conn_describe(co->data, buf, size);
-}
-
-static const ml_job request_job = {
-  .what = "request", .done = request_done, .describe = describe_request,
-  .name = name_request, .request = 1
-};
-
-/*
- * A complete request: find its path, route it in C, and start the app's
- * dispatch function in a pooled coroutine with the request object, the
- * route id and the converted parameters.  The match lives on the stack:
- * req.params, if ever read, matches again (lib_req.c).
- */
 /* A request id unique in this process, and across the processes of a
  * machine: the pid in the high half, a count in the low. */
 static uint64_t next_request_id(void) {
@@ -768,37 +749,27 @@ static uint64_t next_request_id(void) {
   return ++last;
 }
 
+/*
+ * A complete request: find the path it is routed on, then hand it to the
+ * layer above, which starts a handler (or refuses: 503).  The handler may
+ * finish before this returns.
+ */
 static void serve_request(ml_conn *c) {
-  moonlet_server *s = c->srv;
-  ml_gen *g = s->gen;
+  ml_hserver *h = c->srv;
   ml_req *r = c->req;
-  ml_match m;
-  ml_co *co;
-  int n;
   c->handling = 1;
   ml_clock_deadline_drop(&c->timer);
-  r->start = uv_now(s->loop);
+  r->start = uv_now(h->loop);
   r->id = next_request_id();
   if (ml_parse_path(r) != 0) {
     c->handling = 0;
     ml_conn_reject(c, 400);
     return;
   }
-  if (r->url_len == 1 && r->text[r->url_off] == '*')
-    ml_router_match_server(g->router, &m);  /* OPTIONS *, parse.c saw */
-  else
-    ml_router_match(g->router, r->method,
-                    r->decoded ? r->path.data : r->text + r->path_off,
-                    r->path_len, &m);
-  if ((co = ml_sched_acquire(g, &request_job, c)) == NULL) {
+  if (h->cb.request(c, h->ud) != 0) {
     c->handling = 0;
     ml_conn_reject(c, 503);
-    return;
   }
-  lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
-  n = ml_lib_req_push(co->L, c, &m);
-  r->co = co;
-  ml_sched_resume(co, n);
 }
 
 /* The value of the request header 'name' (lower case), or NULL. */
@@ -857,7 +828,6 @@ static void finish_request(ml_conn *c) {
   size_t rest;
   if (ml_log_access_enabled())
     log_access(c, r);
-  detach_request(r);
   detach_upgrade(c);       /* its handler is over: so is the protocol */
   c->handling = 0;
   c->in_request = 0;
@@ -1134,7 +1104,7 @@ static void check_fd_room(ml_conn *c) {
          "unanswered", fd, limit);
 }
 
-void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
+void ml_conn_accept(ml_hserver *s, uv_stream_t *listener) {
   ml_conn *c = calloc(1, sizeof *c);
   int rc;
   if (c == NULL) {
@@ -1143,7 +1113,7 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   }
   c->srv = s;
   uv_tcp_init(s->loop, &c->tcp);
-  ml_clock_timer_init_on(ml_server_clock(s), &c->timer);
+  ml_clock_timer_init_on(s->clock, &c->timer);
   c->tcp.data = c;
   c->next = s->conns;              /* linked first: on_close unlinks */
   if (s->conns != NULL)
@@ -1159,7 +1129,7 @@ void ml_conn_accept(moonlet_server *s, uv_stream_t *listener) {
   check_fd_room(c);
   set_deadline(c, s->limits.header_timeout_ms, head_timeout);
   start_reading(c);
-  if (s->cfg.max_connections > 0 && s->nconns > s->cfg.max_connections) {
+  if (s->max_conns > 0 && s->nconns > s->max_conns) {
     ml_log(MOONLET_LOG_DEBUG, "over --max-connections: 503");
     ml_conn_reject(c, 503);      /* answered at once, then closed */
   }
@@ -1173,9 +1143,10 @@ void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close) {
     c->close_after = 1;
 }
 
-void ml_conn_shutdown_all(moonlet_server *s, int force) {
+void ml_conn_shutdown_all(ml_hserver *h, int force) {
   ml_conn *c, *next;
-  for (c = s->conns; c != NULL; c = next) {
+  h->closing = 1;
+  for (c = h->conns; c != NULL; c = next) {
     next = c->next;
     if (force)
       ml_conn_close(c);

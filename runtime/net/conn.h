@@ -1,6 +1,9 @@
 /*
- * conn.h - one client connection: bytes in, llhttp, the request being
- * served, responses out, keep-alive and timeouts.
+ * conn.h - the server side of HTTP/1.1: a server's connections
+ * (ml_hserver), and per connection bytes in, llhttp, the request being
+ * served, responses out, keep-alive and timeouts.  No Lua: the layer
+ * above serves requests and hears of them through callbacks it
+ * registers (ml_conn_cbs).
  */
 #ifndef ML_CONN_H
 #define ML_CONN_H
@@ -8,13 +11,18 @@
 #include <stdint.h>
 #include <llhttp.h>
 #include <uv.h>
-#include <lua.h>
-#include "moonlet.h"
-#include "base/router.h"
-#include "vm/sched.h"
+#include "base/clock.h"
 #include "base/util.h"
 
+typedef struct ml_hserver ml_hserver;
 typedef struct ml_conn ml_conn;
+
+/* Limits in force: the host's flags, else the app's options, else the
+ * defaults (server.c decides). */
+typedef struct ml_limits {
+  size_t max_body, max_url, max_headers;
+  uint64_t header_timeout_ms, keepalive_timeout_ms, send_timeout_ms;
+} ml_limits;
 
 /* A header as offsets from the start of its request's text. */
 typedef struct {
@@ -39,8 +47,8 @@ struct ml_req {
   int minor;               /* HTTP/1.<minor> */
   int nhdrs;
   ml_buf body;
-  void **ud;               /* the Lua request's pointer to us, or NULL */
-  ml_co *co;               /* the coroutine serving it */
+  void *data;              /* the layer above's while it serves the
+                              request (lib_req.c: the request object) */
   int status;              /* the status sent, for the access log */
   size_t bytes;            /* body bytes sent */
   uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
@@ -87,8 +95,42 @@ struct ml_req {
   ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
 };
 
+/*
+ * What the connections tell the layer above, which registers these with
+ * ml_conn_hserver_new (server.c; lib_req.c serves).  Each gets its 'ud'.
+ */
+typedef struct ml_conn_cbs {
+  /* A complete request, ml_conn_req(c), to serve.  0 once a handler has
+   * it: that one answers through ml_conn_out and ml_conn_responded, and
+   * calls ml_conn_served when it has ended.  A negative code refuses the
+   * request with a 503. */
+  int (*request)(ml_conn *c, void *ud);
+  /* c closes while a handler has its request (ml_conn_served has not
+   * been called): stop the handler.  c and its request are valid during
+   * the call; ml_conn_served must not follow. */
+  void (*abort)(ml_conn *c, void *ud);
+  /* A connection has gone: its memory is freed. */
+  void (*closed)(ml_hserver *h, void *ud);
+} ml_conn_cbs;
+
+/* A server's connections on 'loop', whose timeouts run on the real clock
+ * 'clock'; NULL when out of memory.  Owned by the host. */
+ml_hserver *ml_conn_hserver_new(uv_loop_t *loop, ml_clock *clock,
+                                const ml_conn_cbs *cb, void *ud);
+
+/* Frees h and its pools, once every connection is gone (NULL is fine). */
+void ml_conn_hserver_free(ml_hserver *h);
+
+/* The limits new requests get, and how many connections may be open at
+ * once (0: no cap): the excess is answered 503 and closed. */
+void ml_conn_set_limits(ml_hserver *h, const ml_limits *l,
+                        int max_connections);
+
+/* Connections open (until their memory is freed). */
+int ml_conn_count(ml_hserver *h);
+
 /* Accepts a connection from the listening stream; logs its failures. */
-void ml_conn_accept(moonlet_server *s, uv_stream_t *listener);
+void ml_conn_accept(ml_hserver *h, uv_stream_t *listener);
 
 /* The URL of the request, as received. */
 const char *ml_conn_url(ml_conn *c, size_t *len);
@@ -111,9 +153,6 @@ void ml_conn_describe(ml_conn *c, char *buf, size_t size);
 /* The client's address as text ("-" if unknown). */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);
 
-/* The generation serving the request. */
-ml_gen *ml_conn_gen(ml_conn *c);
-
 /* Whether the request can keep the connection open. */
 int ml_conn_keep_alive(ml_conn *c);
 
@@ -125,6 +164,13 @@ ml_buf *ml_conn_out(ml_conn *c);
  * and closes the connection after it when 'close' is set.
  */
 void ml_conn_responded(ml_conn *c, int status, size_t bytes, int close);
+
+/*
+ * The handler serving the request has ended: its response leaves, and
+ * the connection goes on with the next request.  One that never
+ * responded gets a 500.  The request's 'data' must be cleared first.
+ */
+void ml_conn_served(ml_conn *c);
 
 /*
 ** Output while a handler runs (streams, files): what is appended to
@@ -207,18 +253,15 @@ void ml_conn_reading(ml_conn *c, int on);
 void ml_conn_end_output(ml_conn *c);
 
 /* Graceful stop (every connection): each closes after its next response,
- * or after a short quiet when none comes; with 'force', all close now. */
-void ml_conn_shutdown_all(moonlet_server *s, int force);
+ * or after a short quiet when none comes; with 'force', all close now.
+ * Keep-alive ends, and the pools stop keeping what is released. */
+void ml_conn_shutdown_all(ml_hserver *h, int force);
 
 /* Graceful stop of one: close after the current (or next) response, or
  * after a short quiet. */
 void ml_conn_shutdown(ml_conn *c);
 
-/* Closes now, cancelling the coroutine serving it. */
+/* Closes now; a handler serving its request is aborted first. */
 void ml_conn_close(ml_conn *c);
-
-/* Frees the server's pools of idle requests and write operations, once
- * every connection is gone. */
-void ml_conn_free_pools(moonlet_server *s);
 
 #endif

@@ -9,7 +9,6 @@
 #include <string.h>
 #include "base/http.h"
 #include "net/parse.h"
-#include "host/server.h"
 
 /*
 ** {======================================================

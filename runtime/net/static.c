@@ -782,12 +782,12 @@ static int fail(lua_State *L, const char *why) {
  * that is not the client's (no descriptors left), which is then a 500.
  */
 static int static_send(lua_State *L) {
-  ml_conn **ud = luaL_checkudata(L, 1, REQ_MT);
+  ml_co **ud = luaL_checkudata(L, 1, REQ_MT);  /* lib_req.c's: its */
+  ml_conn *c = *ud != NULL ? (*ud)->data : NULL;  /* coroutine's conn */
   const char *root = luaL_checkstring(L, 2);
   size_t n, mark;
   const char *rel = luaL_optlstring(L, 3, "", &n);
   int slash = lua_toboolean(L, 4), rc, fd;
-  ml_conn *c = *ud;
   ml_co *co;
   ml_buf *o;
   validators v;

@@ -29,11 +29,27 @@ static inline int ml_lib_fail(lua_State *L, const char *why) {
 /* Adds the request functions to the table on top (lib_req.c). */
 void ml_lib_req_register(lua_State *L);
 
-/* Pushes a new request object for the connection's request, then
- * dispatch's route arguments for the match m; returns how many values
- * (lib_req.c). */
+/*
+ * Serves the connection's complete request on g: routes it, then runs the
+ * app's dispatch in a coroutine with a new request object and the route's
+ * arguments; conn.c hears of its end through ml_conn_served.  0, or
+ * UV_ENOMEM (lib_req.c).
+ */
 struct ml_conn;
-int ml_lib_req_push(lua_State *L, struct ml_conn *c, const ml_match *m);
+int ml_lib_req_serve(ml_gen *g, struct ml_conn *c);
+
+/* The connection closes while its request is served: the request object
+ * answers "finished" and the coroutine serving it is cancelled
+ * (lib_req.c). */
+void ml_lib_req_abort(struct ml_conn *c);
+
+/* The connection behind the request object at idx (raises if it is not
+ * one), or NULL once its request is finished (lib_req.c). */
+struct ml_conn *ml_lib_req_conn(lua_State *L, int idx);
+
+/* The generation serving that request, or NULL once it is finished
+ * (lib_req.c). */
+ml_gen *ml_lib_req_gen(lua_State *L, int idx);
 
 /* Adds core.future() and core.spawn() (lib_task.c). */
 void ml_lib_task_register(lua_State *L);

@@ -20,13 +20,28 @@
 enum { MT_METHODS = 1, MT_LAZY = 2 };
 
 /*
+ * A request object's userdata: the coroutine serving its request, whose
+ * 'data' is the connection; NULL once the request is finished (its
+ * handler ended, or its client left), when methods answer so.  The
+ * connection's request points back to it ('data') while it is served.
+ * One pointer: the object stays 64 bytes of the Lua state's.
+ */
+typedef struct {
+  ml_co *co;
+} req_ud;
+
+static ml_conn *ud_conn(const req_ud *ud) {
+  return ud->co != NULL ? ud->co->data : NULL;
+}
+
+/*
  * The connection behind a request object, or NULL once it is finished.
  * Every function here has the request metatable as upvalue 1, so the
  * check is a pointer comparison; luaL_checkudata, with its registry
  * lookup by name, only words the error.
  */
 static ml_conn *get_conn(lua_State *L) {
-  ml_conn **ud = lua_touserdata(L, 1);
+  req_ud *ud = lua_touserdata(L, 1);
   int ok = ud != NULL && lua_getmetatable(L, 1);
   if (ok) {
     ok = lua_rawequal(L, -1, lua_upvalueindex(1));
@@ -34,7 +49,16 @@ static ml_conn *get_conn(lua_State *L) {
   }
   if (!ok)
     ud = luaL_checkudata(L, 1, REQ_MT);
-  return *ud;
+  return ud_conn(ud);
+}
+
+ml_conn *ml_lib_req_conn(lua_State *L, int idx) {
+  return ud_conn(luaL_checkudata(L, idx, REQ_MT));
+}
+
+ml_gen *ml_lib_req_gen(lua_State *L, int idx) {
+  req_ud *ud = luaL_checkudata(L, idx, REQ_MT);
+  return ud->co != NULL ? ud->co->gen : NULL;
 }
 
 static ml_conn *need_conn(lua_State *L) {
@@ -125,13 +149,112 @@ static int push_route(lua_State *L, ml_conn *c, const ml_match *m) {
 
 static const char req_mt_key = 0;   /* the metatable, by address */
 
-int ml_lib_req_push(lua_State *L, ml_conn *c, const ml_match *m) {
-  ml_conn **ud = lua_newuserdatauv(L, sizeof *ud, 1);
-  *ud = c;
+/* Pushes a new request object for c's request, served by co (whose
+ * 'data' is c), then dispatch's route arguments for the match m; returns
+ * how many values. */
+static int push_request(lua_State *L, ml_conn *c, ml_co *co,
+                        const ml_match *m) {
+  req_ud *ud = lua_newuserdatauv(L, sizeof *ud, 1);
+  ud->co = co;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &req_mt_key);
   lua_setmetatable(L, -2);
-  ml_conn_req(c)->ud = (void **)ud;
+  ml_conn_req(c)->data = ud;
   return 1 + push_route(L, c, m);
+}
+
+/* The request is over for Lua: its object answers "finished". */
+static void detach(ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  req_ud *ud = r->data;
+  r->data = NULL;
+  ud->co = NULL;
+}
+
+/* The coroutine serving the request returned, raised or was cancelled;
+ * after an abort its connection is no longer ours to tell. */
+static void request_done(ml_co *co, int how) {
+  ml_conn *c = co->data;
+  ML_UNUSED(how);
+  if (c == NULL)
+    return;
+  detach(c);
+  ml_conn_served(c);
+}
+
+/* Appends s (n bytes) to buf (size bytes), NUL-terminated: signal-safe. */
+static size_t put(char *buf, size_t size, size_t at, const char *s,
+                  size_t n) {
+  if (n > size - 1 - at)
+    n = size - 1 - at;
+  memcpy(buf + at, s, n);
+  buf[at + n] = '\0';
+  return at + n;
+}
+
+/* "GET /x": what a request's coroutine is busy with, for the watchdog
+ * (async-signal-safe: it runs in a signal handler). */
+static void describe_request(const ml_co *co, char *buf, size_t size) {
+  ml_conn *c = co->data;
+  const char *m, *url;
+  size_t n = 0, len;
+  buf[0] = '\0';
+  if (c == NULL || ml_conn_req(c) == NULL)
+    return;
+  m = llhttp_method_name((llhttp_method_t)ml_conn_req(c)->method);
+  url = ml_conn_url(c, &len);
+  n = put(buf, size, n, m, strlen(m));
+  n = put(buf, size, n, " ", 1);
+  put(buf, size, n, url, len);
+}
+
+/* How the error log names a request whose handler failed; after an
+ * abort its connection is gone. */
+static void name_request(const ml_co *co, char *buf, size_t size) {
+  if (co->data != NULL)
+    ml_conn_describe(co->data, buf, size);
+  else
+    snprintf(buf, size, "a request");
+}
+
+static const ml_job request_job = {
+  .what = "request", .done = request_done, .describe = describe_request,
+  .name = name_request, .request = 1
+};
+
+/*
+ * The match lives on the stack: req.params, if ever read, matches again.
+ * The coroutine runs at once, and may have ended when this returns.
+ */
+int ml_lib_req_serve(ml_gen *g, ml_conn *c) {
+  ml_req *r = ml_conn_req(c);
+  const char *path;
+  size_t len;
+  ml_match m;
+  ml_co *co;
+  int n;
+  path = ml_conn_path(c, &len);
+  if (r->url_len == 1 && r->text[r->url_off] == '*')
+    ml_router_match_server(g->router, &m);  /* OPTIONS *, parse.c saw */
+  else
+    ml_router_match(g->router, r->method, path, len, &m);
+  if ((co = ml_sched_acquire(g, &request_job, c)) == NULL)
+    return UV_ENOMEM;
+  lua_rawgeti(co->L, LUA_REGISTRYINDEX, g->dispatch_ref);
+  n = push_request(co->L, c, co, &m);
+  ml_sched_resume(co, n);
+  return 0;
+}
+
+void ml_lib_req_abort(ml_conn *c) {
+  req_ud *ud = ml_conn_req(c)->data;
+  ml_co *co;
+  if (ud == NULL)
+    return;
+  co = ud->co;
+  detach(c);
+  co->data = NULL;                /* request_done: nothing to tell */
+  ml_log(MOONLET_LOG_DEBUG, "client gone: cancelled its request");
+  ml_sched_cancel(co);
 }
 
 /* }====================================================== */
@@ -198,7 +321,7 @@ static int push_params(lua_State *L, ml_conn *c) {
   ml_match m;
   int i;
   path = ml_conn_path(c, &len);
-  if (ml_router_match(ml_conn_gen(c)->router, r->method, path, len, &m) !=
+  if (ml_router_match(ML_GEN(L)->router, r->method, path, len, &m) !=
       ML_MATCH_FOUND) {
     lua_newtable(L);
     return 1;

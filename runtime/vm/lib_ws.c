@@ -1023,7 +1023,7 @@ static ml_ws *ws_new(ml_gen *g, const ml_ws_pmd *pmd, size_t max_message,
  * the request is not a handshake we take (400, 426).
  */
 static int lib_ws_upgrade(lua_State *L) {
-  ml_conn *c = *(ml_conn **)luaL_checkudata(L, 1, "moonlet.Request");
+  ml_conn *c = ml_lib_req_conn(L, 1);
   lua_Integer max = luaL_checkinteger(L, 3);
   lua_Number ping = luaL_checknumber(L, 4);
   int use_deflate = lua_toboolean(L, 5), status;
@@ -1051,7 +1051,7 @@ static int lib_ws_upgrade(lua_State *L) {
   if (use_deflate)
     choose_deflate(c, &pmd, ext);
   proto = choose_protocol(L, 2, c, &plen);
-  if ((ws = ws_new(ml_conn_gen(c), &pmd, (size_t)max, 1)) == NULL ||
+  if ((ws = ws_new(ml_lib_req_gen(L, 1), &pmd, (size_t)max, 1)) == NULL ||
       put_101(c, proto, plen, ext) != 0) {
     free(ws);
     return luaL_error(L, "not enough memory");
