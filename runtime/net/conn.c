@@ -94,6 +94,7 @@ struct ml_conn {
                               while the request lasts, like 'out' */
   const ml_conn_upgrade *up; /* after a 101: who reads, or NULL */
   void *up_ud;
+  ml_drain *drains;        /* writers waiting for the output to drain */
   ml_conn *prev, *next;    /* the server's list */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
@@ -202,7 +203,6 @@ static ml_req *req_acquire(ml_conn *c) {
   r->shared = 0;
   r->tail = 0;
   r->data = NULL;
-  r->drain_fn = NULL;
   llhttp_init(&r->parser, HTTP_REQUEST, &ml_parse_settings);
   c->req = r;
   return r;
@@ -378,18 +378,18 @@ static void detach_upgrade(ml_conn *c) {
  * runs.
  */
 void ml_conn_close(ml_conn *c) {
-  ml_req *r = c->req;
-  void (*drain)(ml_conn *, void *, int) = r != NULL ? r->drain_fn : NULL;
+  ml_drain *d;
   if (c->closing)
     return;
   c->closing = 1;
-  if (drain != NULL) {             /* a writer waiting: tell it first */
-    r->drain_fn = NULL;
-    drain(c, r->drain_ud, 1);
-  }
-  detach_upgrade(c);
-  if (c->handling)
+  detach_upgrade(c);               /* the protocol's last call */
+  if (c->handling)                 /* its waits stop: no call back */
     c->srv->cb.abort(c, c->srv->ud);
+  while ((d = c->drains) != NULL) {  /* others' waits end: closed */
+    c->drains = d->next;
+    d->c = NULL;
+    d->cb(d, UV_ECANCELED);
+  }
   ml_clock_timer_stop(&c->timer);
   if (c->wop != NULL)              /* its write fails with ECANCELED */
     ml_clock_timer_stop(&c->wop->send_timer);
@@ -535,15 +535,24 @@ void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
 ** =======================================================
 */
 
-/* Wakes a writer waiting for the output to drain, if it has. */
+/*
+ * Calls back, in order, the writers whose level the output has drained
+ * to.  A callback may write, wait again or close the connection, so the
+ * list is walked from its head after each one.
+ */
 static void check_drain(ml_conn *c) {
-  ml_req *r = c->req;
-  void (*fn)(ml_conn *, void *, int);
-  if (r == NULL || (fn = r->drain_fn) == NULL ||
-      ml_conn_pending(c) > r->drain_low)
-    return;
-  r->drain_fn = NULL;
-  fn(c, r->drain_ud, 0);
+  ml_drain **p, *d;
+  while (c->drains != NULL && !c->closing) {
+    size_t pending = ml_conn_pending(c);
+    for (p = &c->drains; (d = *p) != NULL && pending > d->low;
+         p = &d->next)
+      ;
+    if (d == NULL)
+      return;
+    *p = d->next;
+    d->c = NULL;
+    d->cb(d, 0);
+  }
 }
 
 static void write_done(uv_write_t *w, int status) {
@@ -631,12 +640,28 @@ size_t ml_conn_pending(ml_conn *c) {
          (c->writing ? c->wop->buf.len : 0);
 }
 
-void ml_conn_on_drain(ml_conn *c, size_t low,
-                      void (*fn)(ml_conn *c, void *ud, int closed),
-                      void *ud) {
-  c->req->drain_fn = fn;
-  c->req->drain_ud = ud;
-  c->req->drain_low = low;
+void ml_conn_drain_wait(ml_conn *c, ml_drain *d, size_t low,
+                        ml_drain_cb cb) {
+  ml_drain **p = &c->drains;
+  while (*p != NULL)                 /* last: woken in the order they came */
+    p = &(*p)->next;
+  d->c = c;
+  d->low = low;
+  d->cb = cb;
+  d->next = NULL;
+  *p = d;
+}
+
+void ml_conn_drain_stop(ml_drain *d) {
+  ml_drain **p;
+  if (d->c == NULL)
+    return;
+  for (p = &d->c->drains; *p != NULL; p = &(*p)->next)
+    if (*p == d) {
+      *p = d->next;
+      break;
+    }
+  d->c = NULL;
 }
 
 int ml_conn_fd(ml_conn *c) {

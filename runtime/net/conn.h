@@ -88,9 +88,6 @@ struct ml_req {
   ml_buf out;              /* responses waiting to be written */
   ml_buf path;             /* a decoded path: %-escapes, absolute form */
   int err_status;          /* the answer to a request we refuse */
-  void (*drain_fn)(ml_conn *c, void *ud, int closed);
-  void *drain_ud;          /* waits for the output to drain */
-  size_t drain_low;
   ml_req *next_free;       /* the server's pool */
   ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
 };
@@ -185,14 +182,31 @@ void ml_conn_flush(ml_conn *c);
 size_t ml_conn_pending(ml_conn *c);
 
 /*
- * Calls fn once the pending bytes are 'low' or fewer (closed = 0), or the
- * connection closes first (closed = 1: then before its coroutine is
- * cancelled).  One such waiter per connection; a new one replaces it.
- * With fn NULL, forgets the waiter.
+ * A wait for a connection's output to drain, embedded in the waiter's own
+ * operation (as a uv_write_t is).  Its callback runs once, when the
+ * bytes queued or being written are 'low' or fewer (status 0), or when
+ * the connection closes first (UV_ECANCELED: after the abort, so a
+ * handler the abort cancelled has stopped its wait and is not called).
+ * Any number may wait on one connection; they are called in order.
  */
-void ml_conn_on_drain(ml_conn *c, size_t low,
-                      void (*fn)(ml_conn *c, void *ud, int closed),
-                      void *ud);
+typedef struct ml_drain ml_drain;
+typedef void (*ml_drain_cb)(ml_drain *d, int status);
+struct ml_drain {
+  ml_conn *c;              /* the connection; NULL once called back */
+  size_t low;
+  ml_drain_cb cb;
+  ml_drain *next;          /* the connection's waiters */
+};
+
+/* Starts d waiting for c's output to drain to 'low' bytes; c must not be
+ * closing (ml_conn_closing).  The callback never runs from inside this
+ * call; it may from inside ml_conn_flush, when the output drains at once
+ * there. */
+void ml_conn_drain_wait(ml_conn *c, ml_drain *d, size_t low,
+                        ml_drain_cb cb);
+
+/* Stops a wait: its callback will not run (a no-op once it has). */
+void ml_conn_drain_stop(ml_drain *d);
 
 /* The socket's descriptor (for sendfile), or -1. */
 int ml_conn_fd(ml_conn *c);

@@ -552,6 +552,7 @@ static void decide(ml_conn *c, const validators *v, answer *a) {
  */
 typedef struct {
   ml_wait w;
+  ml_drain drain;        /* waits for the socket to take the output */
   uv_timer_t turn;       /* gives the loop a turn between bursts */
   ml_conn *c;            /* NULL once the connection has closed */
   int fd;                /* the file */
@@ -561,7 +562,7 @@ typedef struct {
 
 enum { STEP_DONE, STEP_WAIT, STEP_FAIL };
 
-static void on_drained(ml_conn *c, void *ud, int closed);
+static void on_drained(ml_drain *d, int status);
 static void on_turn(uv_timer_t *t);
 static void send_cancel(ml_wait *w);
 
@@ -631,7 +632,7 @@ static int step(send_op *op) {
       if (ml_conn_closing(c))
         return STEP_FAIL;                 /* the write failed */
       if (ml_conn_pending(c) > 0) {
-        ml_conn_on_drain(c, 0, on_drained, op);
+        ml_conn_drain_wait(c, &op->drain, 0, on_drained);
         return STEP_WAIT;
       }
     }
@@ -696,13 +697,22 @@ static void pump(send_op *op) {
   }
 }
 
-static void on_drained(ml_conn *c, void *ud, int closed) {
-  send_op *op = ud;
-  ML_UNUSED(c);
-  if (closed)              /* send_cancel comes next, and frees */
-    op->c = NULL;
-  else
+/* The output drained: go on.  Or the connection closed under a sender
+ * its abort did not cancel: the send returns nil, "closed" next turn. */
+static void on_drained(ml_drain *d, int status) {
+  send_op *op = container_of(d, send_op, drain);
+  ml_co *co;
+  if (status == 0) {
     pump(op);
+    return;
+  }
+  co = ml_sched_unpark(&op->w);
+  op_close(op);
+  if (co != NULL) {
+    lua_pushnil(co->L);
+    lua_pushliteral(co->L, "closed");
+    ml_sched_resume_soon(co, 2);
+  }
 }
 
 static void on_turn(uv_timer_t *t) {
@@ -715,8 +725,7 @@ static void send_cancel(ml_wait *w) {
   ml_log(MOONLET_LOG_DEBUG, "static: client gone, transfer cancelled "
          "with %lld of %llu bytes left", (long long)(op->end - op->off),
          (unsigned long long)op->a.len);
-  if (op->c != NULL)
-    ml_conn_on_drain(op->c, 0, NULL, NULL);
+  ml_conn_drain_stop(&op->drain);
   op_close(op);            /* closing the timer stops it */
 }
 

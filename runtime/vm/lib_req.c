@@ -677,9 +677,10 @@ no_memory:
 #define STREAM_HIGH (256 * 1024)   /* a writer waits above this ... */
 #define STREAM_LOW (64 * 1024)     /* ... until the output drains to this */
 
+/* A writer waiting for the output to drain: one wait like any other. */
 typedef struct {
   ml_wait w;
-  ml_conn *c;
+  ml_drain drain;
 } stream_wait;
 
 /* The handler returned (or failed): the last chunk, or an abort. */
@@ -755,27 +756,32 @@ static int req_stream_start(lua_State *L) {
   return 1;
 }
 
-static void stream_drained(ml_conn *c, void *ud, int closed) {
-  stream_wait *op = ud;
+/*
+ * The output drained (0): the write returns true, on the loop's next
+ * turn.  Or the connection closed (UV_ECANCELED) under a writer that is
+ * not the coroutine serving the request (that one was cancelled, which
+ * stopped its wait): the write returns nil, "closed", also next turn.
+ */
+static void stream_drained(ml_drain *d, int status) {
+  stream_wait *op = container_of(d, stream_wait, drain);
   ml_co *co = ml_sched_unpark(&op->w);
-  ML_UNUSED(c);
   free(op);
   if (co == NULL)
     return;
-  if (closed) {           /* the write returns, then the handler is
-                             cancelled at its next wait */
-    lua_pushnil(co->L);
-    lua_pushliteral(co->L, "closed");
-    ml_sched_resume(co, 2);
-  } else {
+  if (status == 0) {
     lua_pushboolean(co->L, 1);
     ml_sched_resume_soon(co, 1);
+  } else {
+    lua_pushnil(co->L);
+    lua_pushliteral(co->L, "closed");
+    ml_sched_resume_soon(co, 2);
   }
 }
 
+/* Cancelled (its client left, or a timeout): stop waiting; no resume. */
 static void stream_wait_cancel(ml_wait *w) {
   stream_wait *op = (stream_wait *)w;
-  ml_conn_on_drain(op->c, 0, NULL, NULL);
+  ml_conn_drain_stop(&op->drain);
   free(op);
 }
 
@@ -824,8 +830,7 @@ static int req_stream_write(lua_State *L) {
   co = ml_sched_current(L);
   if ((op = calloc(1, sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
-  op->c = c;
-  ml_conn_on_drain(c, STREAM_LOW, stream_drained, op);
+  ml_conn_drain_wait(c, &op->drain, STREAM_LOW, stream_drained);
   ml_sched_park(co, &op->w, stream_wait_cancel);
   return ml_sched_yield(L);
 }

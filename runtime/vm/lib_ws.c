@@ -87,6 +87,7 @@ struct ml_ws {
   int busy;                     /* calls in progress that use it */
   recv_op recv;                 /* its coroutine: recv.w.co, or NULL */
   send_op *senders, *senders_last;  /* waiting for the output to drain */
+  ml_drain conn_drain;          /* the upgraded connection's drain wait */
   close_op *closer;
   ml_ctimer beat;               /* ping_interval */
   char *reason;                 /* what receive reports once closed, */
@@ -474,14 +475,15 @@ static size_t conn_pending(void *t) {
   return ml_conn_pending(t);
 }
 
-static void conn_drained(ml_conn *c, void *ud, int closed) {
-  ML_UNUSED(c);
-  if (!closed)                    /* closed: the detach follows */
-    ws_drained(ud);
+/* The output drained.  A close detaches us first, which stops the wait,
+ * so UV_ECANCELED does not come here. */
+static void conn_drained(ml_drain *d, int status) {
+  if (status == 0)
+    ws_drained(container_of(d, ml_ws, conn_drain));
 }
 
 static void conn_want_drain(void *t, size_t low, ml_ws *ws) {
-  ml_conn_on_drain(t, low, conn_drained, ws);
+  ml_conn_drain_wait(t, &ws->conn_drain, low, conn_drained);
 }
 
 static void conn_reading(void *t, int on) {
@@ -518,7 +520,9 @@ static void up_stop(void *ud) {
 }
 
 static void up_detach(void *ud) {
-  ws_detach(ud);
+  ml_ws *ws = ud;
+  ml_conn_drain_stop(&ws->conn_drain);  /* a no-op if not waiting */
+  ws_detach(ws);
 }
 
 static const ml_conn_upgrade conn_upgrade = {

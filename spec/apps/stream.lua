@@ -1,6 +1,7 @@
 -- Streamed responses (req:stream): timing, framing, errors mid-stream,
--- back-pressure and writes after the client left.  What a handler saw
--- goes in 'state' (GET /state shows it), read by the spec afterwards.
+-- back-pressure, a writer cancelled when its client leaves, and writes
+-- after that.  What a handler saw goes in 'state' (GET /state shows it),
+-- read by the spec afterwards.
 local moonlet = require "moonlet"
 local app = moonlet.app()
 
@@ -59,22 +60,49 @@ app:get("/big/<int:n>", function(req, n)
   state.big.done = true
 end)
 
--- Writes 64 KiB pieces until a write fails (the client left), then
--- records what that write returned.  Bounded: 1 GiB at most.
+-- The handler and a task of its own write 1 MiB pieces to one stream at
+-- once: both wait on a reader that lags, and both are woken.
+app:get("/two-writers", function(req)
+  local s, t = string.rep("a", 1024 * 1024), string.rep("b", 1024 * 1024)
+  local out = req:stream{ ["Content-Type"] = "application/octet-stream" }
+  local task = moonlet.spawn(function()
+    for _ = 1, 8 do assert(out:write(t)) end
+  end)
+  for _ = 1, 8 do assert(out:write(s)) end
+  task:wait()
+end)
+
+-- The stream /until-closed left behind, for /write-late.
+local left
+
+-- Writes 64 KiB pieces until a write fails, or the handler is cancelled
+-- (its client left while a write waited): the <close> variable records
+-- that.  Records what a failing write returned.  Bounded: 1 GiB at most.
 app:get("/until-closed", function(req)
   local s = string.rep("y", 64 * 1024)
   local out = req:stream{ ["Content-Type"] = "text/plain" }
+  local mark <close> = setmetatable({}, { __close = function()
+    state.closed.ended = true
+  end })
+  left = out
   state.closed = { writes = 0 }
   for _ = 1, 16384 do
     local ok, err = out:write(s)
     if ok ~= true then
       state.closed.ok = ok == nil and "nil" or tostring(ok)
       state.closed.err = err
+      moonlet.log("info", "until-closed: a write returned", err)
       return
     end
     state.closed.writes = state.closed.writes + 1
   end
   state.closed.ok = "never failed"
+end)
+
+-- A write to the stream /until-closed left, from another request.
+app:get("/write-late", function(req)
+  local ok, err = left:write("late")
+  return { ok = ok == nil and "nil" or tostring(ok), err = err }
 end)
 
 -- n MiB as one plain response: queued whole, written as the client reads
