@@ -669,6 +669,10 @@ int ml_conn_fd(ml_conn *c) {
   return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? (int)fd : -1;
 }
 
+ml_clock *ml_conn_clock(ml_conn *c) {
+  return c->srv->clock;
+}
+
 int ml_conn_closing(ml_conn *c) {
   return c->closing || c->lingering;
 }

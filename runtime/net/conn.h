@@ -187,7 +187,9 @@ size_t ml_conn_pending(ml_conn *c);
  * bytes queued or being written are 'low' or fewer (status 0), or when
  * the connection closes first (UV_ECANCELED: after the abort, so a
  * handler the abort cancelled has stopped its wait and is not called).
- * Any number may wait on one connection; they are called in order.
+ * Any number may wait on one connection; they are called in order.  A
+ * 'low' of (size_t)-1 is met at the next check (a write completing):
+ * mostly, it hears of the close.
  */
 typedef struct ml_drain ml_drain;
 typedef void (*ml_drain_cb)(ml_drain *d, int status);
@@ -210,6 +212,9 @@ void ml_conn_drain_stop(ml_drain *d);
 
 /* The socket's descriptor (for sendfile), or -1. */
 int ml_conn_fd(ml_conn *c);
+
+/* The real clock the connection's timeouts run on. */
+ml_clock *ml_conn_clock(ml_conn *c);
 
 /* A stream wrote: an idle stream's keep-alive comment comes 'ms' after
  * the last write (0: none). */

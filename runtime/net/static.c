@@ -1,8 +1,9 @@
 /*
- * static.c - app:static's files: find one under its directory (never
- * outside it), answer conditions and ranges, write the head, send the body
- * with sendfile(2).  The routes, the 404 page and the 308 to a directory's
- * slash are moonlet.app's; the socket and its write queue are conn.c's.
+ * static.c - app:static's files on the wire: find one under its directory
+ * (never outside it), answer conditions and ranges, write the head, send
+ * the body with sendfile(2).  No Lua: core.static_send is lib_static.c's;
+ * the routes, the 404 page and the 308 to a directory's slash are
+ * moonlet.app's; the socket and its write queue are conn.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,10 +18,9 @@
 #ifdef __linux__
 #include <sys/sendfile.h>
 #endif
-#include <lauxlib.h>
 #include "net/conn.h"
+#include "net/static.h"
 #include "base/http.h"
-#include "vm/lib.h"
 #include "base/log.h"
 
 #ifndef PATH_MAX
@@ -29,7 +29,6 @@
 
 #define PIECE 65536              /* one read through the write queue */
 #define SENDFILE_MAX 0x7ffff000  /* Linux's most for one call */
-#define REQ_MT "moonlet.Request" /* lib_req.c's request objects */
 
 /*
  * realpath, stat, open, and the read of a piece when the socket is full,
@@ -543,49 +542,39 @@ static void decide(ml_conn *c, const validators *v, answer *a) {
 ** =======================================================
 */
 
-
 /*
- * A body being sent.  The handler's coroutine is parked on it until the
- * last byte is handed to the socket; it never holds more than one PIECE
- * of the file.  Freed in its timer's close callback: by op_close when the
- * body is out or the send failed, or by send_cancel when the client left.
+ * A body being sent.  It never holds more than one PIECE of the file in
+ * the connection's output.  Freed by finish once the body is out or the
+ * send failed, or at once by ml_static_cancel.
  */
-typedef struct {
-  ml_wait w;
+struct ml_static_transfer {
   ml_drain drain;        /* waits for the socket to take the output */
-  uv_timer_t turn;       /* gives the loop a turn between bursts */
-  ml_conn *c;            /* NULL once the connection has closed */
+  ml_ctimer turn;        /* gives the loop a turn between bursts */
+  ml_conn *c;
   int fd;                /* the file */
   off_t off, end;        /* what is left of the file's bytes */
   answer a;
-} send_op;
+  ml_static_done done;
+  void *ud;
+  unsigned busy : 1;     /* inside step: a cancel leaves the free to it */
+  unsigned cancelled : 1;
+};
 
 enum { STEP_DONE, STEP_WAIT, STEP_FAIL };
 
 static void on_drained(ml_drain *d, int status);
-static void on_turn(uv_timer_t *t);
-static void send_cancel(ml_wait *w);
-
-static void op_free(uv_handle_t *h) {
-  free(container_of(h, send_op, turn));
-}
-
-/* Closes the file; the op is freed once its timer has closed. */
-static void op_close(send_op *op) {
-  close(op->fd);
-  uv_close((uv_handle_t *)&op->turn, op_free);
-}
+static void on_turn(ml_ctimer *t);
 
 /* Reads the next piece of the file into the connection's output. */
-static int read_piece(send_op *op) {
-  ml_buf *o = ml_conn_out(op->c);
-  size_t want = op->end - op->off < PIECE ? (size_t)(op->end - op->off)
-                                          : PIECE;
+static int read_piece(ml_static_transfer *s) {
+  ml_buf *o = ml_conn_out(s->c);
+  size_t want = s->end - s->off < PIECE ? (size_t)(s->end - s->off)
+                                        : PIECE;
   ssize_t n;
   if (ml_buf_reserve(o, want) != 0)
     return -1;
   do
-    n = pread(op->fd, o->data + o->len, want, op->off);
+    n = pread(s->fd, o->data + o->len, want, s->off);
   while (n < 0 && errno == EINTR);
   if (n <= 0) {                        /* an error, or the file shrank */
     ml_log(MOONLET_LOG_WARN, "static: reading a file: %s",
@@ -593,18 +582,18 @@ static int read_piece(send_op *op) {
     return -1;
   }
   o->len += (size_t)n;
-  op->off += n;
+  s->off += n;
   return 0;
 }
 
 /* sendfile's count, or -1 with errno; EAGAIN where there is none. */
-static ssize_t send_file(send_op *op) {
+static ssize_t send_file(ml_static_transfer *s) {
 #ifdef __linux__
-  off_t left = op->end - op->off;
-  return sendfile(ml_conn_fd(op->c), op->fd, &op->off,
+  off_t left = s->end - s->off;
+  return sendfile(ml_conn_fd(s->c), s->fd, &s->off,
                   left > SENDFILE_MAX ? SENDFILE_MAX : (size_t)left);
 #else
-  ML_UNUSED(op);
+  ML_UNUSED(s);
   errno = EAGAIN;         /* every piece goes through the write queue */
   return -1;
 #endif
@@ -615,16 +604,16 @@ static ssize_t send_file(send_op *op) {
  * sent around bytes still queued (the head, the last piece): they go
  * first.  When sendfile finds the socket full (EAGAIN, or it took only
  * part), one piece is read into the output, which libuv writes when it
- * can, and the op waits for the output to drain: a slow reader never
+ * can, and the send waits for the output to drain: a slow reader never
  * makes us buffer more than that piece.  A fast one gets TURN_BYTES, then
  * the loop serves the others for a turn.  STEP_FAIL: the connection must
- * close (it may be closed already: then its coroutine was cancelled).
+ * close (it may be closed already).
  */
 #define TURN_BYTES (8 << 20)
 
-static int step(send_op *op) {
-  ml_conn *c = op->c;
-  off_t start = op->off;
+static int step(ml_static_transfer *s) {
+  ml_conn *c = s->c;
+  off_t start = s->off;
   ssize_t n;
   for (;;) {
     if (ml_conn_pending(c) > 0) {
@@ -632,20 +621,22 @@ static int step(send_op *op) {
       if (ml_conn_closing(c))
         return STEP_FAIL;                 /* the write failed */
       if (ml_conn_pending(c) > 0) {
-        ml_conn_drain_wait(c, &op->drain, 0, on_drained);
+        ml_conn_drain_wait(c, &s->drain, 0, on_drained);
         return STEP_WAIT;
       }
     }
-    if (op->off >= op->end)
+    if (s->off >= s->end)
       return STEP_DONE;
-    if (op->off - start >= TURN_BYTES) {
-      uv_timer_start(&op->turn, on_turn, 0, 0);
-      return STEP_WAIT;
+    if (s->off - start >= TURN_BYTES) {   /* the others' turn: the */
+      if (ml_clock_timer_start(&s->turn, on_turn, 0, 0) != 0)
+        return STEP_FAIL;                 /* connection may close */
+      ml_conn_drain_wait(c, &s->drain, (size_t)-1, on_drained);
+      return STEP_WAIT;                   /* meanwhile: hear of it */
     }
-    n = send_file(op);
+    n = send_file(s);
     if (n < 0 && errno == EINTR)
       continue;
-    if (n > 0 && op->off >= op->end)
+    if (n > 0 && s->off >= s->end)
       return STEP_DONE;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
         errno != EINVAL && errno != ENOSYS) {  /* the last two: no
@@ -657,165 +648,137 @@ static int step(send_op *op) {
       ml_log(MOONLET_LOG_WARN, "static: a file is shorter than its size");
       return STEP_FAIL;
     }
-    if (read_piece(op) != 0)              /* socket full: one piece */
+    if (read_piece(s) != 0)               /* socket full: one piece */
       return STEP_FAIL;
   }
 }
 
-/* The body is out: the response counts for the access log and for
- * keep-alive. */
-static void op_done(send_op *op) {
-  ml_conn_responded(op->c, op->a.status, (size_t)op->a.len, op->a.close);
+/* Runs a step; 1 when a cancel came meanwhile (then s is freed). */
+static int guarded_step(ml_static_transfer *s, int *rc) {
+  s->busy = 1;
+  *rc = step(s);
+  s->busy = 0;
+  if (!s->cancelled)
+    return 0;
+  close(s->fd);
+  free(s);
+  return 1;
 }
 
 /*
- * Goes on with the transfer once the output has drained (from conn.c's
- * write callback) or the loop has had its turn.  The coroutine is
- * unparked while the op works, so that a write failing inside (which
- * closes the connection and cancels the coroutine) cannot free the op
- * under us, and is parked again to wait for more.
+ * The transfer ended: the body is out (the response counts for the
+ * access log and keep-alive), or it failed and the connection closes,
+ * after the caller has heard of it.  'done' may resume the handler,
+ * which may end the connection: nothing touches c after it but a close
+ * on failure, when 'done' resumes nothing at once.
  */
-static void pump(send_op *op) {
-  ml_co *co = ml_sched_unpark(&op->w);
-  int rc;
-  if (co == NULL) {        /* cannot happen: a cancel stops us first */
-    op_close(op);
-    return;
-  }
-  rc = step(op);
-  if (rc == STEP_WAIT) {
-    ml_sched_park(co, &op->w, send_cancel);
-  } else if (rc == STEP_DONE) {
-    op_done(op);
-    op_close(op);
-    lua_pushboolean(co->L, 1);
-    ml_sched_resume(co, 1);                /* last: it may end the conn */
-  } else {
-    if (!ml_conn_closing(op->c))
-      ml_conn_close(op->c);                /* cancels co, not parked */
-    op_close(op);
-  }
+static void finish(ml_static_transfer *s, int status) {
+  ml_conn *c = s->c;
+  close(s->fd);
+  if (status == 0)
+    ml_conn_responded(c, s->a.status, (size_t)s->a.len, s->a.close);
+  s->done(s, status, s->ud);
+  if (status != 0 && !ml_conn_closing(c))
+    ml_conn_close(c);
+  free(s);
 }
 
-/* The output drained: go on.  Or the connection closed under a sender
- * its abort did not cancel: the send returns nil, "closed" next turn. */
+/* Goes on once the output has drained or the loop has had its turn. */
+static void pump(ml_static_transfer *s) {
+  int rc;
+  if (guarded_step(s, &rc) || rc == STEP_WAIT)
+    return;
+  finish(s, rc == STEP_DONE ? 0 : UV_EPIPE);
+}
+
+/* The output drained: go on.  Or the connection closed under a send
+ * its abort did not cancel: it fails.  Whichever of the drain and the
+ * turn calls first stops the other. */
 static void on_drained(ml_drain *d, int status) {
-  send_op *op = container_of(d, send_op, drain);
-  ml_co *co;
-  if (status == 0) {
-    pump(op);
+  ml_static_transfer *s = container_of(d, ml_static_transfer, drain);
+  ml_clock_timer_stop(&s->turn);
+  if (status == 0)
+    pump(s);
+  else
+    finish(s, status);
+}
+
+static void on_turn(ml_ctimer *t) {
+  ml_static_transfer *s = container_of(t, ml_static_transfer, turn);
+  ml_conn_drain_stop(&s->drain);
+  pump(s);
+}
+
+void ml_static_cancel(ml_static_transfer *s) {
+  ml_log(MOONLET_LOG_DEBUG, "static: client gone, transfer cancelled "
+         "with %lld of %llu bytes left", (long long)(s->end - s->off),
+         (unsigned long long)s->a.len);
+  ml_conn_drain_stop(&s->drain);
+  ml_clock_timer_stop(&s->turn);
+  if (s->busy) {            /* inside step: it frees */
+    s->cancelled = 1;
     return;
   }
-  co = ml_sched_unpark(&op->w);
-  op_close(op);
-  if (co != NULL) {
-    lua_pushnil(co->L);
-    lua_pushliteral(co->L, "closed");
-    ml_sched_resume_soon(co, 2);
-  }
-}
-
-static void on_turn(uv_timer_t *t) {
-  pump(container_of(t, send_op, turn));
-}
-
-/* The client left: stop waiting, close the file, free. */
-static void send_cancel(ml_wait *w) {
-  send_op *op = (send_op *)w;
-  ml_log(MOONLET_LOG_DEBUG, "static: client gone, transfer cancelled "
-         "with %lld of %llu bytes left", (long long)(op->end - op->off),
-         (unsigned long long)op->a.len);
-  ml_conn_drain_stop(&op->drain);
-  op_close(op);            /* closing the timer stops it */
+  close(s->fd);
+  free(s);
 }
 
 /*
- * Starts sending the body of the head already in the output, from inside
- * the handler: done at once when the socket takes it all (true), parked
- * until it has otherwise.  nil, "closed" when the client has gone.
+ * Starts sending the body of the head already in the output: done at
+ * once when the socket takes it all, pending otherwise.
  */
-static int transfer(lua_State *L, ml_co *co, ml_conn *c, int fd,
-                    const answer *a) {
-  send_op *op = calloc(1, sizeof *op);
+static int transfer(ml_conn *c, int fd, const answer *a,
+                    ml_static_done done, void *ud, ml_static_transfer **out) {
+  ml_static_transfer *s = calloc(1, sizeof *s);
   int rc;
-  if (op == NULL) {
+  if (s == NULL) {
     close(fd);
     ml_conn_close(c);           /* the head is queued: cannot take it back */
-    return luaL_error(L, "not enough memory");
+    return UV_ENOMEM;
   }
-  op->c = c;
-  op->fd = fd;
-  op->off = (off_t)a->first;
-  op->end = (off_t)(a->first + a->len);
-  op->a = *a;
-  uv_timer_init(co->gen->loop, &op->turn);   /* cannot fail */
-  rc = step(op);
+  s->c = c;
+  s->fd = fd;
+  s->off = (off_t)a->first;
+  s->end = (off_t)(a->first + a->len);
+  s->a = *a;
+  s->done = done;
+  s->ud = ud;
+  ml_clock_timer_init_on(ml_conn_clock(c), &s->turn);
+  if (guarded_step(s, &rc))
+    return ML_STATIC_CLOSED;    /* cannot happen: the caller runs */
   if (rc == STEP_WAIT) {
-    ml_sched_park(co, &op->w, send_cancel);
-    return ml_sched_yield(L);        /* pump's true becomes our result */
+    *out = s;
+    return ML_STATIC_PENDING;
   }
   if (rc == STEP_DONE)
-    op_done(op);
+    ml_conn_responded(c, a->status, (size_t)a->len, a->close);
   else if (!ml_conn_closing(c))
-    ml_conn_close(c);           /* we run: cancelled at our next yield */
-  op_close(op);
-  if (rc == STEP_DONE) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  lua_pushnil(L);
-  lua_pushliteral(L, "closed");
-  return 2;
+    ml_conn_close(c);
+  close(fd);
+  free(s);
+  return rc == STEP_DONE ? ML_STATIC_SENT : ML_STATIC_CLOSED;
 }
 
 /* }====================================================== */
 
-/*
-** {======================================================
-** core.static_send
-** =======================================================
-*/
-
-static int fail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
-
-/*
- * core.static_send(req, root, path, slash) (yields) -> true once the
- * response is sent (200, 206, 304 or 416), or nil and "not found",
- * "redirect" (a directory asked for without its slash) or "closed".
- * 'path' is the part of the request's path under the prefix, decoded;
- * 'slash' says the request's path ended with '/'.  Raises for a failure
- * that is not the client's (no descriptors left), which is then a 500.
- */
-static int static_send(lua_State *L) {
-  ml_co **ud = luaL_checkudata(L, 1, REQ_MT);  /* lib_req.c's: its */
-  ml_conn *c = *ud != NULL ? (*ud)->data : NULL;  /* coroutine's conn */
-  const char *root = luaL_checkstring(L, 2);
-  size_t n, mark;
-  const char *rel = luaL_optlstring(L, 3, "", &n);
-  int slash = lua_toboolean(L, 4), rc, fd;
-  ml_co *co;
+int ml_static_send(ml_conn *c, const char *root, const char *rel,
+                   size_t n, int slash, ml_static_done done, void *ud,
+                   ml_static_transfer **out) {
+  size_t mark;
+  int rc, fd;
   ml_buf *o;
   validators v;
   answer a;
   lookup *k;
-  if (c == NULL)
-    return fail(L, "closed");
-  co = ml_sched_current(L);
-  if (ml_conn_req(c)->responded)
-    return luaL_error(L, "the response was already sent");
+  ml_req *r = ml_conn_req(c);
   if ((k = malloc(sizeof *k)) == NULL)  /* 12 KiB: not on the stack */
-    return luaL_error(L, "not enough memory");
+    return UV_ENOMEM;
   rc = find_file(k, root, rel, n, slash);
   if (rc != FOUND) {
     int err = k->err;
     free(k);
-    if (rc == FAILED)
-      return luaL_error(L, "static: %s", strerror(err));
-    return fail(L, rc == REDIRECT ? "redirect" : "not found");
+    return rc == FAILED ? -err : rc == REDIRECT ? ML_STATIC_REDIRECT
+                                                : ML_STATIC_NOT_FOUND;
   }
   make_validators(&v, &k->st);
   decide(c, &v, &a);
@@ -827,22 +790,13 @@ static int static_send(lua_State *L) {
   if (rc != 0) {
     o->len = mark;
     close(fd);
-    return luaL_error(L, "not enough memory");
+    return UV_ENOMEM;
   }
-  if (a.len == 0 || ml_conn_req(c)->method == HTTP_HEAD) {
+  if (a.len == 0 || r->method == HTTP_HEAD) {
     close(fd);
-    ml_conn_responded(c, a.status, a.status == 416 &&
-                      ml_conn_req(c)->method != HTTP_HEAD
-                        ? sizeof TEXT_416 - 1 : 0, a.close);
-    lua_pushboolean(L, 1);
-    return 1;
+    ml_conn_responded(c, a.status, a.status == 416 && r->method != HTTP_HEAD
+                                     ? sizeof TEXT_416 - 1 : 0, a.close);
+    return ML_STATIC_SENT;
   }
-  return transfer(L, co, c, fd, &a);
+  return transfer(c, fd, &a, done, ud, out);
 }
-
-void ml_lib_static_register(lua_State *L) {
-  lua_pushcfunction(L, static_send);
-  lua_setfield(L, -2, "static_send");
-}
-
-/* }====================================================== */

@@ -72,7 +72,7 @@ void ml_lib_thread_register(lua_State *L);
 /* Adds core.shared, moonlet.shared's functions (lib_shared.c). */
 void ml_lib_shared_register(lua_State *L);
 
-/* Adds core.static_send(), app:static's files (static.c). */
+/* Adds core.static_send(), app:static's files (lib_static.c). */
 void ml_lib_static_register(lua_State *L);
 
 /* Adds core.pg_* and core.pg_db_mt, moonlet.pg's C side (lib_pg.c). */
