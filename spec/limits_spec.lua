@@ -222,6 +222,20 @@ describe("limits (§10)", function()
         assert.is_true(took > 0.25 and took < 3, "closed after " .. took)
       end)
 
+    it("gives a handler that works past both timeouts its time, then "
+      .. "keeps the connection", function()
+      local c = H.raw(srv.port, 5)
+      assert(c:send(req("GET", "/slow")))
+      local res = assert(H.read_response(c))
+      assert.are.equal(200, res.status)
+      assert.are.equal("slow", res.body)
+      assert(c:send(req("GET", "/")))       -- the keep-alive deadline is
+      assert.are.equal(200, assert(H.read_response(c)).status)  -- back
+      local closed = closed_by_server(c, 3)
+      c:close()
+      assert.is_true(closed)
+    end)
+
     it("keeps a connection open that is used within the timeout", function()
       local c = H.raw(srv.port)
       for _ = 1, 4 do

@@ -9,6 +9,13 @@ app:get("/hits", function(req)
   return tostring(hits)
 end)
 
+-- Works past the header and keep-alive timeouts: a handler at work has
+-- no connection deadline.
+app:get("/slow", function(req)
+  moonlet.sleep(1.2)
+  return "slow"
+end)
+
 app:route("/", { methods = { "GET", "POST", "PUT" } }, function(req)
   hits = hits + 1
   return "ok " .. #req.body
