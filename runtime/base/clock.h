@@ -2,10 +2,12 @@
  * clock.h - timers as entries of a clock's heap.  A real clock runs on
  * libuv's time with one uv_timer_t for all its timers (the server owns
  * one); a virtual clock only moves when a test advances it (moonlet.testing
- * with {virtual_time = true}).  Every deadline a Lua program can observe
- * is a timer here, on its generation's clock, so that virtual time covers
- * it; a raw uv_timer_t is for process plumbing only (the grace period,
- * --reload's debounce, the watchdog's own thread).
+ * with {virtual_time = true}).  Lua's waits use their generation's
+ * clock; connection timeouts the server's real one.  Every deadline a Lua
+ * program or a client can observe is an entry here, so that virtual time
+ * covers Lua's; a uv_timer_t of its own is for process plumbing only (the
+ * stop's grace period, the watchdog's tick, --reload's debounce, an idle
+ * pool's sweep).
  */
 #ifndef ML_CLOCK_H
 #define ML_CLOCK_H
