@@ -7,6 +7,7 @@
 
 #include <lua.h>
 #include "vm/sched.h"
+#include "net/stream.h"
 
 /* Metatables the Lua side gives the core, kept in the registry under
  * these names, as Lua's own libraries keep theirs: moonlet.abort's errors
@@ -92,6 +93,12 @@ void ml_lib_ws_register(lua_State *L);
  * closes it (1000, or 1011 from 500 on); core.send's results on L
  * (lib_ws.c). */
 int ml_lib_ws_finish(lua_State *L, struct ml_conn *c, int status);
+
+/* Fills o, a client's TLS options, from the table at idx (verify,
+ * ca_file, cert, key: the tls option of moonlet.http, moonlet.ws,
+ * moonlet.redis and moonlet.tcp), or the defaults (verify on) when it is
+ * not a table; the strings stay the table's (lib_tls.c). */
+void ml_lib_tls_opts(lua_State *L, int idx, ml_tls_opts *o);
 
 /* Adds core.router() to the table on top (lib_router.c). */
 void ml_lib_router_register(lua_State *L);

@@ -138,22 +138,18 @@ static void http_cancel(ml_wait *w) {
  * it keeps.
  */
 static void tls_options(lua_State *L, int i, ml_client_tls *t) {
+  ml_tls_opts o;
+  ml_lib_tls_opts(L, i, &o);
   memset(t, 0, sizeof *t);
-  t->verify = 1;
+  t->verify = o.verify;
+  t->ca_file = o.ca_file;
+  t->cert = o.cert;
+  t->key = o.key;
   if (!lua_istable(L, i))
     return;
-  if (lua_getfield(L, i, "verify") != LUA_TNIL)
-    t->verify = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, i, "ca_file");
-  t->ca_file = lua_tostring(L, -1);
-  lua_getfield(L, i, "cert");
-  t->cert = lua_tostring(L, -1);
-  lua_getfield(L, i, "key");
-  t->key = lua_tostring(L, -1);
   lua_getfield(L, i, "server_name");
   t->server_name = lua_tostring(L, -1);
-  lua_pop(L, 4);               /* the strings stay in the table */
+  lua_pop(L, 1);               /* the string stays in the table */
 }
 
 /*

@@ -400,19 +400,7 @@ static rstate *state_get(ml_gen *g) {
  * ca_file, cert, key); NULL with the reason in err. */
 static ml_tls *tls_from(lua_State *L, int idx, char *err, size_t errlen) {
   ml_tls_opts o;
-  memset(&o, 0, sizeof o);
-  o.verify = 1;
-  if (lua_istable(L, idx)) {
-    lua_getfield(L, idx, "verify");
-    o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_getfield(L, idx, "ca_file");
-    o.ca_file = lua_tostring(L, -1);
-    lua_getfield(L, idx, "cert");
-    o.cert = lua_tostring(L, -1);
-    lua_getfield(L, idx, "key");
-    o.key = lua_tostring(L, -1);
-    lua_pop(L, 4);               /* the strings live on in the table */
-  }
+  ml_lib_tls_opts(L, idx, &o);
   return ml_tls_new(&o, err, errlen);
 }
 

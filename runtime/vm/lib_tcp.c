@@ -530,19 +530,7 @@ static ml_tls *tls_for(lua_State *L, ml_gen *g, int idx, char *key,
   ml_tls_opts o;
   tstate *st = state_get(g, 1);
   tctx *x;
-  memset(&o, 0, sizeof o);
-  o.verify = 1;
-  if (lua_istable(L, idx)) {
-    lua_getfield(L, idx, "verify");
-    o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_getfield(L, idx, "ca_file");
-    o.ca_file = lua_tostring(L, -1);
-    lua_getfield(L, idx, "cert");
-    o.cert = lua_tostring(L, -1);
-    lua_getfield(L, idx, "key");
-    o.key = lua_tostring(L, -1);
-    lua_pop(L, 4);                   /* the table keeps the strings */
-  }
+  ml_lib_tls_opts(L, idx, &o);
   snprintf(key, keylen, "tls %d %s %s %s", o.verify,
            o.ca_file ? o.ca_file : "", o.cert ? o.cert : "",
            o.key ? o.key : "");

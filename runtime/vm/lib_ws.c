@@ -1263,15 +1263,7 @@ static ml_tls *tls_context(lua_State *L, int idx) {
   ml_tls_opts o;
   ml_tls **t;
   char err[256];
-  memset(&o, 0, sizeof o);
-  lua_getfield(L, idx, "verify");
-  o.verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_getfield(L, idx, "ca_file");
-  o.ca_file = lua_tostring(L, -1);
-  lua_getfield(L, idx, "cert");
-  o.cert = lua_tostring(L, -1);
-  lua_getfield(L, idx, "key");
-  o.key = lua_tostring(L, -1);
+  ml_lib_tls_opts(L, idx, &o);
   o.alpn = "http/1.1";            /* the handshake is an HTTP/1.1 GET */
   lua_pushfstring(L, "%d|%s|%s|%s", o.verify, o.ca_file ? o.ca_file : "",
                   o.cert ? o.cert : "", o.key ? o.key : "");
