@@ -89,7 +89,7 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud);
 /* One line per route of the loaded app: "METHODS PATTERN NAME". */
 int moonlet_write_routes(moonlet_server *s, FILE *out);
 
-/* "moonlet X.Y.Z (Lua 5.4.N, libuv A.B.C, llhttp D.E.F)" */
+/* "moonlet X.Y.Z (Lua 5.4.N, libuv A.B.C, llhttp D.E.F, OpenSSL G.H.I)" */
 const char *moonlet_version(void);
 
 /*

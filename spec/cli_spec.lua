@@ -2,11 +2,11 @@
 local H = require "helpers"
 
 describe("moonlet version", function()
-  it("names moonlet, Lua, libuv and llhttp", function()
+  it("names moonlet, Lua, libuv, llhttp and OpenSSL", function()
     local code, out = H.cli { "version" }
     assert.equal(0, code)
     assert.matches("^moonlet %d+%.%d+%.%d+ %(Lua 5%.4%.%d+, libuv %d+%.%d+%.%d+, "
-      .. "llhttp %d+%.%d+%.%d+%)\n$", out)
+      .. "llhttp %d+%.%d+%.%d+, OpenSSL %d+%.%d+%.%d+%)\n$", out)
   end)
 end)
 

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "host/reload.h"
 #include "host/server.h"
+#include "net/stream.h"
 
 /* Connections the kernel queues before accept: a burst of thousands of
  * connects waits here instead of retrying its SYN a second later.  The
@@ -744,10 +745,10 @@ const char *moonlet_version(void) {
   static char v[128];
   if (v[0] == '\0')
     snprintf(v, sizeof v,
-             "moonlet %s (Lua %s.%s.%s, libuv %s, llhttp %d.%d.%d)",
+             "moonlet %s (Lua %s.%s.%s, libuv %s, llhttp %d.%d.%d, %s)",
              MOONLET_VERSION, LUA_VERSION_MAJOR, LUA_VERSION_MINOR,
              LUA_VERSION_RELEASE, uv_version_string(), LLHTTP_VERSION_MAJOR,
-             LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+             LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH, ml_tls_version());
   return v;
 }
 
