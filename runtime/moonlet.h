@@ -17,6 +17,8 @@
 #define MOONLET_ELOAD   (-20001)  /* the app failed to load (logged) */
 #define MOONLET_ENOAPP  (-20002)  /* the app file returned no app */
 #define MOONLET_ESTATE  (-20003)  /* call out of order (no app, closing) */
+#define MOONLET_ETLS    (-20004)  /* the TLS certificate or key did not
+                                     load (the reason is logged) */
 
 enum { MOONLET_LOG_DEBUG, MOONLET_LOG_INFO, MOONLET_LOG_WARN,
        MOONLET_LOG_ERROR };
@@ -48,6 +50,10 @@ typedef struct moonlet_config {
   double cpu_budget;         /* 0: off; stop a handler computing this long
                                 without waiting (503) */
   size_t lua_memory;         /* 0: no cap on a Lua state's bytes */
+  const char *tls_cert;      /* NULL: plain HTTP (unless the app's options
+                                name a pair); else HTTPS with this PEM
+                                certificate chain, the server's first */
+  const char *tls_key;       /* the PEM private key of tls_cert */
 } moonlet_config;
 
 typedef struct moonlet_server moonlet_server;
@@ -64,15 +70,26 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg);
  */
 int moonlet_load(moonlet_server *s, const char *app_path);
 
-/* Starts accepting connections; returns the bound port or an error. */
+/*
+ * Starts accepting connections; returns the bound port or an error.  With
+ * a certificate and key (cfg.tls_cert and tls_key, else the app's options
+ * of those names) the listener speaks HTTPS only: a pair that does not
+ * load is logged and MOONLET_ETLS returned.
+ */
 int moonlet_listen(moonlet_server *s);
+
+/* "https" when the listener speaks TLS, else "http". */
+const char *moonlet_scheme(moonlet_server *s);
 
 /* Calls fn for each new Lua state (every reload too), after the standard
  * libraries and before the app file runs. */
 void moonlet_on_state(moonlet_server *s,
                       void (*fn)(lua_State *L, void *ud), void *ud);
 
-/* Loads the app again in a new Lua state; 0 or a negative error. */
+/* Loads the app again in a new Lua state; 0 or a negative error.  An
+ * HTTPS server also reads its certificate and key again once the load
+ * has ended (a pair that does not load is logged, and the old one
+ * stays); connections already open keep the pair they began with. */
 int moonlet_reload(moonlet_server *s);
 
 /*

@@ -37,9 +37,9 @@ local JSON = "application/json"
 local SENT = setmetatable({}, { __name = "moonlet.Sent" })
 
 --- `moonlet.app([options])`: a new app.
--- options: name (prefix of route names when mounted), and the limits
+-- options: name (prefix of route names when mounted), the limits
 -- max_body, max_url, max_headers, header_timeout, keepalive_timeout,
--- send_timeout.
+-- send_timeout, and tls_cert and tls_key (HTTPS with that pair).
 function M.new(options)
   if options ~= nil and type(options) ~= "table" then
     error("moonlet.app expects an options table", 2)

@@ -221,6 +221,8 @@ function moonlet.log(level, ...) end
 ---@field header_timeout? number seconds to send a request head, and between body pieces (10; 408)
 ---@field keepalive_timeout? number idle keep-alive, seconds (75)
 ---@field send_timeout? number seconds a client may take none of a response's bytes before it is closed (60)
+---@field tls_cert? string HTTPS only: the PEM certificate chain, the server's first (`--tls-cert` overrides)
+---@field tls_key? string its PEM private key (`--tls-key`); SIGHUP reads both again
 ---@field secret_key? string signs `req.session` (16 bytes or more); else `MOONLET_SECRET_KEY`
 ---@field secret_keys? string[] rotation: the first signs, every one verifies
 ---@field session_cookie? string the session cookie's name (`"session"`)

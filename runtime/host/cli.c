@@ -54,7 +54,9 @@ static const char usage_text[] =
   "  --watchdog MS            log a loop busy this long, 0 for off (250)\n"
   "  --cpu-budget S           stop a handler computing this long without\n"
   "                           waiting: 503 (off)\n"
-  "  --lua-memory MB          cap each Lua state's memory (no cap)\n";
+  "  --lua-memory MB          cap each Lua state's memory (no cap)\n"
+  "  --tls-cert FULLCHAIN.pem HTTPS only, with this certificate chain\n"
+  "  --tls-key KEY.pem        and its key (SIGHUP reads both again)\n";
 
 /* "1024", "64k", "1m": bytes; -1 when it is not a size. */
 static long long parse_size(const char *s) {
@@ -213,6 +215,8 @@ static const struct option {
   {"keepalive-timeout", set_timeout, FIELD(keepalive_timeout)},
   {"send-timeout", set_timeout, FIELD(send_timeout)},
   {"grace", set_grace, FIELD(grace)},
+  {"tls-cert", set_text, FIELD(tls_cert)},
+  {"tls-key", set_text, FIELD(tls_key)},
 };
 
 /* One option with a value; -1 (reported) when the value is wrong. */
@@ -312,6 +316,8 @@ static int parse(cli *c, int argc, char **argv) {
     return -1;
   if ((c->command == CMD_RUN || c->command == CMD_ROUTES) && c->app == NULL)
     return bad("no app file given", NULL);
+  if ((c->cfg.tls_cert == NULL) != (c->cfg.tls_key == NULL))
+    return bad("--tls-cert and --tls-key go together", NULL);
   return 0;
 }
 
@@ -338,9 +344,9 @@ static int run(cli *c) {
     ml_server_close_wait(s);
     return 1;
   }
-  printf(strchr(c->cfg.host, ':') ? "moonlet listening on http://[%s]:%d\n"
-                                  : "moonlet listening on http://%s:%d\n",
-         c->cfg.host, port);
+  printf(strchr(c->cfg.host, ':') ? "moonlet listening on %s://[%s]:%d\n"
+                                  : "moonlet listening on %s://%s:%d\n",
+         moonlet_scheme(s), c->cfg.host, port);
   fflush(stdout);
   uv_run(loop, UV_RUN_DEFAULT);   /* until moonlet_close has finished */
   uv_loop_close(loop);

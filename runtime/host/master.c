@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #endif
 #include "base/log.h"
+#include "host/https.h"
 #include "host/server.h"
 
 #define RESTART_DELAY_MS 1000  /* before restarting one that died young */
@@ -50,6 +51,12 @@ typedef struct {
   int fd;                /* bound, never listening: holds the port */
   int port;
   char lock[PATH_MAX];   /* the lock file of {single = true} timers */
+  ml_tls *tls;           /* the flags' pair, made before any fork: every
+                            worker serves with its copy, so a session
+                            one began resumes on another */
+  unsigned char ticket_keys[ML_TLS_TICKET_KEYS];  /* for a pair the app's
+                            options name, which each worker loads */
+  const char *scheme;    /* "https" once a worker said it speaks TLS */
   int ready_pipe[2];     /* a worker writes "ID\n" once it listens */
   char ready_buf[64];
   size_t ready_len;
@@ -134,13 +141,15 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
   single_lock lock = { m->lock, -1, w->id };
   uv_loop_t loop;
   moonlet_server *s;
-  char line[16];
+  char line[32];
   int port, n;
   if (uv_loop_init(&loop) != 0 || (s = moonlet_new(&loop, cfg)) == NULL) {
     fprintf(stderr, "moonlet: worker %d: out of memory\n", w->id);
     return 1;
   }
   ml_server_set_worker(s, w->id, single_turn, &lock);
+  ml_https_share(s, m->tls, m->ticket_keys);   /* the server frees it */
+  m->tls = NULL;
   if (moonlet_load(s, m->app) != 0) {
     ml_server_close_wait(s);
     return 1;
@@ -151,7 +160,7 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
     ml_server_close_wait(s);
     return 1;
   }
-  n = snprintf(line, sizeof line, "%d\n", w->id);
+  n = snprintf(line, sizeof line, "%d %s\n", w->id, moonlet_scheme(s));
   if (write(m->ready_pipe[1], line, (size_t)n) != n)
     ml_log(MOONLET_LOG_WARN, "worker %d: cannot tell the master it "
            "listens", w->id);
@@ -293,14 +302,14 @@ static void reap(master *m) {
 }
 
 static void announce(master *m) {
-  printf(strchr(m->host, ':') ? "moonlet listening on http://[%s]:%d\n"
-                              : "moonlet listening on http://%s:%d\n",
-         m->host, m->port);
+  printf(strchr(m->host, ':') ? "moonlet listening on %s://[%s]:%d\n"
+                              : "moonlet listening on %s://%s:%d\n",
+         m->scheme != NULL ? m->scheme : "http", m->host, m->port);
   fflush(stdout);
   m->announced = 1;
 }
 
-/* Reads "ID\n" lines from workers that listen now. */
+/* Reads "ID SCHEME\n" lines from workers that listen now. */
 static void read_ready(master *m) {
   ssize_t r;
   char *nl;
@@ -312,7 +321,10 @@ static void read_ready(master *m) {
   m->ready_len += (size_t)r;
   m->ready_buf[m->ready_len] = '\0';
   while ((nl = strchr(m->ready_buf, '\n')) != NULL) {
+    *nl = '\0';
     id = atoi(m->ready_buf);
+    if (strstr(m->ready_buf, " https") != NULL)
+      m->scheme = "https";
     if (id >= 1 && id <= m->n && m->w[id - 1].pid > 0) {
       m->w[id - 1].ready = 1;
       if (m->announced)
@@ -328,6 +340,15 @@ static void read_ready(master *m) {
     announce(m);
 }
 
+/* SIGHUP: the pair a restarted worker starts with is the new one too;
+ * the workers log whether it loads (keeping the old one if not). */
+static void reread_pair(master *m) {
+  char err[256];
+  if (m->tls != NULL)
+    ml_tls_reload(m->tls, m->cfg->tls_cert, m->cfg->tls_key, err,
+                  sizeof err);
+}
+
 static void on_signals(master *m) {
   unsigned char b[64];
   ssize_t r, i;
@@ -337,6 +358,7 @@ static void on_signals(master *m) {
         reap(m);
       } else if (b[i] == SIGHUP) {
         ml_log(MOONLET_LOG_INFO, "SIGHUP: reloading %d worker(s)", m->n);
+        reread_pair(m);
         signal_all(m, SIGHUP);
       } else if (b[i] == SIGUSR1) {   /* logrotate: each reopens its log */
         signal_all(m, SIGUSR1);
@@ -445,6 +467,8 @@ static void cleanup(master *m) {
   }
   if (m->fd >= 0)
     close(m->fd);
+  ml_tls_free(m->tls);
+  OPENSSL_cleanse(m->ticket_keys, sizeof m->ticket_keys);
   if (m->lock[0] != '\0')
     unlink(m->lock);
   free(m->w);
@@ -471,6 +495,14 @@ int moonlet_run_workers(const moonlet_config *cfg, const char *app_path) {
   if ((rc = bind_port(&m)) != 0) {
     fprintf(stderr, "moonlet: cannot listen on %s:%d: %s\n", m.host,
             cfg->port, moonlet_strerror(rc));
+    cleanup(&m);
+    return 1;
+  }
+  if (ml_tls_ticket_keys(m.ticket_keys) != 0 ||
+      (cfg->tls_cert != NULL &&
+       ml_https_load(cfg->tls_cert, cfg->tls_key, NULL, &m.tls) != 0)) {
+    fprintf(stderr, "moonlet: cannot listen on %s:%d: %s\n", m.host,
+            cfg->port, moonlet_strerror(MOONLET_ETLS));
     cleanup(&m);
     return 1;
   }

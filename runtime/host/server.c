@@ -19,9 +19,9 @@
 #include "net/conn.h"
 #include "vm/lib.h"
 #include "base/log.h"
+#include "host/https.h"
 #include "host/reload.h"
 #include "host/server.h"
-#include "net/stream.h"
 
 /* Connections the kernel queues before accept: a burst of thousands of
  * connects waits here instead of retrying its SYN a second later.  The
@@ -113,8 +113,10 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     moonlet_config_init(&s->cfg);
   s->host_name = dup_or_null(s->cfg.host ? s->cfg.host : "127.0.0.1");
   s->access_log = dup_or_null(s->cfg.access_log);
+  s->https = ml_https_new(&s->cfg);
   if (s->host_name == NULL ||
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
+      s->https == NULL ||
       (s->host.shared = ml_shared_new()) == NULL ||
       (s->host.clock = ml_clock_new_real(s->loop)) == NULL ||
       (s->conns = ml_conn_hserver_new(s->loop, s->host.clock, &conn_cbs,
@@ -122,6 +124,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
     if (s->host.clock != NULL)
       ml_clock_close(s->host.clock, NULL, NULL);
     ml_shared_free(s->host.shared);
+    ml_https_free(s->https);
     free(s->host_name);
     free(s->access_log);
     free(s);
@@ -129,6 +132,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   }
   s->cfg.host = s->host_name;
   s->cfg.access_log = s->access_log;
+  s->cfg.tls_cert = s->cfg.tls_key = NULL;  /* https.c has them */
   s->watch = ml_watchdog_start(&s->cfg);   /* NULL: serve without it */
   init_host(s);
   /* a write to a socket the client closed must fail, not kill us; a host
@@ -335,6 +339,8 @@ static void load_finished(ml_gen *g, int status, void *ud) {
     ml_log(MOONLET_LOG_ERROR, "reload failed: still serving the "
            "previous version of %s", s->app_path);
   }
+  if (status != UV_ECANCELED)
+    ml_https_reread(s);           /* a new certificate, and new options */
   free(job);
   if (s->reload_again && !s->closing) {  /* a change came during the load */
     s->reload_again = 0;
@@ -549,7 +555,8 @@ int moonlet_listen(moonlet_server *s) {
     return MOONLET_ESTATE;
   if (s->cfg.port < 0 || s->cfg.port > 65535)
     return UV_EINVAL;
-  if ((rc = ml_server_resolve(s->host_name, s->cfg.port, &ss)) != 0)
+  if ((rc = ml_server_resolve(s->host_name, s->cfg.port, &ss)) != 0 ||
+      (rc = ml_https_listen(s)) != 0)
     return rc;
   uv_tcp_init(s->loop, &s->listener);
   s->listener.data = s;
@@ -569,6 +576,10 @@ int moonlet_listen(moonlet_server *s) {
   return ss.ss_family == AF_INET6
            ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
            : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+const char *moonlet_scheme(moonlet_server *s) {
+  return ml_https_tls(s) != NULL ? "https" : "http";
 }
 
 /* }====================================================== */
@@ -594,6 +605,7 @@ static void release_one(moonlet_server *s) {
   ml_shared_free(s->host.shared);
   ml_conn_hserver_free(s->conns);
   ml_watchdog_stop(s->watch);
+  ml_https_free(s->https);      /* open streams hold their own ref */
   free(s->host_name);
   free(s->access_log);
   free(s->app_path);
@@ -759,6 +771,7 @@ const char *moonlet_strerror(int err) {
                               "(end it with 'return app')";
   case MOONLET_ESTATE: return "not possible now (no app loaded, or "
                               "the server is stopping)";
+  case MOONLET_ETLS: return "the TLS certificate or key did not load";
   default: return uv_strerror(err);
   }
 }

@@ -19,6 +19,8 @@ struct moonlet_server {
   moonlet_config cfg;
   char *host_name;            /* a copy of cfg.host */
   char *access_log;           /* a copy of cfg.access_log */
+  struct ml_https *https;     /* its pair and the listener's TLS
+                                 context (https.c) */
   char *app_path;
   uv_tcp_t listener;
   int listening;

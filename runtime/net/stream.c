@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include "net/stream.h"
 
 #define TLS_RECORD 0x16             /* a handshake record's first byte */
-#define TICKET_KEYS 80              /* OpenSSL's ticket key block */
 
 static const unsigned char alpn_http[] = "\x08http/1.1";
 
@@ -251,13 +251,20 @@ ml_tls *ml_tls_new(const ml_tls_opts *o, char *err, size_t errlen) {
     ml_tls_free(t);
     return NULL;
   }
+  if (t->server && o->ticket_keys != NULL)
+    SSL_CTX_set_tlsext_ticket_keys(t->ctx, (void *)o->ticket_keys,
+                                   ML_TLS_TICKET_KEYS);
   return t;
+}
+
+int ml_tls_ticket_keys(unsigned char *keys) {
+  return RAND_bytes(keys, ML_TLS_TICKET_KEYS) == 1 ? 0 : -1;
 }
 
 int ml_tls_reload(ml_tls *t, const char *cert, const char *key, char *err,
                   size_t errlen) {
   ml_tls_opts o;
-  unsigned char keys[TICKET_KEYS];
+  unsigned char keys[ML_TLS_TICKET_KEYS];
   SSL_CTX *ctx;
   memset(&o, 0, sizeof o);
   o.server = 1;

@@ -136,7 +136,17 @@ typedef struct {
                                  ("http/1.1"), or NULL */
   const char *plain_reply;    /* server: what a clear-text client gets
                                  before the close (NULL: nothing) */
+  const unsigned char *ticket_keys;  /* server: ML_TLS_TICKET_KEYS bytes
+                                 that processes sharing a port share, so
+                                 a session resumes on any of them; NULL:
+                                 OpenSSL's own random ones */
 } ml_tls_opts;
+
+#define ML_TLS_TICKET_KEYS 80     /* OpenSSL's ticket key block */
+
+/* Fills 'keys' (ML_TLS_TICKET_KEYS bytes) with fresh random ticket keys;
+ * 0 or -1. */
+int ml_tls_ticket_keys(unsigned char *keys);
 
 /*
  * A context: a client's verifies against the system store (OpenSSL's
