@@ -152,7 +152,34 @@ function restore_modules(c)
   c.loaded_before = nil
 end
 
--- Serves app_or_path in this state; the port.
+-- opts.tls: a throwaway certificate (made with libcrypto) and its key,
+-- in files the client removes on close (the key once it is loaded); the
+-- client's own requests trust that certificate and no other.
+local function write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function use_tls(c, on)
+  if not on then
+    core.loop_tls(nil)
+    return
+  end
+  local cert, key = core.tls_throwaway()
+  local cert_path, key_path = os.tmpname(), os.tmpname()
+  write_file(cert_path, cert)
+  write_file(key_path, key)
+  local ok, err = pcall(core.loop_tls, cert_path, key_path)
+  os.remove(key_path)
+  if not ok then
+    os.remove(cert_path)
+    error(err, 0)
+  end
+  c.ca_file = cert_path
+end
+
+-- Serves app_or_path in this state; the port and the scheme.
 function serve(c, app_or_path)
   if type(app_or_path) == "table" then
     return moonlet.serve(app_or_path)
@@ -166,7 +193,9 @@ end
 --- Makes a test client for an app (a table from moonlet.app()) or an app
 -- file's path, served from this Lua state.  One app is served per state:
 -- a new client replaces the previous one's app.
--- opts.timeout: seconds a request may take (10).  opts.virtual_time:
+-- opts.timeout: seconds a request may take (10).  opts.tls: served over
+-- TLS with a throwaway certificate, which the client's requests (and
+-- websockets and streams) trust; client.url is https://.  opts.virtual_time:
 -- the app's timers, sleeps and wait timeouts follow client.clock (its
 -- file's too, when app_or_path is a path; a table's timers made before
 -- this call stay on real time).
@@ -194,14 +223,19 @@ function M.client(app_or_path, opts)
   if opts.virtual_time then
     c.clock = setmetatable({ client = c }, Clock)
   end
-  local ok, port = pcall(serve, c, app_or_path)
+  local ok, port, scheme = pcall(use_tls, c, opts.tls)
+  if ok then
+    ok, port, scheme = pcall(serve, c, app_or_path)
+  end
   c.log = c.log .. core.log_take()
   if not ok then
     restore_modules(c)
+    if c.ca_file then os.remove(c.ca_file) end
     error(port, 2)
   end
   c.port = port
-  c.url = "http://127.0.0.1:" .. port
+  c.scheme = scheme
+  c.url = scheme .. "://127.0.0.1:" .. port
   current = c
   registry["moonlet.testing.current"] = c
   if luassert then       -- busted reverts formatters between files
@@ -244,6 +278,9 @@ local function request_options(self, o)
   end
   r.path = nil
   r.url = self.url .. path
+  if self.ca_file and r.tls == nil then
+    r.tls = { ca_file = self.ca_file }
+  end
   r.method = o.method or "GET"
   r.timeout = o.timeout or self.timeout
   r.follow_redirects = o.follow_redirects == true
@@ -465,7 +502,13 @@ function Client:websocket(path, opts)
   if type(path) ~= "string" or sub(path, 1, 1) ~= "/" then
     error("client:websocket: a path starting with '/' expected", 2)
   end
-  local url = "ws://127.0.0.1:" .. self.port .. path
+  local url = (self.scheme == "https" and "wss" or "ws") .. "://127.0.0.1:"
+    .. self.port .. path
+  if self.ca_file and (opts == nil or opts.tls == nil) then
+    local o = { tls = { ca_file = self.ca_file } }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    opts = o
+  end
   local ws, err = core.loop_run(websocket.connect, url, opts)
   if not ws then
     error(format("moonlet.testing: websocket %s: %s", path, tostring(err)),
@@ -500,6 +543,9 @@ function Client:close()
   core.loop_cleanup()
   take_log(self)
   restore_modules(self)
+  if self.ca_file then
+    os.remove(self.ca_file)
+  end
   if current == self then
     current = nil
     registry["moonlet.testing.current"] = nil
@@ -667,6 +713,31 @@ function Stream:close()
   end
 end
 
+-- A TLS client's stream: LuaSec over the socket, trusting the client's
+-- certificate; the handshake turns the loop, which serves the other end.
+local function tls_wrap(self, sock)
+  local ok, ssl = pcall(require, "ssl")
+  if not ok then
+    error("client:stream over TLS needs LuaSec (Debian: lua-sec)", 3)
+  end
+  local conn = assert(ssl.wrap(sock, { mode = "client", protocol = "any",
+    verify = "peer", cafile = self.ca_file, options = { "all" } }))
+  conn:settimeout(0)
+  local deadline = os.time() + self.timeout
+  while true do
+    local done, err = conn:dohandshake()
+    if done then
+      break
+    end
+    if (err ~= "wantread" and err ~= "wantwrite") or os.time() > deadline then
+      error("client:stream: TLS handshake: " .. tostring(err), 3)
+    end
+    core.loop_once(0.01)
+  end
+  conn:settimeout(self.timeout)
+  return conn
+end
+
 --- `client:stream(path [, opts])`: a GET whose response is read as it
 -- arrives: returns once its head has come, with `status` and `headers`;
 -- `for piece in client:stream(path) do ... end` iterates its body (the
@@ -685,6 +756,9 @@ function Client:stream(path, opts)
   local c_ok, c_err = sock:connect("127.0.0.1", self.port)
   if not c_ok then
     error("client:stream: " .. tostring(c_err), 2)
+  end
+  if self.scheme == "https" then
+    sock = tls_wrap(self, sock)
   end
   local lines = { "GET " .. path .. " HTTP/1.1", "Host: 127.0.0.1",
     "Connection: close" }

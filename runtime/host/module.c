@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "base/cert.h"
 #include "base/clock.h"
+#include "host/https.h"
 #include "vm/lib.h"
 #include "host/server.h"
 
@@ -23,6 +25,8 @@ typedef struct ml_module {
   ml_gen *gen;          /* over the host's own state */
   ml_clock *clock;      /* the virtual clock, once asked for */
   int port;             /* the listening port once an app is served */
+  ml_tls *tls;          /* core.loop_tls's context, lent to the server
+                           while TLS is on */
   uv_timer_t wake;      /* bounds loop_once(timeout); unref'd */
 } ml_module;
 
@@ -151,7 +155,47 @@ static int core_loop_serve(lua_State *L) {
     m->port = port;
   }
   lua_pushinteger(L, m->port);
-  return 1;
+  lua_pushstring(L, moonlet_scheme(m->server));
+  return 2;
+}
+
+/*
+ * core.loop_tls(cert, key): connections accepted from now on speak TLS
+ * with this pair (files); core.loop_tls(nil): clear text again.  The
+ * context is made once and its pair replaced after, so connections
+ * already open never see it freed.  Raises when the pair does not load.
+ */
+static int core_loop_tls(lua_State *L) {
+  ml_module *m = module_check(L);
+  const char *cert = luaL_optstring(L, 1, NULL);
+  const char *key = cert != NULL ? luaL_checkstring(L, 2) : NULL;
+  char err[256];
+  if (cert == NULL) {
+    ml_https_use(m->server, NULL);
+    return 0;
+  }
+  if (m->tls == NULL) {
+    if (ml_https_load(cert, key, NULL, &m->tls) != 0)
+      return luaL_error(L, "moonlet: the TLS pair did not load");
+  } else if (ml_tls_reload(m->tls, cert, key, err, sizeof err) != 0) {
+    return luaL_error(L, "moonlet: %s", err);
+  }
+  ml_https_use(m->server, m->tls);
+  return 0;
+}
+
+/* core.tls_throwaway(): a new self-signed certificate for localhost,
+ * 127.0.0.1 and ::1, and its key, as PEM strings. */
+static int core_tls_throwaway(lua_State *L) {
+  ml_buf cert = {0}, key = {0};
+  int ok = ml_cert_throwaway(&cert, &key) == 0;
+  if (ok) {
+    lua_pushlstring(L, cert.data, cert.len);
+    lua_pushlstring(L, key.data, key.len);
+  }
+  ml_buf_free(&cert);
+  ml_buf_free(&key);
+  return ok ? 2 : luaL_error(L, "moonlet: cannot make a certificate");
 }
 
 /* Refuses a loop turn from inside one of the state's coroutines. */
@@ -245,6 +289,7 @@ static int module_gc(lua_State *L) {
   m->gen = NULL;
   if (m->server != NULL)
     ml_server_close_wait(m->server);   /* retires gen */
+  ml_tls_free(m->tls);                 /* open streams kept their own */
   uv_close((uv_handle_t *)&m->wake, NULL);
   uv_run(&m->loop, UV_RUN_DEFAULT);  /* the last close callbacks */
   uv_loop_close(&m->loop);
@@ -261,6 +306,8 @@ static const luaL_Reg loop_funcs[] = {
   {"loop_live", core_loop_live},
   {"loop_virtual_time", core_loop_virtual_time},
   {"loop_advance", core_loop_advance},
+  {"loop_tls", core_loop_tls},
+  {"tls_throwaway", core_tls_throwaway},
   {NULL, NULL}
 };
 

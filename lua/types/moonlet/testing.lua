@@ -8,6 +8,7 @@ local testing = {}
 ---@class moonlet.testing.Options
 ---@field timeout? number seconds a request may take (10)
 ---@field virtual_time? boolean timers, sleeps and wait timeouts follow `client.clock`
+---@field tls? boolean serve over TLS with a throwaway certificate the client trusts
 ---@field log? "stderr" keep the server's log on stderr rather than in `client.log`
 
 ---`client:request{...}`: a path on the app, and moonlet.http's options.
@@ -25,7 +26,8 @@ local testing = {}
 ---A test client: the app served in this Lua state on 127.0.0.1.
 ---@class moonlet.testing.Client
 ---@field port integer the app's loopback port
----@field url string `"http://127.0.0.1:PORT"`
+---@field url string `"http://127.0.0.1:PORT"` (`"https://..."` with `{tls = true}`)
+---@field scheme "http"|"https"
 ---@field timeout number seconds a request may take
 ---@field clock moonlet.testing.Clock? with `{virtual_time = true}`
 ---@field cookies table<string, string> set by responses, sent back with every request
