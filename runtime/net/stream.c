@@ -63,6 +63,7 @@ static int bio_write(BIO *b, const char *data, int len) {
     return 0;
   if (ml_buf_append(&s->q, data, (size_t)len) != 0)
     return -1;                       /* out of memory: the SSL op fails */
+  s->out_total += (uint64_t)len;
   return len;
 }
 
@@ -205,6 +206,10 @@ static int server_setup(SSL_CTX *ctx, const char *cert, const char *key,
                            SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"moonlet", 7);
+  /* sessions resume from tickets only, which hold them for us (and work
+   * across processes): none is stored here, as nginx's default does */
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER |
+                                      SSL_SESS_CACHE_NO_INTERNAL);
   return 0;
 }
 
@@ -390,24 +395,30 @@ static void check_drain(ml_stream *s) {
 }
 
 static void shutdown_done(uv_shutdown_t *r, int status) {
-  ML_UNUSED(r);
   ML_UNUSED(status);                 /* the owner hears of errors by reads */
+  free(r);
 }
 
-/* The FIN, once everything queued is written. */
+/* The FIN, once everything queued is written.  Without the memory for
+ * it, none: the owner's close ends the connection as well. */
 static void maybe_fin(ml_stream *s) {
+  uv_shutdown_t *r;
   if (!s->shutdown || s->shut_sent || s->writing || s->q.len > 0 ||
       s->closing)
     return;
   s->shut_sent = 1;
-  uv_shutdown(&s->req.shutdown, (uv_stream_t *)&s->tcp, shutdown_done);
+  if ((r = malloc(sizeof *r)) != NULL &&
+      uv_shutdown(r, (uv_stream_t *)&s->tcp, shutdown_done) != 0)
+    free(r);
 }
 
+/* A uv_write's callback runs before the handle's close callback, even
+ * when the stream closed meanwhile (UV_ECANCELED): 's' is still there. */
 static void write_done(uv_write_t *wr, int status) {
-  ml_stream *s = container_of(wr, ml_stream, wreq);
+  ml_stream *s = wr->data;
+  free(wr);
   s->writing = 0;
   s->w.len = 0;
-  s->w_off = 0;
   if (s->closing)
     return;
   if (status < 0) {
@@ -427,6 +438,7 @@ static void write_done(uv_write_t *wr, int status) {
  * as its result, from a loop callback through 'end' (flush_or_end).
  */
 static int flush(ml_stream *s) {
+  uv_write_t *wr;
   uv_buf_t b;
   ml_buf t;
   int n;
@@ -445,14 +457,18 @@ static int flush(ml_stream *s) {
     maybe_fin(s);
     return 0;
   }
+  if (n >= 0 && (wr = malloc(sizeof *wr)) == NULL)
+    n = UV_ENOMEM;
   if (n >= 0) {
     t = s->w;                        /* empty: no write in flight */
     s->w = s->q;
     s->q = t;
-    s->w_off = (size_t)n;
+    wr->data = s;
     b = uv_buf_init(s->w.data + n, (unsigned)(s->w.len - (size_t)n));
-    n = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_done);
+    n = uv_write(wr, (uv_stream_t *)&s->tcp, &b, 1, write_done);
     s->writing = n == 0;
+    if (n != 0)
+      free(wr);
   }
   if (n < 0) {
     s->q.len = 0;
@@ -474,6 +490,7 @@ static void flush_or_end(ml_stream *s) {
 static int write_plain(ml_stream *s, const char *data, size_t len) {
   uv_buf_t b;
   int n;
+  s->out_total += len;
   if (!s->writing && s->q.len == 0) {
     b = uv_buf_init((char *)data, (unsigned)len);
     n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
@@ -514,7 +531,12 @@ int ml_stream_write(ml_stream *s, const char *data, size_t len) {
 }
 
 size_t ml_stream_pending(ml_stream *s) {
-  return s->q.len + (s->writing ? s->w.len - s->w_off : 0);
+  return s->q.len + (s->writing ? uv_stream_get_write_queue_size(
+                                    (uv_stream_t *)&s->tcp) : 0);
+}
+
+uint64_t ml_stream_sent(ml_stream *s) {
+  return s->out_total - ml_stream_pending(s);
 }
 
 int ml_stream_full(ml_stream *s) {
@@ -822,8 +844,10 @@ static int tls_name(ml_stream *s, const char *name) {
   return 0;
 }
 
+/* Like write_done, this runs before the close callback. */
 static void on_connect(uv_connect_t *cr, int status) {
-  ml_stream *s = container_of(cr, ml_stream, req.connect);
+  ml_stream *s = cr->data;
+  free(cr);
   s->connecting_tcp = 0;
   if (s->closing || s->ended)
     return;
@@ -844,6 +868,7 @@ static void on_connect(uv_connect_t *cr, int status) {
 
 int ml_stream_connect(ml_stream *s, const struct sockaddr *addr,
                       ml_tls *tls, const char *name, SSL_SESSION *sess) {
+  uv_connect_t *cr;
   int rc;
   if (tls != NULL) {
     if ((rc = tls_start(s, tls)) != 0 || (rc = tls_name(s, name)) != 0)
@@ -852,12 +877,17 @@ int ml_stream_connect(ml_stream *s, const struct sockaddr *addr,
     if (sess != NULL)
       SSL_set_session(s->ssl, sess);
   }
+  if ((cr = malloc(sizeof *cr)) == NULL)
+    return UV_ENOMEM;
+  cr->data = s;
   uv_tcp_nodelay(&s->tcp, 1);
   s->connecting = 1;
   s->connecting_tcp = 1;
-  rc = uv_tcp_connect(&s->req.connect, &s->tcp, addr, on_connect);
-  if (rc != 0)
+  rc = uv_tcp_connect(cr, &s->tcp, addr, on_connect);
+  if (rc != 0) {
+    free(cr);
     s->connecting = s->connecting_tcp = 0;
+  }
   return rc;
 }
 

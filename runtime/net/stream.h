@@ -76,14 +76,11 @@ typedef struct {
  * Owned by the struct it is embedded in; its fields are stream.c's.
  * Output goes to 'q'; when the socket cannot take it all, 'q' becomes
  * 'w', the bytes of the one uv_write in flight, and a new 'q' gathers.
+ * The libuv requests (connect, write, FIN) are allocated while they are
+ * in flight only, so an idle stream is its handle and little more.
  */
 struct ml_stream {
   uv_tcp_t tcp;
-  union {
-    uv_connect_t connect;
-    uv_shutdown_t shutdown;
-  } req;                      /* the connect, then a FIN */
-  uv_write_t wreq;
   const ml_stream_cbs *cb;
   ml_clock *clock;            /* deadlines and deferred reads; may be NULL:
                                  then neither */
@@ -93,12 +90,13 @@ struct ml_stream {
   ml_tls *tls;                /* the context it came from (server) */
   ml_buf q;                   /* output not yet handed to libuv */
   ml_buf w;                   /* output libuv is writing */
-  size_t w_off;               /* w's bytes before it: written by
-                                 uv_try_write */
   ml_buf in;                  /* ciphertext read but not yet taken */
   const char *in_ptr;         /* ciphertext for the SSL object to take */
   size_t in_len;
   size_t low, high;           /* water marks for 'drain' */
+  uint64_t out_total;         /* bytes ever queued or written (ciphertext
+                                 with TLS): less the pending ones, what
+                                 the socket took */
   unsigned long tls_code;     /* OpenSSL's error, for ml_stream_strerror */
   const char *tls_why;        /* or our own reason */
   long verify;                /* the peer's certificate check */
@@ -207,8 +205,13 @@ void ml_stream_read_stop(ml_stream *s);
  */
 int ml_stream_write(ml_stream *s, const char *data, size_t len);
 
-/* Bytes queued or being written (ciphertext with TLS). */
+/* Bytes queued or being written and not yet taken by the socket
+ * (ciphertext with TLS). */
 size_t ml_stream_pending(ml_stream *s);
+
+/* How many bytes the socket has taken since the stream began (ciphertext
+ * with TLS): what grows while a peer reads, whatever is added meanwhile. */
+uint64_t ml_stream_sent(ml_stream *s);
 
 /* The high-water mark: a writer should wait for 'drain' past it. */
 int ml_stream_full(ml_stream *s);

@@ -427,12 +427,14 @@ TEST(stream_tls_port_answers_clear_text) {
 }
 
 /* A TLS client writes to a server that does not read until its
- * output is full: the queue
- * passes its high-water mark; once the server reads, 'drain' comes. */
+ * output is full: the queue passes its high-water mark, and what the
+ * socket took stays put however much is added; once the server reads,
+ * 'drain' comes and the count of bytes taken has grown. */
 TEST(stream_tls_back_pressure_and_drain) {
   peer c;
   ml_tls *t;
   static char chunk[65536];
+  uint64_t sent;
   int i;
   CHECK(setup("server.pem", "server.key", M_HOLD) == 0);
   CHECK((t = client_tls(0, NULL, NULL)) != NULL);
@@ -448,11 +450,17 @@ TEST(stream_tls_back_pressure_and_drain) {
     CHECK_INT(ml_stream_write(&c.s, chunk, sizeof chunk), 0);
   CHECK(ml_stream_full(&c.s));       /* the kernel's buffers are full */
   CHECK(ml_stream_pending(&c.s) > 65536);
+  sent = ml_stream_sent(&c.s);
+  CHECK_INT(ml_stream_write(&c.s, chunk, sizeof chunk), 0);
+  i++;
+  uv_run(loop, UV_RUN_NOWAIT);
+  CHECK(ml_stream_sent(&c.s) == sent);     /* nothing more was taken */
   CHECK_INT(c.drains, 0);
   last_server->stop_after = 0;
   ml_stream_read_start(&last_server->s);   /* held plaintext comes first */
   CHECK_INT(run_until(&c.drains), 1);
   CHECK(ml_stream_pending(&c.s) <= 16384);
+  CHECK(ml_stream_sent(&c.s) > sent + 65536);
   while (last_server->got.len < sizeof chunk * (size_t)i &&
          run_until(&last_server->reads))
     last_server->reads = 0;
