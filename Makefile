@@ -6,9 +6,11 @@ BUILD    ?= build
 PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
             lua-socket pkg-config gcc make curl luarocks \
             libssl-dev openssl ca-certificates zlib1g-dev libhiredis-dev libpq-dev
-# What the tests run against: real servers and clients others wrote.
+# What the tests run against: real servers and clients others wrote
+# (python3 serves TLS to the https client and talks wss://, LuaSec is a
+# TLS client; testssl.sh, for a manual check, is not needed).
 TEST_PKGS := redis-server postgresql haproxy node-ws python3-websockets \
-             lua-nginx-redis iproute2 procps
+             lua-nginx-redis iproute2 procps python3 lua-sec
 LLHTTP   := /usr/share/llhttp
 PORT     ?= 8080
 

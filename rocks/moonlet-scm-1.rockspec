@@ -3,7 +3,8 @@
 -- add --local and `eval "$(luarocks path)"`) builds build/moonlet.so (the
 -- runtime, with its Lua files built in) and installs it as the module
 -- "moonlet".  Needs no other rock; needs the -dev packages of the
--- Makefile's PKGS installed.
+-- Makefile's PKGS installed (OpenSSL's libssl-dev among them: TLS,
+-- https and wss).
 rockspec_format = "3.0"
 package = "moonlet"
 version = "scm-1"
@@ -20,6 +21,12 @@ description = {
 }
 dependencies = {
   "lua >= 5.4, < 5.5",
+}
+-- The Makefile finds them with pkg-config; luarocks checks the headers
+-- first, so a missing -dev package is named before the build starts.
+external_dependencies = {
+  OPENSSL = { header = "openssl/ssl.h" },
+  LIBUV = { header = "uv.h" },
 }
 build = {
   type = "make",
