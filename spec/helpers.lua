@@ -197,6 +197,25 @@ function H.read_response(c, opts)
   return res
 end
 
+--- Starts GET path on a connection of its own, not read yet (a request
+-- that waits for something the test does next); finish_json reads it.
+function H.start_get(srv, path, timeout)
+  local c = H.raw(srv.port, timeout)
+  c:send(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n"):format(path))
+  return c
+end
+
+--- The JSON answer, a 200, of a request made with start_get.
+function H.finish_json(c)
+  local res, err = H.read_response(c)
+  c:close()
+  if not res or res.status ~= 200 then
+    error(res and ("status %d: %s"):format(res.status, res.body)
+      or ("no response: " .. tostring(err)), 2)
+  end
+  return require("cjson").decode(res.body)
+end
+
 --- One request on a new connection; returns the response table.
 -- opts: headers (table), body (string), head (bool).
 function H.request(srv, method, path, opts)

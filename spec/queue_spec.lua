@@ -28,20 +28,8 @@ describe("queues", function()
     return v
   end
 
-  --- Starts a request on its own connection, not read yet.
-  local function start(path)
-    local c = H.raw(srv.port)
-    c:send(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n"):format(path))
-    return c
-  end
-
-  --- Reads the JSON answer of a request made with start.
-  local function finish(c)
-    local res = assert(H.read_response(c))
-    c:close()
-    assert.equal(200, res.status, res.body)
-    return cjson.decode(res.body)
-  end
+  local function start(path) return H.start_get(srv, path) end
+  local finish = H.finish_json
 
   --- True when nothing has come on c within s seconds.
   local function silent(c, s)
