@@ -199,12 +199,35 @@ describe("moonlet.redis", function()
     assert.equal("ok", r.after)                -- a new connection
   end)
 
-  it("recovers after Redis is killed and restarted", function()
-    assert.equal("yes", get("/load").v)
-    rd:cli("SET", "survivor", "1")
+  it("survives Redis killed under idle, blocked, piped and subscribed "
+    .. "connections, and recovers", function()
+    assert.equal("1", get("/warm").ok)         -- idle dedicated ones
+    local function open(path) return helpers.start_get(srv, path, 30) end
+    local result = helpers.finish_json
+    local blpop, sub = open("/blpop/30"), open("/sub_wait")
+    local idle = open("/sub_idle/3")
+    local list
+    for _ = 1, 100 do
+      list = rd:cli("CLIENT", "LIST")
+      local _, subs = list:gsub("cmd=subscribe", "")
+      if list:match("cmd=blpop") and subs == 2 then break end
+      socket.sleep(0.02)
+    end
+    assert.matches("cmd=blpop", list)
+    assert.equal("1", rd:cli("PUBLISH", "idle_ch", "m1"))
+    rd:cli("PUBLISH", "idle_ch", "m2")           -- left unread
+    local pipe = open("/pipe_stalled")           -- the server sleeps in it
+    socket.sleep(0.5)
     rd:kill()
-    local down = get("/get/survivor")
-    assert.is_string(down.err)                 -- an error, not a crash
+    assert.equal("closed", result(blpop).err)
+    assert.equal("closed", result(sub).err)
+    assert.equal("closed", result(pipe).err)
+    assert.same({ m = "m1" }, result(idle))
+    local down = get("/down")                    -- errors, not a crash
+    for _, k in ipairs { "get", "blpop", "pipe", "tx", "sub" } do
+      assert.equal("connection refused", down[k], k)
+    end
+    assert.is_nil(srv:status())
     assert(rd:start())
     rd:cli("SET", "survivor", "2")
     local up
@@ -214,5 +237,9 @@ describe("moonlet.redis", function()
       socket.sleep(0.1)
     end
     assert.equal("2", up.v)
+    assert.equal(103, get("/pipeline/100").count)
+    assert.same({ "q2", "hi" }, get("/blpop_wake").v)
+    assert.same({ "OK", 3 }, get("/tx").res)
+    assert.equal("hello", get("/pubsub").m1)
   end)
 end)

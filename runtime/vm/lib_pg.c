@@ -146,11 +146,8 @@ static void op_free(op *o) {
 static void op_fail(op *o, const char *err) {
   ml_co *co = ml_sched_unpark(&o->w);
   op_free(o);
-  if (co == NULL)
-    return;
-  lua_pushnil(co->L);
-  lua_pushstring(co->L, err);
-  wake(co, 2);
+  if (co != NULL)
+    wake(co, ml_lib_fail(co->L, err));
 }
 
 /* }====================================================== */

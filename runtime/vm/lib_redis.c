@@ -178,6 +178,19 @@ static void op_free(rop *o) {
   free(o);
 }
 
+/*
+ * Ends the wait o with nil, err, resuming its coroutine on the next turn:
+ * a failure comes while a connection is being torn down, and a handler
+ * resumed in its midst could give back, and so free, what the caller
+ * still reads.
+ */
+static void op_fail(rop *o, const char *err) {
+  ml_co *co = ml_sched_unpark(&o->w);
+  op_free(o);
+  if (co != NULL)
+    ml_sched_resume_soon(co, ml_lib_fail(co->L, err));
+}
+
 /* }====================================================== */
 
 /*
@@ -207,9 +220,11 @@ static void pool_free(rpool *p) {
   free(p);
 }
 
-/* Frees rc's memory; a closed pool goes with its last connection. */
+/* Frees rc's memory and its unread messages; a closed pool goes with
+ * its last connection. */
 static void rconn_dispose(rconn *rc) {
   rpool *p = rc->pool;
+  pushed_clear(rc);
   free(rc);
   if (--p->nconns == 0 && p->closed)
     pool_free(p);
@@ -224,34 +239,32 @@ static void rconn_free(rconn *rc, const char *err) {
   if (rc->lease != NULL)
     rc->lease->rc = NULL;
   rc->recv = NULL;
-  pushed_clear(rc);
-  ml_redis_close(rc->c);         /* slots fail with "closed" from here */
+  if (rc->c != NULL)
+    ml_redis_close(rc->c);       /* slots fail with "closed" from here */
   rconn_dispose(rc);
-  if (r != NULL) {
-    ml_co *co = ml_sched_unpark(&r->w);
-    op_free(r);
-    if (co != NULL) {
-      lua_pushnil(co->L);
-      lua_pushstring(co->L, err);
-      wake(co, 2);
-    }
-  }
+  if (r != NULL)
+    op_fail(r, err);
 }
 
-/* A command's reply: resume its caller. */
+/* A command's reply: resume its caller.  A failure (every slot of a
+ * connection that broke or closed) resumes it on the next turn. */
 static void on_reply(ml_redis *c, void *slot_ud, ml_resp *v,
                      const char *err) {
   rop *o = slot_ud;
-  ml_co *co = ml_sched_unpark(&o->w);
+  ml_co *co;
   ML_UNUSED(c);
   o->slot = NULL;
-  if (co == NULL) {              /* cannot happen: a cancel forgets */
-    ml_resp_free(v);
-    op_free(o);
+  if (v == NULL) {
+    op_fail(o, err);
     return;
   }
+  co = ml_sched_unpark(&o->w);
   op_free(o);
-  wake(co, push_outcome(co->gen, co, v, err));
+  if (co == NULL) {              /* cannot happen: a cancel forgets */
+    ml_resp_free(v);
+    return;
+  }
+  wake(co, push_outcome(co->gen, co, v, NULL));
 }
 
 static void on_push(ml_redis *c, ml_resp *v, void *ud) {
@@ -282,44 +295,37 @@ static void on_push(ml_redis *c, ml_resp *v, void *ud) {
   rc->npushed++;
 }
 
-/* The connection failed: it is dropped; the next command opens another
- * (a restarted server is found again). */
-static void on_broken(ml_redis *c, const char *err, void *ud) {
-  rconn *rc = ud;
-  ML_UNUSED(c);
-  if (rc->broken)
-    return;
-  rc->broken = 1;
-  if (rc->pool->shared == rc)
-    rc->pool->shared = NULL;
-  if (rc->recv != NULL) {        /* a subscriber's receive */
-    rop *r = rc->recv;
-    ml_co *co = ml_sched_unpark(&r->w);
-    rc->recv = NULL;
-    op_free(r);
-    if (co != NULL) {
-      lua_pushnil(co->L);
-      lua_pushstring(co->L, err);
-      wake(co, 2);
-    }
-  }
-  if (rc->opening)               /* rconn_open sees it and frees */
-    return;
-  if (rc->lease == NULL && !rc->dedicated) {
-    rconn_dispose(rc);
-    return;
-  }
-  if (rc->lease == NULL) {       /* idle dedicated: out of the list */
-    rconn **pp;
+/* A broken connection nobody holds: out of the idle list (a dedicated
+ * one) and freed. */
+static void drop_unleased(rconn *rc) {
+  rconn **pp;
+  if (rc->dedicated)
     for (pp = &rc->pool->idle; *pp != NULL; pp = &(*pp)->next)
       if (*pp == rc) {
         *pp = rc->next;
         rc->pool->nidle--;
         break;
       }
-    rconn_dispose(rc);
-  }
-  /* a leased one is freed when its lease ends */
+  rconn_dispose(rc);
+}
+
+/* The connection failed: it is dropped (a leased one when its lease
+ * ends; one still opening by rconn_open); the next command opens another,
+ * so a restarted server is found again.  Its slots have failed already;
+ * a subscriber's receive fails here, last. */
+static void on_broken(ml_redis *c, const char *err, void *ud) {
+  rconn *rc = ud;
+  rop *r = rc->recv;
+  ML_UNUSED(c);
+  rc->broken = 1;
+  rc->c = NULL;                  /* it frees itself once closed */
+  rc->recv = NULL;
+  if (rc->pool->shared == rc)
+    rc->pool->shared = NULL;
+  if (!rc->opening && rc->lease == NULL)
+    drop_unleased(rc);
+  if (r != NULL)
+    op_fail(r, err);
 }
 
 static const ml_redis_cbs callbacks = { on_reply, on_push, on_broken };
@@ -646,12 +652,12 @@ static void lease_end(rlease *d) {
   d->rc = NULL;
   rc->lease = NULL;
   p = rc->pool;
+  if (rc->c == NULL) {           /* it broke while lent: ours to free */
+    rconn_dispose(rc);
+    return;
+  }
   if (rc->broken || rc->dirty || rc->subscriber || !ml_redis_ok(rc->c) ||
       ml_redis_waiting(rc->c) > 0 || p->nidle >= MAX_IDLE) {
-    if (rc->broken && !ml_redis_ok(rc->c)) {
-      rconn_dispose(rc);         /* on_broken left it to us */
-      return;
-    }
     rconn_free(rc, "closed");
     return;
   }

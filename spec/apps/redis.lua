@@ -8,12 +8,12 @@ local URL = os.getenv("REDIS_URL")
 local AUTH_URL = os.getenv("REDIS_AUTH_URL")
 local null = moonlet.null
 
--- at load time
-local loaded
+-- at load time; 'early' is used again while the server is down
+local loaded, early
 do
-  local r = assert(redis.connect(URL))
-  assert(r:set("loaded", "yes"))
-  loaded = r:get("loaded")
+  early = assert(redis.connect(URL))
+  assert(early:set("loaded", "yes"))
+  loaded = early:get("loaded")
 end
 
 local function kind(v)
@@ -218,6 +218,54 @@ app:get("/tls", function(req)
   local ch, msg = sub:receive(2)
   sub:close()
   return { ok = ok, v = replies[2], ch = ch, msg = msg }
+end)
+
+-- Redis killed under its connections: the shared one, idle dedicated
+-- ones (/warm), a BLPOP, a subscriber and a stalled pipeline of 100
+app:get("/warm", function()
+  local r = assert(redis.connect(URL))
+  assert(r:set("warm", "1"))
+  moonlet.gather(function() return r:blpop("nothing", 0.05) end,
+    function() return r:blpop("nothing", 0.05) end)
+  return { ok = r:transaction(function(tx) return tx:get("warm") end) }
+end)
+
+app:get("/sub_wait", function()
+  local sub, err = redis.subscribe(URL, "never")
+  if not sub then return { err = err } end
+  local _, rerr = sub:receive(30)
+  return { err = rerr }
+end)
+
+-- subscribed, not receiving, while messages come and the server dies:
+-- what came before is still read (one read, one left)
+app:get("/sub_idle/<float:s>", function(_, s)
+  local sub = assert(redis.subscribe(URL, "idle_ch"))
+  moonlet.sleep(s)
+  local _, m = sub:receive(1)
+  return { m = m }
+end)
+
+app:get("/pipe_stalled", function()
+  local r = assert(redis.connect(URL, { timeout = 20 }))
+  local res, err = r:pipeline(function(p)
+    p:call("DEBUG", "SLEEP", "10")
+    for _ = 1, 99 do p:incr("stalled") end
+  end)
+  return { n = res and #res, err = err }
+end)
+
+-- every kind of command while the server is down: nil and why
+app:get("/down", function()
+  local out = {}
+  out.get = select(2, early:get("loaded"))
+  out.blpop = select(2, early:blpop("q", 0.1))
+  out.pipe = select(2, early:pipeline(function(p) p:get("loaded") end))
+  out.tx = select(2, early:transaction(function(tx)
+    return tx:get("loaded")
+  end))
+  out.sub = select(2, redis.subscribe(URL, "news"))
+  return out
 end)
 
 local from_timer
