@@ -232,11 +232,30 @@ describe("moonlet.pg", function()
     assert.are_not.equal(first.pid, second.pid)
   end)
 
-  it("recovers after PostgreSQL is killed and restarted", function()
-    assert.equal(1, get("/query?sql=" .. esc("SELECT 1 AS v")).v)
+  it("survives PostgreSQL killed under idle, busy and listening "
+    .. "connections, and recovers", function()
+    local warm = get("/warm")
+    assert.is_true(warm.idle >= 2, warm.idle)
+    local function open(path) return helpers.start_get(srv, path, 30) end
+    local result = helpers.finish_json
+    local sleeper, listener, tx = open("/sleep/30"), open("/listen_wait"),
+      open("/tx_wait")
+    local busy
+    for _ = 1, 100 do                  -- until all three are on the server
+      busy = pg:psql([[SELECT count(*) FROM pg_stat_activity WHERE
+        (application_name IN ('sleeper', 'txw') AND state = 'active')
+        OR query = 'LISTEN "never"']])
+      if busy == "3" then break end
+      socket.sleep(0.05)
+    end
+    assert.equal("3", busy)
     pg:kill()
+    assert.same({ ok = false, err = "closed" }, result(sleeper))
+    assert.same({ err = "closed" }, result(listener))
+    assert.same({ ok = false, err = "closed" }, result(tx))
     local down = get("/query?sql=" .. esc("SELECT 1 AS v"))
-    assert.is_string(down.err)           -- an error, not a crash
+    assert.equal("connection refused", down.err)   -- an error, not a crash
+    assert.is_nil(srv:status())
     assert(pg:start())
     local up
     for _ = 1, 50 do
@@ -245,6 +264,9 @@ describe("moonlet.pg", function()
       socket.sleep(0.1)
     end
     assert.equal(2, up.v)
+    warm = get("/warm")
+    assert.is_true(warm.total >= 1 and warm.total <= 10, warm.total)
+    assert.equal("hello", get("/listen").p1)
     assert.equal(200, helpers.get(srv, "/load").status)
   end)
 end)

@@ -234,6 +234,40 @@ app:get("/prepared", function()
     e2 = e2 }
 end)
 
+-- PostgreSQL killed under its connections: idle pooled ones (/warm), a
+-- listener, a transaction and a query in flight
+app:get("/warm", function()
+  local fns = {}
+  for i = 1, 5 do
+    fns[i] = function()
+      local db = assert(pg.connect(URL))
+      local r = assert(db:query("SELECT pg_sleep(0.05), $1::int AS i", i))
+      db:close()
+      return r[1].i
+    end
+  end
+  moonlet.gather(table.unpack(fns))
+  local total, idle = pg.stats(URL)
+  return { total = total, idle = idle }
+end)
+
+app:get("/listen_wait", function()
+  local db = assert(pg.connect(URL))
+  local l = assert(db:listen("never"))
+  local _, err = l:receive(30)
+  return { err = err }
+end)
+
+app:get("/tx_wait", function()
+  local db = assert(pg.connect(URL .. "?application_name=txw"))
+  local ok, err = pcall(db.transaction, db, function(tx)
+    assert(tx:query("UPDATE accounts SET n = n WHERE id = 1"))
+    local r, qerr = tx:query("SELECT pg_sleep(30)")
+    if not r then error(qerr, 0) end
+  end)
+  return { ok = ok, err = tostring(err) }
+end)
+
 -- a timer's callback queries too
 local from_timer
 moonlet.after(0.05, function()
