@@ -54,6 +54,8 @@ typedef struct moonlet_config {
                                 name a pair); else HTTPS with this PEM
                                 certificate chain, the server's first */
   const char *tls_key;       /* the PEM private key of tls_cert */
+  size_t shared_size;        /* moonlet.shared's bytes (16 MiB), fixed
+                                when it is first used */
 } moonlet_config;
 
 typedef struct moonlet_server moonlet_server;

@@ -1,10 +1,13 @@
--- moonlet.shared: get set add incr delete keys, TTLs, the method form,
--- argument errors, and values that outlive a reload.
+-- moonlet.shared: get set add incr delete keys stats, TTLs, the method
+-- form, argument errors, the app's shared_size, and values that outlive a
+-- reload.  With --workers: shared_workers_spec.lua.
 local H = require "helpers"
 
 describe("moonlet.shared", function()
   local srv
-  setup(function() srv = H.start("spec/apps/shared.lua") end)
+  setup(function()
+    srv = H.start("spec/apps/shared.lua", { env = "APP_SHARED_SIZE=131072" })
+  end)
   teardown(function() srv:stop() end)
 
   -- Runs Lua in the server; returns its results as "type:value" lines.
@@ -15,7 +18,7 @@ describe("moonlet.shared", function()
   end
 
   before_each(function()
-    eval("for _, k in ipairs(shared.keys()) do shared.delete(k) end")
+    eval("for _, k in ipairs(shared.keys(0)) do shared.delete(k) end")
   end)
 
   it("stores strings, integers, floats and booleans", function()
@@ -58,6 +61,24 @@ describe("moonlet.shared", function()
       eval("return table.concat(shared.keys(), ',')"))
     assert.equal("integer:0", eval("shared.delete('a') shared.delete('b') "
       .. "return #shared.keys()"))
+  end)
+
+  it("lists at most max keys: 1024 unless told, 0 for all", function()
+    eval("for i = 1, 1030 do shared.set(('k%04d'):format(i), i) end")
+    assert.equal("integer:1024\ninteger:1030\ninteger:10\nstring:k0001",
+      eval("return #shared.keys(), #shared.keys(0), #shared.keys(10), "
+        .. "shared.keys(0)[1]"))
+    assert.matches("bad argument #1 to 'keys' %(max must be 0",
+      eval("return shared.keys(-1)"))
+  end)
+
+  it("is as large as the app's shared_size says, and counts", function()
+    assert.equal("integer:131072\nboolean:true\ninteger:0",
+      eval("local s = shared.stats() return s.size, "
+        .. "s.capacity < s.size, s.count"))
+    eval("shared.set('a', 1) shared.set('b', 'two')")
+    assert.equal("integer:2\nboolean:true",
+      eval("local s = shared.stats() return s.count, s.used > 0"))
   end)
 
   it("works in the method form too", function()

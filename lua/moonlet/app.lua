@@ -39,10 +39,20 @@ local SENT = setmetatable({}, { __name = "moonlet.Sent" })
 --- `moonlet.app([options])`: a new app.
 -- options: name (prefix of route names when mounted), the limits
 -- max_body, max_url, max_headers, header_timeout, keepalive_timeout,
--- send_timeout, and tls_cert and tls_key (HTTPS with that pair).
+-- send_timeout, tls_cert and tls_key (HTTPS with that pair), and
+-- shared_size (bytes of moonlet.shared, taken when the store is first
+-- used: --shared-size wins).
 function M.new(options)
   if options ~= nil and type(options) ~= "table" then
     error("moonlet.app expects an options table", 2)
+  end
+  if options and options.shared_size ~= nil then
+    local n = options.shared_size
+    if math.type(n) ~= "integer" or n < 65536 then
+      error("moonlet.app: shared_size must be a number of bytes, at least "
+        .. "65536", 2)
+    end
+    core.shared_size(n)
   end
   local settings = {}    -- not 'options': that is app:options(pattern, fn)
   for k, v in pairs(options or {}) do

@@ -229,6 +229,7 @@ function moonlet.log(level, ...) end
 ---@field session_max_age? integer seconds a session cookie lives (31 days)
 ---@field session_secure? boolean the `Secure` attribute (behind HTTPS)
 ---@field session_samesite? "Lax"|"Strict"|"None" (`"Lax"`)
+---@field shared_size? integer bytes of `moonlet.shared` (16 MiB, at least 65536), taken when the store is first used (`--shared-size`)
 
 ---Options of a route. `app:route` uses `methods` and `name`; `app:get`
 ---and the other method functions use `name` only.
@@ -690,8 +691,9 @@ moonlet.thread = {}
 ---@return any ...
 function moonlet.thread.run(fn, ...) end
 
----`moonlet.shared`: a string/number/boolean store that survives reloads
----and is seen by every generation. Each function also works in the method
+---`moonlet.shared`: a string/number/boolean store in shared memory, one
+---for the whole server: every worker sees the same keys, and it survives
+---reloads and worker restarts. Each function also works in the method
 ---form, `moonlet.shared:get(key)`. Keys are non-empty strings (at most
 ---65535 bytes); a `ttl` is in seconds, 0 or none for no expiry.
 ---@class moonlet.shared
@@ -703,31 +705,35 @@ moonlet.shared = {}
 ---@overload fun(self: moonlet.shared, key: string): moonlet.SharedValue?
 function moonlet.shared.get(key) end
 
----Stores the value.
----@param key string
----@param value moonlet.SharedValue
----@param ttl? number seconds
----@return true
----@overload fun(self: moonlet.shared, key: string, value: moonlet.SharedValue, ttl?: number): true
-function moonlet.shared.set(key, value, ttl) end
-
----Stores the value only if the key is absent.
+---Stores the value; when the store is full, evicts the least recently
+---used keys to make room (nil, "no memory" if that found none).
 ---@param key string
 ---@param value moonlet.SharedValue
 ---@param ttl? number seconds
 ---@return true? ok
----@return "exists"? err
----@overload fun(self: moonlet.shared, key: string, value: moonlet.SharedValue, ttl?: number): true?, "exists"?
+---@return "no memory"? err
+---@overload fun(self: moonlet.shared, key: string, value: moonlet.SharedValue, ttl?: number): true?, "no memory"?
+function moonlet.shared.set(key, value, ttl) end
+
+---Stores the value only if the key is absent, atomically across workers;
+---never evicts.
+---@param key string
+---@param value moonlet.SharedValue
+---@param ttl? number seconds
+---@return true? ok
+---@return "exists"|"no memory"|nil err
+---@overload fun(self: moonlet.shared, key: string, value: moonlet.SharedValue, ttl?: number): true?, "exists"|"no memory"|nil
 function moonlet.shared.add(key, value, ttl) end
 
----Adds `n` to a number and returns the new value; an absent key starts
----from `init` when given, else it is an error.
+---Adds `n` to a number and returns the new value, atomically across
+---workers; an absent key starts from `init` when given, else it is an
+---error. Never evicts.
 ---@param key string
 ---@param n number
 ---@param init? number
 ---@return number? value
----@return "not found"|"not a number"|nil err
----@overload fun(self: moonlet.shared, key: string, n: number, init?: number): number?, "not found"|"not a number"|nil
+---@return "not found"|"not a number"|"no memory"|nil err
+---@overload fun(self: moonlet.shared, key: string, n: number, init?: number): number?, "not found"|"not a number"|"no memory"|nil
 function moonlet.shared.incr(key, n, init) end
 
 ---Removes the key.
@@ -736,10 +742,26 @@ function moonlet.shared.incr(key, n, init) end
 ---@overload fun(self: moonlet.shared, key: string): true
 function moonlet.shared.delete(key) end
 
----The live keys, sorted.
+---At most `max` live keys (1024 when not given; 0: all of them, which
+---holds the store's lock while it copies them), sorted.
+---@param max? integer
 ---@return string[]
----@overload fun(self: moonlet.shared): string[]
-function moonlet.shared.keys() end
+---@overload fun(self: moonlet.shared, max?: integer): string[]
+function moonlet.shared.keys(max) end
+
+---What the store holds.
+---@class moonlet.SharedStats
+---@field size integer bytes of the store
+---@field capacity integer of which entries may use
+---@field used integer bytes entries use now
+---@field count integer entries (expired ones not yet dropped included)
+---@field evictions integer keys `set` has evicted
+---@field recoveries integer rebuilds after a process died holding the lock
+
+---Sizes and counts of the store.
+---@return moonlet.SharedStats
+---@overload fun(self: moonlet.shared): moonlet.SharedStats
+function moonlet.shared.stats() end
 
 ---`moonlet.worker`.
 ---@class moonlet.Worker

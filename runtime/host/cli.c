@@ -56,7 +56,9 @@ static const char usage_text[] =
   "                           waiting: 503 (off)\n"
   "  --lua-memory MB          cap each Lua state's memory (no cap)\n"
   "  --tls-cert FULLCHAIN.pem HTTPS only, with this certificate chain\n"
-  "  --tls-key KEY.pem        and its key (SIGHUP reads both again)\n";
+  "  --tls-key KEY.pem        and its key (SIGHUP reads both again)\n"
+  "  --shared-size BYTES      moonlet.shared's memory, for all workers "
+  "(16m)\n";
 
 /* "1024", "64k", "1m": bytes; -1 when it is not a size. */
 static long long parse_size(const char *s) {
@@ -166,6 +168,14 @@ static int set_cpu_budget(void *field, const char *v) {
   return 0;
 }
 
+static int set_shared_size(void *field, const char *v) {
+  long long n = parse_size(v);
+  if (n < 64 * 1024 || n > (1LL << 40))
+    return bad("--shared-size wants bytes, from 64k to 1024g", v);
+  *(size_t *)field = (size_t)n;
+  return 0;
+}
+
 static int set_lua_memory(void *field, const char *v) {
   long long n = parse_size(v);
   if (n <= 0 || n > 1024 * 1024 || strpbrk(v, "kKmMgG"))
@@ -211,6 +221,7 @@ static const struct option {
   {"watchdog", set_watchdog, FIELD(watchdog_ms)},
   {"cpu-budget", set_cpu_budget, FIELD(cpu_budget)},
   {"lua-memory", set_lua_memory, FIELD(lua_memory)},
+  {"shared-size", set_shared_size, FIELD(shared_size)},
   {"header-timeout", set_timeout, FIELD(header_timeout)},
   {"keepalive-timeout", set_timeout, FIELD(keepalive_timeout)},
   {"send-timeout", set_timeout, FIELD(send_timeout)},

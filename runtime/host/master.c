@@ -57,6 +57,9 @@ typedef struct {
   unsigned char ticket_keys[ML_TLS_TICKET_KEYS];  /* for a pair the app's
                             options name, which each worker loads */
   const char *scheme;    /* "https" once a worker said it speaks TLS */
+  int shared_fd;         /* moonlet.shared's memory: made here, before the
+                            forks, and held, so a restarted worker finds
+                            the store as it was */
   int ready_pipe[2];     /* a worker writes "ID\n" once it listens */
   char ready_buf[64];
   size_t ready_len;
@@ -147,7 +150,12 @@ static int serve(master *m, worker *w, const moonlet_config *cfg) {
     fprintf(stderr, "moonlet: worker %d: out of memory\n", w->id);
     return 1;
   }
-  ml_server_set_worker(s, w->id, single_turn, &lock);
+  if (ml_server_set_worker(s, w->id, m->shared_fd, single_turn,
+                           &lock) != 0) {
+    fprintf(stderr, "moonlet: worker %d: out of memory\n", w->id);
+    ml_server_close_wait(s);
+    return 1;
+  }
   ml_https_share(s, m->tls, m->ticket_keys);   /* the server frees it */
   m->tls = NULL;
   if (moonlet_load(s, m->app) != 0) {
@@ -469,6 +477,8 @@ static void cleanup(master *m) {
     close(m->fd);
   ml_tls_free(m->tls);
   OPENSSL_cleanse(m->ticket_keys, sizeof m->ticket_keys);
+  if (m->shared_fd >= 0)
+    close(m->shared_fd);
   if (m->lock[0] != '\0')
     unlink(m->lock);
   free(m->w);
@@ -483,7 +493,7 @@ int moonlet_run_workers(const moonlet_config *cfg, const char *app_path) {
   m.app = app_path;
   m.host = cfg->host != NULL ? cfg->host : "127.0.0.1";
   m.n = cfg->workers > 0 ? cfg->workers : 1;
-  m.fd = m.ready_pipe[0] = m.ready_pipe[1] = -1;
+  m.fd = m.ready_pipe[0] = m.ready_pipe[1] = m.shared_fd = -1;
   m.pid = getpid();
   ml_log_set_level(cfg->log_level);
   if ((f = fopen(app_path, "r")) == NULL) {
@@ -508,7 +518,7 @@ int moonlet_run_workers(const moonlet_config *cfg, const char *app_path) {
   }
   if ((m.w = calloc((size_t)m.n, sizeof *m.w)) == NULL ||
       make_pipe(sig_pipe) != 0 || make_pipe(m.ready_pipe) != 0 ||
-      (rc = make_lock(&m)) != 0) {
+      (rc = make_lock(&m)) != 0 || (m.shared_fd = ml_shared_memfd()) < 0) {
     fprintf(stderr, "moonlet: cannot start the workers: %s\n",
             strerror(errno));
     cleanup(&m);

@@ -117,7 +117,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   if (s->host_name == NULL ||
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
       s->https == NULL ||
-      (s->host.shared = ml_shared_new()) == NULL ||
+      (s->host.shared = ml_shared_new(-1, s->cfg.shared_size)) == NULL ||
       (s->host.clock = ml_clock_new_real(s->loop)) == NULL ||
       (s->conns = ml_conn_hserver_new(s->loop, s->host.clock, &conn_cbs,
                                       s)) == NULL) {
@@ -159,12 +159,18 @@ const ml_host *ml_server_host(moonlet_server *s) {
   return &s->host;
 }
 
-void ml_server_set_worker(moonlet_server *s, int id,
-                          int (*single_turn)(void *ud), void *ud) {
+int ml_server_set_worker(moonlet_server *s, int id, int shared_fd,
+                         int (*single_turn)(void *ud), void *ud) {
+  ml_shared *sh = ml_shared_new(shared_fd, s->cfg.shared_size);
+  if (sh == NULL)
+    return UV_ENOMEM;
+  ml_shared_free(s->host.shared);     /* the one store of every worker */
+  s->host.shared = sh;
   s->host.worker_id = id;
   s->host.single_turn = single_turn;
   s->host.single_ud = ud;
   s->reuse_port = 1;
+  return 0;
 }
 
 /* The limits an app's settings ask for (0: not set). */

@@ -65,12 +65,14 @@ const ml_host *ml_server_host(moonlet_server *s);
 void ml_server_switch(moonlet_server *s, ml_gen *g);
 
 /*
- * A worker of --workers (master.c): moonlet.worker.id is 'id', the
- * listener takes SO_REUSEPORT, and {single = true} timers run when
- * single_turn(ud) says so.  Before moonlet_load.
+ * A worker of --workers (master.c): moonlet.worker.id is 'id',
+ * moonlet.shared is the store in the master's memory 'shared_fd' (one
+ * for every worker), the listener takes SO_REUSEPORT, and {single =
+ * true} timers run when single_turn(ud) says so.  Before moonlet_load.
+ * 0, or UV_ENOMEM.
  */
-void ml_server_set_worker(moonlet_server *s, int id,
-                          int (*single_turn)(void *ud), void *ud);
+int ml_server_set_worker(moonlet_server *s, int id, int shared_fd,
+                         int (*single_turn)(void *ud), void *ud);
 
 /* moonlet_close, then turns the server's loop until the close has
  * finished and the server is freed: for a host about to end. */

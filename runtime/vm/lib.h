@@ -70,7 +70,8 @@ const char *ml_lib_http_separator(const char *name, size_t len);
 /* Adds core.thread_run(), moonlet.thread.run (lib_thread.c). */
 void ml_lib_thread_register(lua_State *L);
 
-/* Adds core.shared, moonlet.shared's functions (lib_shared.c). */
+/* Adds core.shared, moonlet.shared's functions, and core.shared_size,
+ * the app's shared_size option (lib_shared.c). */
 void ml_lib_shared_register(lua_State *L);
 
 /* Adds core.static_send(), app:static's files (lib_static.c). */

@@ -1,13 +1,15 @@
 /*
  * lib_shared.c - moonlet.shared as Lua sees it: get, set, add, incr,
- * delete and keys over the server's store (shared.c), which outlives every
- * Lua state.  Each function also works as a method of the table it is in
+ * delete and keys over the host's store (shared.c), which it gives each
+ * generation (gen.h's ml_host) and which outlives every one.  Each
+ * function also works as a method of the table it is in
  * (moonlet.shared:get(key)), as OpenResty users write it.
  */
 #include <math.h>
 #include <string.h>
 #include <lauxlib.h>
 #include "vm/lib.h"
+#include "base/log.h"
 #include "base/shared.h"
 
 #define MAX_KEY 65535
@@ -32,6 +34,13 @@ static ml_shared *store(lua_State *L) {
   if (g == NULL || g->host->shared == NULL)
     luaL_error(L, "moonlet.shared is not available in this Lua state");
   return g->host->shared;
+}
+
+/* A failure of the store itself, not of the call: raises. */
+static int fail_store(lua_State *L, int rc) {
+  if (rc == UV_ENOMEM)
+    return luaL_error(L, "not enough memory");
+  return luaL_error(L, "moonlet.shared: %s", uv_strerror(rc));
 }
 
 static const char *check_key(lua_State *L, int i, size_t *len) {
@@ -98,7 +107,10 @@ static int shared_get(lua_State *L) {
   size_t klen;
   const char *k = check_key(L, b, &klen);
   ml_shared_value v;
-  if (ml_shared_get(store(L), k, klen, now_ms(), &v))
+  int rc = ml_shared_get(store(L), k, klen, now_ms(), &v);
+  if (rc < 0)
+    return fail_store(L, rc);
+  if (rc == 1)
     push_value(L, &v);
   else
     lua_pushnil(L);
@@ -118,24 +130,28 @@ static int put(lua_State *L, int only_new) {
   rc = ml_shared_set(store(L), k, klen, &v, ttl, now_ms(), only_new);
   if (rc == UV_EEXIST)
     return ml_lib_fail(L, "exists");
+  if (rc == UV_ENOSPC)
+    return ml_lib_fail(L, "no memory");
   if (rc != 0)
-    return luaL_error(L, "not enough memory");
+    return fail_store(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* shared.set(key, value [, ttl]) -> true */
+/* shared.set(key, value [, ttl]) -> true, or nil, "no memory" when
+ * evicting old keys made no room */
 static int shared_set(lua_State *L) {
   return put(L, 0);
 }
 
-/* shared.add(key, value [, ttl]) -> true, or nil, "exists" */
+/* shared.add(key, value [, ttl]) -> true, or nil and "exists" / "no
+ * memory" (add never evicts) */
 static int shared_add(lua_State *L) {
   return put(L, 1);
 }
 
 /* shared.incr(key, n [, init]) -> the new value, or nil and
- * "not found" / "not a number" */
+ * "not found" / "not a number" / "no memory" (incr never evicts) */
 static int shared_incr(lua_State *L) {
   int b = base(L);
   size_t klen;
@@ -151,8 +167,10 @@ static int shared_incr(lua_State *L) {
     return ml_lib_fail(L, "not found");
   if (rc == UV_EINVAL)
     return ml_lib_fail(L, "not a number");
+  if (rc == UV_ENOSPC)
+    return ml_lib_fail(L, "no memory");
   if (rc != 0)
-    return luaL_error(L, "not enough memory");
+    return fail_store(L, rc);
   push_value(L, &out);
   return 1;
 }
@@ -162,24 +180,72 @@ static int shared_delete(lua_State *L) {
   int b = base(L);
   size_t klen;
   const char *k = check_key(L, b, &klen);
-  ml_shared_delete(store(L), k, klen, now_ms());
+  int rc = ml_shared_delete(store(L), k, klen, now_ms());
+  if (rc < 0)
+    return fail_store(L, rc);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static void push_key(const char *key, size_t klen, void *ud) {
-  lua_State *L = ud;
-  lua_pushlstring(L, key, klen);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+/* shared.keys([max]) -> a sorted list of at most max live keys (1024
+ * when not given; 0: all of them, however long that holds the lock) */
+static int shared_keys(lua_State *L) {
+  int b = base(L);
+  lua_Integer max = luaL_optinteger(L, b, ML_SHARED_KEYS_DEFAULT);
+  const ml_shared_key *keys;
+  size_t n, i;
+  int rc;
+  luaL_argcheck(L, max >= 0, b, "max must be 0 (all) or a count");
+  if ((rc = ml_shared_keys(store(L), now_ms(), (size_t)max, &keys, &n)) != 0)
+    return fail_store(L, rc);
+  lua_createtable(L, n < 1024 ? (int)n : 1024, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushlstring(L, keys[i].key, keys[i].klen);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
 }
 
-/* shared.keys() -> a list of the live keys, sorted */
-static int shared_keys(lua_State *L) {
-  ml_shared *sh = store(L);
-  lua_createtable(L, (int)ml_shared_count(sh), 0);
-  if (ml_shared_keys(sh, now_ms(), push_key, L) != 0)
-    return luaL_error(L, "not enough memory");
+static void set_int(lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+/* shared.stats() -> {size=, capacity=, used=, count=, evictions=,
+ * recoveries=}: bytes of the store, of which entries may use, use now;
+ * entries; keys evicted; rebuilds after a process died holding the lock */
+static int shared_stats(lua_State *L) {
+  ml_shared_stats st;
+  int rc = ml_shared_stat(store(L), &st);
+  if (rc != 0)
+    return fail_store(L, rc);
+  lua_createtable(L, 0, 6);
+  set_int(L, "size", st.size);
+  set_int(L, "capacity", st.capacity);
+  set_int(L, "used", st.used);
+  set_int(L, "count", st.count);
+  set_int(L, "evictions", st.evictions);
+  set_int(L, "recoveries", st.recoveries);
   return 1;
+}
+
+/*
+ * core.shared_size(bytes): the app's shared_size option, which moonlet.app
+ * passes on as soon as it sees it.  It sizes the store when the store is
+ * first used; later, a different size is logged and waits for a restart.
+ */
+static int shared_size(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  size_t actual = 0;
+  int rc;
+  luaL_argcheck(L, n >= (lua_Integer)ML_SHARED_MIN_SIZE, 1,
+                "shared_size must be at least 65536 bytes");
+  rc = ml_shared_want_size(store(L), (size_t)n, &actual);
+  if (rc == UV_EBUSY)
+    ml_log(MOONLET_LOG_WARN, "moonlet.shared is %zu bytes already: "
+           "shared_size = %lld takes effect when the server restarts",
+           actual, (long long)n);
+  return 0;
 }
 
 static const luaL_Reg shared_funcs[] = {
@@ -189,6 +255,7 @@ static const luaL_Reg shared_funcs[] = {
   {"incr", shared_incr},
   {"delete", shared_delete},
   {"keys", shared_keys},
+  {"stats", shared_stats},
   {NULL, NULL}
 };
 
@@ -197,4 +264,6 @@ void ml_lib_shared_register(lua_State *L) {
   lua_pushvalue(L, -1);            /* each function knows its table */
   luaL_setfuncs(L, shared_funcs, 1);
   lua_setfield(L, -2, "shared");
+  lua_pushcfunction(L, shared_size);
+  lua_setfield(L, -2, "shared_size");
 }

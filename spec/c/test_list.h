@@ -38,7 +38,12 @@
   X(shared_add_incr_delete) \
   X(shared_incr_wraps_and_floats) \
   X(shared_ttl) \
-  X(shared_keys_sorted_and_growth) \
+  X(shared_keys_sorted_and_bounded) \
+  X(shared_full_store_evicts_lru) \
+  X(shared_random_ops_keep_it_whole) \
+  X(shared_processes_count_exactly) \
+  X(shared_first_mapper_sets_the_size) \
+  X(shared_survives_a_death_at_every_point) \
   X(clock_timer_is_small) \
   X(clock_fires_in_due_order) \
   X(clock_repeats_and_stops_itself) \
