@@ -167,7 +167,7 @@ FUZZ_WS_SECONDS ?= 15
 test: deps test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
 	@$(MAKE) --no-print-directory asan $(FUZZERS) build-fuzz/fuzz_resp \
-	  >/dev/null
+	  build-fuzz/fuzz_proxy >/dev/null
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  FUZZ_WS_SECONDS=$(FUZZ_WS_SECONDS) sh spec/run.sh
 
@@ -237,12 +237,24 @@ build-fuzz/fuzz_%: spec/fuzz/fuzz_%.c $(RUNTIME_SRC) $(RUNTIME_HDR) \
 	  $(shell pkg-config --cflags $(PC_MODS)) -o $@ $< \
 	  build-fuzz/libmoonlet.a $(LIBS)
 
-fuzz: deps $(FUZZERS)
-	@mkdir -p build-fuzz/corpus build-fuzz/corpus_ws
+# The proxy parsers (spec/fuzz/fuzz_proxy.c: the PROXY protocol header,
+# Forwarded and X-Forwarded-*) need no server: their files alone.
+FUZZ_PROXY_SRC := spec/fuzz/fuzz_proxy.c runtime/net/proxy.c \
+                  runtime/net/forwarded.c
+build-fuzz/fuzz_proxy: $(FUZZ_PROXY_SRC) runtime/net/proxy.h \
+                       runtime/net/forwarded.h | fuzz-deps
+	@mkdir -p build-fuzz
+	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
+	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime -o $@ $(FUZZ_PROXY_SRC)
+
+fuzz: deps $(FUZZERS) build-fuzz/fuzz_proxy
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus_ws build-fuzz/corpus-proxy
 	build-fuzz/fuzz_conn -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus spec/fuzz/corpus
 	build-fuzz/fuzz_ws -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus_ws spec/fuzz/corpus_ws
+	build-fuzz/fuzz_proxy -max_total_time=$(SECONDS) $(FUZZ_RUN) \
+	  build-fuzz/corpus-proxy spec/fuzz/corpus-proxy
 
 # The RESP path (net/resp.c over hiredis's reader and encoder) alone:
 # `make fuzz-resp SECONDS=600`; its corpus is spec/fuzz/resp_corpus.

@@ -55,6 +55,10 @@ fuzz ws "${FUZZ_WS_SECONDS:-$FUZZ_SECONDS}" corpus_ws
 # The RESP fuzzer (spec/fuzz/fuzz_resp.c), a third of that time.
 [ -n "$FUZZ_SECONDS" ] && fuzz resp $(( (FUZZ_SECONDS + 2) / 3 )) resp_corpus
 
+# The proxy parsers' fuzzer (PROXY protocol, Forwarded, X-Forwarded-*),
+# a third of that time.
+[ -n "$FUZZ_SECONDS" ] && fuzz proxy $((FUZZ_SECONDS / 3)) corpus-proxy
+
 # The layering check: no file includes or calls a layer above its own.
 echo "== layers (spec/layers.lua)"
 if lua5.4 spec/layers.lua "$BUILD"; then c_pass=$((c_pass + 1))

@@ -44,6 +44,14 @@
   X(shared_processes_count_exactly) \
   X(shared_first_mapper_sets_the_size) \
   X(shared_survives_a_death_at_every_point) \
+  X(proxy_v1_lines) \
+  X(proxy_v1_incomplete_then_bad) \
+  X(proxy_v2_headers) \
+  X(proxy_v2_bad) \
+  X(proxy_feed_in_pieces) \
+  X(forwarded_trust_ranges) \
+  X(forwarded_x_forwarded_for) \
+  X(forwarded_rfc7239) \
   X(clock_timer_is_small) \
   X(clock_fires_in_due_order) \
   X(clock_repeats_and_stops_itself) \
