@@ -56,6 +56,14 @@ typedef struct moonlet_config {
   const char *tls_key;       /* the PEM private key of tls_cert */
   size_t shared_size;        /* moonlet.shared's bytes (16 MiB), fixed
                                 when it is first used */
+  int proxy_headers;         /* trust Forwarded / X-Forwarded-* from
+                                forwarded_allow_ips (--proxy-headers) */
+  const char *forwarded_allow_ips;  /* "127.0.0.1,::1": addresses and
+                                CIDR ranges, "*" for any */
+  int proxy_protocol;        /* a PROXY v1/v2 header starts every
+                                connection, from those peers only */
+  double drain_delay;        /* 0: off; SIGTERM/SIGINT first serve this
+                                long with moonlet.draining() true */
 } moonlet_config;
 
 typedef struct moonlet_server moonlet_server;

@@ -51,6 +51,7 @@ local M = {
   queue = require("moonlet.queue").new,
   worker = { id = core.worker_id(), pid = core.pid() },
   shared = core.shared,
+  draining = core.draining,
   thread = { run = core.thread_run },
   pg = require "moonlet.pg",
   redis = require "moonlet.redis",

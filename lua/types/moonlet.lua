@@ -129,6 +129,11 @@ function moonlet.sleep(seconds) end
 ---@return number seconds
 function moonlet.now() end
 
+---True once the server is stopping: during `--drain-delay` (when it still
+---serves) and the drain after it. A readiness route answers 503 then.
+---@return boolean
+function moonlet.draining() end
+
 ---From a stock `lua5.4` (the Lua module only): runs the loop with `fn` as
 ---its first coroutine until `fn` returns, then closes what it opened
 ---(timers, tasks, pooled connections). Returns `fn`'s results.
@@ -398,7 +403,8 @@ function App:url_for(name, params, query) end
 ---@field raw_path string the path as received
 ---@field query_string string after `?`, `""` when none
 ---@field version "1.0"|"1.1"
----@field remote_addr string the peer's address
+---@field remote_addr string the client's address: the socket's peer, a PROXY header's client, or (`--proxy-headers`, trusted peer) what Forwarded / X-Forwarded-For name
+---@field scheme "http"|"https" the client's scheme (a trusted proxy's Forwarded proto / X-Forwarded-Proto, or a PROXY v2 SSL TLV)
 ---@field headers table<string, string> any case; repeated headers joined with ", "
 ---@field query table<string, string> first value of each query parameter
 ---@field form table<string, string> fields of urlencoded and multipart bodies (a malformed body aborts with 400)

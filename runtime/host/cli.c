@@ -1,8 +1,8 @@
 /*
  * cli.c - the moonlet command line: argv and the MOONLET_* environment
  * into a moonlet_config, then run, routes or version.  It uses the public
- * API, as any host would, server.c's blocking close, and new.c for
- * `moonlet new`.
+ * API, as any host would, server.c's blocking close, new.c for `moonlet
+ * new`, and forwarded.h to check an address list.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "host/new.h"
 #include "host/server.h"
+#include "net/forwarded.h"
 
 enum { CMD_RUN, CMD_ROUTES, CMD_VERSION, CMD_HELP, CMD_NEW };
 
@@ -58,7 +59,15 @@ static const char usage_text[] =
   "  --tls-cert FULLCHAIN.pem HTTPS only, with this certificate chain\n"
   "  --tls-key KEY.pem        and its key (SIGHUP reads both again)\n"
   "  --shared-size BYTES      moonlet.shared's memory, for all workers "
-  "(16m)\n";
+  "(16m)\n"
+  "  --proxy-headers          take the client's address and scheme from\n"
+  "                           Forwarded / X-Forwarded-* of trusted peers\n"
+  "  --forwarded-allow-ips L  those peers: addresses, CIDR ranges or *\n"
+  "                           (127.0.0.1,::1)\n"
+  "  --proxy-protocol         a PROXY v1/v2 header starts each connection,\n"
+  "                           from those peers only\n"
+  "  --drain-delay S          on SIGTERM, serve S more seconds with\n"
+  "                           moonlet.draining() true, then stop (0)\n";
 
 /* "1024", "64k", "1m": bytes; -1 when it is not a size. */
 static long long parse_size(const char *s) {
@@ -176,6 +185,16 @@ static int set_shared_size(void *field, const char *v) {
   return 0;
 }
 
+static int set_allow_ips(void *field, const char *v) {
+  char why[80];
+  ml_trust *t = ml_trust_parse(v, why, sizeof why);
+  if (t == NULL)
+    return bad("--forwarded-allow-ips: not an address or range", why);
+  ml_trust_free(t);
+  *(const char **)field = v;
+  return 0;
+}
+
 static int set_lua_memory(void *field, const char *v) {
   long long n = parse_size(v);
   if (n <= 0 || n > 1024 * 1024 || strpbrk(v, "kKmMgG"))
@@ -193,7 +212,8 @@ static int set_timeout(void *field, const char *v) {
   return 0;
 }
 
-static int set_grace(void *field, const char *v) {
+/* --grace, --drain-delay: 0 is allowed */
+static int set_seconds(void *field, const char *v) {
   double d = parse_seconds(v);
   if (d < 0)
     return bad("a number of seconds is wanted", v);
@@ -222,10 +242,12 @@ static const struct option {
   {"cpu-budget", set_cpu_budget, FIELD(cpu_budget)},
   {"lua-memory", set_lua_memory, FIELD(lua_memory)},
   {"shared-size", set_shared_size, FIELD(shared_size)},
+  {"forwarded-allow-ips", set_allow_ips, FIELD(forwarded_allow_ips)},
+  {"drain-delay", set_seconds, FIELD(drain_delay)},
   {"header-timeout", set_timeout, FIELD(header_timeout)},
   {"keepalive-timeout", set_timeout, FIELD(keepalive_timeout)},
   {"send-timeout", set_timeout, FIELD(send_timeout)},
-  {"grace", set_grace, FIELD(grace)},
+  {"grace", set_seconds, FIELD(grace)},
   {"tls-cert", set_text, FIELD(tls_cert)},
   {"tls-key", set_text, FIELD(tls_key)},
 };
@@ -245,6 +267,10 @@ static int *flag(cli *c, const char *name) {
     return &c->cfg.reload;
   if (strcmp(name, "debug") == 0)
     return &c->cfg.debug;
+  if (strcmp(name, "proxy-headers") == 0)
+    return &c->cfg.proxy_headers;
+  if (strcmp(name, "proxy-protocol") == 0)
+    return &c->cfg.proxy_protocol;
   return NULL;
 }
 

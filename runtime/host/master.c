@@ -260,8 +260,8 @@ static void begin_stop(master *m, const char *why) {
   ml_log(MOONLET_LOG_INFO, "%s: stopping %d worker(s) (grace %.3g s)", why,
          m->n, m->cfg->grace);
   m->stopping = 1;
-  m->stop_deadline = now_ms() + (uint64_t)(m->cfg->grace * 1000) +
-                     STOP_MARGIN_MS;
+  m->stop_deadline = now_ms() + STOP_MARGIN_MS +
+                     (uint64_t)((m->cfg->grace + m->cfg->drain_delay) * 1000);
   for (i = 0; i < m->n; i++)
     m->w[i].restart = 0;
   signal_all(m, SIGTERM);

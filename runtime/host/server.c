@@ -71,6 +71,18 @@ static char *dup_or_null(const char *s) {
   return d;
 }
 
+/* --forwarded-allow-ips: NULL (logged) when it does not parse. */
+static ml_trust *trust_of(const moonlet_config *cfg) {
+  const char *spec = cfg->forwarded_allow_ips != NULL
+                     ? cfg->forwarded_allow_ips : "127.0.0.1,::1";
+  char why[80];
+  ml_trust *t = ml_trust_parse(spec, why, sizeof why);
+  if (t == NULL)
+    ml_log(MOONLET_LOG_ERROR, "forwarded_allow_ips: not an address or "
+           "range: %s", why);
+  return t;
+}
+
 /* One of the server's hooks run on each new Lua state (moonlet_on_state). */
 struct ml_state_hook {
   void (*fn)(lua_State *L, void *ud);
@@ -99,10 +111,12 @@ static void init_host(moonlet_server *s) {
   h->on_state = run_state_hooks;
   h->ud = s;
   h->resume_hook = ml_watchdog_hook(s->watch);
+  h->draining = &s->draining;
 }
 
 moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
   moonlet_server *s = calloc(1, sizeof *s);
+  ml_trust *trust = NULL;
   struct sigaction sa;
   if (s == NULL)
     return NULL;
@@ -118,6 +132,7 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
       (s->cfg.access_log != NULL && s->access_log == NULL) ||
       s->https == NULL ||
       (s->host.shared = ml_shared_new(-1, s->cfg.shared_size)) == NULL ||
+      (trust = trust_of(&s->cfg)) == NULL ||
       (s->host.clock = ml_clock_new_real(s->loop)) == NULL ||
       (s->conns = ml_conn_hserver_new(s->loop, s->host.clock, &conn_cbs,
                                       s)) == NULL) {
@@ -125,11 +140,14 @@ moonlet_server *moonlet_new(uv_loop_t *loop, const moonlet_config *cfg) {
       ml_clock_close(s->host.clock, NULL, NULL);
     ml_shared_free(s->host.shared);
     ml_https_free(s->https);
+    ml_trust_free(trust);
     free(s->host_name);
     free(s->access_log);
     free(s);
     return NULL;
   }
+  ml_conn_set_proxy(s->conns, trust, s->cfg.proxy_headers,
+                    s->cfg.proxy_protocol);
   s->cfg.host = s->host_name;
   s->cfg.access_log = s->access_log;
   s->cfg.tls_cert = s->cfg.tls_key = NULL;  /* https.c has them */
@@ -655,6 +673,8 @@ static void finish_close(moonlet_server *s) {
   ml_clock_close(s->host.clock, part_closed, s);
   s->host.clock = NULL;
   close_handle(s, (uv_handle_t *)&s->grace);
+  if (s->drain_timer_on)
+    close_handle(s, (uv_handle_t *)&s->drain);
   for (i = 0; i < s->nsigs; i++)
     close_handle(s, (uv_handle_t *)&s->sigs[i]);
 }
@@ -687,6 +707,9 @@ void moonlet_close(moonlet_server *s, void (*done)(void *ud), void *ud) {
   if (s->closing)
     return;
   s->closing = 1;
+  s->draining = 1;
+  if (s->drain_timer_on)
+    uv_timer_stop(&s->drain);
   s->done = done;
   s->done_ud = ud;
   if (s->loading != NULL)           /* cancels it; load_finished frees */
@@ -715,6 +738,31 @@ void ml_server_close_wait(moonlet_server *s) {
     ;
 }
 
+static void on_drain_over(uv_timer_t *t) {
+  moonlet_server *s = container_of(t, moonlet_server, drain);
+  ml_log(MOONLET_LOG_INFO, "drain delay over: stopping (grace %.3g s)",
+         s->cfg.grace);
+  moonlet_close(s, NULL, NULL);
+}
+
+/*
+ * --drain-delay: the first stop signal only sets moonlet.draining(), so a
+ * readiness route answers 503 and the load balancer stops sending new
+ * requests; the server serves on, then stops as without it.
+ */
+static int start_drain(moonlet_server *s, int signum) {
+  if (s->cfg.drain_delay <= 0 || s->draining)
+    return 0;
+  ml_log(MOONLET_LOG_INFO, "%s: draining for %.3g s, then stopping",
+         signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.drain_delay);
+  s->draining = 1;
+  uv_timer_init(s->loop, &s->drain);
+  s->drain_timer_on = 1;
+  uv_timer_start(&s->drain, on_drain_over,
+                 (uint64_t)(s->cfg.drain_delay * 1000 + 0.5), 0);
+  return 1;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   moonlet_server *s = h->data;
   if (signum == SIGHUP) {
@@ -727,12 +775,15 @@ static void on_signal(uv_signal_t *h, int signum) {
              strerror(errno));
     else
       ml_log(MOONLET_LOG_INFO, "SIGUSR1: reopened the access log");
-  } else if (!s->closing) {
+  } else if (start_drain(s, signum)) {
+    return;
+  } else if (!s->closing && !s->draining) {
     ml_log(MOONLET_LOG_INFO, "%s: stopping (grace %.3g s)",
            signum == SIGINT ? "SIGINT" : "SIGTERM", s->cfg.grace);
     moonlet_close(s, NULL, NULL);
   } else {
     ml_log(MOONLET_LOG_WARN, "second signal: closing now");
+    moonlet_close(s, NULL, NULL);
     ml_conn_shutdown_all(s->conns, 1);
   }
 }

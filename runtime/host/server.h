@@ -32,6 +32,9 @@ struct moonlet_server {
   ml_reload *reloader;        /* --reload's file watcher, or NULL */
   ml_hserver *conns;          /* every open connection (conn.c) */
   ml_state_hook *hooks;
+  int draining;               /* a stop began: moonlet.draining() */
+  int drain_timer_on;         /* 'drain' runs (--drain-delay) */
+  uv_timer_t drain;
   ml_watch *watch;            /* the watchdog thread, or NULL */
   int emfile_logged;          /* last second an EMFILE was logged */
   int reuse_port;             /* listen with SO_REUSEPORT (master.c) */

@@ -580,6 +580,8 @@ static int hook_nested(ml_resume_hook *h, lua_State *L, lua_State *from,
 
 static void set_limits(ml_watch *w, const moonlet_config *cfg) {
   double grace = cfg->grace > 0 ? cfg->grace : 0;
+  if (cfg->drain_delay > 0)       /* a signal's grace starts after it */
+    grace += cfg->drain_delay;
   w->report_ns = cfg->watchdog_ms > 0 ? (uint64_t)cfg->watchdog_ms *
                  1000000u : 0;
   w->budget_ns = cfg->cpu_budget > 0 ? (uint64_t)(cfg->cpu_budget * 1e9)

@@ -24,6 +24,8 @@
 #include "base/http.h"
 #include "base/log.h"
 #include "net/parse.h"
+#include "net/proxy.h"
+#include "net/realip.h"
 
 #define LINGER_MS 2000          /* read-and-drop before closing */
 #define STOP_QUIET_MS 250       /* at a stop, an idle connection closes
@@ -62,6 +64,9 @@ struct ml_hserver {
   void *ud;                   /* for the callbacks */
   ml_limits limits;
   int max_conns;              /* more are answered 503 (0: no cap) */
+  ml_trust *trust;            /* --forwarded-allow-ips, or NULL */
+  int proxy_headers;          /* believe trusted peers' Forwarded */
+  int proxy_protocol;         /* a PROXY header starts each connection */
   int closing;                /* a stop is under way */
   ml_conn *conns;             /* every open connection */
   int nconns;
@@ -96,6 +101,7 @@ struct ml_conn {
   void *up_ud;
   ml_drain *drains;        /* writers waiting for the output to drain */
   ml_conn *prev, *next;    /* the server's list */
+  ml_proxy *proxy;         /* --proxy-protocol: its header (proxy.c) */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
   unsigned writing : 1;    /* wop's uv_write is in flight */
@@ -155,7 +161,11 @@ void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
   struct sockaddr_storage sa;
   int salen = sizeof sa;
   char ip[64];
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0) {
+  const ml_proxy_header *h = c->proxy ? ml_proxy_result(c->proxy) : NULL;
+  if (h != NULL && !h->local)
+    sa = h->src;                   /* the client a PROXY header names */
+  else if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa,
+                              &salen) != 0) {
     snprintf(buf, len, "-");
     return;
   }
@@ -164,6 +174,14 @@ void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
   else
     uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
   snprintf(buf, len, "%s", ip);
+}
+
+const ml_proxy_header *ml_conn_proxy_header(ml_conn *c) {
+  return c->proxy != NULL ? ml_proxy_result(c->proxy) : NULL;
+}
+
+const ml_trust *ml_conn_trust(ml_conn *c) {
+  return c->srv->proxy_headers ? c->srv->trust : NULL;
 }
 
 int ml_conn_keep_alive(ml_conn *c) {
@@ -323,7 +341,16 @@ void ml_conn_hserver_free(ml_hserver *h) {
     ml_buf_free(&op->buf);
     free(op);
   }
+  ml_trust_free(h->trust);
   free(h);
+}
+
+void ml_conn_set_proxy(ml_hserver *h, ml_trust *trust, int headers,
+                       int protocol) {
+  ml_trust_free(h->trust);
+  h->trust = trust;
+  h->proxy_headers = headers;
+  h->proxy_protocol = protocol;
 }
 
 void ml_conn_set_limits(ml_hserver *h, const ml_limits *l,
@@ -352,6 +379,7 @@ static void on_close(uv_handle_t *handle) {
     req_free(c->req);
   if (c->wop != NULL)
     wop_release(h, c->wop);
+  ml_proxy_free(c->proxy);
   if (c->prev != NULL)
     c->prev->next = c->next;
   else
@@ -817,13 +845,14 @@ void ml_conn_describe(ml_conn *c, char *buf, size_t size) {
   ml_req *r = c->req;
   char peer[64], id[17];
   size_t n;
+  int https;
   const char *url;
   if (r == NULL) {
     snprintf(buf, size, "a request");
     return;
   }
   url = ml_conn_url(c, &n);
-  ml_conn_peer(c, peer, sizeof peer);
+  ml_realip(c, peer, sizeof peer, &https);
   ml_log_request_id(r->id, id);
   snprintf(buf, size, "%s %.*s HTTP/1.%d (from %s, request %s)",
            llhttp_method_name((llhttp_method_t)r->method),
@@ -833,8 +862,9 @@ void ml_conn_describe(ml_conn *c, char *buf, size_t size) {
 static void log_access(ml_conn *c, ml_req *r) {
   char peer[64];
   ml_access a;
+  int https;
   memset(&a, 0, sizeof a);
-  ml_conn_peer(c, peer, sizeof peer);
+  ml_realip(c, peer, sizeof peer, &https);   /* behind proxies too */
   a.addr = peer;
   a.method = llhttp_method_name((llhttp_method_t)r->method);
   a.url = ml_conn_url(c, &a.url_len);
@@ -1063,8 +1093,26 @@ static void process_input(ml_conn *c) {
   settle(c);
 }
 
+/*
+ * --proxy-protocol: a connection's first bytes are the PROXY header, the
+ * rest HTTP.  Returns how many of the n bytes at *p are left for HTTP
+ * (*p moved past the header's); -1 when the header is bad or missing,
+ * and the connection closed.
+ */
+static ssize_t take_proxy(ml_conn *c, char **p, ssize_t n) {
+  ssize_t used = ml_proxy_feed(c->proxy, *p, (size_t)n);
+  if (used < 0) {
+    ml_log(MOONLET_LOG_DEBUG, "no valid PROXY header: closed");
+    ml_conn_close(c);
+    return -1;
+  }
+  *p += used;
+  return n - used;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   ml_conn *c = st->data;
+  char *base = buf->base;
   ml_req *r;
   if (nread == 0 || c->closing)
     return;
@@ -1087,19 +1135,22 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->lingering)
     return;
+  if (c->proxy != NULL && ml_proxy_result(c->proxy) == NULL &&
+      (nread = take_proxy(c, &base, nread)) <= 0)
+    return;
   if ((r = c->req) == NULL && (r = req_acquire(c)) == NULL) {
     ml_conn_close(c);
     return;
   }
   if (!c->handling && r->in.len == 0) {   /* parse it where it lies */
     r->shared = 1;
-    r->text = buf->base;
+    r->text = base;
     r->avail = (uint32_t)nread;
     r->parsed = 0;
     process_input(c);
     return;
   }
-  if (keep_input(r, buf->base, (size_t)nread) != 0) {
+  if (keep_input(r, base, (size_t)nread) != 0) {
     ml_conn_close(c);
     return;
   }
@@ -1133,6 +1184,25 @@ static void check_fd_room(ml_conn *c) {
          "unanswered", fd, limit);
 }
 
+/* --proxy-protocol: a PROXY header comes first, from a trusted peer
+ * only; anyone else is closed at once.  0, or -1 (closed). */
+static int expect_proxy(ml_conn *c) {
+  struct sockaddr_storage sa;
+  int salen = sizeof sa;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0 ||
+      !ml_trust_addr(c->srv->trust, (struct sockaddr *)&sa)) {
+    ml_log(MOONLET_LOG_DEBUG, "PROXY protocol from a peer not in "
+           "--forwarded-allow-ips: closed");
+    ml_conn_close(c);
+    return -1;
+  }
+  if ((c->proxy = ml_proxy_new()) == NULL) {
+    ml_conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
 void ml_conn_accept(ml_hserver *s, uv_stream_t *listener) {
   ml_conn *c = calloc(1, sizeof *c);
   int rc;
@@ -1156,6 +1226,8 @@ void ml_conn_accept(ml_hserver *s, uv_stream_t *listener) {
   }
   uv_tcp_nodelay(&c->tcp, 1);
   check_fd_room(c);
+  if (s->proxy_protocol && expect_proxy(c) != 0)
+    return;
   set_deadline(c, s->limits.header_timeout_ms, head_timeout);
   start_reading(c);
   if (s->max_conns > 0 && s->nconns > s->max_conns) {

@@ -13,6 +13,8 @@
 #include <uv.h>
 #include "base/clock.h"
 #include "base/util.h"
+#include "net/forwarded.h"
+#include "net/proxy.h"
 
 typedef struct ml_hserver ml_hserver;
 typedef struct ml_conn ml_conn;
@@ -123,6 +125,16 @@ void ml_conn_hserver_free(ml_hserver *h);
 void ml_conn_set_limits(ml_hserver *h, const ml_limits *l,
                         int max_connections);
 
+/*
+ * Who stands between clients and us: 'trust' (--forwarded-allow-ips,
+ * owned by h from now on) are the peers whose word counts; with
+ * 'headers' their Forwarded / X-Forwarded-* headers name the client
+ * (realip.c), with 'protocol' each new connection must start with a
+ * PROXY header from one of them, or is closed.
+ */
+void ml_conn_set_proxy(ml_hserver *h, ml_trust *trust, int headers,
+                       int protocol);
+
 /* Connections open (until their memory is freed). */
 int ml_conn_count(ml_hserver *h);
 
@@ -147,8 +159,16 @@ const char *ml_conn_path(ml_conn *c, size_t *len);
  * request ID)", the URL cut at 512 bytes. */
 void ml_conn_describe(ml_conn *c, char *buf, size_t size);
 
-/* The client's address as text ("-" if unknown). */
+/* The client's address as text ("-" if unknown): the socket's peer, or
+ * the client a PROXY header named.  Forwarding headers: realip.c. */
 void ml_conn_peer(ml_conn *c, char *buf, size_t len);
+
+/* --proxy-protocol: the connection's PROXY header, NULL when none. */
+const ml_proxy_header *ml_conn_proxy_header(ml_conn *c);
+
+/* --proxy-headers: the peers whose forwarding headers count; NULL when
+ * off. */
+const ml_trust *ml_conn_trust(ml_conn *c);
 
 /* Whether the request can keep the connection open. */
 int ml_conn_keep_alive(ml_conn *c);

@@ -61,6 +61,8 @@ typedef struct ml_host {
   int (*single_turn)(void *single_ud);
   void *single_ud;
   ml_resume_hook *resume_hook;   /* sched.h; NULL: plain lua_resume */
+  const int *draining;       /* nonzero once a stop has begun
+                                (moonlet.draining()); NULL: never */
 } ml_host;
 
 /*

@@ -74,6 +74,9 @@ void ml_lib_thread_register(lua_State *L);
  * the app's shared_size option (lib_shared.c). */
 void ml_lib_shared_register(lua_State *L);
 
+/* Adds core.draining(), moonlet.draining (lib_drain.c). */
+void ml_lib_drain_register(lua_State *L);
+
 /* Adds core.static_send(), app:static's files (lib_static.c). */
 void ml_lib_static_register(lua_State *L);
 

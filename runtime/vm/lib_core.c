@@ -442,6 +442,7 @@ int luaopen_moonlet_core(lua_State *L) {
   ml_lib_router_register(L);
   ml_lib_static_register(L);
   ml_lib_shared_register(L);
+  ml_lib_drain_register(L);
   ml_lib_task_register(L);
   ml_lib_http_register(L);
   ml_lib_thread_register(L);

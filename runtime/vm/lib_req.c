@@ -9,6 +9,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include "net/conn.h"
+#include "net/realip.h"
 #include "base/http.h"
 #include "base/log.h"
 #include "vm/lib.h"
@@ -344,7 +345,7 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
 #define IS(lit) (klen == sizeof(lit) - 1 && memcmp(k, lit, klen) == 0)
   if (!(IS("method") || IS("path") || IS("raw_path") ||
         IS("query_string") || IS("version") || IS("remote_addr") ||
-        IS("id") ||
+        IS("id") || IS("scheme") ||
         IS("body") || IS("headers") || IS("params") || IS("ctx")))
     return 0;
   if (IS("ctx")) {
@@ -366,9 +367,13 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
       lua_pushlstring(L, q, qlen);
   } else if (IS("version")) {
     lua_pushstring(L, r->minor == 0 ? "1.0" : "1.1");
-  } else if (IS("remote_addr")) {
-    ml_conn_peer(c, buf, sizeof buf);
-    lua_pushstring(L, buf);
+  } else if (IS("remote_addr") || IS("scheme")) {
+    int https;
+    ml_realip(c, buf, sizeof buf, &https);   /* proxies: realip.c */
+    if (IS("scheme"))
+      lua_pushstring(L, https ? "https" : "http");
+    else
+      lua_pushstring(L, buf);
   } else if (IS("id")) {              /* as the logs write it */
     ml_log_request_id(r->id, buf);
     lua_pushstring(L, buf);
