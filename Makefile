@@ -10,7 +10,7 @@ PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
 # (python3 serves TLS to the https client and talks wss://, LuaSec is a
 # TLS client; testssl.sh, for a manual check, is not needed).
 TEST_PKGS := redis-server postgresql haproxy node-ws python3-websockets \
-             lua-nginx-redis iproute2 procps python3 lua-sec
+             lua-nginx-redis iproute2 procps python3 lua-sec wrk
 LLHTTP   := /usr/share/llhttp
 PORT     ?= 8080
 
