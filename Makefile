@@ -278,11 +278,18 @@ clean:
 # Benchmarks: moonlet against nginx + ngx_lua and a bare libuv + llhttp
 # ceiling (spec/bench/README.md).  Installs wrk, nginx and valgrind when
 # missing.  BENCH_DURATION=3 BENCH_RUNS=1 make bench for a quick look.
-.PHONY: bench bench-instr
+.PHONY: bench bench-instr bench-shared
 bench: deps
 	@sh spec/bench/deps.sh
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet
 	@BUILD=$(BUILD) sh spec/bench/run.sh
+
+# moonlet.shared beside nginx's lua_shared_dict, 1 and 2 workers, and how
+# long its calls hold the lock (spec/bench/shared.sh): results/shared.md.
+bench-shared: deps
+	@sh spec/bench/deps.sh
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet
+	@BUILD=$(BUILD) sh spec/bench/shared.sh
 
 # Instructions per hello request and per fan-in request under callgrind:
 # quote them with every performance change.
