@@ -275,6 +275,14 @@ fuzz-resp: deps build-fuzz/fuzz_resp
 clean:
 	rm -rf build build-asan build-fuzz build-pic
 
+# Three hosts behind HAProxy with one Redis, in network namespaces on
+# this machine (spec/cluster/run.sh; docs/running.md, "Running on many
+# machines").  Needs root.  CLUSTER_DURATION=25 seconds of load.
+.PHONY: cluster
+cluster: deps test-deps
+	@$(MAKE) --no-print-directory $(BUILD)/moonlet
+	@MOONLET_BIN=$(BUILD)/moonlet bash spec/cluster/run.sh
+
 # Benchmarks: moonlet against nginx + ngx_lua and a bare libuv + llhttp
 # ceiling (spec/bench/README.md).  Installs wrk, nginx and valgrind when
 # missing.  BENCH_DURATION=3 BENCH_RUNS=1 make bench for a quick look.
