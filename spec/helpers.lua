@@ -54,9 +54,11 @@ function H.start(app, opts)
     :format(cmd, srv.out, srv.err, srv.pid_file, srv.status_file))
   local deadline = H.now() + (opts.timeout or 10)
   while H.now() < deadline do
-    local line = slurp(srv.out):match("moonlet listening on http://[^\n]*:(%d+)\n")
+    local scheme, line = slurp(srv.out)
+      :match("moonlet listening on (https?)://[^\n]*:(%d+)\n")
     if line then
       srv.port = tonumber(line)
+      srv.scheme = scheme
       srv.pid = tonumber(slurp(srv.pid_file))
       return setmetatable(srv, { __index = H.server })
     end
@@ -138,6 +140,28 @@ function H.wait_for_log(srv, pattern, timeout)
     H.pause(0.02)
   until H.now() > deadline
   return nil
+end
+
+--- A TLS connection (LuaSec) to 127.0.0.1:port, the handshake done:
+-- opts.cafile (the CA to trust; none: no verification), opts.sni (the
+-- name sent), opts.protocol ("any", "tlsv1_2", "tlsv1_3"), opts.alpn,
+-- opts.timeout.  Returns the connection (luasocket's receive and send),
+-- or nil and the handshake's error.
+function H.tls(port, opts)
+  opts = opts or {}
+  local ssl = require "ssl"
+  local c = H.raw(port, opts.timeout)
+  local conn = assert(ssl.wrap(c, { mode = "client",
+    protocol = opts.protocol or "any", options = { "all" },
+    verify = opts.cafile and "peer" or "none", cafile = opts.cafile,
+    alpn = opts.alpn }))
+  if opts.sni ~= false then conn:sni(opts.sni or "localhost") end
+  local ok, err = conn:dohandshake()
+  if not ok then
+    conn:close()
+    return nil, err
+  end
+  return conn
 end
 
 --- A raw TCP connection to 127.0.0.1:port with a timeout.

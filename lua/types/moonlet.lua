@@ -394,6 +394,13 @@ function App:url_for(name, params, query) end
 ---@field content_type string default `"application/octet-stream"`
 ---@field body string the file's bytes
 
+---What a request's TLS session negotiated (`req.tls`).
+---@class moonlet.RequestTLS
+---@field version string `"TLSv1.3"` or `"TLSv1.2"`
+---@field cipher string OpenSSL's name, such as `"TLS_AES_256_GCM_SHA384"`
+---@field sni string? the server name the client sent
+---@field alpn string? the protocol ALPN chose (`"http/1.1"`)
+
 ---The request a handler receives. Fields are read on first use
 ---and cached; once the response is sent (or the client left) reading an
 ---uncached one raises. Keep the app's own per-request data in `req.ctx`.
@@ -404,7 +411,8 @@ function App:url_for(name, params, query) end
 ---@field query_string string after `?`, `""` when none
 ---@field version "1.0"|"1.1"
 ---@field remote_addr string the client's address: the socket's peer, a PROXY header's client, or (`--proxy-headers`, trusted peer) what Forwarded / X-Forwarded-For name
----@field scheme "http"|"https" the client's scheme (a trusted proxy's Forwarded proto / X-Forwarded-Proto, or a PROXY v2 SSL TLV)
+---@field scheme "http"|"https" the client's scheme: `"https"` on a TLS listener, else a trusted proxy's Forwarded proto / X-Forwarded-Proto, or a PROXY v2 SSL TLV
+---@field tls moonlet.RequestTLS? what TLS negotiated on this connection; nil on plain HTTP
 ---@field headers table<string, string> any case; repeated headers joined with ", "
 ---@field query table<string, string> first value of each query parameter
 ---@field form table<string, string> fields of urlencoded and multipart bodies (a malformed body aborts with 400)

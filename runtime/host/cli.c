@@ -355,6 +355,10 @@ static int parse(cli *c, int argc, char **argv) {
     return bad("no app file given", NULL);
   if ((c->cfg.tls_cert == NULL) != (c->cfg.tls_key == NULL))
     return bad("--tls-cert and --tls-key go together", NULL);
+  if (c->cfg.tls_cert != NULL && c->cfg.proxy_protocol)
+    return bad("--proxy-protocol does not work with TLS (a proxy in "
+               "front ends TLS: let it send the PROXY header over HTTP)",
+               NULL);
   return 0;
 }
 

@@ -136,6 +136,10 @@ int ml_https_listen(moonlet_server *s) {
            "key its certificate (tls_cert %s, tls_key %s)",
            cert ? cert : "missing", key ? key : "missing");
     rc = MOONLET_ETLS;
+  } else if (cert != NULL && s->cfg.proxy_protocol) {
+    ml_log(MOONLET_LOG_ERROR, "tls: --proxy-protocol does not work with "
+           "TLS (the app names a certificate)");
+    rc = MOONLET_ETLS;
   } else if (cert != NULL && (rc = ml_https_load(cert, key, h->keys,
                                                  &h->tls)) == 0) {
     h->owned = 1;

@@ -481,7 +481,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     }
     return;
   }
-  ml_conn_accept(s->conns, listener);
+  ml_conn_accept(s->conns, listener, ml_https_tls(s));
 }
 
 static int eai_to_uv(int eai) {
@@ -828,7 +828,8 @@ const char *moonlet_strerror(int err) {
                               "(end it with 'return app')";
   case MOONLET_ESTATE: return "not possible now (no app loaded, or "
                               "the server is stopping)";
-  case MOONLET_ETLS: return "the TLS certificate or key did not load";
+  case MOONLET_ETLS: return "the TLS settings did not load (the log "
+                            "says why)";
   default: return uv_strerror(err);
   }
 }

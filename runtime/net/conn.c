@@ -26,6 +26,7 @@
 #include "net/parse.h"
 #include "net/proxy.h"
 #include "net/realip.h"
+#include "net/stream.h"
 
 #define LINGER_MS 2000          /* read-and-drop before closing */
 #define STOP_QUIET_MS 250       /* at a stop, an idle connection closes
@@ -76,27 +77,30 @@ struct ml_hserver {
   char readbuf[65536];        /* shared by every read callback */
 };
 
-/* A uv_write and the bytes it writes: taken from the server's pool only
- * when uv_try_write could not send a response at once.  While its write
- * is in flight, the send timer checks that the client takes some of it. */
+/* The send timer of a write the socket could not take at once: taken
+ * from the server's pool only then, so an idle connection carries none.
+ * While the stream holds output, it checks that the client takes some. */
 typedef struct ml_wop {
-  uv_write_t w;
-  ml_conn *c;
-  ml_buf buf;
   ml_ctimer send_timer;    /* every send_timeout_ms while writing */
-  size_t send_queued;      /* libuv's write queue at the last check */
+  ml_conn *c;
+  uint64_t sent;           /* the bytes the socket had taken then */
   struct ml_wop *next_free;
 } ml_wop;
 
+/*
+ * A server connection on its stream (net/stream.c: TCP, or TLS with the
+ * listener's context).  Output waits in its request's 'out' while the
+ * stream still holds earlier bytes, and goes to the stream in one write
+ * once it has taken them ('writing').
+ */
 struct ml_conn {
-  uv_tcp_t tcp;
+  ml_stream s;
   ml_ctimer timer;         /* the deadline of the phase it is in: head,
                               keep-alive, linger, or an event stream's
                               ping; on the server's clock */
   ml_hserver *srv;
   ml_req *req;             /* being read, served or written; NULL idle */
-  ml_wop *wop;             /* for writes uv_try_write left over: kept
-                              while the request lasts, like 'out' */
+  ml_wop *wop;             /* the send timer, while the request lasts */
   const ml_conn_upgrade *up; /* after a 101: who reads, or NULL */
   void *up_ud;
   ml_drain *drains;        /* writers waiting for the output to drain */
@@ -104,7 +108,8 @@ struct ml_conn {
   ml_proxy *proxy;         /* --proxy-protocol: its header (proxy.c) */
   unsigned in_request : 1; /* a request has begun and is not served */
   unsigned handling : 1;   /* a coroutine is serving the request */
-  unsigned writing : 1;    /* wop's uv_write is in flight */
+  unsigned writing : 1;    /* the stream holds output not yet taken */
+  unsigned handshaking : 1;/* TLS: no output before the handshake */
   unsigned processing : 1; /* inside process_input */
   unsigned close_after : 1;/* close once the output is written */
   unsigned closing : 1;
@@ -164,7 +169,7 @@ void ml_conn_peer(ml_conn *c, char *buf, size_t len) {
   const ml_proxy_header *h = c->proxy ? ml_proxy_result(c->proxy) : NULL;
   if (h != NULL && !h->local)
     sa = h->src;                   /* the client a PROXY header names */
-  else if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa,
+  else if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&sa,
                               &salen) != 0) {
     snprintf(buf, len, "-");
     return;
@@ -280,11 +285,9 @@ static ml_wop *wop_acquire(ml_hserver *s) {
 
 static void wop_release(ml_hserver *s, ml_wop *op) {
   if (s->wop_pooled >= WOP_POOL_MAX || s->closing) {
-    ml_buf_free(&op->buf);
     free(op);
     return;
   }
-  trim(&op->buf);
   op->next_free = s->wop_pool;
   s->wop_pool = op;
   s->wop_pooled++;
@@ -304,6 +307,7 @@ static void settle(ml_conn *c) {
       wop_release(c->srv, c->wop);
       c->wop = NULL;
     }
+    ml_stream_trim(&c->s);
   }
 }
 
@@ -338,7 +342,6 @@ void ml_conn_hserver_free(ml_hserver *h) {
   }
   while ((op = h->wop_pool) != NULL) {
     h->wop_pool = op->next_free;
-    ml_buf_free(&op->buf);
     free(op);
   }
   ml_trust_free(h->trust);
@@ -372,8 +375,8 @@ int ml_conn_count(ml_hserver *h) {
 */
 
 /* The socket has closed (its timer stopped before): free the connection. */
-static void on_close(uv_handle_t *handle) {
-  ml_conn *c = handle->data;
+static void on_close(ml_stream *st) {
+  ml_conn *c = container_of(st, ml_conn, s);
   ml_hserver *h = c->srv;
   if (c->req != NULL)
     req_free(c->req);
@@ -402,8 +405,8 @@ static void detach_upgrade(ml_conn *c) {
 
 /*
  * Closes now.  A handler serving the request is aborted (the layer above
- * cancels it); a write in flight fails with UV_ECANCELED before on_close
- * runs.
+ * cancels it); the stream sends close_notify (TLS) if the socket takes
+ * it, and drops what it could not write.
  */
 void ml_conn_close(ml_conn *c) {
   ml_drain *d;
@@ -419,9 +422,9 @@ void ml_conn_close(ml_conn *c) {
     d->cb(d, UV_ECANCELED);
   }
   ml_clock_timer_stop(&c->timer);
-  if (c->wop != NULL)              /* its write fails with ECANCELED */
+  if (c->wop != NULL)
     ml_clock_timer_stop(&c->wop->send_timer);
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  ml_stream_close(&c->s);          /* on_close follows */
 }
 
 /*
@@ -505,16 +508,16 @@ static void stream_ping(ml_ctimer *t) {
 }
 
 /*
- * Every send_timeout_ms while a write is in flight: the client must have
- * taken some of it since the last check (libuv's write queue shrank), or
+ * Every send_timeout_ms while the stream holds output: the client must
+ * have taken some bytes since the last check (ciphertext, with TLS), or
  * it is dropped.
  */
 static void send_check(ml_ctimer *t) {
   ml_wop *op = container_of(t, ml_wop, send_timer);
   ml_conn *c = op->c;
-  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  if (queued < op->send_queued) {
-    op->send_queued = queued;
+  uint64_t sent = ml_stream_sent(&c->s);
+  if (sent > op->sent) {
+    op->sent = sent;
     return;
   }
   ml_log(MOONLET_LOG_DEBUG, "send timeout: the client took nothing for "
@@ -529,8 +532,13 @@ static void send_check(ml_ctimer *t) {
 static void start_send_timer(ml_conn *c) {
   ml_wop *op = c->wop;
   uint64_t ms = c->srv->limits.send_timeout_ms;
+  if (op == NULL && (op = c->wop = wop_acquire(c->srv)) == NULL) {
+    ml_conn_close(c);
+    return;
+  }
+  op->c = c;
   uv_update_time(c->srv->loop);
-  op->send_queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  op->sent = ml_stream_sent(&c->s);
   if (ml_clock_timer_start(&op->send_timer, send_check, ms, ms) != 0) {
     ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
     ml_conn_close(c);
@@ -583,18 +591,13 @@ static void check_drain(ml_conn *c) {
   }
 }
 
-static void write_done(uv_write_t *w, int status) {
-  ml_wop *op = container_of(w, ml_wop, w);
-  ml_conn *c = op->c;
+/* The stream has written all it held (its 'drain' at 0 bytes); a write
+ * that failed ends the stream instead (on_end). */
+static void on_written(ml_stream *st) {
+  ml_conn *c = container_of(st, ml_conn, s);
   c->writing = 0;
-  ml_clock_timer_stop(&op->send_timer);
-  op->buf.len = 0;
-  if (c->closing)
-    return;
-  if (status < 0) {
-    ml_conn_close(c);
-    return;
-  }
+  if (c->wop != NULL)
+    ml_clock_timer_stop(&c->wop->send_timer);
   flush(c);
   check_drain(c);
   if (c->closing)
@@ -606,49 +609,30 @@ static void write_done(uv_write_t *w, int status) {
 }
 
 /*
- * Sends what is queued: uv_try_write first, which usually takes it all;
- * what is left moves to a write operation for one uv_write.  When the
- * output is done and the connection should close, shuts it down and
- * lingers.
+ * Sends what is queued: the stream writes it at once if the socket takes
+ * it (with TLS, through SSL_write), and keeps the rest, which it tells
+ * of having written (on_written); more output waits in 'out' till then.
+ * When the output is done and the connection should close, shuts it
+ * down and lingers.
  */
 static void flush(ml_conn *c) {
   ml_req *r = c->req;
-  ml_wop *op;
-  ml_buf t;
-  uv_buf_t b;
-  int n;
-  if (c->closing || c->writing)
+  int rc;
+  if (c->closing || c->writing || c->handshaking)
     return;
   if (r != NULL && r->out.len > 0) {
-    b = uv_buf_init(r->out.data, (unsigned)r->out.len);
-    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) {
+    rc = ml_stream_write(&c->s, r->out.data, r->out.len);
+    r->out.len = 0;
+    if (rc < 0) {
       ml_conn_close(c);
       return;
     }
-    if (n < 0)
-      n = 0;
-    if ((size_t)n < r->out.len) {
-      if (c->wop == NULL && (c->wop = wop_acquire(c->srv)) == NULL) {
-        ml_conn_close(c);
-        return;
-      }
-      op = c->wop;
-      t = op->buf;                /* swap: out keeps taking responses */
-      op->buf = r->out;
-      r->out = t;
-      r->out.len = 0;
-      op->c = c;
-      b = uv_buf_init(op->buf.data + n, (unsigned)(op->buf.len - n));
-      if (uv_write(&op->w, (uv_stream_t *)&c->tcp, &b, 1, write_done) != 0) {
-        ml_conn_close(c);
-        return;
-      }
+    if (ml_stream_pending(&c->s) > 0) {
       c->writing = 1;
+      ml_stream_want_drain(&c->s, 0);
       start_send_timer(c);
       return;
     }
-    r->out.len = 0;
     check_drain(c);          /* all written at once: a writer may go on */
     if (c->closing || c->writing)
       return;
@@ -665,7 +649,7 @@ void ml_conn_flush(ml_conn *c) {
 
 size_t ml_conn_pending(ml_conn *c) {
   return (c->req != NULL ? c->req->out.len : 0) +
-         (c->writing ? c->wop->buf.len : 0);
+         (c->writing ? ml_stream_pending(&c->s) : 0);
 }
 
 void ml_conn_drain_wait(ml_conn *c, ml_drain *d, size_t low,
@@ -693,8 +677,12 @@ void ml_conn_drain_stop(ml_drain *d) {
 }
 
 int ml_conn_fd(ml_conn *c) {
-  uv_os_fd_t fd;
-  return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 ? (int)fd : -1;
+  return ml_stream_fd(&c->s);
+}
+
+int ml_conn_tls(ml_conn *c, ml_stream_tls_info *info) {
+  ml_stream_info(&c->s, info);
+  return ml_stream_is_tls(&c->s);
 }
 
 ml_clock *ml_conn_clock(ml_conn *c) {
@@ -736,30 +724,14 @@ void ml_conn_reject(ml_conn *c, int status) {
 
 /* Shut down our side, then drop input until EOF or LINGER_MS, so the
  * client reads the last response before a reset could destroy it. */
-static void shutdown_done(uv_shutdown_t *sr, int status) {
-  ml_conn *c = sr->data;
-  free(sr);
-  if (c->closing)
-    return;
-  if (status < 0)
-    ml_conn_close(c);
-}
 
-/* A FIN after the output libuv holds (once; it is not sent again). */
+/* close_notify (TLS) and a FIN after the output the stream holds (once;
+ * it is not sent again).  A failure comes back through on_end. */
 static void send_fin(ml_conn *c) {
-  uv_shutdown_t *sr;
   if (c->fin_sent || c->closing)
     return;
   c->fin_sent = 1;
-  if ((sr = malloc(sizeof *sr)) == NULL) {
-    ml_conn_close(c);
-    return;
-  }
-  sr->data = c;
-  if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, shutdown_done) != 0) {
-    free(sr);
-    ml_conn_close(c);
-  }
+  ml_stream_shutdown(&c->s);
 }
 
 static void start_linger(ml_conn *c) {
@@ -964,18 +936,17 @@ static int keep_input(ml_req *r, const char *p, size_t n) {
   return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  ml_conn *c = h->data;
-  ML_UNUSED(hint);
+static void on_alloc(ml_stream *st, uv_buf_t *buf) {
+  ml_conn *c = container_of(st, ml_conn, s);
   /* one buffer for every connection: what must be kept is copied out */
   buf->base = c->srv->readbuf;
   buf->len = sizeof c->srv->readbuf;
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
+/* Reads go on; a stream whose peer has ended (its EOF read while our
+ * output was finishing) has nothing left to linger for: it closes. */
 static void start_reading(ml_conn *c) {
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+  if (ml_stream_read_start(&c->s) != 0)
     ml_conn_close(c);
 }
 
@@ -996,7 +967,7 @@ static void pace(ml_conn *c) {
   out = ml_conn_pending(c);
   in = unparsed(c);
   if (!c->read_paused && (out > OUT_HIGH || in > IN_HIGH)) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    ml_stream_read_stop(&c->s);
     c->read_paused = 1;
   } else if (c->read_paused && !c->close_after && out <= OUT_LOW &&
              in <= IN_LOW) {
@@ -1063,7 +1034,7 @@ static void process_input(ml_conn *c) {
     if (ml_conn_pending(c) > OUT_HIGH) {
       flush(c);      /* the client must take some before we parse on */
       if (c->writing || c->closing)
-        break;       /* write_done comes back for the rest */
+        break;       /* on_written comes back for the rest */
     }
     err = ml_parse_execute(r);
     if (err == HPE_OK) {
@@ -1099,58 +1070,76 @@ static void process_input(ml_conn *c) {
  * (*p moved past the header's); -1 when the header is bad or missing,
  * and the connection closed.
  */
-static ssize_t take_proxy(ml_conn *c, char **p, ssize_t n) {
-  ssize_t used = ml_proxy_feed(c->proxy, *p, (size_t)n);
+static ssize_t take_proxy(ml_conn *c, const char **p, size_t n) {
+  ssize_t used = ml_proxy_feed(c->proxy, *p, n);
   if (used < 0) {
     ml_log(MOONLET_LOG_DEBUG, "no valid PROXY header: closed");
     ml_conn_close(c);
     return -1;
   }
   *p += used;
-  return n - used;
+  return (ssize_t)n - used;
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  ml_conn *c = st->data;
-  char *base = buf->base;
-  ml_req *r;
-  if (nread == 0 || c->closing)
+/*
+ * The client is done: EOF (a FIN, or close_notify), an end without
+ * close_notify (taken as EOF: browsers do it), a failed handshake, clear
+ * text on the TLS port (answered already), or a socket error.
+ */
+static void on_end(ml_stream *st, int status) {
+  ml_conn *c = container_of(st, ml_conn, s);
+  char why[128];
+  if (c->closing)
     return;
-  if (c->up != NULL) {   /* upgraded: its bytes are another protocol's */
-    if (nread < 0)
-      c->up->end(c->up_ud, (int)nread);
-    else
-      c->up->read(c->up_ud, buf->base, (size_t)nread);
+  if (status == ML_STREAM_ETRUNC)
+    status = UV_EOF;
+  if (c->up != NULL) {   /* upgraded: its end is another protocol's */
+    c->up->end(c->up_ud, status);
     return;
   }
-  if (nread < 0) {   /* EOF or an error: the client is gone */
-    if (!c->handling && !c->lingering && ml_conn_pending(c) > 0) {
-      c->close_after = 1;          /* let the queued response finish */
-      uv_read_stop(st);
-      c->read_paused = 1;          /* the linger reads the EOF again */
-      return;
-    }
-    ml_conn_close(c);
+  if (status == ML_STREAM_ETLS)
+    ml_log(MOONLET_LOG_DEBUG, "%s", ml_stream_strerror(st, status, why,
+                                                       sizeof why));
+  if (status == UV_EOF && !c->handling && !c->lingering &&
+      ml_conn_pending(c) > 0) {
+    c->close_after = 1;          /* let the queued response finish */
+    c->read_paused = 1;          /* then the linger finds the end */
+    return;
+  }
+  ml_conn_close(c);
+}
+
+/* Bytes from the client (plaintext, with TLS). */
+static void on_read(ml_stream *st, const char *data, size_t nread) {
+  ml_conn *c = container_of(st, ml_conn, s);
+  ml_req *r;
+  ssize_t n;
+  if (c->closing)
+    return;
+  if (c->up != NULL) {   /* upgraded: its bytes are another protocol's */
+    c->up->read(c->up_ud, data, nread);
     return;
   }
   if (c->lingering)
     return;
-  if (c->proxy != NULL && ml_proxy_result(c->proxy) == NULL &&
-      (nread = take_proxy(c, &base, nread)) <= 0)
-    return;
+  if (c->proxy != NULL && ml_proxy_result(c->proxy) == NULL) {
+    if ((n = take_proxy(c, &data, nread)) <= 0)
+      return;
+    nread = (size_t)n;
+  }
   if ((r = c->req) == NULL && (r = req_acquire(c)) == NULL) {
     ml_conn_close(c);
     return;
   }
   if (!c->handling && r->in.len == 0) {   /* parse it where it lies */
     r->shared = 1;
-    r->text = base;
+    r->text = data;
     r->avail = (uint32_t)nread;
     r->parsed = 0;
     process_input(c);
     return;
   }
-  if (keep_input(r, base, (size_t)nread) != 0) {
+  if (keep_input(r, data, nread) != 0) {
     ml_conn_close(c);
     return;
   }
@@ -1168,8 +1157,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
  */
 static void check_fd_room(ml_conn *c) {
   static int limit, read_at = -1, warned = -1;  /* the process's */
-  int fd = ml_conn_fd(c), now = (int)(uv_now(c->srv->loop) / 1000);
+  int now = (int)(uv_now(c->srv->loop) / 1000), fd = -1;
+  uv_os_fd_t ufd;
   struct rlimit rl;
+  if (uv_fileno((uv_handle_t *)&c->s.tcp, &ufd) == 0)
+    fd = (int)ufd;
   if (now != read_at) {
     read_at = now;
     limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX
@@ -1189,7 +1181,7 @@ static void check_fd_room(ml_conn *c) {
 static int expect_proxy(ml_conn *c) {
   struct sockaddr_storage sa;
   int salen = sizeof sa;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) != 0 ||
+  if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&sa, &salen) != 0 ||
       !ml_trust_addr(c->srv->trust, (struct sockaddr *)&sa)) {
     ml_log(MOONLET_LOG_DEBUG, "PROXY protocol from a peer not in "
            "--forwarded-allow-ips: closed");
@@ -1203,34 +1195,55 @@ static int expect_proxy(ml_conn *c) {
   return 0;
 }
 
-void ml_conn_accept(ml_hserver *s, uv_stream_t *listener) {
+/* A TLS handshake is done: output may go now (a 503 over the limit may
+ * be waiting); one that failed ends the stream instead (on_end). */
+static void on_handshake(ml_stream *st, int status) {
+  ml_conn *c = container_of(st, ml_conn, s);
+  if (status != 0 || c->closing)
+    return;
+  c->handshaking = 0;
+  flush(c);
+}
+
+static const ml_stream_cbs stream_cbs = {
+  on_alloc, on_read, on_end, on_handshake, on_written, NULL, NULL, on_close
+};
+
+/*
+ * A new connection, on TLS with 'tls' (the listener's context) or plain.
+ * The header timeout runs from here, so a TLS handshake counts in it,
+ * and the connection counts against the cap at once: its 503 leaves once
+ * a handshake is done.
+ */
+void ml_conn_accept(ml_hserver *s, uv_stream_t *listener, ml_tls *tls) {
   ml_conn *c = calloc(1, sizeof *c);
   int rc;
-  if (c == NULL) {
+  if (c == NULL || (rc = ml_stream_init(s->loop, &c->s, &stream_cbs,
+                                        s->clock)) != 0) {
     ml_log(MOONLET_LOG_ERROR, "accept: out of memory");
+    free(c);
     return;
   }
   c->srv = s;
-  uv_tcp_init(s->loop, &c->tcp);
   ml_clock_timer_init_on(s->clock, &c->timer);
-  c->tcp.data = c;
   c->next = s->conns;              /* linked first: on_close unlinks */
   if (s->conns != NULL)
     s->conns->prev = c;
   s->conns = c;
   s->nconns++;
-  if ((rc = uv_accept(listener, (uv_stream_t *)&c->tcp)) != 0) {
+  if ((rc = ml_stream_accept(&c->s, listener, tls)) != 0) {
     ml_log(MOONLET_LOG_WARN, "accept: %s", uv_strerror(rc));
     ml_conn_close(c);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+  c->handshaking = tls != NULL;
+  uv_tcp_nodelay(&c->s.tcp, 1);
   check_fd_room(c);
   if (s->proxy_protocol && expect_proxy(c) != 0)
     return;
   set_deadline(c, s->limits.header_timeout_ms, head_timeout);
   start_reading(c);
-  if (s->max_conns > 0 && s->nconns > s->max_conns) {
+  if (s->max_conns > 0 && s->nconns > s->max_conns && !c->closing) {
     ml_log(MOONLET_LOG_DEBUG, "over --max-connections: 503");
     ml_conn_reject(c, 503);      /* answered at once, then closed */
   }
@@ -1287,7 +1300,7 @@ void ml_conn_reading(ml_conn *c, int on) {
   if (on)
     start_reading(c);
   else
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    ml_stream_read_stop(&c->s);
 }
 
 void ml_conn_end_output(ml_conn *c) {

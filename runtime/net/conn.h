@@ -15,6 +15,7 @@
 #include "base/util.h"
 #include "net/forwarded.h"
 #include "net/proxy.h"
+#include "net/stream.h"
 
 typedef struct ml_hserver ml_hserver;
 typedef struct ml_conn ml_conn;
@@ -138,8 +139,9 @@ void ml_conn_set_proxy(ml_hserver *h, ml_trust *trust, int headers,
 /* Connections open (until their memory is freed). */
 int ml_conn_count(ml_hserver *h);
 
-/* Accepts a connection from the listening stream; logs its failures. */
-void ml_conn_accept(ml_hserver *h, uv_stream_t *listener);
+/* Accepts a connection from the listening stream, speaking TLS with the
+ * server context 'tls' (or plain with NULL); logs its failures. */
+void ml_conn_accept(ml_hserver *h, uv_stream_t *listener, ml_tls *tls);
 
 /* The URL of the request, as received. */
 const char *ml_conn_url(ml_conn *c, size_t *len);
@@ -230,8 +232,13 @@ void ml_conn_drain_wait(ml_conn *c, ml_drain *d, size_t low,
 /* Stops a wait: its callback will not run (a no-op once it has). */
 void ml_conn_drain_stop(ml_drain *d);
 
-/* The socket's descriptor (for sendfile), or -1. */
+/* The socket's descriptor for sendfile, or -1 (TLS: the bytes must go
+ * through OpenSSL; or closed). */
 int ml_conn_fd(ml_conn *c);
+
+/* 1 on a TLS connection, with what was negotiated in *info (fields valid
+ * while c is); 0 on plain TCP. */
+int ml_conn_tls(ml_conn *c, ml_stream_tls_info *info);
 
 /* The real clock the connection's timeouts run on. */
 ml_clock *ml_conn_clock(ml_conn *c);

@@ -40,7 +40,8 @@ void ml_realip(ml_conn *c, char *addr, size_t n, int *https) {
   const ml_trust *t = ml_conn_trust(c);
   ml_buf b[3] = { { NULL, 0, 0 }, { NULL, 0, 0 }, { NULL, 0, 0 } };
   ml_forwarded_in in;
-  *https = h != NULL && h->ssl;
+  ml_stream_tls_info tls;
+  *https = ml_conn_tls(c, &tls) || (h != NULL && h->ssl);
   ml_conn_peer(c, addr, n);
   if (t == NULL || ml_conn_req(c) == NULL ||
       !ml_trust_text(t, addr, strlen(addr)))

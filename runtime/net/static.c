@@ -1,9 +1,10 @@
 /*
  * static.c - app:static's files on the wire: find one under its directory
  * (never outside it), answer conditions and ranges, write the head, send
- * the body with sendfile(2).  No Lua: core.static_send is lib_static.c's;
- * the routes, the 404 page and the 308 to a directory's slash are
- * moonlet.app's; the socket and its write queue are conn.c's.
+ * the body with sendfile(2), or in pieces through the output over TLS.
+ * No Lua: core.static_send is lib_static.c's; the routes, the 404 page
+ * and the 308 to a directory's slash are moonlet.app's; the socket and
+ * its write queue are conn.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,8 @@
 #endif
 
 #define PIECE 65536              /* one read through the write queue */
+#define TLS_PIECE 16384          /* one TLS record's plaintext: the piece
+                                    size without sendfile */
 #define SENDFILE_MAX 0x7ffff000  /* Linux's most for one call */
 
 /*
@@ -556,6 +559,8 @@ struct ml_static_transfer {
   answer a;
   ml_static_done done;
   void *ud;
+  unsigned pieces : 1;   /* no sendfile (TLS): every byte is read and
+                            goes through the output, in TLS_PIECEs */
   unsigned busy : 1;     /* inside step: a cancel leaves the free to it */
   unsigned cancelled : 1;
 };
@@ -565,11 +570,12 @@ enum { STEP_DONE, STEP_WAIT, STEP_FAIL };
 static void on_drained(ml_drain *d, int status);
 static void on_turn(ml_ctimer *t);
 
-/* Reads the next piece of the file into the connection's output. */
-static int read_piece(ml_static_transfer *s) {
+/* Reads the next piece of the file (up to 'size' bytes) into the
+ * connection's output. */
+static int read_piece(ml_static_transfer *s, size_t size) {
   ml_buf *o = ml_conn_out(s->c);
-  size_t want = s->end - s->off < PIECE ? (size_t)(s->end - s->off)
-                                        : PIECE;
+  size_t want = s->end - s->off < (off_t)size ? (size_t)(s->end - s->off)
+                                              : size;
   ssize_t n;
   if (ml_buf_reserve(o, want) != 0)
     return -1;
@@ -605,9 +611,10 @@ static ssize_t send_file(ml_static_transfer *s) {
  * first.  When sendfile finds the socket full (EAGAIN, or it took only
  * part), one piece is read into the output, which libuv writes when it
  * can, and the send waits for the output to drain: a slow reader never
- * makes us buffer more than that piece.  A fast one gets TURN_BYTES, then
- * the loop serves the others for a turn.  STEP_FAIL: the connection must
- * close (it may be closed already).
+ * makes us buffer more than that piece.  Without sendfile (TLS) every
+ * piece goes that way, a record's worth at a time.  A fast reader gets
+ * TURN_BYTES, then the loop serves the others for a turn.  STEP_FAIL:
+ * the connection must close (it may be closed already).
  */
 #define TURN_BYTES (8 << 20)
 
@@ -633,6 +640,11 @@ static int step(ml_static_transfer *s) {
       ml_conn_drain_wait(c, &s->drain, (size_t)-1, on_drained);
       return STEP_WAIT;                   /* meanwhile: hear of it */
     }
+    if (s->pieces) {                      /* through SSL_write */
+      if (read_piece(s, TLS_PIECE) != 0)
+        return STEP_FAIL;
+      continue;
+    }
     n = send_file(s);
     if (n < 0 && errno == EINTR)
       continue;
@@ -648,7 +660,7 @@ static int step(ml_static_transfer *s) {
       ml_log(MOONLET_LOG_WARN, "static: a file is shorter than its size");
       return STEP_FAIL;
     }
-    if (read_piece(s) != 0)               /* socket full: one piece */
+    if (read_piece(s, PIECE) != 0)        /* socket full: one piece */
       return STEP_FAIL;
   }
 }
@@ -741,6 +753,7 @@ static int transfer(ml_conn *c, int fd, const answer *a,
   s->off = (off_t)a->first;
   s->end = (off_t)(a->first + a->len);
   s->a = *a;
+  s->pieces = ml_conn_fd(c) < 0;
   s->done = done;
   s->ud = ud;
   ml_clock_timer_init_on(ml_conn_clock(c), &s->turn);

@@ -927,11 +927,11 @@ int ml_stream_deadline(ml_stream *s, uint64_t ms) {
 }
 
 void ml_stream_trim(ml_stream *s) {
-  if (s->q.len == 0)
+  if (s->q.data != NULL && s->q.len == 0)
     ml_buf_free(&s->q);
-  if (!s->writing)
+  if (s->w.data != NULL && !s->writing)
     ml_buf_free(&s->w);
-  if (s->in.len == 0)
+  if (s->in.data != NULL && s->in.len == 0)
     ml_buf_free(&s->in);
 }
 

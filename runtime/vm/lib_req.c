@@ -335,6 +335,27 @@ static int push_params(lua_State *L, ml_conn *c) {
   return 1;
 }
 
+/* req.tls: what the TLS session negotiated, or nil on plain TCP. */
+static void push_tls(lua_State *L, ml_conn *c) {
+  ml_stream_tls_info t;
+  if (!ml_conn_tls(c, &t)) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, t.version);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, t.cipher);
+  lua_setfield(L, -2, "cipher");
+  lua_pushstring(L, t.sni);          /* nil when none was sent */
+  lua_setfield(L, -2, "sni");
+  if (t.alpn != NULL)
+    lua_pushlstring(L, t.alpn, t.alpn_len);
+  else
+    lua_pushnil(L);
+  lua_setfield(L, -2, "alpn");
+}
+
 /* The fields answered from C; 0 when k is not one of them. */
 static int core_field(lua_State *L, const char *k, size_t klen) {
   ml_conn *c;
@@ -345,7 +366,7 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
 #define IS(lit) (klen == sizeof(lit) - 1 && memcmp(k, lit, klen) == 0)
   if (!(IS("method") || IS("path") || IS("raw_path") ||
         IS("query_string") || IS("version") || IS("remote_addr") ||
-        IS("id") || IS("scheme") ||
+        IS("id") || IS("scheme") || IS("tls") ||
         IS("body") || IS("headers") || IS("params") || IS("ctx")))
     return 0;
   if (IS("ctx")) {
@@ -377,6 +398,9 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
   } else if (IS("id")) {              /* as the logs write it */
     ml_log_request_id(r->id, buf);
     lua_pushstring(L, buf);
+  } else if (IS("tls")) {
+    push_tls(L, c);
+    return cache(L, "tls");
   } else if (IS("body")) {
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
     return cache(L, "body");
