@@ -94,10 +94,10 @@ typedef struct ml_wop {
  * once it has taken them ('writing').
  */
 struct ml_conn {
-  ml_stream s;
-  ml_ctimer timer;         /* the deadline of the phase it is in: head,
-                              keep-alive, linger, or an event stream's
-                              ping; on the server's clock */
+  ml_stream s;             /* its deadline is the connection's, for the
+                              phase it is in: head, keep-alive, linger,
+                              or an event stream's ping; on the server's
+                              clock */
   ml_hserver *srv;
   ml_req *req;             /* being read, served or written; NULL idle */
   ml_wop *wop;             /* the send timer, while the request lasts */
@@ -421,7 +421,7 @@ void ml_conn_close(ml_conn *c) {
     d->c = NULL;
     d->cb(d, UV_ECANCELED);
   }
-  ml_clock_timer_stop(&c->timer);
+  ml_clock_timer_stop(&c->s.deadline);
   if (c->wop != NULL)
     ml_clock_timer_stop(&c->wop->send_timer);
   ml_stream_close(&c->s);          /* on_close follows */
@@ -468,7 +468,7 @@ void ml_conn_shutdown(ml_conn *c) {
  * flight has its own timer, in its write operation.
  */
 static void set_deadline(ml_conn *c, uint64_t ms, ml_ctimer_cb cb) {
-  if (ml_clock_deadline(&c->timer, cb, ms) != 0) {
+  if (ml_clock_deadline(&c->s.deadline, cb, ms) != 0) {
     ml_log(MOONLET_LOG_ERROR, "connection timer: out of memory");
     ml_conn_close(c);      /* it could never time out */
   }
@@ -477,7 +477,7 @@ static void set_deadline(ml_conn *c, uint64_t ms, ml_ctimer_cb cb) {
 /* A head or body too slow: 408.  A connection that began no request in
  * time (bytes that never started one) is closed. */
 static void head_timeout(ml_ctimer *t) {
-  ml_conn *c = container_of(t, ml_conn, timer);
+  ml_conn *c = container_of(t, ml_conn, s.deadline);
   if (!c->in_request) {
     ml_conn_close(c);
     return;
@@ -490,13 +490,13 @@ static void head_timeout(ml_ctimer *t) {
 
 /* Keep-alive over, or the linger is: close. */
 static void idle_timeout(ml_ctimer *t) {
-  ml_conn_close(container_of(t, ml_conn, timer));
+  ml_conn_close(container_of(t, ml_conn, s.deadline));
 }
 
 /* An idle event stream gets a comment, so proxies keep it open. */
 static void stream_ping(ml_ctimer *t) {
   static const char ping[] = "e\r\n: keep-alive\n\n\r\n";
-  ml_conn *c = container_of(t, ml_conn, timer);
+  ml_conn *c = container_of(t, ml_conn, s.deadline);
   ml_req *r = c->req;
   if (r->chunked)
     ml_buf_append(&r->out, ping, sizeof ping - 1);
@@ -560,7 +560,7 @@ void ml_conn_stream_idle(ml_conn *c, uint64_t ms) {
   if (ms > 0)
     set_deadline(c, ms, stream_ping);
   else
-    ml_clock_deadline_drop(&c->timer);
+    ml_clock_deadline_drop(&c->s.deadline);
 }
 
 /* }====================================================== */
@@ -787,7 +787,7 @@ static void serve_request(ml_conn *c) {
   ml_hserver *h = c->srv;
   ml_req *r = c->req;
   c->handling = 1;
-  ml_clock_deadline_drop(&c->timer);
+  ml_clock_deadline_drop(&c->s.deadline);
   r->start = uv_now(h->loop);
   r->id = next_request_id();
   if (ml_parse_path(r) != 0) {
@@ -1225,7 +1225,6 @@ void ml_conn_accept(ml_hserver *s, uv_stream_t *listener, ml_tls *tls) {
     return;
   }
   c->srv = s;
-  ml_clock_timer_init_on(s->clock, &c->timer);
   c->next = s->conns;              /* linked first: on_close unlinks */
   if (s->conns != NULL)
     s->conns->prev = c;

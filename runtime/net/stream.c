@@ -43,6 +43,20 @@ struct ml_tls {
   size_t plain_len;
 };
 
+/* A TLS stream's state beyond its SSL object: allocated with it, so a
+ * plain stream stays small.  Owned by the stream. */
+struct ml_stream_tls {
+  ml_stream *s;
+  ml_tls *tls;                /* the context it came from */
+  ml_buf in;                  /* ciphertext read but not yet taken */
+  const char *in_ptr;         /* ciphertext for the SSL object to take */
+  size_t in_len;
+  unsigned long code;         /* OpenSSL's error, for ml_stream_strerror */
+  const char *why;            /* or our own reason */
+  long verify;                /* the peer's certificate check */
+  ml_ctimer pump;             /* delivers plaintext held back by a stop */
+};
+
 static int flush(ml_stream *s);
 static void flush_or_end(ml_stream *s);
 static void tls_pump(ml_stream *s);
@@ -73,14 +87,14 @@ static int bio_read(BIO *b, char *out, int len) {
   ml_stream *s = BIO_get_data(b);
   size_t n;
   BIO_clear_retry_flags(b);
-  if (s->in_len == 0) {
+  if (s->x->in_len == 0) {
     BIO_set_retry_read(b);
     return -1;
   }
-  n = s->in_len < (size_t)len ? s->in_len : (size_t)len;
-  memcpy(out, s->in_ptr, n);
-  s->in_ptr += n;
-  s->in_len -= n;
+  n = s->x->in_len < (size_t)len ? s->x->in_len : (size_t)len;
+  memcpy(out, s->x->in_ptr, n);
+  s->x->in_ptr += n;
+  s->x->in_len -= n;
   return (int)n;
 }
 
@@ -311,10 +325,10 @@ const char *ml_tls_version(void) {
 static void tls_failed(ml_stream *s) {
   unsigned long e = ERR_peek_last_error();
   s->fatal = 1;
-  if (s->tls_code == 0 && s->tls_why == NULL)
-    s->tls_code = e;
+  if (s->x->code == 0 && s->x->why == NULL)
+    s->x->code = e;
   if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
-    s->verify = SSL_get_verify_result(s->ssl);
+    s->x->verify = SSL_get_verify_result(s->ssl);
   ERR_clear_error();
 }
 
@@ -344,8 +358,11 @@ static void on_closed(uv_handle_t *h) {
     s->ssl = NULL;
   }
   ml_buf_free(&s->q);
-  ml_buf_free(&s->w);
-  ml_buf_free(&s->in);
+  if (s->x != NULL) {
+    ml_buf_free(&s->x->in);
+    free(s->x);
+    s->x = NULL;
+  }
   s->cb->closed(s);
 }
 
@@ -367,13 +384,14 @@ void ml_stream_close(ml_stream *s) {
   if (s->closing)
     return;
   send_notify(s);
-  if (!s->writing && s->q.len > 0) {   /* its last bytes, if they fit */
+  if (s->wr == NULL && s->q.len > 0) {  /* its last bytes, if they fit */
     uv_buf_t b = uv_buf_init(s->q.data, (unsigned)s->q.len);
     uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
   }
   s->closing = 1;
   ml_clock_timer_stop(&s->deadline);
-  ml_clock_timer_stop(&s->pump);
+  if (s->x != NULL)
+    ml_clock_timer_stop(&s->x->pump);
   uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
@@ -403,7 +421,7 @@ static void shutdown_done(uv_shutdown_t *r, int status) {
  * it, none: the owner's close ends the connection as well. */
 static void maybe_fin(ml_stream *s) {
   uv_shutdown_t *r;
-  if (!s->shutdown || s->shut_sent || s->writing || s->q.len > 0 ||
+  if (!s->shutdown || s->shut_sent || s->wr != NULL || s->q.len > 0 ||
       s->closing)
     return;
   s->shut_sent = 1;
@@ -412,63 +430,82 @@ static void maybe_fin(ml_stream *s) {
     free(r);
 }
 
+/* The one uv_write in flight and its bytes, which were 'q' (stream.h):
+ * allocated while it lasts only, so an idle stream holds neither. */
+struct ml_stream_write {
+  uv_write_t req;
+  ml_stream *s;
+  ml_buf buf;
+};
+
 /* A uv_write's callback runs before the handle's close callback, even
- * when the stream closed meanwhile (UV_ECANCELED): 's' is still there. */
-static void write_done(uv_write_t *wr, int status) {
-  ml_stream *s = wr->data;
+ * when the stream closed meanwhile (UV_ECANCELED): 's' is still there.
+ * Its buffer becomes the next 'q' unless one grew meanwhile, or it is a
+ * big burst's, whose room is not kept. */
+static void write_done(uv_write_t *req, int status) {
+  struct ml_stream_write *wr = container_of(req, struct ml_stream_write,
+                                            req);
+  ml_stream *s = wr->s;
+  s->wr = NULL;
+  if (s->q.data == NULL && wr->buf.cap <= 65536 && !s->closing) {
+    s->q = wr->buf;
+    s->q.len = 0;
+  } else {
+    ml_buf_free(&wr->buf);
+  }
   free(wr);
-  s->writing = 0;
-  s->w.len = 0;
   if (s->closing)
     return;
   if (status < 0) {
     end(s, status);
     return;
   }
-  if (s->w.cap > 65536)              /* a big burst: don't keep its room */
-    ml_buf_free(&s->w);
   flush_or_end(s);
   check_drain(s);
 }
 
 /*
- * Hands 'q' to the socket: uv_try_write, which usually takes it all, then
- * one uv_write for the rest, which 'q' becomes 'w' for.  0, or a write
- * error, which the caller reports: to the owner calling ml_stream_write
- * as its result, from a loop callback through 'end' (flush_or_end).
+ * Hands 'q' to the socket: uv_try_write, which usually takes it all
+ * ('tried': the caller did, and it took none of 'q'), then one uv_write
+ * for the rest, which takes 'q' with it.  0, or a write error, which the
+ * caller reports: to the owner calling ml_stream_write as its result,
+ * from a loop callback through 'end' (flush_or_end).
  */
-static int flush(ml_stream *s) {
-  uv_write_t *wr;
+static int flush_q(ml_stream *s, int tried) {
+  struct ml_stream_write *wr;
   uv_buf_t b;
-  ml_buf t;
-  int n;
-  if (s->writing || s->closing || s->q.len == 0) {
+  int n = 0;
+  if (s->wr != NULL || s->closing || s->q.len == 0) {
     if (ml_stream_pending(s) > s->high)
       s->want_drain = 1;             /* tell the owner when it went down */
     maybe_fin(s);
     return 0;
   }
-  b = uv_buf_init(s->q.data, (unsigned)s->q.len);
-  n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-  if (n == UV_EAGAIN)
-    n = 0;
-  if (n >= 0 && (size_t)n == s->q.len) {
-    s->q.len = 0;
-    maybe_fin(s);
-    return 0;
+  if (!tried) {
+    b = uv_buf_init(s->q.data, (unsigned)s->q.len);
+    n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+      n = 0;
+    if (n >= 0 && (size_t)n == s->q.len) {
+      s->q.len = 0;
+      maybe_fin(s);
+      return 0;
+    }
   }
   if (n >= 0 && (wr = malloc(sizeof *wr)) == NULL)
     n = UV_ENOMEM;
   if (n >= 0) {
-    t = s->w;                        /* empty: no write in flight */
-    s->w = s->q;
-    s->q = t;
-    wr->data = s;
-    b = uv_buf_init(s->w.data + n, (unsigned)(s->w.len - (size_t)n));
-    n = uv_write(wr, (uv_stream_t *)&s->tcp, &b, 1, write_done);
-    s->writing = n == 0;
-    if (n != 0)
+    wr->s = s;
+    wr->buf = s->q;
+    memset(&s->q, 0, sizeof s->q);
+    b = uv_buf_init(wr->buf.data + n, (unsigned)(wr->buf.len - (size_t)n));
+    if ((n = uv_write(&wr->req, (uv_stream_t *)&s->tcp, &b, 1,
+                      write_done)) == 0) {
+      s->wr = wr;
+    } else {
+      ml_buf_free(&wr->buf);
       free(wr);
+    }
   }
   if (n < 0) {
     s->q.len = 0;
@@ -479,6 +516,10 @@ static int flush(ml_stream *s) {
   return 0;
 }
 
+static int flush(ml_stream *s) {
+  return flush_q(s, 0);
+}
+
 /* flush from a loop callback: a write error ends the stream. */
 static void flush_or_end(ml_stream *s) {
   int rc = flush(s);
@@ -486,12 +527,13 @@ static void flush_or_end(ml_stream *s) {
     end(s, rc);
 }
 
-/* Plain bytes: straight from the caller's memory when nothing waits. */
+/* Plain bytes: straight from the caller's memory when nothing waits;
+ * what the socket did not take then is queued for one uv_write. */
 static int write_plain(ml_stream *s, const char *data, size_t len) {
   uv_buf_t b;
-  int n;
+  int n, tried = 0;
   s->out_total += len;
-  if (!s->writing && s->q.len == 0) {
+  if (s->wr == NULL && s->q.len == 0) {
     b = uv_buf_init((char *)data, (unsigned)len);
     n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
     if (n == UV_EAGAIN)
@@ -502,10 +544,11 @@ static int write_plain(ml_stream *s, const char *data, size_t len) {
     len -= (size_t)n;
     if (len == 0)
       return 0;
+    tried = 1;                       /* the socket is full: no retry */
   }
   if (ml_buf_append(&s->q, data, len) != 0)
     return UV_ENOMEM;
-  return flush(s);
+  return flush_q(s, tried);
 }
 
 int ml_stream_write(ml_stream *s, const char *data, size_t len) {
@@ -522,7 +565,7 @@ int ml_stream_write(ml_stream *s, const char *data, size_t len) {
     n = SSL_write(s->ssl, data, len > INT_MAX / 2 ? INT_MAX / 2 : (int)len);
     if (n <= 0) {
       tls_failed(s);
-      return s->tls_code == 0 ? UV_ENOMEM : ML_STREAM_ETLS;
+      return s->x->code == 0 ? UV_ENOMEM : ML_STREAM_ETLS;
     }
     data += n;
     len -= (size_t)n;
@@ -531,8 +574,8 @@ int ml_stream_write(ml_stream *s, const char *data, size_t len) {
 }
 
 size_t ml_stream_pending(ml_stream *s) {
-  return s->q.len + (s->writing ? uv_stream_get_write_queue_size(
-                                    (uv_stream_t *)&s->tcp) : 0);
+  return s->q.len + (s->wr != NULL ? uv_stream_get_write_queue_size(
+                                      (uv_stream_t *)&s->tcp) : 0);
 }
 
 uint64_t ml_stream_sent(ml_stream *s) {
@@ -543,13 +586,17 @@ int ml_stream_full(ml_stream *s) {
   return ml_stream_pending(s) > s->high;
 }
 
+static uint32_t mark(size_t n) {
+  return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 void ml_stream_set_water(ml_stream *s, size_t low, size_t high) {
-  s->low = low;
-  s->high = high;
+  s->low = mark(low);
+  s->high = mark(high);
 }
 
 void ml_stream_want_drain(ml_stream *s, size_t low) {
-  s->low = low;
+  s->low = mark(low);
   s->want_drain = 1;
 }
 
@@ -627,21 +674,21 @@ static int handshake(ml_stream *s) {
 
 /* Keeps the ciphertext the SSL object did not take, for the next pass. */
 static void keep_input(ml_stream *s) {
-  if (s->in_len == 0) {
-    s->in.len = 0;
-  } else if (s->in.data != NULL && s->in_ptr >= s->in.data &&
-             s->in_ptr < s->in.data + s->in.len) {
-    memmove(s->in.data, s->in_ptr, s->in_len);
-    s->in.len = s->in_len;
+  if (s->x->in_len == 0) {
+    s->x->in.len = 0;
+  } else if (s->x->in.data != NULL && s->x->in_ptr >= s->x->in.data &&
+             s->x->in_ptr < s->x->in.data + s->x->in.len) {
+    memmove(s->x->in.data, s->x->in_ptr, s->x->in_len);
+    s->x->in.len = s->x->in_len;
   } else {
-    s->in.len = 0;
-    if (ml_buf_append(&s->in, s->in_ptr, s->in_len) != 0) {
-      s->tls_why = "not enough memory";
+    s->x->in.len = 0;
+    if (ml_buf_append(&s->x->in, s->x->in_ptr, s->x->in_len) != 0) {
+      s->x->why = "not enough memory";
       end(s, ML_STREAM_ETLS);
     }
   }
-  s->in_len = 0;
-  s->in_ptr = NULL;
+  s->x->in_len = 0;
+  s->x->in_ptr = NULL;
 }
 
 /*
@@ -688,9 +735,9 @@ out:
 static void answer_plain(ml_stream *s) {
   s->discard = 1;
   s->handshaking = 0;
-  s->in_len = 0;
-  if (s->tls->plain_reply != NULL)
-    ml_buf_append(&s->q, s->tls->plain_reply, s->tls->plain_len);
+  s->x->in_len = 0;
+  if (s->x->tls->plain_reply != NULL)
+    ml_buf_append(&s->q, s->x->tls->plain_reply, s->x->tls->plain_len);
   s->shutdown = 1;
   flush_or_end(s);
 }
@@ -706,17 +753,17 @@ static void on_tls_read(ml_stream *s, const char *data, size_t len) {
       return;
     }
   }
-  if (s->in.len > 0) {
-    if (ml_buf_append(&s->in, data, len) != 0) {
-      s->tls_why = "not enough memory";
+  if (s->x->in.len > 0) {
+    if (ml_buf_append(&s->x->in, data, len) != 0) {
+      s->x->why = "not enough memory";
       end(s, ML_STREAM_ETLS);
       return;
     }
-    s->in_ptr = s->in.data;
-    s->in_len = s->in.len;
+    s->x->in_ptr = s->x->in.data;
+    s->x->in_len = s->x->in.len;
   } else {
-    s->in_ptr = data;
-    s->in_len = len;
+    s->x->in_ptr = data;
+    s->x->in_len = len;
   }
   tls_pump(s);
 }
@@ -726,7 +773,7 @@ static void on_end(ml_stream *s, int status) {
   if (s->discard) {
     end(s, ML_STREAM_EPLAIN);
   } else if (s->ssl != NULL && status == UV_EOF && s->handshaking) {
-    s->tls_why = "handshake failed (connection closed)";
+    s->x->why = "handshake failed (connection closed)";
     s->fatal = 1;
     end(s, ML_STREAM_ETLS);
   } else if (s->ssl != NULL && status == UV_EOF) {
@@ -751,12 +798,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 
 /* A read restarted over plaintext held back by a stop. */
 static void pump_due(ml_ctimer *t) {
-  ml_stream *s = container_of(t, ml_stream, pump);
+  ml_stream *s = container_of(t, struct ml_stream_tls, pump)->s;
   if (s->closing || !s->reading || s->ended ||
-      (s->in.len == 0 && SSL_pending(s->ssl) == 0))
+      (s->x->in.len == 0 && SSL_pending(s->ssl) == 0))
     return;
-  s->in_ptr = s->in.data;
-  s->in_len = s->in.len;
+  s->x->in_ptr = s->x->in.data;
+  s->x->in_len = s->x->in.len;
   tls_pump(s);
 }
 
@@ -766,10 +813,10 @@ int ml_stream_read_start(ml_stream *s) {
   s->reading = 1;
   set_reading(s);
   if (s->ssl != NULL && s->tls_done &&
-      (s->in.len > 0 || SSL_pending(s->ssl) > 0)) {
-    if (s->clock == NULL ||
-        ml_clock_timer_start(&s->pump, pump_due, 0, 0) != 0)
-      pump_due(&s->pump);
+      (s->x->in.len > 0 || SSL_pending(s->ssl) > 0)) {
+    if (s->deadline.clock == NULL ||
+        ml_clock_timer_start(&s->x->pump, pump_due, 0, 0) != 0)
+      pump_due(&s->x->pump);
   }
   return s->uv_reading || s->connecting_tcp ? 0 : UV_EPIPE;
 }
@@ -792,12 +839,9 @@ int ml_stream_init(uv_loop_t *loop, ml_stream *s, const ml_stream_cbs *cb,
   int rc;
   memset(s, 0, sizeof *s);
   s->cb = cb;
-  s->clock = clock;
   s->low = 16384;
   s->high = 65536;
-  s->verify = X509_V_OK;
   ml_clock_timer_init_on(clock, &s->deadline);
-  ml_clock_timer_init_on(clock, &s->pump);
   if ((rc = uv_tcp_init(loop, &s->tcp)) != 0)
     return rc;
   s->tcp.data = s;
@@ -809,20 +853,27 @@ static int is_address(const char *name) {
   return inet_pton(AF_INET, name, a) == 1 || inet_pton(AF_INET6, name, a) == 1;
 }
 
-/* The SSL object over our BIO; 0 or UV_ENOMEM. */
+/* The SSL object over our BIO, and the state beside it; 0 or
+ * UV_ENOMEM. */
 static int tls_start(ml_stream *s, ml_tls *t) {
   BIO *bio;
-  if ((s->ssl = SSL_new(t->ctx)) == NULL ||
+  if ((s->x = calloc(1, sizeof *s->x)) == NULL ||
+      (s->ssl = SSL_new(t->ctx)) == NULL ||
       (bio = BIO_new(bio_method)) == NULL) {
     SSL_free(s->ssl);
     s->ssl = NULL;
+    free(s->x);
+    s->x = NULL;
     ERR_clear_error();
     return UV_ENOMEM;
   }
+  s->x->s = s;
+  s->x->verify = X509_V_OK;
+  ml_clock_timer_init_on(s->deadline.clock, &s->x->pump);
   BIO_set_data(bio, s);
   SSL_set_bio(s->ssl, bio, bio);     /* one reference for both ways */
   SSL_set_app_data(s->ssl, s);
-  s->tls = t;
+  s->x->tls = t;
   s->handshaking = 1;
   return 0;
 }
@@ -919,7 +970,7 @@ static void deadline_due(ml_ctimer *t) {
 }
 
 int ml_stream_deadline(ml_stream *s, uint64_t ms) {
-  if (ms == 0 || s->clock == NULL) {
+  if (ms == 0 || s->deadline.clock == NULL) {
     ml_clock_timer_stop(&s->deadline);
     return 0;
   }
@@ -929,10 +980,8 @@ int ml_stream_deadline(ml_stream *s, uint64_t ms) {
 void ml_stream_trim(ml_stream *s) {
   if (s->q.data != NULL && s->q.len == 0)
     ml_buf_free(&s->q);
-  if (s->w.data != NULL && !s->writing)
-    ml_buf_free(&s->w);
-  if (s->in.data != NULL && s->in.len == 0)
-    ml_buf_free(&s->in);
+  if (s->x != NULL && s->x->in.data != NULL && s->x->in.len == 0)
+    ml_buf_free(&s->x->in);
 }
 
 int ml_stream_fd(ml_stream *s) {
@@ -970,13 +1019,15 @@ const char *ml_stream_strerror(ml_stream *s, int status, char *buf,
   const char *r;
   switch (status) {
   case ML_STREAM_ETLS:
-    if (s->verify != X509_V_OK) {
+    if (s->x == NULL) {
+      snprintf(buf, len, "tls: handshake failed");
+    } else if (s->x->verify != X509_V_OK) {
       snprintf(buf, len, "tls: certificate verify failed (%s)",
-               X509_verify_cert_error_string(s->verify));
-    } else if (s->tls_why != NULL) {
-      snprintf(buf, len, "tls: %s", s->tls_why);
+               X509_verify_cert_error_string(s->x->verify));
+    } else if (s->x->why != NULL) {
+      snprintf(buf, len, "tls: %s", s->x->why);
     } else {
-      r = s->tls_code != 0 ? ERR_reason_error_string(s->tls_code) : NULL;
+      r = s->x->code != 0 ? ERR_reason_error_string(s->x->code) : NULL;
       snprintf(buf, len, "tls: %s", r != NULL ? r : "handshake failed");
     }
     return buf;

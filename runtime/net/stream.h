@@ -74,33 +74,29 @@ typedef struct {
 
 /*
  * Owned by the struct it is embedded in; its fields are stream.c's.
- * Output goes to 'q'; when the socket cannot take it all, 'q' becomes
- * 'w', the bytes of the one uv_write in flight, and a new 'q' gathers.
- * The libuv requests (connect, write, FIN) are allocated while they are
- * in flight only, so an idle stream is its handle and little more.
+ * Output goes to 'q'; when the socket cannot take it all, 'q' goes with
+ * the one uv_write in flight ('wr'), and a new 'q' gathers.  The libuv
+ * requests (connect, write, FIN) are allocated while they are in flight
+ * only, so an idle stream is its handle and little more.
  */
 struct ml_stream {
   uv_tcp_t tcp;
   const ml_stream_cbs *cb;
-  ml_clock *clock;            /* deadlines and deferred reads; may be NULL:
-                                 then neither */
-  ml_ctimer deadline;
-  ml_ctimer pump;             /* delivers plaintext held back by a stop */
+  ml_ctimer deadline;         /* ml_stream_deadline's; on the stream's
+                                 clock (its 'clock': deadlines and
+                                 deferred reads; NULL: neither).  An owner
+                                 that never calls ml_stream_deadline may
+                                 run it itself, with its own callback */
   SSL *ssl;                   /* NULL: plain TCP */
-  ml_tls *tls;                /* the context it came from (server) */
+  struct ml_stream_tls *x;    /* the rest of a TLS stream's state (its
+                                 input, errors, deferred reads): only
+                                 those carry it */
   ml_buf q;                   /* output not yet handed to libuv */
-  ml_buf w;                   /* output libuv is writing */
-  ml_buf in;                  /* ciphertext read but not yet taken */
-  const char *in_ptr;         /* ciphertext for the SSL object to take */
-  size_t in_len;
-  size_t low, high;           /* water marks for 'drain' */
+  struct ml_stream_write *wr; /* the uv_write in flight, or NULL */
+  uint32_t low, high;         /* water marks for 'drain' */
   uint64_t out_total;         /* bytes ever queued or written (ciphertext
                                  with TLS): less the pending ones, what
                                  the socket took */
-  unsigned long tls_code;     /* OpenSSL's error, for ml_stream_strerror */
-  const char *tls_why;        /* or our own reason */
-  long verify;                /* the peer's certificate check */
-  int writing;                /* a uv_write is in flight */
   unsigned closing : 1;
   unsigned reading : 1;       /* the owner wants reads */
   unsigned ended : 1;         /* 'end' was called */
