@@ -164,12 +164,14 @@ run: all
 # WebSocket frames, and the busted specs.
 FUZZ_SECONDS ?= 30
 FUZZ_WS_SECONDS ?= 15
+FUZZ_TLS_SECONDS ?= 15
 test: deps test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet $(BUILD)/ctest
 	@$(MAKE) --no-print-directory asan $(FUZZERS) build-fuzz/fuzz_resp \
 	  build-fuzz/fuzz_proxy >/dev/null
 	@BUILD=$(BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) \
-	  FUZZ_WS_SECONDS=$(FUZZ_WS_SECONDS) sh spec/run.sh
+	  FUZZ_WS_SECONDS=$(FUZZ_WS_SECONDS) \
+	  FUZZ_TLS_SECONDS=$(FUZZ_TLS_SECONDS) sh spec/run.sh
 
 test-c: deps
 	@$(MAKE) --no-print-directory $(BUILD)/ctest && $(BUILD)/ctest
@@ -211,7 +213,9 @@ check-leaks: all $(BUILD)/ctest
 	if [ -n "$$bad" ]; then cat $$bad; echo "valgrind: errors in $$bad"; \
 	  exit 1; fi; echo "valgrind: $$(ls $(BUILD)/valgrind | wc -l) servers, clean"
 
-# Fuzzing with libFuzzer: the connection path (spec/fuzz/fuzz_conn.c)
+# Fuzzing with libFuzzer: the connection path (spec/fuzz/fuzz_conn.c),
+# the same over TLS (spec/fuzz/fuzz_tls.c: the input sent through an
+# OpenSSL client, so it reaches the parser decrypted; the same corpus)
 # and WebSocket frames (spec/fuzz/fuzz_ws.c).  `make fuzz SECONDS=600`
 # runs each for that long.  Their build has tiny back-pressure marks
 # (ML_FUZZ_MARKS), so that short inputs pause and resume reading.  New
@@ -221,7 +225,7 @@ check-leaks: all $(BUILD)/ctest
 SECONDS ?= 600
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 FUZZ_RUN := -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/
-FUZZERS  := build-fuzz/fuzz_conn build-fuzz/fuzz_ws
+FUZZERS  := build-fuzz/fuzz_conn build-fuzz/fuzz_tls build-fuzz/fuzz_ws
 
 fuzz-deps:
 	@$(MAKE) --no-print-directory deps PKGS="clang-14 libclang-rt-14-dev"
@@ -247,9 +251,13 @@ build-fuzz/fuzz_proxy: $(FUZZ_PROXY_SRC) runtime/net/proxy.h \
 	clang-14 -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 \
 	  $(FUZZ_SAN) -fsanitize=fuzzer -iquote runtime -o $@ $(FUZZ_PROXY_SRC)
 
+build-fuzz/fuzz_tls: spec/fuzz/fuzz_conn.c
+
 fuzz: deps $(FUZZERS) build-fuzz/fuzz_proxy
 	@mkdir -p build-fuzz/corpus build-fuzz/corpus_ws build-fuzz/corpus-proxy
 	build-fuzz/fuzz_conn -max_total_time=$(SECONDS) $(FUZZ_RUN) \
+	  build-fuzz/corpus spec/fuzz/corpus
+	build-fuzz/fuzz_tls -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus spec/fuzz/corpus
 	build-fuzz/fuzz_ws -max_total_time=$(SECONDS) $(FUZZ_RUN) \
 	  build-fuzz/corpus_ws spec/fuzz/corpus_ws

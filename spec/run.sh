@@ -50,6 +50,7 @@ fuzz() {  # fuzz NAME SECONDS CORPUS
   fi
 }
 fuzz conn "$FUZZ_SECONDS" corpus
+fuzz tls "${FUZZ_TLS_SECONDS:-$FUZZ_SECONDS}" corpus
 fuzz ws "${FUZZ_WS_SECONDS:-$FUZZ_SECONDS}" corpus_ws
 
 # The RESP fuzzer (spec/fuzz/fuzz_resp.c), a third of that time.

@@ -7,6 +7,11 @@
  * the server's back-pressure (built with tiny marks) stops and restarts
  * its reading; at the end it reads until the server closes.  Built with
  * ASan and UBSan by `make fuzz`.
+ *
+ * Built with FUZZ_TLS (spec/fuzz/fuzz_tls.c), the server speaks TLS with a
+ * throwaway certificate and the input goes through an OpenSSL client
+ * first, each piece one record: the same bytes reach the parser through
+ * the stream's decrypted path, as a TLS client sends them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,12 +24,119 @@
 #include <time.h>
 #include <unistd.h>
 #include "moonlet.h"
+#ifdef FUZZ_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include "base/cert.h"
+#endif
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uv_loop_t *loop;
 static int port;
+
+/* The client's side of the socket: plain, or (FUZZ_TLS) through an SSL
+ * object; both as write(2) and read(2) say, EAGAIN when they would wait. */
+#ifndef FUZZ_TLS
+static ssize_t io_write(int fd, const void *p, size_t n) {
+  return write(fd, p, n);
+}
+
+static ssize_t io_read(int fd, void *p, size_t n) {
+  return read(fd, p, n);
+}
+#else
+static SSL_CTX *client_ctx;
+static SSL *ssl;
+static SSL_SESSION *session;   /* resumed: the handshakes stay cheap */
+
+static ssize_t ssl_result(int n) {
+  int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, n);
+  ERR_clear_error();
+  if (n > 0)
+    return n;
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN)
+    return 0;
+  errno = EPIPE;
+  return -1;
+}
+
+static ssize_t io_write(int fd, const void *p, size_t n) {
+  (void)fd;
+  return ssl_result(SSL_write(ssl, p, (int)n));
+}
+
+static ssize_t io_read(int fd, void *p, size_t n) {
+  (void)fd;
+  return ssl_result(SSL_read(ssl, p, (int)n));
+}
+
+/* A file holding 'b'; its path is kept for the process's life. */
+static const char *temp_file(ml_buf *b) {
+  static char paths[2][64];
+  static int used;
+  char *path = paths[used++];
+  int fd;
+  snprintf(path, 64, "/tmp/fuzz-tls-XXXXXX");
+  if ((fd = mkstemp(path)) < 0 || write(fd, b->data, b->len) !=
+      (ssize_t)b->len) {
+    fprintf(stderr, "fuzz_tls: cannot write %s\n", path);
+    exit(1);
+  }
+  close(fd);
+  return path;
+}
+
+static void tls_setup(moonlet_config *cfg) {
+  ml_buf cert = {0}, key = {0};
+  if (ml_cert_throwaway(&cert, &key) != 0 ||
+      (client_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+    fprintf(stderr, "fuzz_tls: no certificate\n");
+    exit(1);
+  }
+  cfg->tls_cert = temp_file(&cert);
+  cfg->tls_key = temp_file(&key);
+  ml_buf_free(&cert);
+  ml_buf_free(&key);
+}
+
+static double now_ms(void);
+
+/* The handshake, the server's loop turning meanwhile; 0 when done. */
+static int tls_connect(int fd) {
+  double end = now_ms() + 1000;
+  int rc;
+  ssl = SSL_new(client_ctx);
+  SSL_set_fd(ssl, fd);
+  if (session != NULL)
+    SSL_set_session(ssl, session);
+  while ((rc = SSL_connect(ssl)) != 1 && now_ms() < end) {
+    if (ssl_result(rc) < 0 && errno != EAGAIN)
+      break;
+    uv_run(loop, UV_RUN_NOWAIT);
+  }
+  ERR_clear_error();
+  return rc == 1 ? 0 : -1;
+}
+
+static void tls_end(void) {
+  SSL_SESSION *s = SSL_get1_session(ssl);
+  if (s != NULL && SSL_SESSION_is_resumable(s)) {
+    SSL_SESSION_free(session);
+    session = s;
+  } else {
+    SSL_SESSION_free(s);
+  }
+  SSL_free(ssl);
+  ssl = NULL;
+  ERR_clear_error();
+}
+#endif
 
 static double now_ms(void) {
   struct timespec ts;
@@ -42,6 +154,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   cfg.port = 0;
   cfg.log_level = MOONLET_LOG_ERROR + 1;    /* handler errors are expected */
   cfg.max_body = 64 * 1024;
+#ifdef FUZZ_TLS
+  tls_setup(&cfg);
+#endif
   loop = uv_default_loop();
   s = moonlet_new(loop, &cfg);
   if (s == NULL || moonlet_load(s, app ? app : "spec/fuzz/app.lua") != 0 ||
@@ -59,7 +174,7 @@ static void drain(int fd, double budget_ms) {
   while (now_ms() < end) {
     ssize_t r;
     uv_run(loop, UV_RUN_NOWAIT);
-    r = read(fd, buf, sizeof buf);
+    r = io_read(fd, buf, sizeof buf);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
       return;
   }
@@ -71,13 +186,13 @@ static void send_piece(int fd, const uint8_t *p, size_t n) {
   char buf[1024];
   double end = now_ms() + 200;
   while (n > 0 && now_ms() < end) {
-    ssize_t w = write(fd, p, n);
+    ssize_t w = io_write(fd, p, n);
     if (w > 0) {
       p += w;
       n -= (size_t)w;
     } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
       return;                     /* the server closed on us: fine */
-    } else if (read(fd, buf, sizeof buf) == 0) {
+    } else if (io_read(fd, buf, sizeof buf) == 0) {
       return;
     }
     uv_run(loop, UV_RUN_NOWAIT);
@@ -132,12 +247,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   shrink_server_end(fd);
+#ifdef FUZZ_TLS
+  if (tls_connect(fd) != 0) {
+    tls_end();
+    close(fd);
+    return 0;
+  }
+#endif
   for (off = 0; off < size; off += piece) {
     send_piece(fd, data + off, size - off < piece ? size - off : piece);
     uv_run(loop, UV_RUN_NOWAIT);
   }
+#ifdef FUZZ_TLS
+  SSL_shutdown(ssl);               /* close_notify, then the FIN */
+#endif
   shutdown(fd, SHUT_WR);
   drain(fd, 300);
+#ifdef FUZZ_TLS
+  tls_end();
+#endif
   close(fd);
   for (i = 0; i < 8; i++)        /* let the server see the close */
     uv_run(loop, UV_RUN_NOWAIT);
