@@ -94,6 +94,13 @@ describe("moonlet.redis", function()
     assert.is_true(get("/clients").n <= 4)
   end)
 
+  it("keeps at most 16 idle connections of its own after a burst",
+    function()
+      assert.equal("40", get("/burst/40").final)
+      -- 40 were open at once; then 16 idle ones and the shared one stay
+      assert.is_true(get("/clients").n <= 17)
+    end)
+
   it("authenticates and selects the database from the URL", function()
     local a = get("/auth")
     assert.equal("OK", a.ok)

@@ -77,6 +77,25 @@ app:get("/incr/<int:n>", function(_, n)
   return { final = r:get("c"), dup = dup, n = #res }
 end)
 
+-- n transactions at once: a dedicated connection each, then back to a
+-- bounded idle list
+app:get("/burst/<int:n>", function(_, n)
+  local r = assert(redis.connect(URL))
+  r:del("burst")
+  local fns = {}
+  for i = 1, n do
+    fns[i] = function()
+      return r:transaction(function(tx)
+        tx:multi()
+        tx:incr("burst")
+        return tx:exec()
+      end)
+    end
+  end
+  moonlet.gather(table.unpack(fns))
+  return { final = r:get("burst") }
+end)
+
 app:get("/auth", function(req)
   local r, err = redis.connect(req.query.url or AUTH_URL)
   if not r then return { err = err } end
