@@ -1,6 +1,7 @@
 /*
  * util.c - the byte buffer and string helpers declared in util.h.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include "base/util.h"
 
@@ -60,4 +61,38 @@ int ml_strieq(const char *a, size_t n, const char *lit) {
       return 0;
   }
   return lit[n] == '\0';
+}
+
+int ml_fmt_int(char *buf, long long v) {
+  char rev[ML_INT_BUFSIZE];
+  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                               : (unsigned long long)v;
+  int n = 0, len = 0;
+  do {
+    rev[n++] = (char)('0' + (int)(u % 10));
+    u /= 10;
+  } while (u != 0);
+  if (v < 0)
+    buf[len++] = '-';
+  while (n > 0)
+    buf[len++] = rev[--n];
+  buf[len] = '\0';
+  return len;
+}
+
+int ml_parse_int(const char *s, long long *out) {
+  unsigned long long u = 0, max = (unsigned long long)LLONG_MAX;
+  int neg = *s == '-';
+  s += neg;
+  if (*s == '\0')
+    return -1;
+  for (; *s != '\0'; s++) {
+    if (*s < '0' || *s > '9' || u > (ULLONG_MAX - 9) / 10)
+      return -1;                 /* u * 10 + 9 would wrap */
+    u = u * 10 + (unsigned)(*s - '0');
+  }
+  if (u > max + (unsigned)neg)
+    return -1;
+  *out = !neg ? (long long)u : u == max + 1 ? LLONG_MIN : -(long long)u;
+  return 0;
 }

@@ -38,4 +38,16 @@ void ml_buf_free(ml_buf *b);
 /* ASCII case-insensitive equality of a (length n) and NUL-terminated lit. */
 int ml_strieq(const char *a, size_t n, const char *lit);
 
+/* Room for any long long in decimal, its sign and the NUL. */
+#define ML_INT_BUFSIZE 21
+
+/* Writes v in decimal (NUL-terminated) into buf, which holds at least
+ * ML_INT_BUFSIZE bytes; returns the length.  What "%lld" writes, without
+ * printf's cost on paths that write a number per value. */
+int ml_fmt_int(char *buf, long long v);
+
+/* Reads s, an optional '-' and decimal digits only, into *out; 0, or -1
+ * when s is anything else or out of range (the caller's slow path). */
+int ml_parse_int(const char *s, long long *out);
+
 #endif

@@ -110,6 +110,8 @@
   X(ws_deflate_roundtrip_and_small_messages) \
   X(ws_inflate_keeps_context_and_honours_windows) \
   X(ws_inflate_stops_at_the_limit) \
-  X(ws_parse_compressed_messages)
+  X(ws_parse_compressed_messages) \
+  X(util_fmt_int) \
+  X(util_parse_int)
 
 #endif
