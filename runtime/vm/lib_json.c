@@ -13,6 +13,7 @@
 #include <lauxlib.h>
 #include "vm/lib.h"
 #include "vm/lib_json.h"
+#include "base/util.h"
 
 #define MAX_DEPTH 1000        /* lua-cjson's limit too */
 #define SPARSE_SAFE 10        /* a list with holes up to here is a list */
@@ -187,7 +188,7 @@ static int put_number(jenc *e, lua_State *L, int idx) {
   char buf[40];
   int n;
   if (lua_isinteger(L, idx)) {
-    n = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+    n = ml_fmt_int(buf, (long long)lua_tointeger(L, idx));
   } else {
     double d = (double)lua_tonumber(L, idx);
     if (isnan(d) || isinf(d))
@@ -275,7 +276,7 @@ static int put_key(jenc *e, lua_State *L, int key) {
     return -1;
   }
   if (lua_isinteger(L, key))
-    snprintf(buf, sizeof buf, LUA_INTEGER_FMT, lua_tointeger(L, key));
+    ml_fmt_int(buf, (long long)lua_tointeger(L, key));
   else
     format_float(buf, sizeof buf, (double)lua_tonumber(L, key));
   return put_string(e, buf, strlen(buf));
