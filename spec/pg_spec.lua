@@ -44,7 +44,7 @@ describe("moonlet.pg", function()
   it("turns PostgreSQL types into Lua values", function()
     local t = get("/types")
     assert.same({ "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l",
-      "m", "n" }, t.columns)
+      "m", "n", "o", "p" }, t.columns)
     assert.equal("integer", t.a)
     assert.equal("integer", t.b)
     assert.equal("integer", t.c)
@@ -63,6 +63,9 @@ describe("moonlet.pg", function()
     assert.equal("héllo", t.l_val)
     assert.equal("2024-02-29", t.m_val)
     assert.is_true(t.n_nan)
+    assert.equal("integer", t.o)         -- int8's ends, exact
+    assert.is_true(t.o_min)
+    assert.is_true(t.p_max)
   end)
 
   it("sends parameters apart from the SQL text", function()
@@ -99,6 +102,7 @@ describe("moonlet.pg", function()
     assert.matches("^ERROR: duplicate key value", e.e3)
     assert.equal("23505", e.c3)
     assert.equal(1, e.after)
+    assert.is_true(e.nul)                -- SQL with a NUL byte: raises
   end)
 
   it("commits a transaction and rolls back one that raises", function()

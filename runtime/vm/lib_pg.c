@@ -62,10 +62,11 @@ typedef struct note {
   PGnotify *n;
 } note;
 
-/* A statement prepared on a connection: its SQL, and its name "ml<id>". */
+/* A statement prepared on a connection: its SQL and its name, "ml<n>". */
 typedef struct {
   char *sql;
-  unsigned id;
+  size_t len;
+  char name[4 + ML_INT_BUFSIZE];
 } stmt;
 
 /* A connection; owned by its pool. */
@@ -83,7 +84,7 @@ struct pconn {
   stmt stmts[MAX_STMTS];         /* the SQL the server has parsed */
   int nstmts;
   int cur;                       /* the entry the query in flight uses */
-  unsigned next_id;
+  unsigned next_id;              /* the last statement's number */
   unsigned cur_new : 1;          /* ... prepared by that query */
   unsigned connecting : 1;
   unsigned draining : 1;         /* a cancelled query is being read out */
@@ -426,7 +427,7 @@ static void pump(pool *p) {
   while ((o = p->first) != NULL && (c = p->idle) != NULL) {
     ml_co *co;
     idle_unlink(c);
-    if (!ml_pg_idle(c->pg)) {
+    if (!ml_pg_sound(c->pg)) {
       conn_free(c);
       continue;
     }
@@ -471,7 +472,7 @@ static pconn *take_idle(pool *p) {
   pconn *c;
   while ((c = p->idle) != NULL) {
     idle_unlink(c);
-    if (ml_pg_idle(c->pg))
+    if (ml_pg_sound(c->pg))
       return c;
     conn_free(c);                  /* the server went away meanwhile */
   }
@@ -624,12 +625,19 @@ static int type_of(Oid oid) {
 /* Pushes one field's value, 'kind' from type_of. */
 static void push_value(lua_State *L, const PGresult *r, int row, int col,
                        int kind) {
-  const char *v = PQgetvalue(r, row, col);
-  int len = PQgetlength(r, row, col);
+  const char *v;
+  long long x;
+  int len;
   if (PQgetisnull(r, row, col)) {
     lua_pushlightuserdata(L, NULL);      /* moonlet.null */
     return;
   }
+  v = PQgetvalue(r, row, col);
+  if (kind == T_INT && ml_parse_int(v, &x) == 0) {
+    lua_pushinteger(L, (lua_Integer)x);  /* PostgreSQL's usual digits */
+    return;
+  }
+  len = PQgetlength(r, row, col);
   switch (kind) {
   case T_INT:
     if (lua_stringtonumber(L, v) == 0)
@@ -767,35 +775,47 @@ static int starts_with(const char *sql, const char *kw) {
                                    (sql[n] | 32) <= 'z');
 }
 
-/* Sends the query, as a prepared statement when it fits the cache.  The
- * app's own DEALLOCATE or DISCARD empties the cache first. */
-static int send_query(pconn *c, const char *sql, int n,
-                      const char *const *vals) {
-  char name[24];
+/* The cache entry of sql (len bytes), or -1. */
+static int stmt_find(pconn *c, const char *sql, size_t len) {
   int i;
-  size_t len = strlen(sql);
-  if (starts_with(sql, "deallocate") || starts_with(sql, "discard")) {
+  for (i = 0; i < c->nstmts; i++)
+    if (c->stmts[i].len == len && memcmp(c->stmts[i].sql, sql, len) == 0)
+      return i;
+  return -1;
+}
+
+/* A new cache entry for sql, or -1 when it is full, the SQL too long or
+ * memory short (the query then goes unprepared). */
+static int stmt_add(pconn *c, const char *sql, size_t len) {
+  stmt *st = &c->stmts[c->nstmts];
+  if (c->nstmts == MAX_STMTS || len > MAX_STMT_SQL ||
+      (st->sql = malloc(len + 1)) == NULL)
+    return -1;
+  memcpy(st->sql, sql, len + 1);
+  st->len = len;
+  memcpy(st->name, "ml", 2);
+  ml_fmt_int(st->name + 2, (long long)++c->next_id);
+  return c->nstmts++;
+}
+
+/* Sends the query (sql, len bytes), as a prepared statement when it fits
+ * the cache.  The app's own DEALLOCATE or DISCARD empties the cache
+ * first (neither is ever in it). */
+static int send_query(pconn *c, const char *sql, size_t len, int n,
+                      const char *const *vals) {
+  int i = stmt_find(c, sql, len);
+  c->cur_new = i < 0;
+  if (i < 0 && (starts_with(sql, "deallocate") ||
+                starts_with(sql, "discard"))) {
     while (c->nstmts > 0)
       free(c->stmts[--c->nstmts].sql);
     return ml_pg_send(c->pg, sql, n, vals);
   }
-  for (i = 0; i < c->nstmts; i++)
-    if (strcmp(c->stmts[i].sql, sql) == 0)
-      break;
-  if (i == c->nstmts) {
-    if (i == MAX_STMTS || len > MAX_STMT_SQL ||
-        (c->stmts[i].sql = malloc(len + 1)) == NULL)
-      return ml_pg_send(c->pg, sql, n, vals);
-    memcpy(c->stmts[i].sql, sql, len + 1);
-    c->stmts[i].id = ++c->next_id;
-    c->nstmts++;
-    c->cur_new = 1;
-  } else {
-    c->cur_new = 0;
-  }
+  if (i < 0 && (i = stmt_add(c, sql, len)) < 0)
+    return ml_pg_send(c->pg, sql, n, vals);
   c->cur = i;
-  snprintf(name, sizeof name, "ml%u", c->stmts[i].id);
-  if (ml_pg_send_prepared(c->pg, name, sql, c->cur_new, n, vals) != 0) {
+  if (ml_pg_send_prepared(c->pg, c->stmts[i].name, sql, c->cur_new, n,
+                          vals) != 0) {
     stmt_drop(c, i);
     c->cur = -1;
     return -1;
@@ -864,10 +884,13 @@ static void query_cancel(ml_wait *w) {
   op_free(o);
 }
 
-/* The parameter at idx as text, pushed or pointed to; NULL is SQL NULL.
- * Raises on a value that has no SQL form. */
-static const char *param(lua_State *L, int idx) {
-  char buf[64];
+/* Room for a number parameter's text: "%.17g" of any double. */
+#define NUM_SIZE 32
+
+/* The parameter at idx as text, pushed, pointed to or written into 'num'
+ * (NUM_SIZE bytes, for a number); NULL is SQL NULL.  Raises on a value
+ * that has no SQL form. */
+static const char *param(lua_State *L, int idx, char *num) {
   lua_Number x;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
@@ -879,15 +902,17 @@ static const char *param(lua_State *L, int idx) {
   case LUA_TBOOLEAN:
     return lua_toboolean(L, idx) ? "t" : "f";
   case LUA_TNUMBER:
-    if (lua_isinteger(L, idx))
-      return lua_pushfstring(L, "%I", lua_tointeger(L, idx));
+    if (lua_isinteger(L, idx)) {
+      ml_fmt_int(num, (long long)lua_tointeger(L, idx));
+      return num;
+    }
     x = lua_tonumber(L, idx);
     if (isnan(x))
       return "NaN";
     if (isinf(x))
       return x > 0 ? "Infinity" : "-Infinity";
-    snprintf(buf, sizeof buf, "%.17g", x);
-    return lua_pushstring(L, buf);
+    snprintf(num, NUM_SIZE, "%.17g", x);
+    return num;
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
@@ -920,13 +945,16 @@ static int query_k(lua_State *L, int status, lua_KContext ctx);
  */
 static int db_query(lua_State *L) {
   lease *d = check_db(L);
-  const char *sql = luaL_checkstring(L, 2);
+  size_t len;
+  const char *sql = luaL_checklstring(L, 2, &len);
   const char *vals[256];
+  char nums[256][NUM_SIZE];        /* number parameters' text */
   int n = lua_gettop(L) - 2, i, base = lua_gettop(L);
   pconn *c;
   ml_co *co;
   op *o;
   luaL_argcheck(L, n <= 256, 258, "too many parameters (256 at most)");
+  luaL_argcheck(L, strlen(sql) == len, 2, "SQL with a NUL byte");
   co = ml_sched_current(L);
   if ((c = d->c) == NULL) {
     lua_pushnil(L);
@@ -938,7 +966,7 @@ static int db_query(lua_State *L) {
                          "(one query at a time per connection)");
   luaL_checkstack(L, n + 4, "too many parameters");
   for (i = 0; i < n; i++)
-    vals[i] = param(L, 3 + i);
+    vals[i] = param(L, 3 + i, nums[i]);
   if ((o = calloc(1, sizeof *o)) == NULL)
     return luaL_error(L, "not enough memory");
   ml_clock_timer_init_on(co->gen->clock, &o->timer);
@@ -950,7 +978,7 @@ static int db_query(lua_State *L) {
     ml_sched_park(co, &o->w, query_cancel);
     return ml_sched_yieldk(L, base, query_k);
   }
-  if (send_query(c, sql, n, vals) != 0) {
+  if (send_query(c, sql, len, n, vals) != 0) {
     const char *err = ml_pg_error(c->pg);
     free(o);
     lua_pushnil(L);

@@ -33,7 +33,8 @@ app:get("/types", function()
     9007199254740993::int8 AS c, 1.5::float4 AS d, 2.25::float8 AS e,
     true AS f, false AS g, NULL::text AS h, '{"k":[1,2]}'::json AS i,
     '{"z":null}'::jsonb AS j, 12.340::numeric AS k, 'héllo' AS l,
-    DATE '2024-02-29' AS m, 'NaN'::float8 AS n]]))
+    DATE '2024-02-29' AS m, 'NaN'::float8 AS n,
+    '-9223372036854775808'::int8 AS o, 9223372036854775807::int8 AS p]]))
   local r, out = rows[1], { columns = rows.columns, n = #rows }
   for _, c in ipairs(rows.columns) do out[c] = kind(r[c]) end
   out.c_exact = r.c == 9007199254740993
@@ -42,6 +43,8 @@ app:get("/types", function()
   out.i_k2 = r.i.k[2]
   out.j_null = r.j.z == null
   out.n_nan = r.n ~= r.n
+  out.o_min = r.o == math.mininteger
+  out.p_max = r.p == math.maxinteger
   return out
 end)
 
@@ -77,9 +80,11 @@ app:get("/error", function()
   assert(db:query("INSERT INTO users (name) VALUES ('dup') "
     .. "ON CONFLICT DO NOTHING"))
   local r3, e3, c3 = db:query("INSERT INTO users (name) VALUES ('dup')")
+  local nul_ok, nul_err = pcall(db.query, db, "SELECT 1\0; DROP TABLE x")
   local ok = db:query("SELECT 1 AS one")      -- usable after errors
   return { r1 = r1 == nil, e1 = e1, c1 = c1, e2 = e2, c2 = c2, e3 = e3,
-    c3 = c3, after = ok[1].one, r2 = r2 == nil, r3 = r3 == nil }
+    c3 = c3, after = ok[1].one, r2 = r2 == nil, r3 = r3 == nil,
+    nul = not nul_ok and tostring(nul_err):match("NUL byte") ~= nil }
 end)
 
 app:get("/tx/<what>", function(_, what)
