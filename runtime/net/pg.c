@@ -715,10 +715,16 @@ int ml_pg_cancel(ml_pg *c) {
 }
 
 int ml_pg_idle(ml_pg *c) {
-  if (c->state != ST_IDLE || c->closed)
+  return c->state == ST_IDLE && !c->closed &&
+         PQtransactionStatus(c->conn) == PQTRANS_IDLE;
+}
+
+int ml_pg_sound(ml_pg *c) {
+  if (!ml_pg_idle(c))
     return 0;
   /* read what is waiting: an EOF or a FATAL from a terminated backend
-   * shows here, before a query is lent the connection */
+   * shows here, before a query is lent the connection (the poll would
+   * see it too, but maybe not before this turn lends it) */
   if (!PQconsumeInput(c->conn) || PQstatus(c->conn) != CONNECTION_OK)
     return 0;
   return PQtransactionStatus(c->conn) == PQTRANS_IDLE;

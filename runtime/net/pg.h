@@ -59,9 +59,13 @@ PGresult *ml_pg_take(ml_pg *c);
  */
 int ml_pg_cancel(ml_pg *c);
 
-/* Connected, no query in flight, outside a transaction, and nothing
- * read says the server has gone: fit to lend. */
+/* Connected, no query in flight and outside a transaction: fit to go
+ * back to a pool.  Reads nothing. */
 int ml_pg_idle(ml_pg *c);
+
+/* ml_pg_idle, and nothing waiting on the socket says the server has
+ * gone: fit to lend.  Reads the socket (one recv). */
+int ml_pg_sound(ml_pg *c);
 
 /* The short reason of the last failure: "connection refused", "closed",
  * "auth: ...", "connect: ...", "dns: ...". */
