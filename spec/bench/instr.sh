@@ -5,13 +5,17 @@
 # zeroed, N requests go over keep-alive connections, the counters are
 # dumped: Ir / N.  The same for nginx + ngx_lua and the ceiling, for scale.
 # Fan-in: GET /fanin fetches GET /backend from a backend that answers at
-# once (limit.c, not under valgrind, on CPU 1 with the client).  Prints the
-# lines and puts them into results/latest.md when that exists.
+# once (limit.c, not under valgrind, on CPU 1 with the client).  pg:
+# TechEmpower's single query and 20 queries (apps/pg.lua) on a PostgreSQL
+# cluster made for the run, moonlet alone (Python's and Node's peers do
+# not connect under valgrind before PostgreSQL's login timeout).
+# Prints the lines and puts them into results/latest.md when that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
 #   BENCH_INSTR_FANIN_N=10000      BENCH_INSTR_FANIN_CONNS=50
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
-#   BENCH_INSTR_SCENARIOS="hello fanin"
+#   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
+#   BENCH_INSTR_SCENARIOS="hello fanin pg"
 set -u
 . spec/bench/lib.sh
 
@@ -20,7 +24,9 @@ CONNS=${BENCH_INSTR_CONNS:-1}
 FN=${BENCH_INSTR_FANIN_N:-10000}
 FCONNS=${BENCH_INSTR_FANIN_CONNS:-50}
 PEERS=${BENCH_INSTR_PEERS:-1}
-SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello fanin}
+PGN=${BENCH_INSTR_PG_N:-2000}
+PGQN=${BENCH_INSTR_PG_QN:-200}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello fanin pg}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
@@ -31,12 +37,13 @@ build_tools
 
 VG="valgrind --tool=callgrind --dump-instr=no --dump-line=no"
 
-# count NAME PATH N CONNS: zero the counters of the valgrind'ed PID, drive
-# N requests for PATH over CONNS connections, dump; prints the Ir of that
-# phase divided by N.  For moonlet (NAME moonlet*) it keeps the profile in
-# $T/NAME.profile.
+# count NAME PATH N CONNS [WARM]: zero the counters of the valgrind'ed
+# PID after WARM requests (2000), drive N requests for PATH over CONNS
+# connections, dump; prints the Ir of that phase divided by N.  For
+# moonlet (NAME moonlet*) it keeps the profile in $T/NAME.profile.
 count() {
-  taskset -c 1 "$BIN/client" count "$PORT" "$2" 2000 "$4" > /dev/null ||
+  taskset -c 1 "$BIN/client" count "$PORT" "$2" "${5:-2000}" "$4" \
+    > /dev/null ||
     die "$1: the warm-up failed"
   callgrind_control -z "$PID" > /dev/null 2>&1 || die "callgrind_control -z"
   out=$(taskset -c 1 "$BIN/client" count "$PORT" "$2" "$3" "$4") ||
@@ -194,6 +201,30 @@ for scen in $SCENARIOS; do
       text="$text **moonlet $M**$PEERS_TEXT."
       put_line "- Instructions per fan-in request " "$text"
       cp "$T/moonlet-fanin.profile" "$RESULTS/latest-fanin-profile.txt"
+    fi ;;
+  pg)
+    # Moonlet's pool and the peers' hold 10 connections: 10 clients.
+    pg_up
+    BENCH_PG_URL=$PG_URL
+    export BENCH_PG_URL
+    start_vg_moonlet moonlet-pg pg
+    M_DB=$(count moonlet-pg /db "$PGN" 10 200) || exit 1
+    cp "$T/moonlet-pg.profile" "$T/moonlet-pg-db.profile"
+    M_Q=$(count moonlet-pg /queries "$PGQN" 10 50) || exit 1
+    stop "$PID"
+    pg_down
+    echo "instructions per single-query request: $M_DB"
+    echo "instructions per 20-query request: $M_Q"
+    echo "(PostgreSQL, callgrind, $PGN and $PGQN requests on 10" \
+      "keep-alive connections, a pool of 10; the server's side is not" \
+      "counted)"
+    echo "moonlet's top functions by own instructions (20 queries):"
+    cat "$T/moonlet-pg.profile"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per PostgreSQL request (callgrind, \`make"
+      text="$text bench-instr\`, 10 connections, $day, $commit): single"
+      text="$text query **moonlet $M_DB**; 20 queries **moonlet $M_Q**."
+      put_line "- Instructions per PostgreSQL request " "$text"
     fi ;;
   *) die "unknown scenario $scen" ;;
   esac

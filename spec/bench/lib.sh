@@ -330,3 +330,46 @@ quiet() {
   done
   return 0
 }
+
+# free_port: a free TCP port on 127.0.0.1 (bound once, then let go).
+free_port() {
+  lua5.4 -e 'local s = require("socket").bind("127.0.0.1", 0)
+    local _, port = s:getsockname() print(port) s:close()'
+}
+
+# pg_up: a PostgreSQL cluster for the run (spec/stores.lua: initdb as the
+# postgres user, a free port, data under /tmp) with TechEmpower's 10,000-
+# row world table, its postmaster and backends on CPU 1.  Sets PG_URL,
+# PG_PID and PG_DIR; pg_down stops it by PID and removes its directory.
+pg_up() {
+  lua5.4 -e 'package.path = "spec/?.lua;" .. package.path
+    local pg = require("stores").postgres()
+    assert(pg:psql("CREATE TABLE world (id int PRIMARY KEY, " ..
+      "randomnumber int NOT NULL); INSERT INTO world SELECT i, " ..
+      "1 + floor(random() * 10000) FROM generate_series(1, 10000) i; " ..
+      "ANALYZE world", "app"))
+    assert(pg:psql("GRANT SELECT ON world TO app", "app"))
+    print(pg.url, pg.pid, pg.dir)' > "$T/pg.env" ||
+    die "PostgreSQL did not start"
+  read -r PG_URL PG_PID PG_DIR < "$T/pg.env"
+  taskset -cp 1 "$PG_PID" > /dev/null   # and the backends it forks
+}
+
+pg_down() {
+  kill -INT "$PG_PID" 2>/dev/null
+  i=0
+  while kill -0 "$PG_PID" 2>/dev/null && [ $i -lt 200 ]; do
+    sleep 0.05; i=$((i + 1))
+  done
+  case $PG_DIR in /tmp/moonlet-pg.*) rm -rf "$PG_DIR" ;; esac
+}
+
+NPM_DIR="$ROOT/$BUILD/bench/npm" # node-postgres from npm, installed once
+
+# node-postgres, once per build tree.
+node_pg() {
+  [ -d "$NPM_DIR/node_modules/pg" ] && return 0
+  mkdir -p "$NPM_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$NPM_DIR" pg@8 \
+    > "$T/npm.log" 2>&1 || { cat "$T/npm.log" >&2; return 1; }
+}
