@@ -5,6 +5,7 @@
 -- only a real regression trips them.  Under valgrind or ASan RSS means
 -- something else, so the checks are skipped there.
 local H = require "spec.helpers"
+local W = require "ws_helpers"
 local cjson = require "cjson"
 
 local measured = H.wrap == "" and not H.bin:find("asan", 1, true)
@@ -57,6 +58,18 @@ local function fresh()
   return srv
 end
 
+-- spec/apps/memory.lua's /mem: the state's bytes after a full collection
+-- and its counts; with a count's name, once it has reached n (5 s at
+-- most).
+local function lua_mem(srv, count, n)
+  local deadline, m = H.now() + 5, nil
+  repeat
+    m = cjson.decode(H.get(srv, "/mem").body)
+  until count == nil or m[count] == n or H.now() > deadline
+  if count ~= nil then assert.equal(n, m[count]) end
+  return m
+end
+
 describe("memory", function()
   it("holds an idle keep-alive connection in well under 1 KiB", function()
     if not measured then return end
@@ -95,23 +108,15 @@ describe("memory", function()
   it("holds a sleeping request's Lua in a thread's first stack", function()
     local srv = H.start("spec/apps/memory.lua")
     finally(function() srv:stop() end)
-    local function mem()
-      return cjson.decode(H.get(srv, "/mem").body)
-    end
     local n, conns = 100, {}
     H.concurrent(srv, 4, "/sleep/1")       -- routes warm, threads pooled
-    local before = mem()
+    local before = lua_mem(srv)
     for i = 1, n do
       conns[i] = H.raw(srv.port, 10)
       conns[i]:send("GET /sleep/2000 HTTP/1.1\r\nHost: t\r\n"
         .. "Connection: close\r\n\r\n")
     end
-    local during
-    local deadline = H.now() + 5
-    repeat
-      during = mem()
-    until during.sleeping == n or H.now() > deadline
-    assert.equal(n, during.sleeping)
+    local during = lua_mem(srv, "sleeping", n)
     local per = (during.bytes - before.bytes) / n
     assert.is_true(per < 1200, "bytes per sleeping request: " .. per)
     for i = 1, n do
@@ -120,8 +125,28 @@ describe("memory", function()
     end
     -- the pool keeps the threads: answering did not grow their stacks
     -- (a grown stack is 85 slots, 640 bytes more each)
-    local after = mem()
+    local after = lua_mem(srv)
     per = (after.bytes - before.bytes) / n
     assert.is_true(per < 1200, "bytes per pooled thread: " .. per)
+  end)
+
+  -- A WebSocket's handler waiting in ws:receive: the thread and its first
+  -- stack (928 bytes), three CallInfos (the request's body, the handler,
+  -- receive: 192), the request object (64) and the WebSocket's (40, no
+  -- user value without a subprotocol): 1,224 bytes, and its slot in the
+  -- registry.  A call deeper than receive on the way (req:websocket in
+  -- Lua) would leave a fourth CallInfo: 1,288 and more.
+  it("holds a WebSocket handler's Lua in a thread's first stack", function()
+    local srv = H.start("spec/apps/memory.lua")
+    finally(function() srv:stop() end)
+    local n, conns = 100, {}
+    local before = lua_mem(srv)
+    for i = 1, n do
+      conns[i] = W.connect(srv.port, "/ws")
+    end
+    local during = lua_mem(srv, "receiving", n)
+    local per = (during.bytes - before.bytes) / n
+    for i = 1, n do conns[i]:close() end
+    assert.is_true(per < 1280, "bytes per WebSocket handler: " .. per)
   end)
 end)

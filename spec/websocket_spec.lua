@@ -52,6 +52,24 @@ describe("WebSocket handshake", function()
     c:close()
   end)
 
+  it("raises at the caller's line on a bad option", function()
+    local res = H.get(srv, "/badopts")
+    assert.equal(200, res.status)
+    local lines = {}
+    for line in res.body:gmatch("[^\n]+") do
+      assert.matches("^false .*ws%.lua:%d+: req:websocket", line)
+      lines[#lines + 1] = line:match("req:websocket.*")
+    end
+    assert.same({ "req:websocket expects an options table",
+      "req:websocket: protocols must be a list of strings",
+      "req:websocket: protocols must be a list of strings",
+      "req:websocket: max_message must be a positive integer",
+      "req:websocket: max_message must be a positive integer",
+      "req:websocket: ping_interval must be seconds >= 0",
+      "req:websocket: ping_interval must be seconds >= 0",
+      "req:websocket: ping_interval must be seconds >= 0" }, lines)
+  end)
+
   it("refuses a key that is not base64 of 16 bytes", function()
     for _, key in ipairs { "abc", "dGhlIHNhbXBsZSBub25jZQ=", false } do
       local c, res = W.connect(srv.port, "/echo", { expect = 400,

@@ -128,15 +128,7 @@ static void report(lua_State *L, ml_watch *w, const char *before,
 
 /* Raises moonlet.abort(503, msg), an error moonlet renders. */
 static int raise_503(lua_State *L, const char *msg) {
-  lua_createtable(L, 0, 2);
-  lua_pushinteger(L, 503);
-  lua_setfield(L, -2, "status");
-  lua_pushstring(L, msg);
-  lua_setfield(L, -2, "message");
-  if (luaL_getmetatable(L, ML_ABORT_MT) == LUA_TTABLE)
-    lua_setmetatable(L, -2);
-  else
-    lua_pop(L, 1);
+  ml_lib_push_abort(L, 503, msg);
   return lua_error(L);
 }
 

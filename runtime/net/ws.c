@@ -256,7 +256,7 @@ static ml_ws_result inflate_payload(ml_ws_parser *p, const unsigned char *d,
     if (p->has_mask) {
       memcpy(tmp, d, k);
       ml_ws_unmask(tmp, k, p->mask, p->mask_off);
-      p->mask_off = (p->mask_off + (uint32_t)k) & 3;
+      p->mask_off = (p->mask_off + k) & 3;
       in = tmp;
     }
     if (inflate_more(p, in, k, 0) != ML_WS_MORE)
@@ -287,7 +287,7 @@ static ml_ws_result payload(ml_ws_parser *p, const unsigned char *d,
   memcpy(to, d, n);
   if (p->has_mask) {
     ml_ws_unmask(to, n, p->mask, p->mask_off);
-    p->mask_off = (p->mask_off + (uint32_t)n) & 3;
+    p->mask_off = (p->mask_off + n) & 3;
   }
   return (p->frame_op & 8) ? ML_WS_MORE : check_text(p, from);
 }

@@ -46,31 +46,31 @@ typedef struct ml_ws_parser {
   /* settings */
   size_t max_message;      /* a message's bytes, after inflating */
   ml_ws_inflater *inflate; /* permessage-deflate was agreed, or NULL */
-  unsigned masked : 1;     /* frames must be masked (a server reading a
-                              client), else must not be */
   /* the result */
-  unsigned opcode : 4;     /* of the message or control frame */
-  uint8_t ctl_len;
-  uint16_t close_code;     /* a close frame's code; 1005 when none */
-  uint16_t error_code;     /* 1002, 1007, 1009 or 1011 (out of memory) */
   const char *error;       /* why, for the log */
   ml_buf msg;              /* the message being assembled */
   uint8_t *ctl;            /* a control frame's payload (125 bytes, made
                               for it and freed at the next call, so an
                               idle connection holds none) */
-  /* the frame being read */
-  uint8_t head[ML_WS_MAX_HEAD];
+  uint16_t close_code;     /* a close frame's code; 1005 when none */
+  uint16_t error_code;     /* 1002, 1007, 1009 or 1011 (out of memory) */
+  uint8_t ctl_len;
+  /* the frame being read (in an order that leaves no padding) */
   uint8_t head_len;
+  uint8_t head[ML_WS_MAX_HEAD];
   uint8_t mask[4];
+  uint64_t left;           /* payload bytes still to come */
+  uint32_t utf8;           /* the text validator's state */
+  unsigned masked : 1;     /* frames must be masked (a server reading a
+                              client), else must not be */
+  unsigned opcode : 4;     /* of the message or control frame */
   unsigned frame_op : 4;
   unsigned fin : 1;
   unsigned has_mask : 1;
   unsigned in_payload : 1;
   unsigned msg_op : 4;     /* the message in progress; 0: none */
   unsigned compressed : 1; /* ... arrives deflated */
-  uint32_t mask_off;       /* payload bytes unmasked so far, mod 4 */
-  uint32_t utf8;           /* the text validator's state */
-  uint64_t left;           /* payload bytes still to come */
+  unsigned mask_off : 2;   /* payload bytes unmasked so far, mod 4 */
 } ml_ws_parser;
 
 /* Starts a parser: 'masked' for a server's (a client must mask), with a

@@ -16,6 +16,10 @@
 #define ML_ABORT_MT "moonlet.Abort"
 #define ML_HEADERS_MT "moonlet.Headers"
 
+/* Pushes the error moonlet.abort(status, msg) raises, for C to raise
+ * (lua_error) after adding to it, say, its "headers" (lib_core.c). */
+void ml_lib_push_abort(lua_State *L, int status, const char *msg);
+
 /* Opens "moonlet.core" (lib_core.c), calling the register functions. */
 int luaopen_moonlet_core(lua_State *L);
 

@@ -394,6 +394,18 @@ static int core_resume(lua_State *L) {
   return nres + 1;
 }
 
+void ml_lib_push_abort(lua_State *L, int status, const char *msg) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  if (luaL_getmetatable(L, ML_ABORT_MT) == LUA_TTABLE)
+    lua_setmetatable(L, -2);
+  else
+    lua_pop(L, 1);
+}
+
 /* core.set_abort_class(mt): moonlet.abort's errors, which the watchdog
  * raises too (a 503 past --cpu-budget), as registry[ML_ABORT_MT]. */
 static int core_set_abort_class(lua_State *L) {

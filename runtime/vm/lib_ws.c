@@ -26,6 +26,7 @@
 #define OUT_MAX (1024 * 1024)    /* pongs past this: stop reading */
 #define INBOX_MAX 16             /* messages read ahead of receive */
 #define CLOSE_WAIT_MS 5000       /* ws:close waits this long for a reply */
+#define MAX_MESSAGE (1024 * 1024) /* req:websocket's max_message default */
 
 typedef struct ml_ws ml_ws;
 
@@ -35,8 +36,8 @@ typedef struct {
   int (*write)(void *t, const void *a, size_t alen, const void *b,
                size_t blen);
   size_t (*pending)(void *t);
-  /* ws_drained once pending() <= low. */
-  void (*want_drain)(void *t, size_t low, ml_ws *ws);
+  /* ws_drained once pending() <= low; 0, or < 0 (out of memory). */
+  int (*want_drain)(void *t, size_t low, ml_ws *ws);
   void (*reading)(void *t, int on);
   void (*end_output)(void *t);  /* a FIN after the queued output */
   void (*close)(void *t);       /* the connection is lost: close now */
@@ -48,12 +49,6 @@ typedef struct ws_msg {
   ml_buf data;
   int op;
 } ws_msg;
-
-/* The receive in progress, embedded in its WebSocket (one at a time). */
-typedef struct {
-  ml_wait w;
-  ml_ctimer timer;
-} recv_op;
 
 typedef struct send_op {
   ml_wait w;
@@ -70,6 +65,25 @@ typedef struct {
 enum { WS_OPEN, WS_CLOSING, WS_CLOSED };
 
 /*
+ * What a WebSocket needs only for some uses: a heartbeat (ping_interval),
+ * a receive with a timeout, a wait for the connection's output to drain.
+ * Made at the first of them and kept, so an idle WebSocket that uses none
+ * holds none of it.  Owned by its WebSocket.
+ */
+typedef struct {
+  ml_ws *ws;
+  ml_ctimer beat;               /* ping_interval */
+  ml_ctimer recv_timer;         /* receive's timeout */
+  ml_drain conn_drain;          /* the upgraded connection's drain wait */
+} ws_aux;
+
+/* permessage-deflate's state: made when the handshake agrees on it. */
+typedef struct {
+  ml_ws_pmd agreed;
+  ml_ws_inflater inflater;
+} ws_pmd;
+
+/*
  * A WebSocket, held by its transport until 'detach', by its Lua object
  * until collected, and by the calls in progress that use it; freed when
  * the last lets go.  Once detached, what was read stays readable.
@@ -77,29 +91,25 @@ enum { WS_OPEN, WS_CLOSING, WS_CLOSED };
 struct ml_ws {
   const ws_io *io;
   void *t;                      /* the transport; NULL once detached */
-  ml_gen *gen;
   ml_ws **ud;                   /* the Lua object's pointer, or NULL */
   ml_ws_parser parser;
-  ml_ws_inflater inflater;
-  ml_ws_pmd pmd;
-  ws_msg *inbox, *inbox_last;
-  int ninbox;
-  int busy;                     /* calls in progress that use it */
-  recv_op recv;                 /* its coroutine: recv.w.co, or NULL */
-  send_op *senders, *senders_last;  /* waiting for the output to drain */
-  ml_drain conn_drain;          /* the upgraded connection's drain wait */
+  ws_pmd *pmd;                  /* permessage-deflate, or NULL: none */
+  ws_aux *aux;                  /* or NULL: none needed yet */
+  ws_msg *inbox;                /* read ahead of receive, oldest first */
+  ml_wait recv;                 /* the receiving coroutine: recv.co */
+  send_op *senders;             /* waiting for the output to drain */
   close_op *closer;
-  ml_ctimer beat;               /* ping_interval */
   char *reason;                 /* what receive reports once closed, */
+  int busy;                     /* calls in progress that use it */
   uint16_t code;                /* with the code (NULL: "") */
   uint8_t state;
   uint8_t reason_len;
+  uint8_t ninbox;               /* messages in the inbox */
   unsigned server : 1;
   unsigned awaiting_pong : 1;   /* a heartbeat went out unanswered */
   unsigned inbox_full : 1;      /* reading stopped: receive lags */
   unsigned out_full : 1;        /* reading stopped: the peer lags */
   unsigned drain_wanted : 1;
-  unsigned finished : 1;        /* the handler's response is done */
 };
 
 static void ws_free(ml_ws *ws);
@@ -142,7 +152,7 @@ static void push_closed(lua_State *L, ml_ws *ws) {
 static void wake_senders(ml_ws *ws, int closed) {
   send_op *op = ws->senders, *next;
   ml_co *co;
-  ws->senders = ws->senders_last = NULL;
+  ws->senders = NULL;
   for (; op != NULL; op = next) {
     next = op->next;
     co = ml_sched_unpark(&op->w);
@@ -187,9 +197,47 @@ static void ws_free(ml_ws *ws) {
     free(m);
   }
   ml_ws_parser_free(&ws->parser);
-  ml_ws_inflater_free(&ws->inflater);
+  if (ws->pmd != NULL) {
+    ml_ws_inflater_free(&ws->pmd->inflater);
+    free(ws->pmd);
+  }
+  if (ws->aux != NULL) {        /* detached: the drain wait is stopped */
+    ml_clock_timer_stop(&ws->aux->beat);
+    ml_clock_timer_stop(&ws->aux->recv_timer);
+    free(ws->aux);
+  }
   free(ws->reason);
   free(ws);
+}
+
+/* The WebSocket's occasional parts, made on first use; NULL when out of
+ * memory.  Its timers are put on a clock when started. */
+static ws_aux *need_aux(ml_ws *ws) {
+  if (ws->aux == NULL && (ws->aux = calloc(1, sizeof *ws->aux)) != NULL) {
+    ws->aux->ws = ws;
+    ml_clock_timer_init_on(NULL, &ws->aux->beat);
+    ml_clock_timer_init_on(NULL, &ws->aux->recv_timer);
+  }
+  return ws->aux;
+}
+
+/* Starts one of aux's timers on 'clock' (a stopped timer's clock may
+ * change); 0, or < 0 when out of memory. */
+static int aux_start(ml_ctimer *t, ml_clock *clock, ml_ctimer_cb cb,
+                     uint64_t ms, uint64_t repeat) {
+  ml_clock_timer_stop(t);
+  ml_clock_timer_init_on(clock, t);
+  return ml_clock_timer_start(t, cb, ms, repeat);
+}
+
+static void stop_beat(ml_ws *ws) {
+  if (ws->aux != NULL)
+    ml_clock_timer_stop(&ws->aux->beat);
+}
+
+static void stop_recv_timer(ml_ws *ws) {
+  if (ws->aux != NULL)
+    ml_clock_timer_stop(&ws->aux->recv_timer);
 }
 
 /* }====================================================== */
@@ -248,7 +296,7 @@ static void set_closed(ml_ws *ws, int code, const char *reason,
     memcpy(ws->reason, pl + 2, len);
     ws->reason_len = (uint8_t)len;
   }
-  ml_clock_timer_stop(&ws->beat);
+  stop_beat(ws);
   if (ws->t != NULL)            /* the handshake is over: a FIN */
     ws->io->end_output(ws->t);
 }
@@ -267,7 +315,7 @@ static void start_close(ml_ws *ws, int code, const char *reason,
   if (ws->state != WS_OPEN)
     return;
   ws->state = WS_CLOSING;
-  ml_clock_timer_stop(&ws->beat);
+  stop_beat(ws);
   put_close(ws, code, reason, len);
 }
 
@@ -285,11 +333,11 @@ static int pop_message(lua_State *L, ml_ws *ws);
  * loop callback, else on the next turn. */
 static void feed_receiver(ml_ws *ws) {
   ml_co *co;
-  if (ws->recv.w.co == NULL || (ws->inbox == NULL &&
-                                ws->state != WS_CLOSED))
+  if (ws->recv.co == NULL || (ws->inbox == NULL &&
+                              ws->state != WS_CLOSED))
     return;
-  ml_clock_timer_stop(&ws->recv.timer);
-  co = ml_sched_unpark(&ws->recv.w);
+  stop_recv_timer(ws);
+  co = ml_sched_unpark(&ws->recv);
   if (ws->inbox != NULL) {
     wake(co, pop_message(co->L, ws));
     return;
@@ -304,7 +352,7 @@ static void update_reading(ml_ws *ws) {
 }
 
 static void got_message(ml_ws *ws) {
-  ws_msg *m;
+  ws_msg *m, **last;
   if (ws->state != WS_OPEN)
     return;                     /* after our close: dropped */
   if ((m = malloc(sizeof *m)) == NULL) {
@@ -314,11 +362,9 @@ static void got_message(ml_ws *ws) {
   ml_ws_parser_take(&ws->parser, &m->data);
   m->op = ws->parser.opcode;
   m->next = NULL;
-  if (ws->inbox_last != NULL)
-    ws->inbox_last->next = m;
-  else
-    ws->inbox = m;
-  ws->inbox_last = m;
+  for (last = &ws->inbox; *last != NULL; last = &(*last)->next)
+    ;                           /* at most INBOX_MAX */
+  *last = m;
   if (++ws->ninbox >= INBOX_MAX && !ws->inbox_full) {
     ws->inbox_full = 1;
     update_reading(ws);
@@ -343,16 +389,25 @@ static void got_control(ml_ws *ws) {
     got_close(ws);
 }
 
+/* Asks the transport for ws_drained once the output is down to
+ * SEND_LOW (one ask for every waiter); 0, or -1 when out of memory. */
+static int want_drain(ml_ws *ws) {
+  if (ws->drain_wanted)
+    return 0;
+  if (ws->io->want_drain(ws->t, SEND_LOW, ws) != 0)
+    return -1;
+  ws->drain_wanted = 1;
+  return 0;
+}
+
 /* The peer's output falls behind ours (pongs it does not read). */
 static void check_output(ml_ws *ws) {
   if (ws->t == NULL || ws->io->pending(ws->t) <= OUT_MAX)
     return;
   ws->out_full = 1;
   update_reading(ws);
-  if (!ws->drain_wanted) {
-    ws->drain_wanted = 1;
-    ws->io->want_drain(ws->t, SEND_LOW, ws);
-  }
+  if (want_drain(ws) != 0 && ws->t != NULL)
+    ws->io->close(ws->t);       /* no memory to wait: it would stall */
 }
 
 /* Bytes from the peer: frames until they run out or the end. */
@@ -415,13 +470,13 @@ static void ws_detach(ml_ws *ws) {
     ws->code = ML_WS_ABNORMAL;
     ws->reason_len = 0;
   }
-  ml_clock_timer_stop(&ws->beat);
+  stop_beat(ws);
   hold(ws);
   wake_senders(ws, 1);
   wake_closer(ws, 1);
-  if (ws->recv.w.co != NULL) {
-    ml_co *co = ml_sched_unpark(&ws->recv.w);
-    ml_clock_timer_stop(&ws->recv.timer);
+  if (ws->recv.co != NULL) {
+    ml_co *co = ml_sched_unpark(&ws->recv);
+    stop_recv_timer(ws);
     push_closed(co->L, ws);
     ml_sched_resume_soon(co, 4);
   }
@@ -430,11 +485,11 @@ static void ws_detach(ml_ws *ws) {
 
 /* ping_interval: a ping, unless the last one is still unanswered. */
 static void beat_fire(ml_ctimer *t) {
-  ml_ws *ws = container_of(t, ml_ws, beat);
+  ml_ws *ws = container_of(t, ws_aux, beat)->ws;
   hold(ws);
   if (ws->awaiting_pong) {
     ml_log(MOONLET_LOG_DEBUG, "websocket: no answer to a ping: closing");
-    ml_clock_timer_stop(&ws->beat);
+    stop_beat(ws);
     if (ws->t != NULL)
       ws->io->close(ws->t);
   } else if (ws->state == WS_OPEN) {
@@ -479,11 +534,14 @@ static size_t conn_pending(void *t) {
  * so UV_ECANCELED does not come here. */
 static void conn_drained(ml_drain *d, int status) {
   if (status == 0)
-    ws_drained(container_of(d, ml_ws, conn_drain));
+    ws_drained(container_of(d, ws_aux, conn_drain)->ws);
 }
 
-static void conn_want_drain(void *t, size_t low, ml_ws *ws) {
-  ml_conn_drain_wait(t, &ws->conn_drain, low, conn_drained);
+static int conn_want_drain(void *t, size_t low, ml_ws *ws) {
+  if (need_aux(ws) == NULL)
+    return UV_ENOMEM;
+  ml_conn_drain_wait(t, &ws->aux->conn_drain, low, conn_drained);
+  return 0;
 }
 
 static void conn_reading(void *t, int on) {
@@ -521,7 +579,8 @@ static void up_stop(void *ud) {
 
 static void up_detach(void *ud) {
   ml_ws *ws = ud;
-  ml_conn_drain_stop(&ws->conn_drain);  /* a no-op if not waiting */
+  if (ws->aux != NULL)          /* a no-op if not waiting */
+    ml_conn_drain_stop(&ws->aux->conn_drain);
   ws_detach(ws);
 }
 
@@ -554,7 +613,7 @@ static int return_closed(lua_State *L) {
 /* Pushes a new Lua object for ws, with its subprotocol. */
 static void push_ws(lua_State *L, ml_ws *ws, const char *proto,
                     size_t plen) {
-  ml_ws **ud = lua_newuserdatauv(L, sizeof *ud, 1);
+  ml_ws **ud = lua_newuserdatauv(L, sizeof *ud, proto != NULL);
   *ud = ws;
   ws->ud = ud;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ws_mt_key);
@@ -597,34 +656,27 @@ static ml_ws_deflater *deflater(lua_State *L) {
 
 static void send_op_cancel(ml_wait *w) {
   send_op *op = (send_op *)w, **p;
-  ml_ws *ws = op->ws;
-  send_op *prev = NULL;
-  for (p = &ws->senders; *p != NULL; prev = *p, p = &(*p)->next)
+  for (p = &op->ws->senders; *p != NULL; p = &(*p)->next)
     if (*p == op) {
       *p = op->next;
-      if (ws->senders_last == op)
-        ws->senders_last = prev;
       break;
     }
   free(op);
 }
 
-/* Parks the sender until the output drains (or the socket goes). */
+/* Parks the sender until the output drains (or the socket goes); the
+ * senders wake in the order they came. */
 static int wait_drain(lua_State *L, ml_ws *ws) {
   ml_co *co = ml_sched_current(L);
-  send_op *op = calloc(1, sizeof *op);
-  if (op == NULL)
+  send_op *op = calloc(1, sizeof *op), **last;
+  if (op == NULL || want_drain(ws) != 0) {  /* it calls back later */
+    free(op);
     return luaL_error(L, "not enough memory");
-  op->ws = ws;
-  if (ws->senders_last != NULL)
-    ws->senders_last->next = op;
-  else
-    ws->senders = op;
-  ws->senders_last = op;
-  if (!ws->drain_wanted) {
-    ws->drain_wanted = 1;
-    ws->io->want_drain(ws->t, SEND_LOW, ws);
   }
+  op->ws = ws;
+  for (last = &ws->senders; *last != NULL; last = &(*last)->next)
+    ;
+  *last = op;
   ml_sched_park(co, &op->w, send_op_cancel);
   return ml_sched_yield(L);
 }
@@ -635,11 +687,11 @@ static int send_message(lua_State *L, ml_ws *ws, int op, const char *data,
   ml_buf z = { 0 };
   ml_ws_deflater *d;
   int rsv1 = 0, rc;
-  if (ws->pmd.on && len >= ML_WS_DEFLATE_MIN &&
+  if (ws->pmd != NULL && len >= ML_WS_DEFLATE_MIN &&
       (d = deflater(L)) != NULL &&
-      ml_ws_deflate(d, ws->server ? ws->pmd.server_bits
-                                  : ws->pmd.client_bits, data, len, &z) ==
-      1) {
+      ml_ws_deflate(d, ws->server ? ws->pmd->agreed.server_bits
+                                  : ws->pmd->agreed.client_bits, data, len,
+                    &z) == 1) {
     rsv1 = 1;
     data = z.data;
     len = z.len;
@@ -701,8 +753,8 @@ static int ws_ping(lua_State *L) {
 }
 
 static void recv_done(ml_ctimer *t) {
-  ml_ws *ws = container_of(t, ml_ws, recv.timer);
-  ml_co *co = ml_sched_unpark(&ws->recv.w);
+  ml_ws *ws = container_of(t, ws_aux, recv_timer)->ws;
+  ml_co *co = ml_sched_unpark(&ws->recv);
   if (co == NULL)
     return;
   lua_pushnil(co->L);
@@ -711,16 +763,13 @@ static void recv_done(ml_ctimer *t) {
 }
 
 static void recv_cancel(ml_wait *w) {
-  ml_ws *ws = container_of(w, ml_ws, recv.w);
-  ml_clock_timer_stop(&ws->recv.timer);
+  stop_recv_timer(container_of(w, ml_ws, recv));
 }
 
 /* Pops the first message onto L's stack. */
 static int pop_message(lua_State *L, ml_ws *ws) {
   ws_msg *m = ws->inbox;
   ws->inbox = m->next;
-  if (ws->inbox == NULL)
-    ws->inbox_last = NULL;
   ws->ninbox--;
   lua_pushlstring(L, m->data.data ? m->data.data : "", m->data.len);
   if (m->op == ML_WS_TEXT)
@@ -751,15 +800,16 @@ static int ws_receive(lua_State *L) {
     push_closed(L, ws);
     return 4;
   }
-  if (ws->recv.w.co != NULL)
+  if (ws->recv.co != NULL)
     return luaL_error(L, "another coroutine is receiving on this "
                          "WebSocket");
   co = ml_sched_current(L);
-  if (timeout >= 0 && ml_clock_timer_start(&ws->recv.timer, recv_done,
-                                           (uint64_t)(timeout * 1000 + 0.5),
-                                           0) != 0)
+  if (timeout >= 0 && (need_aux(ws) == NULL ||
+                       aux_start(&ws->aux->recv_timer, co->gen->clock,
+                                 recv_done,
+                                 (uint64_t)(timeout * 1000 + 0.5), 0) != 0))
     return luaL_error(L, "not enough memory");
-  ml_sched_park(co, &ws->recv.w, recv_cancel);
+  ml_sched_park(co, &ws->recv, recv_cancel);
   return ml_sched_yield(L);
 }
 
@@ -1002,62 +1052,136 @@ static int put_101(ml_conn *c, const char *proto, size_t plen,
   return -1;
 }
 
-/* A new WebSocket over c; NULL when out of memory. */
-static ml_ws *ws_new(ml_gen *g, const ml_ws_pmd *pmd, size_t max_message,
-                     int server) {
+/* A new WebSocket; NULL when out of memory. */
+static ml_ws *ws_new(const ml_ws_pmd *pmd, size_t max_message, int server) {
   ml_ws *ws = calloc(1, sizeof *ws);
   if (ws == NULL)
     return NULL;
-  ws->gen = g;
+  if (pmd->on && (ws->pmd = malloc(sizeof *ws->pmd)) == NULL) {
+    free(ws);
+    return NULL;
+  }
   ws->server = server != 0;
-  ws->pmd = *pmd;
-  ml_ws_inflater_init(&ws->inflater, pmd, server);
+  if (ws->pmd != NULL) {
+    ws->pmd->agreed = *pmd;
+    ml_ws_inflater_init(&ws->pmd->inflater, pmd, server);
+  }
   ml_ws_parser_init(&ws->parser, server, max_message,
-                    pmd->on ? &ws->inflater : NULL);
-  ml_clock_timer_init_on(g->clock, &ws->beat);
-  ml_clock_timer_init_on(g->clock, &ws->recv.timer);
+                    ws->pmd != NULL ? &ws->pmd->inflater : NULL);
   ws->state = WS_OPEN;
   ws->code = ML_WS_NO_STATUS;
   return ws;
 }
 
+/* What req:websocket's options ask for. */
+typedef struct {
+  lua_Integer max_message;
+  lua_Number ping_interval;
+  int deflate;
+} up_opts;
+
+/* The list of subprotocols in the options at 2, checked, is pushed (nil
+ * when none). */
+static void read_protocols(lua_State *L) {
+  lua_Integer i;
+  if (lua_getfield(L, 2, "protocols") == LUA_TNIL)
+    return;
+  if (!lua_istable(L, -1))
+    luaL_error(L, "req:websocket: protocols must be a list of strings");
+  for (i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "req:websocket: protocols must be a list of strings");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* req:websocket's options, the table at 2 (or none), are read into o and
+ * the subprotocols left at 3.  A bad one raises at the caller's line. */
+static void read_opts(lua_State *L, up_opts *o) {
+  int t = lua_type(L, 2);
+  o->max_message = MAX_MESSAGE;
+  o->ping_interval = 0;
+  o->deflate = 1;
+  lua_settop(L, 2);
+  if (t != LUA_TNIL && t != LUA_TNONE && t != LUA_TTABLE)
+    luaL_error(L, "req:websocket expects an options table");
+  if (t != LUA_TTABLE) {
+    lua_pushnil(L);
+    return;
+  }
+  read_protocols(L);
+  if (lua_getfield(L, 2, "max_message") != LUA_TNIL &&
+      (!lua_isinteger(L, -1) || (o->max_message = lua_tointeger(L, -1)) <= 0))
+    luaL_error(L, "req:websocket: max_message must be a positive integer");
+  if (lua_getfield(L, 2, "ping_interval") != LUA_TNIL &&
+      (lua_type(L, -1) != LUA_TNUMBER ||
+       !((o->ping_interval = lua_tonumber(L, -1)) >= 0 &&
+         o->ping_interval < 1e6)))
+    luaL_error(L, "req:websocket: ping_interval must be seconds >= 0");
+  lua_getfield(L, 2, "deflate");
+  o->deflate = !lua_isboolean(L, -1) || lua_toboolean(L, -1);
+  lua_settop(L, 3);
+}
+
+/* The request is not a WebSocket handshake: moonlet.abort(status, why),
+ * with Sec-WebSocket-Version: 13 for a 426. */
+static int refuse(lua_State *L, int status, const char *why) {
+  ml_lib_push_abort(L, status, why);
+  if (status == 426) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "13");
+    lua_setfield(L, -2, "Sec-WebSocket-Version");
+    lua_setfield(L, -2, "headers");
+  }
+  return lua_error(L);
+}
+
+/* The 101 is out: ping_interval's heartbeat; 0, or -1 (out of memory). */
+static int start_beat(ml_ws *ws, ml_clock *clock, lua_Number every) {
+  uint64_t ms = (uint64_t)(every * 1000 + 0.5);
+  if (every <= 0)
+    return 0;
+  if (need_aux(ws) == NULL)
+    return -1;
+  return aux_start(&ws->aux->beat, clock, beat_fire, ms, ms) != 0 ? -1 : 0;
+}
+
 /*
- * core.ws_upgrade(req, protocols, max_message, ping_interval, deflate)
- * -> the WebSocket, having answered 101; or nil, status, message when
- * the request is not a handshake we take (400, 426).
+ * req:websocket([{protocols =, max_message =, ping_interval =, deflate
+ * =}]) -> the WebSocket, having answered 101.  A request that is not a
+ * handshake we take ends the handler with 400 (426 for another
+ * version).  In C, not Lua: a thread keeps a CallInfo for every call
+ * level it has reached, so a handler that waits in ws:receive costs
+ * least when nothing it called went deeper.
  */
 static int lib_ws_upgrade(lua_State *L) {
   ml_conn *c = ml_lib_req_conn(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 3);
-  lua_Number ping = luaL_checknumber(L, 4);
-  int use_deflate = lua_toboolean(L, 5), status;
   const char *why = NULL, *proto;
   char ext[ML_WS_PMD_RESPONSE];
   ml_ws_pmd pmd;
+  up_opts o;
   size_t plen = 0;
+  int status;
   ml_req *r;
   ml_ws *ws;
-  luaL_argcheck(L, max > 0, 3, "max_message must be positive");
-  luaL_argcheck(L, ping >= 0 && ping < 1e6, 4, "ping_interval out of range");
+  read_opts(L, &o);
   if (c == NULL)
     return luaL_error(L, "the request is finished");
   r = ml_conn_req(c);
   if (r->responded || r->streaming || ml_conn_upgraded(c) != NULL)
     return luaL_error(L, "the response was already sent");
-  if ((status = check_handshake(c, &why)) != 0) {
-    lua_pushnil(L);
-    lua_pushinteger(L, status);
-    lua_pushstring(L, why);
-    return 3;
-  }
+  if ((status = check_handshake(c, &why)) != 0)
+    return refuse(L, status, why);
   memset(&pmd, 0, sizeof pmd);
   ext[0] = '\0';
-  if (use_deflate)
+  if (o.deflate)
     choose_deflate(c, &pmd, ext);
-  proto = choose_protocol(L, 2, c, &plen);
-  if ((ws = ws_new(ml_lib_req_gen(L, 1), &pmd, (size_t)max, 1)) == NULL ||
+  proto = choose_protocol(L, 3, c, &plen);
+  if ((ws = ws_new(&pmd, (size_t)o.max_message, 1)) == NULL ||
       put_101(c, proto, plen, ext) != 0) {
-    free(ws);
+    if (ws != NULL)
+      ws_free(ws);
     return luaL_error(L, "not enough memory");
   }
   push_ws(L, ws, proto, plen);
@@ -1066,11 +1190,12 @@ static int lib_ws_upgrade(lua_State *L) {
   ml_conn_flush(c);
   if (!ml_conn_closing(c) && ml_conn_out(c)->len == 0)
     ml_buf_free(ml_conn_out(c));
-  if (ws->t != NULL && ping > 0)
-    ml_clock_timer_start(&ws->beat, beat_fire,
-                         (uint64_t)(ping * 1000 + 0.5),
-                         (uint64_t)(ping * 1000 + 0.5));
-  if (!ml_conn_closing(c))
+  if (!ml_conn_closing(c) &&
+      start_beat(ws, ml_lib_req_gen(L, 1)->clock, o.ping_interval) != 0)
+    ml_conn_close(c);             /* no memory for the heartbeat asked */
+  if (ml_conn_closing(c))
+    ws_detach(ws);                /* gone already: it reads as closed */
+  else
     ml_conn_upgrade_to(c, &conn_upgrade, ws);
   return 1;
 }
@@ -1125,9 +1250,10 @@ static size_t cl_pending(void *t) {
   return ml_wscl_pending(((ws_client *)t)->cl);
 }
 
-static void cl_want_drain(void *t, size_t low, ml_ws *ws) {
+static int cl_want_drain(void *t, size_t low, ml_ws *ws) {
   ML_UNUSED(ws);
   ml_wscl_want_drain(((ws_client *)t)->cl, low);
+  return 0;
 }
 
 static void cl_reading(void *t, int on) {
@@ -1200,7 +1326,7 @@ static void cl_ready(ml_wscl *c, const char *err, const ml_wscl_head *h) {
     return;
   }
   if (err == NULL && (err = check_answer(cl, h, &pmd, &proto, &plen)) ==
-      NULL && (cl->ws = ws_new(cl->gen, &pmd, cl->max_message, 0)) == NULL)
+      NULL && (cl->ws = ws_new(&pmd, cl->max_message, 0)) == NULL)
     err = "not enough memory";
   if (err != NULL) {
     ml_wscl_close(c);

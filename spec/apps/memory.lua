@@ -11,11 +11,27 @@ app:get("/sleep/<int:ms>", function(req, ms)
   return "slept"
 end)
 
--- The state's bytes after a full collection, and the handlers asleep.
+-- A WebSocket whose handler waits in receive, as the benchmark's.
+local receiving = 0
+
+app:get("/ws", function(req)
+  local ws = req:websocket{ deflate = false }
+  while true do
+    receiving = receiving + 1
+    local msg, kind = ws:receive()
+    receiving = receiving - 1
+    if not msg then return end
+    ws:send(msg, kind)
+  end
+end)
+
+-- The state's bytes after a full collection, the handlers asleep and
+-- those waiting in ws:receive.
 app:get("/mem", function()
   collectgarbage("collect")
   collectgarbage("collect")
-  return { bytes = collectgarbage("count") * 1024, sleeping = sleeping }
+  return { bytes = collectgarbage("count") * 1024, sleeping = sleeping,
+    receiving = receiving }
 end)
 
 return app

@@ -34,6 +34,19 @@ app:get("/small", function(req)
   echo(req:websocket{ max_message = 100 })
 end)
 
+-- Options req:websocket refuses, each raising at the caller's line; the
+-- request is still a plain one after them.
+app:get("/badopts", function(req)
+  local out = {}
+  for _, opts in ipairs { 7, { protocols = "x" }, { protocols = { 1 } },
+      { max_message = 1.5 }, { max_message = 0 }, { ping_interval = -1 },
+      { ping_interval = "1" }, { ping_interval = 0 / 0 } } do
+    local ok, err = pcall(function() return req:websocket(opts) end)
+    out[#out + 1] = tostring(ok) .. " " .. tostring(err)
+  end
+  return table.concat(out, "\n")
+end)
+
 app:get("/bye", function(req)
   local ws = req:websocket()
   ws:send("bye")
