@@ -1,9 +1,12 @@
--- Memory held per connection and per waiting request, read from the
--- server's RSS, and the Lua share of a waiting request from the state's
--- own count (collectgarbage), which neither ASan nor valgrind changes.  The benchmark (spec/bench, scenarios idle and sleep)
--- measures the same at 10,000 and 5,000; these bounds are looser, so that
--- only a real regression trips them.  Under valgrind or ASan RSS means
--- something else, so the checks are skipped there.
+-- Memory held per connection, per waiting request and per idle
+-- WebSocket, read from the server's RSS, and the Lua share of a waiting
+-- request or WebSocket handler from the state's own count
+-- (collectgarbage), which neither ASan nor valgrind changes.  The
+-- benchmark (spec/bench, scenarios idle, sleep and wsidle) measures the
+-- same at 10,000, 5,000 and 10,000; most bounds here are looser, so that
+-- only a real regression trips them (the WebSocket's is the benchmark's
+-- target).  Under valgrind or ASan RSS means something else, so the
+-- checks are skipped there.
 local H = require "spec.helpers"
 local W = require "ws_helpers"
 local cjson = require "cjson"
@@ -99,6 +102,22 @@ describe("memory", function()
     srv:stop()
     local per = (held - before) * 1024 / N
     assert.is_true(per < 3584, ("%.0f bytes per sleeping request"):format(per))
+  end)
+
+  it("holds an idle WebSocket in under 2.5 KiB, its handler included",
+    function()
+    if not measured then return end
+    local srv = H.start("spec/bench/apps/wsecho.lua")  -- the bench's
+    finally(function() srv:stop() end)
+    for _ = 1, 20 do W.connect(srv.port, "/ws"):close() end
+    H.pause(0.2)
+    local before = rss_kib(srv.pid)
+    local conns = {}
+    for i = 1, N do conns[i] = W.connect(srv.port, "/ws") end
+    H.pause(0.2)
+    local per = (rss_kib(srv.pid) - before) * 1024 / N
+    close_all(conns)
+    assert.is_true(per < 2560, ("%.0f bytes per idle WebSocket"):format(per))
   end)
 
   -- A thread (208 bytes), its first stack (40 slots, 720), three

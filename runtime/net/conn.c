@@ -11,7 +11,8 @@
  * been queued; their responses therefore leave in order.  Request text
  * is kept as offsets, which survive it moving (out of the shared read
  * buffer, or with its own buffer growing).  An idle connection holds no
- * request: requests and write operations come from per-server pools.
+ * request: requests and write operations come from per-server pools.  An
+ * upgraded one holds its request's head and no reader (parser, input).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -145,7 +146,13 @@ const char *ml_conn_url(ml_conn *c, size_t *len) {
 const char *ml_conn_path(ml_conn *c, size_t *len) {
   ml_req *r = c->req;
   *len = r->path_len;
-  return r->decoded ? r->path.data : r->text + r->path_off;
+  return r->decoded ? r->rd->path.data : r->text + r->path_off;
+}
+
+const char *ml_conn_body(ml_conn *c, size_t *len) {
+  ml_reader *d = c->req->rd;
+  *len = d != NULL ? d->body.len : 0;
+  return d != NULL && d->body.data != NULL ? d->body.data : "";
 }
 
 const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
@@ -205,39 +212,60 @@ ml_buf *ml_conn_out(ml_conn *c) {
 ** =======================================================
 */
 
+/* A new request and its reader; NULL when out of memory. */
+static ml_req *req_new(void) {
+  ml_req *r = calloc(1, sizeof *r);
+  if (r == NULL || (r->rd = calloc(1, sizeof *r->rd)) == NULL) {
+    free(r);
+    return NULL;
+  }
+  r->rd->req = r;
+  r->hdrs = r->rd->inline_hdrs;
+  r->rd->hdrs_cap = ML_REQ_INLINE_HDRS;
+  return r;
+}
+
 /* A request from the server's pool (or a new one) for c; NULL when out
- * of memory. */
+ * of memory.  A pooled request has its reader. */
 static ml_req *req_acquire(ml_conn *c) {
   ml_hserver *s = c->srv;
   ml_req *r = s->req_pool;
+  ml_reader *d;
   if (r != NULL) {
-    s->req_pool = r->next_free;
+    s->req_pool = r->rd->next_free;
     s->req_pooled--;
-  } else {
-    if ((r = calloc(1, sizeof *r)) == NULL)
-      return NULL;
-    r->hdrs = r->inline_hdrs;
-    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+  } else if ((r = req_new()) == NULL) {
+    return NULL;
   }
+  d = r->rd;
   r->conn = c;
-  r->in.len = r->out.len = 0;
+  d->in.len = r->out.len = 0;
   r->text = NULL;
-  r->parsed = r->avail = 0;
-  r->shared = 0;
-  r->tail = 0;
+  d->parsed = d->avail = 0;
+  d->shared = 0;
+  d->tail = 0;
   r->data = NULL;
-  llhttp_init(&r->parser, HTTP_REQUEST, &ml_parse_settings);
+  llhttp_init(&d->parser, HTTP_REQUEST, &ml_parse_settings);
   c->req = r;
   return r;
 }
 
+/* Frees a reader, and the header array it made for its request. */
+static void reader_free(ml_reader *d) {
+  ml_buf_free(&d->in);
+  ml_buf_free(&d->body);
+  ml_buf_free(&d->path);
+  if (d->req->hdrs != d->inline_hdrs)
+    free(d->req->hdrs);
+  free(d);
+}
+
 static void req_free(ml_req *r) {
-  ml_buf_free(&r->in);
   ml_buf_free(&r->out);
-  ml_buf_free(&r->body);
-  ml_buf_free(&r->path);
-  if (r->hdrs != r->inline_hdrs)
-    free(r->hdrs);
+  if (r->rd != NULL)
+    reader_free(r->rd);
+  else
+    free(r->hdrs);             /* upgraded: its headers and text */
   free(r);
 }
 
@@ -247,26 +275,28 @@ static void trim(ml_buf *b) {
   b->len = 0;
 }
 
-/* c is between requests: its request goes back to the pool. */
+/* c is between requests: its request goes back to the pool (one that
+ * was upgraded, and has no reader, is freed). */
 static void req_release(ml_conn *c) {
   ml_hserver *s = c->srv;
   ml_req *r = c->req;
+  ml_reader *d = r->rd;
   c->req = NULL;
   r->conn = NULL;
-  if (s->req_pooled >= REQ_POOL_MAX || s->closing) {
+  if (d == NULL || s->req_pooled >= REQ_POOL_MAX || s->closing) {
     req_free(r);
     return;
   }
-  if (r->hdrs_cap > POOL_HDRS_MAX) {  /* a crowd of headers: let it go */
+  if (d->hdrs_cap > POOL_HDRS_MAX) {  /* a crowd of headers: let it go */
     free(r->hdrs);
-    r->hdrs = r->inline_hdrs;
-    r->hdrs_cap = ML_REQ_INLINE_HDRS;
+    r->hdrs = d->inline_hdrs;
+    d->hdrs_cap = ML_REQ_INLINE_HDRS;
   }
-  trim(&r->in);
+  trim(&d->in);
   trim(&r->out);
-  trim(&r->body);
-  trim(&r->path);
-  r->next_free = s->req_pool;
+  trim(&d->body);
+  trim(&d->path);
+  d->next_free = s->req_pool;
   s->req_pool = r;
   s->req_pooled++;
 }
@@ -301,7 +331,8 @@ static void wop_release(ml_hserver *s, ml_wop *op) {
 static void settle(ml_conn *c) {
   ml_req *r = c->req;
   if (r != NULL && !c->processing && !c->in_request && !c->handling &&
-      !c->closing && !c->writing && r->out.len == 0 && r->in.len == 0) {
+      !c->closing && !c->writing && r->out.len == 0 &&
+      (r->rd == NULL || r->rd->in.len == 0)) {
     req_release(c);
     if (c->wop != NULL) {
       wop_release(c->srv, c->wop);
@@ -337,7 +368,7 @@ void ml_conn_hserver_free(ml_hserver *h) {
   if (h == NULL)
     return;
   while ((r = h->req_pool) != NULL) {
-    h->req_pool = r->next_free;
+    h->req_pool = r->rd->next_free;
     req_free(r);
   }
   while ((op = h->wop_pool) != NULL) {
@@ -856,24 +887,30 @@ static void log_access(ml_conn *c, ml_req *r) {
  */
 static void finish_request(ml_conn *c) {
   ml_req *r = c->req;
+  ml_reader *d = r->rd;
   size_t rest;
   if (ml_log_access_enabled())
     log_access(c, r);
   detach_upgrade(c);       /* its handler is over: so is the protocol */
   c->handling = 0;
   c->in_request = 0;
-  if (r->body.cap > 1048576)
-    ml_buf_free(&r->body);       /* don't hoard a large body's memory */
-  if (!r->keep_alive || c->srv->closing)
-    c->close_after = 1;          /* said "close": a stop is under way */
+  if (!r->keep_alive || c->srv->closing || d == NULL)
+    c->close_after = 1;          /* said "close": a stop is under way;
+                                    or an upgraded request, reader gone */
+  if (d == NULL) {
+    flush(c);
+    return;
+  }
+  if (d->body.cap > 1048576)
+    ml_buf_free(&d->body);       /* don't hoard a large body's memory */
   /* the next request's text follows this one's: moving the start is all
    * it takes (on_read compacts the buffer, once per read) */
-  r->text += r->parsed;
-  r->avail -= r->parsed;
-  r->parsed = 0;
-  if ((rest = r->avail) == 0 && !r->shared)
+  r->text += d->parsed;
+  d->avail -= d->parsed;
+  d->parsed = 0;
+  if ((rest = d->avail) == 0 && !d->shared)
     drop_input(r);
-  llhttp_resume(&r->parser);
+  llhttp_resume(&d->parser);
   if (c->close_after) {
     flush(c);
     return;
@@ -902,20 +939,21 @@ static void finish_request(ml_conn *c) {
  * what must outlive a read callback: the text of a request whose handler
  * waits, a head still arriving, requests pipelined behind a busy one.
  * Offsets are from r->text, the start of the request's text in either;
- * r->avail bytes of input follow it.
+ * rd->avail bytes of input follow it.  An upgraded request has no reader
+ * and reads no more: its connection's bytes are another protocol's.
  */
 
 /* Input read but not parsed yet: what back-pressure bounds. */
 static size_t unparsed(ml_conn *c) {
-  ml_req *r = c->req;
-  return r != NULL && r->avail > r->parsed ? r->avail - r->parsed : 0;
+  ml_reader *d = c->req != NULL ? c->req->rd : NULL;
+  return d != NULL && d->avail > d->parsed ? d->avail - d->parsed : 0;
 }
 
 /* The request's own buffer holds no input any more. */
 static void drop_input(ml_req *r) {
-  r->in.len = 0;
-  r->text = r->in.data;
-  r->avail = r->parsed = 0;
+  r->rd->in.len = 0;
+  r->text = r->rd->in.data;
+  r->rd->avail = r->rd->parsed = 0;
 }
 
 /*
@@ -925,14 +963,15 @@ static void drop_input(ml_req *r) {
  * requests is copied a bounded number of times, never once per request.
  */
 static int keep_input(ml_req *r, const char *p, size_t n) {
-  if (r->in.len > 0 && r->text != r->in.data) {
-    memmove(r->in.data, r->text, r->avail);
-    r->in.len = r->avail;
+  ml_reader *d = r->rd;
+  if (d->in.len > 0 && r->text != d->in.data) {
+    memmove(d->in.data, r->text, d->avail);
+    d->in.len = d->avail;
   }
-  if (ml_buf_append(&r->in, p, n) != 0)
+  if (ml_buf_append(&d->in, p, n) != 0)
     return -1;
-  r->text = r->in.data;
-  r->avail = (uint32_t)r->in.len;
+  r->text = d->in.data;
+  d->avail = (uint32_t)d->in.len;
   return 0;
 }
 
@@ -981,7 +1020,8 @@ static void parse_error(ml_conn *c, llhttp_errno_t err) {
   ml_req *r = c->req;
   int status = ml_parse_error_status(r, err);
   ml_log(MOONLET_LOG_DEBUG, "bad request (%d): %s", status,
-         r->err_status ? "over a limit" : llhttp_get_error_reason(&r->parser));
+         r->rd->err_status ? "over a limit"
+                           : llhttp_get_error_reason(&r->rd->parser));
   c->in_request = 0;
   ml_conn_reject(c, status);
 }
@@ -992,28 +1032,29 @@ static void parse_error(ml_conn *c, llhttp_errno_t err) {
  */
 static void unshare(ml_conn *c) {
   ml_req *r = c->req;
+  ml_reader *d = r->rd;
   size_t keep;
-  int consumed = r->parsed >= r->avail;
-  r->shared = 0;
+  int consumed = d->parsed >= d->avail;
+  d->shared = 0;
   if (c->closing)
     keep = 0;
   else if (c->handling || !consumed)
-    keep = r->avail;        /* a request being served, or waiting ones */
+    keep = d->avail;        /* a request being served, or waiting ones */
   else
-    keep = c->in_request ? r->head_end : 0;  /* a head still arriving */
-  r->in.len = 0;
-  if (keep > 0 && (ml_buf_reserve_exact(&r->in, keep) != 0 ||
-                   ml_buf_append(&r->in, r->text, keep) != 0)) {
+    keep = c->in_request ? d->head_end : 0;  /* a head still arriving */
+  d->in.len = 0;
+  if (keep > 0 && (ml_buf_reserve_exact(&d->in, keep) != 0 ||
+                   ml_buf_append(&d->in, r->text, keep) != 0)) {
     drop_input(r);
     ml_conn_close(c);
     return;
   }
-  r->text = r->in.data;
-  r->avail = (uint32_t)keep;
+  r->text = d->in.data;
+  d->avail = (uint32_t)keep;
   if (!c->handling && consumed)
-    r->parsed = (uint32_t)keep;
-  else if (r->parsed > keep)
-    r->parsed = 0;                 /* closing: nothing is kept */
+    d->parsed = (uint32_t)keep;
+  else if (d->parsed > keep)
+    d->parsed = 0;                 /* closing: nothing is kept */
 }
 
 /*
@@ -1023,6 +1064,7 @@ static void unshare(ml_conn *c) {
  */
 static void process_input(ml_conn *c) {
   llhttp_errno_t err;
+  ml_reader *d;
   ml_req *r;
   if (c->processing)
     return;          /* an outer call is looping already */
@@ -1030,7 +1072,7 @@ static void process_input(ml_conn *c) {
   ml_activity_set("parsing and serving a connection's requests",
                   unparsed(c));   /* for a watchdog, should it get stuck */
   while ((r = c->req) != NULL && !c->closing && !c->handling &&
-         !c->close_after && r->parsed < r->avail) {
+         !c->close_after && (d = r->rd) != NULL && d->parsed < d->avail) {
     if (ml_conn_pending(c) > OUT_HIGH) {
       flush(c);      /* the client must take some before we parse on */
       if (c->writing || c->closing)
@@ -1040,14 +1082,14 @@ static void process_input(ml_conn *c) {
     if (err == HPE_OK) {
       /* all consumed: keep only the head of a request still arriving
        * (its body is copied out as it comes) */
-      if (r->shared) {
-        r->parsed = r->avail;
+      if (d->shared) {
+        d->parsed = d->avail;
         break;       /* unshare keeps the head */
       }
-      r->avail = c->in_request ? r->head_end : 0;
-      r->parsed = r->avail;
-      r->in.len = (size_t)(r->text - r->in.data) + r->avail;
-      if (r->avail == 0)
+      d->avail = c->in_request ? d->head_end : 0;
+      d->parsed = d->avail;
+      d->in.len = (size_t)(r->text - d->in.data) + d->avail;
+      if (d->avail == 0)
         drop_input(r);
     } else if (err == HPE_PAUSED) {
       serve_request(c);
@@ -1055,7 +1097,7 @@ static void process_input(ml_conn *c) {
       parse_error(c, err);
     }
   }
-  if ((r = c->req) != NULL && r->shared)
+  if ((r = c->req) != NULL && r->rd != NULL && r->rd->shared)
     unshare(c);
   c->processing = 0;
   ml_activity_clear();
@@ -1131,11 +1173,13 @@ static void on_read(ml_stream *st, const char *data, size_t nread) {
     ml_conn_close(c);
     return;
   }
-  if (!c->handling && r->in.len == 0) {   /* parse it where it lies */
-    r->shared = 1;
+  if (r->rd == NULL)  /* an upgrade's handler has ended: it closes */
+    return;
+  if (!c->handling && r->rd->in.len == 0) {  /* parse it where it lies */
+    r->rd->shared = 1;
     r->text = data;
-    r->avail = (uint32_t)nread;
-    r->parsed = 0;
+    r->rd->avail = (uint32_t)nread;
+    r->rd->parsed = 0;
     process_input(c);
     return;
   }
@@ -1276,16 +1320,44 @@ void ml_conn_shutdown_all(ml_hserver *h, int force) {
 ** =======================================================
 */
 
+/*
+ * An upgraded request keeps what its handler may still read, the text of
+ * its head and its headers, in one block of their exact size (a decoded
+ * path after them), and lets its reader go: a WebSocket that waits holds
+ * no parser and no input buffer.  Out of memory, it keeps its reader.
+ */
+static void freeze(ml_req *r) {
+  ml_reader *d = r->rd;
+  size_t hn = (size_t)r->nhdrs * sizeof *r->hdrs, tn = d->parsed,
+         pn = r->decoded ? d->path.len : 0;
+  char *b = malloc(hn + tn + pn);
+  if (b == NULL)
+    return;
+  memcpy(b, r->hdrs, hn);
+  memcpy(b + hn, r->text, tn);
+  if (r->decoded) {
+    memcpy(b + hn + tn, d->path.data, pn);
+    r->path_off = (uint32_t)tn;
+    r->decoded = 0;
+  }
+  reader_free(d);              /* the header array with it */
+  r->rd = NULL;
+  r->hdrs = (ml_hdr *)(void *)b;
+  r->text = b + hn;
+}
+
 void ml_conn_upgrade_to(ml_conn *c, const ml_conn_upgrade *up, void *ud) {
   ml_req *r = c->req;
+  ml_reader *d = r->rd;
   size_t rest = unparsed(c);
   c->up = up;
   c->up_ud = ud;
-  r->avail = r->parsed;           /* the head stays: req's fields */
-  if (!r->shared)
-    r->in.len = (size_t)(r->text - r->in.data) + r->avail;
+  d->avail = d->parsed;           /* the head stays: req's fields */
+  if (!d->shared)
+    d->in.len = (size_t)(r->text - d->in.data) + d->avail;
   if (rest > 0)                   /* still there: only the length moved */
-    up->read(ud, r->text + r->parsed, rest);
+    up->read(ud, r->text + d->parsed, rest);
+  freeze(r);
 }
 
 void *ml_conn_upgraded(ml_conn *c) {

@@ -34,65 +34,80 @@ typedef struct {
 
 #define ML_REQ_INLINE_HDRS 4   /* headers held without a malloc */
 
+typedef struct ml_req ml_req;
+
 /*
- * A request being read, served or written, with what conn.c needs for it
- * (the parser, the input and output buffers).  An idle keep-alive
+ * What reading a request takes, conn.c's and parse.c's: llhttp's state,
+ * the input kept past a read callback, the body, the decoded path, the
+ * first header slots.  It comes from the server's pool with its request
+ * and stays with it while the request is read and served; an upgraded
+ * request gives it back, its text and headers copied out first, so a
+ * WebSocket that waits holds none of it.
+ */
+typedef struct ml_reader {
+  llhttp_t parser;
+  ml_req *req;             /* whose */
+  ml_buf in;               /* input kept past a read callback; what is
+                              before the request's text is consumed, and
+                              compacted away once per read */
+  ml_buf body;
+  ml_buf path;             /* a decoded path: %-escapes, absolute form */
+  uint32_t parsed;         /* how much input (from text) llhttp took */
+  uint32_t avail;          /* input from text, in either buffer */
+  uint32_t head_bytes;     /* counted against max_headers */
+  uint32_t head_end;       /* the end of the head in the text */
+  int err_status;          /* the answer to a request we refuse */
+  int hdrs_cap;            /* room in the request's 'hdrs' */
+  unsigned shared : 1;     /* parsing in the server's read buffer */
+  unsigned expect_continue : 1;
+  unsigned in_field : 1;   /* parse.c: the last header callback was a name */
+  unsigned head_done : 1;  /* parse.c: the head is read, not checked */
+  unsigned trailers : 1;   /* parse.c: header callbacks are trailers */
+  unsigned in_line : 1;    /* parse.c: the request line is being read */
+  unsigned line_begun : 1; /* parse.c: ... past any empty lines */
+  char tail;               /* parse.c: the last byte llhttp took */
+  ml_req *next_free;       /* the server's pool of requests */
+  ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
+} ml_reader;
+
+/*
+ * A request being read, served or written.  An idle keep-alive
  * connection holds none: requests come from a per-server pool when bytes
  * arrive and go back once the response is written.  Text fields are
  * offsets from the start of the request's text (ml_conn_url and friends
  * turn them into pointers), which may move: it is parsed in the server's
  * read buffer and copied out only if it must outlive the read.
  */
-typedef struct ml_req ml_req;
 struct ml_req {
   /* the request, for lib_req.c, static.c and the watchdog */
   int method;              /* llhttp's HTTP_GET ... */
   int minor;               /* HTTP/1.<minor> */
   int nhdrs;
-  ml_buf body;
-  void *data;              /* the layer above's while it serves the
-                              request (lib_req.c: the request object) */
   int status;              /* the status sent, for the access log */
-  size_t bytes;            /* body bytes sent */
-  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
+  uint32_t url_off, url_len;
+  uint32_t path_off, path_len;  /* the routed path, in the text or in
+                                   the reader's 'path' (when decoded) */
   unsigned responded : 1;
   unsigned streaming : 1;  /* the head is sent; the body follows */
   unsigned chunked : 1;    /* ... in chunks (else until close) */
   /* conn.c's own */
-  unsigned expect_continue : 1;
   unsigned keep_alive : 1;
-  unsigned in_field : 1;   /* the last header callback was a name */
   unsigned enc_slash : 1;  /* the path had %2F, kept encoded */
-  unsigned decoded : 1;    /* the path is in 'path', not in the text */
-  unsigned head_done : 1;  /* parse.c: the head is read, not checked */
-  unsigned trailers : 1;   /* parse.c: header callbacks are trailers */
-  unsigned in_line : 1;    /* parse.c: the request line is being read */
-  unsigned line_begun : 1; /* parse.c: ... past any empty lines */
-  char tail;               /* parse.c: the last byte llhttp took */
-  uint32_t url_off, url_len;
-  uint32_t path_off, path_len;  /* the routed path, in the text or in
-                                   'path' (when decoded) */
-  ml_hdr *hdrs;            /* inline_hdrs, or a malloc'd array */
-  int hdrs_cap;
-  uint32_t head_bytes;     /* counted against max_headers */
-  uint32_t head_end;       /* the end of the head in the text */
+  unsigned decoded : 1;    /* the path is in rd->path, not in the text */
+  void *data;              /* the layer above's while it serves the
+                              request (lib_req.c: the request object) */
+  size_t bytes;            /* body bytes sent */
+  uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
+  ml_hdr *hdrs;            /* rd's inline slots or its array; once
+                              upgraded, one block with the text */
   uint64_t start;          /* uv_now when the head was complete */
   uint64_t id;             /* the request id both logs show (req.id) */
   ml_conn *conn;
-  llhttp_t parser;
-  const char *text;        /* the request's text: in 'in', or in the
-                              server's read buffer while 'shared' */
-  ml_buf in;               /* input kept past a read callback; what is
-                              before 'text' is consumed, and compacted
-                              away once per read */
-  uint32_t parsed;         /* how much input (from text) llhttp took */
-  uint32_t avail;          /* input from text, in either buffer */
-  unsigned shared : 1;     /* parsing in the server's read buffer */
+  const char *text;        /* the request's text: in rd->in, in the
+                              server's read buffer while rd->shared, or
+                              after the headers once upgraded */
   ml_buf out;              /* responses waiting to be written */
-  ml_buf path;             /* a decoded path: %-escapes, absolute form */
-  int err_status;          /* the answer to a request we refuse */
-  ml_req *next_free;       /* the server's pool */
-  ml_hdr inline_hdrs[ML_REQ_INLINE_HDRS];
+  ml_reader *rd;           /* NULL once upgraded */
 };
 
 /*
@@ -156,6 +171,10 @@ ml_req *ml_conn_req(ml_conn *c);
 /* The request's path as routed: percent-decoded but for %2F (see
  * lib_req.c), without the query. */
 const char *ml_conn_path(ml_conn *c, size_t *len);
+
+/* The request's body (empty once the request is upgraded: a handshake
+ * has none). */
+const char *ml_conn_body(ml_conn *c, size_t *len);
 
 /* The request as the error log names it: "GET /x?y HTTP/1.1 (from ADDR,
  * request ID)", the URL cut at 512 bytes. */

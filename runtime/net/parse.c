@@ -1,9 +1,9 @@
 /*
- * parse.c - a request from bytes: llhttp's callbacks fill the ml_req
- * around the parser with offsets into the request's text, enforce the
- * limits on URL, headers and body, and refuse what llhttp lets through
- * but we don't; then the path the request is routed on is found.  The
- * bytes, the timers and the answers are conn.c's.
+ * parse.c - a request from bytes: llhttp's callbacks (its parser is in
+ * the request's reader) fill the ml_req with offsets into the request's
+ * text, enforce the limits on URL, headers and body, and refuse what
+ * llhttp lets through but we don't; then the path the request is routed
+ * on is found.  The bytes, the timers and the answers are conn.c's.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,70 +16,73 @@
 ** =======================================================
 */
 
-#define REQ(p) container_of(p, ml_req, parser)
+#define RD(p) container_of(p, ml_reader, parser)
 
 /* Refuses the request being parsed: llhttp stops with HPE_USER. */
-static int refuse(ml_req *r, int status) {
-  r->err_status = status;
+static int refuse(ml_reader *d, int status) {
+  d->err_status = status;
   return -1;
 }
 
 static int on_message_begin(llhttp_t *p) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   r->url_len = 0;
   r->nhdrs = 0;
-  r->head_bytes = 0;
-  r->head_end = 0;
-  r->body.len = 0;
-  r->responded = r->expect_continue = r->in_field = 0;
+  d->head_bytes = 0;
+  d->head_end = 0;
+  d->body.len = 0;
+  r->responded = d->expect_continue = d->in_field = 0;
   r->status = 0;
   r->bytes = 0;
   r->streaming = r->chunked = 0;
   r->stream_ping_ms = 0;
-  r->err_status = 0;
-  r->head_done = r->trailers = 0;
-  r->in_line = 1;
-  r->line_begun = 0;
+  d->err_status = 0;
+  d->head_done = d->trailers = 0;
+  d->in_line = 1;
+  d->line_begun = 0;
   ml_conn_request_progress(r->conn, 1);
   return 0;
 }
 
-static void extend_head(ml_req *r, const char *at, size_t len) {
-  uint32_t end = (uint32_t)(at + len - r->text);
-  if (end > r->head_end)
-    r->head_end = end;
+static void extend_head(ml_reader *d, const char *at, size_t len) {
+  uint32_t end = (uint32_t)(at + len - d->req->text);
+  if (end > d->head_end)
+    d->head_end = end;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   if (r->url_len == 0)
     r->url_off = (uint32_t)(at - r->text);
   r->url_len += (uint32_t)len;   /* pieces are contiguous in 'in' */
-  extend_head(r, at, len);
+  extend_head(d, at, len);
   if (r->url_len > ml_conn_limits(r->conn)->max_url)
-    return refuse(r, 414);
+    return refuse(d, 414);
   return 0;
 }
 
-static int count_head(ml_req *r, size_t len) {
-  r->head_bytes += (uint32_t)len;
-  if (r->head_bytes > ml_conn_limits(r->conn)->max_headers)
-    return refuse(r, 431);
+static int count_head(ml_reader *d, size_t len) {
+  d->head_bytes += (uint32_t)len;
+  if (d->head_bytes > ml_conn_limits(d->req->conn)->max_headers)
+    return refuse(d, 431);
   return 0;
 }
 
 /* Room for one more header: the inline ones, then a growing array. */
-static int grow_hdrs(ml_req *r) {
-  int cap = r->hdrs_cap * 2;
-  ml_hdr *n = r->hdrs == r->inline_hdrs ? malloc((size_t)cap * sizeof *n)
+static int grow_hdrs(ml_reader *d) {
+  ml_req *r = d->req;
+  int cap = d->hdrs_cap * 2;
+  ml_hdr *n = r->hdrs == d->inline_hdrs ? malloc((size_t)cap * sizeof *n)
                                         : realloc(r->hdrs, (size_t)cap *
                                                   sizeof *n);
   if (n == NULL)
     return -1;
-  if (r->hdrs == r->inline_hdrs)
-    memcpy(n, r->inline_hdrs, sizeof r->inline_hdrs);
+  if (r->hdrs == d->inline_hdrs)
+    memcpy(n, d->inline_hdrs, sizeof d->inline_hdrs);
   r->hdrs = n;
-  r->hdrs_cap = cap;
+  d->hdrs_cap = cap;
   return 0;
 }
 
@@ -90,57 +93,60 @@ static int grow_hdrs(ml_req *r) {
  * framing).
  */
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   ml_hdr *h;
-  if (r->trailers)
-    return count_head(r, len + 4);
-  if (!r->in_field) {            /* a new header starts */
-    if (r->nhdrs == r->hdrs_cap && grow_hdrs(r) != 0)
-      return refuse(r, 503);
+  if (d->trailers)
+    return count_head(d, len + 4);
+  if (!d->in_field) {            /* a new header starts */
+    if (r->nhdrs == d->hdrs_cap && grow_hdrs(d) != 0)
+      return refuse(d, 503);
     h = &r->hdrs[r->nhdrs++];
     h->name_off = (uint32_t)(at - r->text);
     h->name_len = 0;
     h->value_off = h->name_off;
     h->value_len = 0;
-    r->in_field = 1;
+    d->in_field = 1;
   }
   r->hdrs[r->nhdrs - 1].name_len += (uint32_t)len;
-  extend_head(r, at, len);
-  return count_head(r, len + 4);  /* ": " and CRLF count too */
+  extend_head(d, at, len);
+  return count_head(d, len + 4);  /* ": " and CRLF count too */
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
-  if (r->trailers)
-    return count_head(r, len);
-  if (r->in_field) {
+  if (d->trailers)
+    return count_head(d, len);
+  if (d->in_field) {
     h->value_off = (uint32_t)(at - r->text);
-    r->in_field = 0;
+    d->in_field = 0;
   }
   h->value_len += (uint32_t)len;
-  extend_head(r, at, len);
-  return count_head(r, len);
+  extend_head(d, at, len);
+  return count_head(d, len);
 }
 
 static int on_header_value_complete(llhttp_t *p) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   ml_hdr *h = &r->hdrs[r->nhdrs - 1];
   const char *t = r->text;
-  if (r->trailers)
+  if (d->trailers)
     return 0;
-  r->in_field = 0;
+  d->in_field = 0;
   /* llhttp lets through a space in a name and obsolete line folding (a
    * value running on after CRLF): both are ways to smuggle, both 400 */
   if (!ml_http_name_ok(t + h->name_off, h->name_len) ||
       memchr(t + h->value_off, '\n', h->value_len) != NULL ||
       memchr(t + h->value_off, '\r', h->value_len) != NULL)
-    return refuse(r, 400);
+    return refuse(d, 400);
   if (ml_strieq(t + h->name_off, h->name_len, "expect")) {
     if (ml_strieq(t + h->value_off, h->value_len, "100-continue"))
-      r->expect_continue = 1;
+      d->expect_continue = 1;
     else
-      return refuse(r, 417);
+      return refuse(d, 417);
   }
   return 0;
 }
@@ -245,38 +251,40 @@ static int check_head(ml_req *r) {
  * body, then pause, for ml_parse_execute to check how the head ended.
  * Header callbacks from now on are for trailers. */
 static int on_headers_complete(llhttp_t *p) {
-  ml_req *r = REQ(p);
+  ml_reader *d = RD(p);
+  ml_req *r = d->req;
   int st;
   r->method = p->method;
   r->minor = p->http_minor;
   r->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
   if (p->http_major != 1)     /* 0.9 is malformed; 2 and up unsupported */
-    return refuse(r, p->http_major == 0 ? 400 : 505);
+    return refuse(d, p->http_major == 0 ? 400 : 505);
   if ((st = check_head(r)) != 0)
-    return refuse(r, st);
+    return refuse(d, st);
   if ((p->flags & F_CONTENT_LENGTH) &&
       p->content_length > ml_conn_limits(r->conn)->max_body)
-    return refuse(r, 413);
-  r->head_done = r->trailers = 1;
+    return refuse(d, 413);
+  d->head_done = d->trailers = 1;
   return HPE_PAUSED;
 }
 
 /* A chunk's size is known before its data: one that cannot fit under
  * max_body is refused now, not after waiting for data that never comes. */
 static int on_chunk_header(llhttp_t *p) {
-  ml_req *r = REQ(p);
-  if (p->content_length > ml_conn_limits(r->conn)->max_body - r->body.len)
-    return refuse(r, 413);
+  ml_reader *d = RD(p);
+  if (p->content_length > ml_conn_limits(d->req->conn)->max_body -
+                          d->body.len)
+    return refuse(d, 413);
   return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
-  ml_req *r = REQ(p);
-  if (r->body.len + len > ml_conn_limits(r->conn)->max_body)
-    return refuse(r, 413);
-  if (ml_buf_append(&r->body, at, len) != 0)
-    return refuse(r, 503);
-  ml_conn_request_progress(r->conn, 0);   /* a body that keeps coming */
+  ml_reader *d = RD(p);
+  if (d->body.len + len > ml_conn_limits(d->req->conn)->max_body)
+    return refuse(d, 413);
+  if (ml_buf_append(&d->body, at, len) != 0)
+    return refuse(d, 503);
+  ml_conn_request_progress(d->req->conn, 0);  /* a body that keeps coming */
   return 0;
 }
 
@@ -305,13 +313,14 @@ const llhttp_settings_t ml_parse_settings = {
  * last byte of the previous input, when the LF came first in this one.
  * Then a client that waits for 100 Continue gets it.
  */
-static int head_read(ml_req *r, const char *start, const char *end,
+static int head_read(ml_reader *d, const char *start, const char *end,
                      char before) {
-  llhttp_t *p = &r->parser;
+  ml_req *r = d->req;
+  llhttp_t *p = &d->parser;
   char cr = end - start >= 2 ? end[-2] : before;
   if (cr != '\r')
-    return refuse(r, 400);
-  if (r->expect_continue && r->minor >= 1 &&
+    return refuse(d, 400);
+  if (d->expect_continue && r->minor >= 1 &&
       ((p->flags & F_CHUNKED) || p->content_length > 0)) {
     ML_BUF_LIT(&r->out, "HTTP/1.1 100 Continue\r\n\r\n");
     ml_conn_flush(r->conn);  /* now: the client waits before the body */
@@ -325,48 +334,49 @@ static int head_read(ml_req *r, const char *start, const char *end,
  * message's first byte (past empty lines) to its LF; 'before' is the byte
  * before p.  -1 for two spaces in a row.
  */
-static int scan_line(ml_req *r, const char *p, const char *end,
+static int scan_line(ml_reader *d, const char *p, const char *end,
                      char before) {
   for (; p < end; before = *p++) {
     if (*p == ' ') {
       if (before == ' ')
         return -1;
     } else if (*p == '\n') {
-      if (r->line_begun) {
-        r->in_line = 0;
+      if (d->line_begun) {
+        d->in_line = 0;
         return 0;
       }
     } else if (*p != '\r') {
-      r->line_begun = 1;
+      d->line_begun = 1;
     }
   }
   return 0;
 }
 
 llhttp_errno_t ml_parse_execute(ml_req *r) {
-  const char *start, *end = r->text + r->avail, *stop;
+  ml_reader *d = r->rd;
+  const char *start, *end = r->text + d->avail, *stop;
   llhttp_errno_t err;
   char before;                 /* the last byte taken before this call */
   for (;;) {
-    start = r->text + r->parsed;
-    before = r->tail;
-    err = llhttp_execute(&r->parser, start, (size_t)(end - start));
+    start = r->text + d->parsed;
+    before = d->tail;
+    err = llhttp_execute(&d->parser, start, (size_t)(end - start));
     if (err != HPE_OK && err != HPE_PAUSED)
       return err;
-    stop = err == HPE_OK ? end : llhttp_get_error_pos(&r->parser);
+    stop = err == HPE_OK ? end : llhttp_get_error_pos(&d->parser);
     if (stop > start)
-      r->tail = stop[-1];
-    r->parsed = (uint32_t)(stop - r->text);
-    if (r->in_line && scan_line(r, start, stop, before) != 0) {
-      refuse(r, 400);
+      d->tail = stop[-1];
+    d->parsed = (uint32_t)(stop - r->text);
+    if (d->in_line && scan_line(d, start, stop, before) != 0) {
+      refuse(d, 400);
       return HPE_USER;
     }
-    if (err == HPE_OK || !r->head_done)
+    if (err == HPE_OK || !d->head_done)
       return err;              /* all taken, or a whole request */
-    r->head_done = 0;
-    if (head_read(r, start, stop, before) != 0)
+    d->head_done = 0;
+    if (head_read(d, start, stop, before) != 0)
       return HPE_USER;
-    llhttp_resume(&r->parser);
+    llhttp_resume(&d->parser);
   }
 }
 
@@ -405,6 +415,7 @@ static int has_encoded_slash(const char *u, const char *end) {
  */
 int ml_parse_path(ml_req *r) {
   const char *t = r->text, *u = t + r->url_off, *end = u + r->url_len, *q;
+  ml_buf *path = &r->rd->path;
   uint32_t off, len;
   char *d;
   if (target_authority(r, &off, &len) == 0)
@@ -419,11 +430,11 @@ int ml_parse_path(ml_req *r) {
     return 0;
   }
   r->decoded = 1;
-  r->path.len = 0;
+  path->len = 0;
   r->enc_slash = (unsigned)has_encoded_slash(u, q);
-  if (ml_buf_reserve(&r->path, (size_t)(q - u) + 1) != 0)
+  if (ml_buf_reserve(path, (size_t)(q - u) + 1) != 0)
     return -1;
-  d = r->path.data;
+  d = path->data;
   if (u == q || *u != '/')
     *d++ = '/';
   for (; u < q; u++) {
@@ -443,8 +454,8 @@ int ml_parse_path(ml_req *r) {
     }
     u += 2;
   }
-  r->path.len = (size_t)(d - r->path.data);
-  r->path_len = (uint32_t)r->path.len;
+  path->len = (size_t)(d - path->data);
+  r->path_len = (uint32_t)path->len;
   return 0;
 }
 
@@ -454,7 +465,7 @@ int ml_parse_path(ml_req *r) {
  * gets 400.
  */
 static int unknown_method_status(ml_req *r) {
-  const char *p = r->text + r->parsed, *end = r->text + r->avail;
+  const char *p = r->text + r->rd->parsed, *end = r->text + r->rd->avail;
   int n = 0;
   while (p < end && (*p == '\r' || *p == '\n'))
     p++;
@@ -468,8 +479,8 @@ static int unknown_method_status(ml_req *r) {
 }
 
 int ml_parse_error_status(ml_req *r, llhttp_errno_t err) {
-  if (r->err_status != 0)
-    return r->err_status;                    /* a limit refused it */
+  if (r->rd->err_status != 0)
+    return r->rd->err_status;                /* a limit refused it */
   return err == HPE_INVALID_METHOD ? unknown_method_status(r) : 400;
 }
 

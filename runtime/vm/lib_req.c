@@ -402,7 +402,9 @@ static int core_field(lua_State *L, const char *k, size_t klen) {
     push_tls(L, c);
     return cache(L, "tls");
   } else if (IS("body")) {
-    lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
+    size_t blen;
+    const char *body = ml_conn_body(c, &blen);
+    lua_pushlstring(L, body, blen);
     return cache(L, "body");
   } else if (IS("headers")) {
     push_headers(L, c);
