@@ -8,9 +8,10 @@ PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
             libssl-dev openssl ca-certificates zlib1g-dev libhiredis-dev libpq-dev
 # What the tests run against: real servers and clients others wrote
 # (python3 serves TLS to the https client and talks wss://, LuaSec is a
-# TLS client; testssl.sh, for a manual check, is not needed).
+# TLS client; testssl.sh, for a manual check, is not needed; chromium
+# opens the chat example in a headless browser).
 TEST_PKGS := redis-server postgresql haproxy node-ws python3-websockets \
-             lua-nginx-redis iproute2 procps python3 lua-sec wrk
+             lua-nginx-redis iproute2 procps python3 lua-sec wrk chromium
 LLHTTP   := /usr/share/llhttp
 PORT     ?= 8080
 
