@@ -66,12 +66,14 @@ enum { WS_OPEN, WS_CLOSING, WS_CLOSED };
 
 /*
  * What a WebSocket needs only for some uses: a heartbeat (ping_interval),
- * a receive with a timeout, a wait for the connection's output to drain.
+ * a receive with a timeout, a wait for the connection's output to drain,
+ * a close that waits.
  * Made at the first of them and kept, so an idle WebSocket that uses none
  * holds none of it.  Owned by its WebSocket.
  */
 typedef struct {
   ml_ws *ws;
+  close_op *closer;             /* ws:close waiting for the reply */
   ml_ctimer beat;               /* ping_interval */
   ml_ctimer recv_timer;         /* receive's timeout */
   ml_drain conn_drain;          /* the upgraded connection's drain wait */
@@ -89,8 +91,8 @@ typedef struct {
  * the last lets go.  Once detached, what was read stays readable.
  */
 struct ml_ws {
-  const ws_io *io;
-  void *t;                      /* the transport; NULL once detached */
+  void *t;                      /* the transport (the server's connection
+                                   or a client's); NULL once detached */
   ml_ws **ud;                   /* the Lua object's pointer, or NULL */
   ml_ws_parser parser;
   ws_pmd *pmd;                  /* permessage-deflate, or NULL: none */
@@ -98,7 +100,6 @@ struct ml_ws {
   ws_msg *inbox;                /* read ahead of receive, oldest first */
   ml_wait recv;                 /* the receiving coroutine: recv.co */
   send_op *senders;             /* waiting for the output to drain */
-  close_op *closer;
   char *reason;                 /* what receive reports once closed, */
   int busy;                     /* calls in progress that use it */
   uint16_t code;                /* with the code (NULL: "") */
@@ -113,6 +114,13 @@ struct ml_ws {
 };
 
 static void ws_free(ml_ws *ws);
+
+static const ws_io conn_io, client_io;  /* the transports, below */
+
+/* The transport's operations: a server's connection, or a client's. */
+static const ws_io *io(const ml_ws *ws) {
+  return ws->server ? &conn_io : &client_io;
+}
 
 /*
 ** {======================================================
@@ -170,11 +178,11 @@ static void wake_senders(ml_ws *ws, int closed) {
 }
 
 static void wake_closer(ml_ws *ws, int soon) {
-  close_op *op = ws->closer;
+  close_op *op = ws->aux != NULL ? ws->aux->closer : NULL;
   ml_co *co;
   if (op == NULL)
     return;
-  ws->closer = NULL;
+  ws->aux->closer = NULL;
   ml_clock_timer_stop(&op->timer);
   co = ml_sched_unpark(&op->w);
   free(op);
@@ -257,7 +265,7 @@ static int put_masked(ml_ws *ws, int op, int rsv1, const void *data,
   if (ml_ws_mask_key(key) != 0 ||
       ml_ws_frame(&f, op, rsv1, data, len, key) != 0)
     return -1;
-  rc = ws->io->write(ws->t, f.data, f.len, NULL, 0);
+  rc = io(ws)->write(ws->t, f.data, f.len, NULL, 0);
   ml_buf_free(&f);
   return rc == 0 && ws->t != NULL ? 0 : -1;
 }
@@ -272,7 +280,7 @@ static int put_frame(ml_ws *ws, int op, int rsv1, const void *data,
   if (!ws->server)
     return put_masked(ws, op, rsv1, data, len);
   hn = ml_ws_head(h, op, 1, rsv1, len, NULL);
-  return ws->io->write(ws->t, h, hn, data, len) == 0 && ws->t != NULL
+  return io(ws)->write(ws->t, h, hn, data, len) == 0 && ws->t != NULL
            ? 0 : -1;
 }
 
@@ -298,7 +306,7 @@ static void set_closed(ml_ws *ws, int code, const char *reason,
   }
   stop_beat(ws);
   if (ws->t != NULL)            /* the handshake is over: a FIN */
-    ws->io->end_output(ws->t);
+    io(ws)->end_output(ws->t);
 }
 
 /* We break off: a close frame with the code, then the FIN. */
@@ -348,7 +356,7 @@ static void feed_receiver(ml_ws *ws) {
 
 static void update_reading(ml_ws *ws) {
   if (ws->t != NULL)
-    ws->io->reading(ws->t, !ws->inbox_full && !ws->out_full);
+    io(ws)->reading(ws->t, !ws->inbox_full && !ws->out_full);
 }
 
 static void got_message(ml_ws *ws) {
@@ -394,7 +402,7 @@ static void got_control(ml_ws *ws) {
 static int want_drain(ml_ws *ws) {
   if (ws->drain_wanted)
     return 0;
-  if (ws->io->want_drain(ws->t, SEND_LOW, ws) != 0)
+  if (io(ws)->want_drain(ws->t, SEND_LOW, ws) != 0)
     return -1;
   ws->drain_wanted = 1;
   return 0;
@@ -402,12 +410,12 @@ static int want_drain(ml_ws *ws) {
 
 /* The peer's output falls behind ours (pongs it does not read). */
 static void check_output(ml_ws *ws) {
-  if (ws->t == NULL || ws->io->pending(ws->t) <= OUT_MAX)
+  if (ws->t == NULL || io(ws)->pending(ws->t) <= OUT_MAX)
     return;
   ws->out_full = 1;
   update_reading(ws);
   if (want_drain(ws) != 0 && ws->t != NULL)
-    ws->io->close(ws->t);       /* no memory to wait: it would stall */
+    io(ws)->close(ws->t);       /* no memory to wait: it would stall */
 }
 
 /* Bytes from the peer: frames until they run out or the end. */
@@ -438,14 +446,14 @@ static void ws_end(ml_ws *ws, int status) {
   hold(ws);
   if (ws->state == WS_OPEN) {   /* gone without a close: as a client */
     if (ws->t != NULL)          /* that left (the handler is cancelled) */
-      ws->io->close(ws->t);
+      io(ws)->close(ws->t);
   } else if (ws->state == WS_CLOSING) {
     set_closed(ws, ML_WS_ABNORMAL, "", 0);
     wake_closer(ws, 0);
     feed_receiver(ws);
   }
   if (!ws->server && ws->t != NULL && ws->state == WS_CLOSED)
-    ws->io->close(ws->t);       /* a client closes once the server has */
+    io(ws)->close(ws->t);       /* a client closes once the server has */
   release(ws);
 }
 
@@ -491,7 +499,7 @@ static void beat_fire(ml_ctimer *t) {
     ml_log(MOONLET_LOG_DEBUG, "websocket: no answer to a ping: closing");
     stop_beat(ws);
     if (ws->t != NULL)
-      ws->io->close(ws->t);
+      io(ws)->close(ws->t);
   } else if (ws->state == WS_OPEN) {
     ws->awaiting_pong = 1;
     put_frame(ws, ML_WS_PING, 0, "", 0);
@@ -723,7 +731,7 @@ static int ws_send(lua_State *L) {
     return return_closed(L);
   hold(ws);
   failed = send_message(L, ws, op, data, len) != 0;
-  if (!failed && ws->io->pending(ws->t) > SEND_HIGH) {
+  if (!failed && io(ws)->pending(ws->t) > SEND_HIGH) {
     release(ws);                /* still attached: not freed */
     return wait_drain(L, ws);
   }
@@ -817,7 +825,7 @@ static void close_done(ml_ctimer *t) {
   close_op *op = container_of(t, close_op, timer);
   ml_ws *ws = op->ws;
   ml_co *co = ml_sched_unpark(&op->w);
-  ws->closer = NULL;
+  ws->aux->closer = NULL;
   free(op);
   hold(ws);
   if (ws->state != WS_CLOSED) {  /* no answer: the end all the same */
@@ -834,7 +842,7 @@ static void close_done(ml_ctimer *t) {
 static void close_cancel(ml_wait *w) {
   close_op *op = (close_op *)w;
   ml_clock_timer_stop(&op->timer);
-  op->ws->closer = NULL;
+  op->ws->aux->closer = NULL;
   free(op);
 }
 
@@ -855,12 +863,13 @@ static int ws_close(lua_State *L) {
                 (int)code)), 2, "not a close code to send");
   luaL_argcheck(L, ml_ws_utf8(&st, (const unsigned char *)reason, len) ==
                 0 && st == 0, 3, "the reason must be UTF-8");
-  if (ws == NULL || ws->state != WS_OPEN || ws->closer != NULL) {
+  if (ws == NULL || ws->state != WS_OPEN ||
+      (ws->aux != NULL && ws->aux->closer != NULL)) {
     lua_pushboolean(L, 1);      /* closed, or closing: nothing to do */
     return 1;
   }
   co = ml_sched_current(L);
-  if ((op = calloc(1, sizeof *op)) == NULL)
+  if (need_aux(ws) == NULL || (op = calloc(1, sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
   op->ws = ws;
   ml_clock_timer_init_on(co->gen->clock, &op->timer);
@@ -877,7 +886,7 @@ static int ws_close(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  ws->closer = op;
+  ws->aux->closer = op;
   ml_sched_park(co, &op->w, close_cancel);
   release(ws);
   return ml_sched_yield(L);
@@ -907,7 +916,7 @@ static int ws_gc(lua_State *L) {
     *ud = NULL;
     hold(ws);
     if (!ws->server && ws->t != NULL)  /* a client's socket goes too */
-      ws->io->close(ws->t);
+      io(ws)->close(ws->t);
     release(ws);
   }
   return 0;
@@ -1185,7 +1194,6 @@ static int lib_ws_upgrade(lua_State *L) {
     return luaL_error(L, "not enough memory");
   }
   push_ws(L, ws, proto, plen);
-  ws->io = &conn_io;
   ws->t = c;
   ml_conn_flush(c);
   if (!ml_conn_closing(c) && ml_conn_out(c)->len == 0)
@@ -1211,7 +1219,7 @@ int ml_lib_ws_finish(lua_State *L, struct ml_conn *c, int status) {
   if (ws->state == WS_OPEN)
     start_close(ws, status >= 500 ? ML_WS_INTERNAL : ML_WS_NORMAL, "", 0);
   if (ws->t != NULL)
-    ws->io->end_output(ws->t);
+    io(ws)->end_output(ws->t);
   release(ws);
   ml_conn_responded(c, 101, 0, 1);
   lua_pushboolean(L, 1);
@@ -1335,7 +1343,6 @@ static void cl_ready(ml_wscl *c, const char *err, const ml_wscl_head *h) {
     ml_sched_resume(co, 2);
     return;
   }
-  cl->ws->io = &client_io;
   cl->ws->t = cl;
   push_ws(co->L, cl->ws, proto, plen);
   ml_sched_resume(co, 1);
