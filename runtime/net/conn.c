@@ -262,10 +262,8 @@ static void reader_free(ml_reader *d) {
 
 static void req_free(ml_req *r) {
   ml_buf_free(&r->out);
-  if (r->rd != NULL)
+  if (r->rd != NULL)           /* else upgraded: the head is in its block */
     reader_free(r->rd);
-  else
-    free(r->hdrs);             /* upgraded: its headers and text */
   free(r);
 }
 
@@ -1321,29 +1319,36 @@ void ml_conn_shutdown_all(ml_hserver *h, int force) {
 */
 
 /*
- * An upgraded request keeps what its handler may still read, the text of
- * its head and its headers, in one block of their exact size (a decoded
- * path after them), and lets its reader go: a WebSocket that waits holds
- * no parser and no input buffer.  Out of memory, it keeps its reader.
+ * An upgraded request keeps what its handler may still read: it moves to
+ * one block of its exact size, the request, then its headers, the text of
+ * its head (and a decoded path), and lets its reader go.  A WebSocket
+ * that waits holds no parser and no input buffer.  Nothing outside
+ * conn.c keeps a pointer to a request: the layer above asks for
+ * c->req.  Out of memory, the request stays as it was.
  */
-static void freeze(ml_req *r) {
+static void freeze(ml_conn *c) {
+  ml_req *r = c->req, *f;
   ml_reader *d = r->rd;
   size_t hn = (size_t)r->nhdrs * sizeof *r->hdrs, tn = d->parsed,
          pn = r->decoded ? d->path.len : 0;
-  char *b = malloc(hn + tn + pn);
-  if (b == NULL)
+  char *b;
+  if ((f = malloc(sizeof *f + hn + tn + pn)) == NULL)
     return;
+  *f = *r;                     /* 'out' and 'data' move with it */
+  b = (char *)(f + 1);         /* aligned: ml_req's size is */
   memcpy(b, r->hdrs, hn);
   memcpy(b + hn, r->text, tn);
   if (r->decoded) {
     memcpy(b + hn + tn, d->path.data, pn);
-    r->path_off = (uint32_t)tn;
-    r->decoded = 0;
+    f->path_off = (uint32_t)tn;
+    f->decoded = 0;
   }
-  reader_free(d);              /* the header array with it */
-  r->rd = NULL;
-  r->hdrs = (ml_hdr *)(void *)b;
-  r->text = b + hn;
+  f->rd = NULL;
+  f->hdrs = (ml_hdr *)(void *)b;
+  f->text = b + hn;
+  c->req = f;
+  reader_free(d);              /* the old header array with it */
+  free(r);
 }
 
 void ml_conn_upgrade_to(ml_conn *c, const ml_conn_upgrade *up, void *ud) {
@@ -1357,7 +1362,7 @@ void ml_conn_upgrade_to(ml_conn *c, const ml_conn_upgrade *up, void *ud) {
     d->in.len = (size_t)(r->text - d->in.data) + d->avail;
   if (rest > 0)                   /* still there: only the length moved */
     up->read(ud, r->text + d->parsed, rest);
-  freeze(r);
+  freeze(c);
 }
 
 void *ml_conn_upgraded(ml_conn *c) {
