@@ -52,6 +52,14 @@ describe("WebSocket handshake", function()
     c:close()
   end)
 
+  it("keeps the request readable after the upgrade", function()
+    local c = W.connect(srv.port, "/after/a%20b?x=1", { headers = {
+      ["X-Test"] = "yes" } })
+    assert.equal("GET|/after/a b|a b|1|yes|yes|websocket|0",
+      W.read_message(c))
+    c:close()
+  end)
+
   it("raises at the caller's line on a bad option", function()
     local res = H.get(srv, "/badopts")
     assert.equal(200, res.status)

@@ -155,14 +155,37 @@ const char *ml_conn_body(ml_conn *c, size_t *len) {
   return d != NULL && d->body.data != NULL ? d->body.data : "";
 }
 
+/*
+ * An upgraded request's header (see freeze): offsets from its text in 16
+ * bits, its head being under 64 KiB.  The request's 'hdrs' points at
+ * these then, in the block that holds it.
+ */
+typedef struct {
+  uint16_t name_off, name_len, value_off, value_len;
+} short_hdr;
+
+static const short_hdr *short_hdrs(const ml_req *r) {
+  return (const short_hdr *)(const void *)r->hdrs;
+}
+
 const char *ml_conn_header_name(ml_conn *c, int i, size_t *len) {
-  *len = c->req->hdrs[i].name_len;
-  return c->req->text + c->req->hdrs[i].name_off;
+  ml_req *r = c->req;
+  if (r->rd == NULL) {            /* upgraded */
+    *len = short_hdrs(r)[i].name_len;
+    return r->text + short_hdrs(r)[i].name_off;
+  }
+  *len = r->hdrs[i].name_len;
+  return r->text + r->hdrs[i].name_off;
 }
 
 const char *ml_conn_header_value(ml_conn *c, int i, size_t *len) {
-  *len = c->req->hdrs[i].value_len;
-  return c->req->text + c->req->hdrs[i].value_off;
+  ml_req *r = c->req;
+  if (r->rd == NULL) {
+    *len = short_hdrs(r)[i].value_len;
+    return r->text + short_hdrs(r)[i].value_off;
+  }
+  *len = r->hdrs[i].value_len;
+  return r->text + r->hdrs[i].value_off;
 }
 
 ml_req *ml_conn_req(ml_conn *c) {
@@ -1320,23 +1343,32 @@ void ml_conn_shutdown_all(ml_hserver *h, int force) {
 
 /*
  * An upgraded request keeps what its handler may still read: it moves to
- * one block of its exact size, the request, then its headers, the text of
- * its head (and a decoded path), and lets its reader go.  A WebSocket
- * that waits holds no parser and no input buffer.  Nothing outside
- * conn.c keeps a pointer to a request: the layer above asks for
- * c->req.  Out of memory, the request stays as it was.
+ * one block of its exact size, the request, then its headers (short_hdr),
+ * the text of its head (and a decoded path), and lets its reader go.  A
+ * WebSocket that waits holds no parser and no input buffer.  Nothing
+ * outside conn.c keeps a pointer to a request: the layer above asks for
+ * c->req.  A head past 64 KiB, or no memory, and the request stays as it
+ * was.
  */
 static void freeze(ml_conn *c) {
   ml_req *r = c->req, *f;
   ml_reader *d = r->rd;
-  size_t hn = (size_t)r->nhdrs * sizeof *r->hdrs, tn = d->parsed,
+  size_t hn = (size_t)r->nhdrs * sizeof(short_hdr), tn = d->parsed,
          pn = r->decoded ? d->path.len : 0;
+  short_hdr *sh;
   char *b;
-  if ((f = malloc(sizeof *f + hn + tn + pn)) == NULL)
+  int i;
+  if (tn > UINT16_MAX || (f = malloc(sizeof *f + hn + tn + pn)) == NULL)
     return;
   *f = *r;                     /* 'out' and 'data' move with it */
   b = (char *)(f + 1);         /* aligned: ml_req's size is */
-  memcpy(b, r->hdrs, hn);
+  sh = (short_hdr *)(void *)b;
+  for (i = 0; i < r->nhdrs; i++) {   /* each within the head's text */
+    sh[i].name_off = (uint16_t)r->hdrs[i].name_off;
+    sh[i].name_len = (uint16_t)r->hdrs[i].name_len;
+    sh[i].value_off = (uint16_t)r->hdrs[i].value_off;
+    sh[i].value_len = (uint16_t)r->hdrs[i].value_len;
+  }
   memcpy(b + hn, r->text, tn);
   if (r->decoded) {
     memcpy(b + hn + tn, d->path.data, pn);

@@ -99,8 +99,9 @@ struct ml_req {
   size_t bytes;            /* body bytes sent */
   uint64_t stream_ping_ms; /* SSE: a comment after this much silence */
   ml_hdr *hdrs;            /* rd's inline slots or its array; once
-                              upgraded, right after the request, in the
-                              block that holds it and its text */
+                              upgraded, shorter ones right after the
+                              request, in the block that holds it and
+                              its text (read them with the accessors) */
   uint64_t start;          /* uv_now when the head was complete */
   uint64_t id;             /* the request id both logs show (req.id) */
   ml_conn *conn;

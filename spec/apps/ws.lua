@@ -47,6 +47,16 @@ app:get("/badopts", function(req)
   return table.concat(out, "\n")
 end)
 
+-- What the request says still reads after the upgrade, which keeps only
+-- its head (a decoded path too).
+app:get("/after/<name>", function(req, name)
+  local ws = req:websocket()
+  local h = req.headers
+  ws:send(table.concat({ req.method, req.path, name, req.query.x,
+    req:header("x-test"), h["x-test"], h.upgrade, tostring(#req.body) },
+    "|"))
+end)
+
 app:get("/bye", function(req)
   local ws = req:websocket()
   ws:send("bye")
