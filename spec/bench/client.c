@@ -4,13 +4,19 @@
  * requests.  libuv + llhttp; every mode ends by itself (a deadline).
  *
  *   client get   PORT PATH              one request: prints "STATUS BODY"
- *   client count PORT PATH N CONNS      N requests, one after another on
- *                                       each of CONNS keep-alive connections
+ *   client count PORT PATH N CONNS [DEPTH]
+ *                                       N requests over CONNS keep-alive
+ *                                       connections, DEPTH (default 1) in
+ *                                       one write, the next write when
+ *                                       they are all answered
  *   client idle  PORT PATH N HOLD_S     N connections, one request each,
  *                                       prints "ready ...", holds them
  *                                       HOLD_S seconds, resets them, exits
  *   client burst PORT PATH N            N connections, one request each, all
  *                                       at once; completion time, latencies
+ *   client probe                        no network: a fixed amount of
+ *                                       arithmetic, its time in µs, to show
+ *                                       how fast the CPU it runs on is now
  *
  * At most MAX_CONNECTING connects are outstanding at a time, so the
  * server's listen backlog is not what gets measured.  Connections end
@@ -27,7 +33,7 @@
 #define MAX_CONNECTING 256
 #define DEADLINE_MS 120000
 
-enum { GET, COUNT, IDLE, BURST };
+enum { GET, COUNT, IDLE, BURST, PROBE };
 
 typedef struct {
   uv_tcp_t tcp;
@@ -35,6 +41,7 @@ typedef struct {
   llhttp_t parser;
   uint64_t start;          /* hrtime the current request was sent */
   int id;
+  int waiting;             /* answers still due for the last write */
   unsigned open : 1;
 } cconn;
 
@@ -43,9 +50,9 @@ static uv_timer_t deadline, hold;
 static struct sockaddr_in addr;
 static llhttp_settings_t settings;
 static char read_buf[65536];
-static char request[1024];
-static size_t request_len;
-static int mode, n_total, n_conns, hold_s;
+static char request[1024 * 64];
+static size_t one_len;        /* one request; request[] holds DEPTH */
+static int mode, n_total, n_conns, hold_s, depth = 1;
 static int started, connecting, sent, done, errors, not_2xx, bad_conns;
 static cconn *conns;
 static double *latency;    /* ms, per request (burst) */
@@ -68,15 +75,19 @@ static void on_written(uv_write_t *req, int status) {
   (void)status; /* a failed write shows up as a read error */
 }
 
+/* Sends the next write: DEPTH requests, fewer at the end of a count. */
 static void send_request(cconn *c) {
-  uv_buf_t b = uv_buf_init(request, request_len);
+  int k = mode == COUNT && n_total - sent < depth ? n_total - sent : depth;
+  size_t len = one_len * (size_t)k;
+  uv_buf_t b = uv_buf_init(request, len);
   uv_write_t *w;
   int n;
   c->start = uv_hrtime();
-  sent++;
+  c->waiting = k;
+  sent += k;
   n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n == (int)request_len) return;
-  if (n > 0) b = uv_buf_init(request + n, request_len - n);
+  if (n == (int)len) return;
+  if (n > 0) b = uv_buf_init(request + n, len - n);
   w = malloc(sizeof *w); /* freed by on_written */
   if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
     free(w);
@@ -111,6 +122,7 @@ static int on_complete(llhttp_t *p) {
   if (last_status < 200 || last_status > 299) not_2xx++;
   if (latency) latency[c->id] = (uv_hrtime() - c->start) / 1e6;
   done++;
+  if (--c->waiting > 0 && done < n_total) return 0;
   if (mode == COUNT && sent < n_total) send_request(c);
   else if (done >= n_total) finish();
   return 0;
@@ -232,27 +244,61 @@ static void on_deadline(uv_timer_t *t) {
   finish();
 }
 
+/*
+ * The CPU probe: a fixed chain of dependent multiplications and a table
+ * walk (about 30 ms on a 3 GHz core), timed.  Run on the servers' CPU
+ * just before each measured run, it shows how fast that CPU was then:
+ * the machine's speed drifts, and a shared one more.
+ */
+static int cpu_probe(void) {
+  static uint32_t table[1 << 16];
+  uint64_t t, x = 88172645463325252ull;
+  uint32_t i, acc = 0;
+  for (i = 0; i < (1u << 16); i++)
+    table[i] = i * 2654435761u;
+  t = uv_hrtime();
+  for (i = 0; i < 16000000u; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    acc += table[(x >> 40) & 0xffff];
+  }
+  t = uv_hrtime() - t;
+  printf("probe_us=%.0f check=%u\n", t / 1e3, acc & 1);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  static const char *names[] = { "get", "count", "idle", "burst" };
-  static const int nargs[] = { 4, 6, 6, 5 };
+  static const char *names[] = { "get", "count", "idle", "burst", "probe" };
+  static const int nargs[] = { 4, 6, 6, 5, 2 };
+  int i;
   signal(SIGPIPE, SIG_IGN);
-  for (mode = 0; mode < 4; mode++)
+  for (mode = 0; mode < 5; mode++)
     if (argc > 1 && strcmp(argv[1], names[mode]) == 0) break;
-  if (mode == 4 || argc != nargs[mode]) {
-    fprintf(stderr, "usage: client get|count|idle|burst PORT PATH "
-                    "[N [CONNS|HOLD_S]]\n");
+  if (mode == 5 || (argc != nargs[mode] &&
+                    !(mode == COUNT && argc == nargs[mode] + 1))) {
+    fprintf(stderr, "usage: client get|count|idle|burst|probe PORT PATH "
+                    "[N [CONNS|HOLD_S] [DEPTH]]\n");
     return 2;
   }
+  if (mode == PROBE)
+    return cpu_probe();
   n_total = mode == GET ? 1 : atoi(argv[4]);
   n_conns = mode == COUNT ? atoi(argv[5]) : n_total;
   if (mode == IDLE) hold_s = atoi(argv[5]);
-  if (n_total < 1 || n_conns < 1 || n_conns > n_total) {
+  if (mode == COUNT && argc == 7) depth = atoi(argv[6]);
+  if (n_total < 1 || n_conns < 1 || n_conns > n_total || depth < 1 ||
+      depth > 256) {
     fprintf(stderr, "client: bad counts\n");
     return 2;
   }
-  request_len = snprintf(request, sizeof request,
-                         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                         argv[3]);
+  one_len = snprintf(request, 256,
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                     argv[3]);
+  if (one_len >= 256) {
+    fprintf(stderr, "client: the path is too long\n");
+    return 2;
+  }
+  for (i = 1; i < depth; i++)
+    memcpy(request + one_len * i, request, one_len);
   uv_ip4_addr("127.0.0.1", atoi(argv[2]), &addr);
   llhttp_settings_init(&settings);
   settings.on_message_complete = on_complete;

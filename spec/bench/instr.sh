@@ -1,56 +1,65 @@
 #!/bin/sh
-# instr.sh - `make bench-instr`: instructions per hello request and per
-# fan-in request, counted by callgrind, numbers machine noise does not
-# move.  Each server runs under valgrind; after a warm-up the counters are
-# zeroed, N requests go over keep-alive connections, the counters are
-# dumped: Ir / N.  The same for nginx + ngx_lua and the ceiling, for scale.
+# instr.sh - `make bench-instr`: instructions per request for each way a
+# handler answers (bare string, headers table, JSON table, route
+# parameter; keep-alive and pipelined 16 deep) and per fan-in request,
+# counted by callgrind, numbers machine noise does not move; and the
+# memory a sleeping request and an idle connection hold (RSS).  Each
+# server runs under valgrind; after a warm-up the counters are zeroed, N
+# requests go over keep-alive connections, the counters are dumped: Ir / N.
+# The same for nginx + ngx_lua and the ceiling, for scale.
 # Fan-in: GET /fanin fetches GET /backend from a backend that answers at
 # once (limit.c, not under valgrind, on CPU 1 with the client).  pg:
 # TechEmpower's single query and 20 queries (apps/pg.lua) on a PostgreSQL
 # cluster made for the run, moonlet alone (Python's and Node's peers do
-# not connect under valgrind before PostgreSQL's login timeout).
-# Prints the lines and puts them into results/latest.md when that exists.
+# not connect under valgrind before PostgreSQL's login timeout).  Prints
+# the lines, writes results/instr.md, and puts the hello, fan-in and pg
+# lines into results/latest.md when that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
+#   BENCH_INSTR_DEPTH=16 (the pipelined count)
 #   BENCH_INSTR_FANIN_N=10000      BENCH_INSTR_FANIN_CONNS=50
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
 #   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
-#   BENCH_INSTR_SCENARIOS="hello fanin pg"
+#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle"
 set -u
 . spec/bench/lib.sh
 
 N=${BENCH_INSTR_N:-20000}
 CONNS=${BENCH_INSTR_CONNS:-1}
+DEPTH=${BENCH_INSTR_DEPTH:-16}
 FN=${BENCH_INSTR_FANIN_N:-10000}
 FCONNS=${BENCH_INSTR_FANIN_CONNS:-50}
 PEERS=${BENCH_INSTR_PEERS:-1}
 PGN=${BENCH_INSTR_PG_N:-2000}
 PGQN=${BENCH_INSTR_PG_QN:-200}
-SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello fanin pg}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
 [ -x "$ML" ] || die "$ML is missing: run make first"
 command -v valgrind > /dev/null || die "valgrind is missing"
 bench_tmp
+raise_nofile
 build_tools
+# A copy: a rebuild meanwhile (the tree may be shared) changes nothing here.
+cp "$ML" "$T/moonlet-bin" && ML="$T/moonlet-bin"
 
 VG="valgrind --tool=callgrind --dump-instr=no --dump-line=no"
 
-# count NAME PATH N CONNS [WARM]: zero the counters of the valgrind'ed
-# PID after WARM requests (2000), drive N requests for PATH over CONNS
-# connections, dump; prints the Ir of that phase divided by N.  For
-# moonlet (NAME moonlet*) it keeps the profile in $T/NAME.profile.
+# count NAME PATH N CONNS [DEPTH [WARM]]: zero the counters of the
+# valgrind'ed PID after WARM requests (2000), drive N requests for PATH
+# over CONNS connections, DEPTH per write (default 1), dump; prints the Ir
+# of that phase divided by N.  For moonlet (NAME moonlet*) it keeps the
+# profile in $T/NAME.profile.
 count() {
-  taskset -c 1 "$BIN/client" count "$PORT" "$2" "${5:-2000}" "$4" \
-    > /dev/null ||
-    die "$1: the warm-up failed"
+  taskset -c 1 "$BIN/client" count "$PORT" "$2" "${6:-2000}" "$4" ${5:-1} \
+    > /dev/null || die "$1: the warm-up failed"
   callgrind_control -z "$PID" > /dev/null 2>&1 || die "callgrind_control -z"
-  out=$(taskset -c 1 "$BIN/client" count "$PORT" "$2" "$3" "$4") ||
+  out=$(taskset -c 1 "$BIN/client" count "$PORT" "$2" "$3" "$4" ${5:-1}) ||
     die "$1: $out"
-  rm -f "$T/$1".cg.*
+  rm -f "$T/$VG_NAME".cg.*
   callgrind_control -d "$PID" > /dev/null 2>&1 || die "callgrind_control -d"
-  f=$(ls "$T/$1".cg.* 2>/dev/null | head -n 1)
+  f=$(ls "$T/$VG_NAME".cg.* 2>/dev/null | head -n 1)
   [ -n "$f" ] || die "$1: no callgrind dump"
   ir=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$f")
   case $1 in
@@ -67,9 +76,11 @@ count() {
 }
 
 # under_valgrind NAME CMD...: starts CMD under callgrind, dumps to
-# $T/NAME.cg.<N>; PID is valgrind's (it becomes the program).
+# $T/NAME.cg.<N>; PID is valgrind's (it becomes the program), VG_NAME is
+# NAME.
 under_valgrind() {
   name=$1
+  VG_NAME=$1             # count() reads its dumps
   shift
   taskset -c 0 $VG --callgrind-out-file="$T/$name.cg" "$@" \
     > "$T/$name.out" 2> "$T/$name.err" &
@@ -137,6 +148,70 @@ measure() {
   PEERS_TEXT=" (nginx + ngx_lua $g, ceiling $l)"
 }
 
+# form FORM PATH: one return form: moonlet's Ir per request keep-alive
+# (MK) and pipelined DEPTH deep (MP) on one server, and the peers' (GK,
+# GP: nginx + ngx_lua; the ceiling answers every path alike, so it is
+# counted once: LK, LP).  "-" where not counted.
+form() {
+  start_vg_moonlet "moonlet-$1" "$1"
+  MK=$(count "moonlet-$1" "$2" "$N" "$CONNS") || exit 1
+  MP=$(count "moonlet-$1-p$DEPTH" "$2" "$N" "$CONNS" "$DEPTH") || exit 1
+  stop "$PID"
+  GK=- GP=-
+  [ "$PEERS" = 1 ] || return 0
+  if [ -z "${LK:-}" ]; then
+    start_vg_limit limit
+    LK=$(count limit / "$N" "$CONNS") || exit 1
+    LP=$(count limit-p / "$N" "$CONNS" "$DEPTH") || exit 1
+    stop "$PID"
+  fi
+  if command -v nginx > /dev/null; then
+    start_vg_nginx "nginx-$1"
+    GK=$(count "nginx-$1" "$2" "$N" "$CONNS") || exit 1
+    GP=$(count "nginx-$1-p" "$2" "$N" "$CONNS" "$DEPTH") || exit 1
+    stop "$PID"
+  fi
+}
+
+# rss_per APP WHAT: moonlet (not under valgrind) on CPU 0 serving APP;
+# WHAT is "sleep" (5,000 requests at once, each sleeping 1 s: peak RSS
+# over them) or "idle" (10,000 keep-alive connections after a request
+# each: RSS with them).  Prints (RSS - RSS before) / count, in bytes.
+rss_per() {
+  : > "$T/moonlet.out"
+  taskset -c 0 "$ML" run "$HERE/apps/$1.lua" --port 0 --log-level warn \
+    > "$T/moonlet.out" 2>> "$T/moonlet.err" &
+  PID=$!
+  STARTED="$STARTED $PID"
+  line=$(wait_line "$T/moonlet.out" "listening on" 10) ||
+    die "moonlet did not start ($1)"
+  PORT=${line##*:}
+  case $2 in
+  sleep)
+    taskset -c 1 "$BIN/client" burst "$PORT" /sleep 50 > /dev/null
+    base=$(rss_kb "$PID" VmRSS)
+    reset_peak "$PID"
+    taskset -c 1 "$BIN/client" burst "$PORT" /sleep 5000 > "$T/rss.out"
+    held=$(rss_kb "$PID" VmHWM) k=5000 ;;
+  idle)
+    taskset -c 1 "$BIN/client" count "$PORT" / 2000 50 > /dev/null
+    base=$(rss_kb "$PID" VmRSS)
+    : > "$T/rss.out"
+    taskset -c 1 "$BIN/client" idle "$PORT" / 10000 3 > "$T/rss.out" &
+    cp=$!
+    STARTED="$STARTED $cp"
+    wait_line "$T/rss.out" '^ready' 130 > /dev/null || die "idle: timeout"
+    sleep 1
+    held=$(rss_kb "$PID" VmRSS) k=10000
+    wait $cp
+    forget $cp ;;
+  esac
+  grep -q 'errors=0 not_2xx=0' "$T/rss.out" ||
+    echo "bench: $2: $(cat "$T/rss.out")" >&2
+  stop "$PID"
+  echo $(((held - base) * 1024 / k))
+}
+
 # put_line PREFIX TEXT: TEXT replaces the line of results/latest.md that
 # starts with PREFIX; else it goes after the last "- Instructions per"
 # line, or at the end.
@@ -161,14 +236,30 @@ commit=$(git rev-parse --short HEAD 2>/dev/null)
   commit="$commit + uncommitted changes"
 day=$(date -u '+%Y-%m-%d')
 
+FORMS_TABLE=""
+MEM_TABLE=""
 for scen in $SCENARIOS; do
   case $scen in
-  hello)
-    measure hello / "$N" "$CONNS"
-    echo "instructions per request: $M$PEERS_TEXT"
-    echo "(hello, callgrind, $N requests on $CONNS keep-alive connection(s))"
-    echo "moonlet's top functions by own instructions:"
-    cat "$T/moonlet-hello.profile"
+  hello|headers|json|param)
+    case $scen in
+    hello) path=/ ;;
+    headers) path=/headers ;;
+    json) path=/json ;;
+    param) path=/user/12345 ;;
+    esac
+    form "$scen" "$path"
+    echo "instructions per request, $scen: keep-alive $MK, pipelined" \
+      "$DEPTH deep $MP (nginx + ngx_lua $GK / $GP, ceiling ${LK:--} /" \
+      "${LP:--})"
+    echo "moonlet's top functions by own instructions ($scen, keep-alive):"
+    cat "$T/moonlet-$scen.profile"
+    FORMS_TABLE="$FORMS_TABLE| $scen | $MK | $MP | $GK | $GP |"
+    FORMS_TABLE="$FORMS_TABLE ${LK:--} | ${LP:--} |
+"
+    [ $scen = hello ] || continue
+    M=$MK
+    PEERS_TEXT=""
+    [ "$PEERS" = 1 ] && PEERS_TEXT=" (nginx + ngx_lua $GK, ceiling $LK)"
     if [ -f "$RESULTS/latest.md" ]; then
       text="- Instructions per request (hello, callgrind, \`make bench-instr\`,"
       text="$text $N requests on $CONNS connection(s), $day,"
@@ -208,9 +299,9 @@ for scen in $SCENARIOS; do
     BENCH_PG_URL=$PG_URL
     export BENCH_PG_URL
     start_vg_moonlet moonlet-pg pg
-    M_DB=$(count moonlet-pg /db "$PGN" 10 200) || exit 1
+    M_DB=$(count moonlet-pg /db "$PGN" 10 1 200) || exit 1
     cp "$T/moonlet-pg.profile" "$T/moonlet-pg-db.profile"
-    M_Q=$(count moonlet-pg /queries "$PGQN" 10 50) || exit 1
+    M_Q=$(count moonlet-pg /queries "$PGQN" 10 1 50) || exit 1
     stop "$PID"
     pg_down
     echo "instructions per single-query request: $M_DB"
@@ -226,9 +317,55 @@ for scen in $SCENARIOS; do
       text="$text query **moonlet $M_DB**; 20 queries **moonlet $M_Q**."
       put_line "- Instructions per PostgreSQL request " "$text"
     fi ;;
+  sleep|idle)
+    app=hello
+    [ $scen = sleep ] && app=sleep
+    b=$(rss_per $app $scen) || exit 1
+    what="bytes per sleeping request (5,000 sleeping 1 s, peak RSS)"
+    [ $scen = idle ] &&
+      what="bytes per idle connection (10,000 after a request each)"
+    echo "$what: $b"
+    MEM_TABLE="$MEM_TABLE| $what | $b |
+" ;;
   *) die "unknown scenario $scen" ;;
   esac
 done
+# results/instr.md: this run's tables, whole.
+if [ -n "$FORMS_TABLE$MEM_TABLE" ]; then
+  mkdir -p "$RESULTS"
+  {
+    echo "# Instructions and memory per request"
+    echo
+    echo "\`make bench-instr\`, $day, $commit: callgrind, $N requests on"
+    echo "$CONNS connection(s), after a warm-up; pipelined: $DEPTH requests"
+    echo "per write.  User-space instructions only (no system calls)."
+    if [ -n "$FORMS_TABLE" ]; then
+      echo
+      echo "| form | moonlet keep-alive | moonlet pipelined |" \
+        "nginx + ngx_lua keep-alive | pipelined | ceiling keep-alive |" \
+        "pipelined |"
+      echo "| --- | --- | --- | --- | --- | --- | --- |"
+      printf '%s' "$FORMS_TABLE"
+    fi
+    if [ -n "$MEM_TABLE" ]; then
+      echo
+      echo "| moonlet | bytes |"
+      echo "| --- | --- |"
+      printf '%s' "$MEM_TABLE"
+    fi
+    for f in hello headers json param; do
+      [ -f "$T/moonlet-$f.profile" ] || continue
+      echo
+      echo "moonlet's top functions by own instructions ($f, keep-alive):"
+      echo
+      echo '```'
+      cat "$T/moonlet-$f.profile"
+      echo '```'
+    done
+  } > "$RESULTS/instr.md"
+  echo "bench: wrote spec/bench/results/instr.md" >&2
+fi
+
 # BENCH_INSTR_KEEP=DIR keeps moonlet's callgrind dumps, for callgrind_annotate.
 if [ -n "${BENCH_INSTR_KEEP:-}" ]; then
   mkdir -p "$BENCH_INSTR_KEEP" && cp "$T"/moonlet-*.callgrind "$BENCH_INSTR_KEEP"

@@ -172,6 +172,13 @@ http {
         ngx.print("$3")
       }
     }
+    location = /headers {
+      content_by_lua_block {
+        ngx.header["Content-Type"] = "text/plain"
+        ngx.header.content_length = #"$3"
+        ngx.print("$3")
+      }
+    }
     location = /json {
       default_type application/json;
       content_by_lua_block {

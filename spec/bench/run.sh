@@ -5,9 +5,13 @@
 # Servers on CPU 0, load generators on CPU 1; see README.md here.
 #
 #   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
-#   BENCH_SCENARIOS="hello pipeline json param fanin idle sleep reload
-#                    ws32 ws4k wsidle redis pg"  (the last two: stores.sh,
-#                    stores.md)
+#   BENCH_SCENARIOS="hello pipeline headers pipeline_headers json
+#                    pipeline_json param pipeline_param fanin idle sleep
+#                    reload ws32 ws4k wsidle redis pg"  (the last two:
+#                    stores.sh, stores.md)
+# The return forms (hello, headers, json, param, each keep-alive and
+# pipelined) run interleaved: one run of each, server by server, then the
+# next round.
 #   BENCH_PORT=18081   nginx's port (the backend takes the next one)
 set -u
 . spec/bench/lib.sh
@@ -15,7 +19,9 @@ set -u
 D=${BENCH_DURATION:-10}
 RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-2}
-SCENARIOS=${BENCH_SCENARIOS:-hello pipeline json param fanin idle sleep reload ws32 ws4k wsidle redis pg}
+FORMS="hello pipeline headers pipeline_headers json pipeline_json param
+       pipeline_param"
+SCENARIOS=${BENCH_SCENARIOS:-$FORMS fanin idle sleep reload ws32 ws4k wsidle redis pg}
 NGX_PORT=${BENCH_PORT:-18081}
 BACKEND_PORT=$((NGX_PORT + 1))
 SERVERS="moonlet nginx limit"
@@ -149,6 +155,7 @@ measure() {
     a0=$(cpu_busy 0)
     a1=$(cpu_busy 1)
     k0=$(cpu_ticks "$BACKEND")
+    pr=$(cpu_probe)
     c0=$(cpu_ticks "$PID")
     out=$(wrk_once "$4" "$5" "$D" "${6:-}")
     c1=$(cpu_ticks "$PID")
@@ -163,7 +170,8 @@ measure() {
     if [ -z "$best" ] || [ $worst -lt $best ]; then
       best=$worst
       line="cpu_ticks=$((c1 - c0)) other_ticks=$a0 other1_ticks=$a1"
-      line="$line clk_tck=$CLK_TCK rss_kb=$(rss_kb "$PID" VmHWM) $out"
+      line="$line clk_tck=$CLK_TCK rss_kb=$(rss_kb "$PID" VmHWM)"
+      line="$line probe_us=$pr $out"
     fi
     [ $((worst * 10)) -gt $((CLK_TCK * D)) ] && [ "$RETRIES_LEFT" -gt 0 ] ||
       break
@@ -172,6 +180,28 @@ measure() {
     try=$((try + 1))
   done
   record "scenario=$1 server=$2 run=$3 conns=$4 $line"
+  show_run "$1/$2 run $3" "$line"
+}
+
+# cpu_probe: client.c's fixed arithmetic on CPU 0, in µs: how fast the
+# servers' CPU is at this moment (the machine's speed drifts).
+cpu_probe() {
+  taskset -c 0 "$BIN/client" probe | sed -n 's/^probe_us=\([0-9]*\).*/\1/p'
+}
+
+# show_run WHAT LINE: one line of progress: requests/s, server CPU per
+# request and the CPU probe of a measured run.
+show_run() {
+  echo "$2" | awk -v w="$1" '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    s = v["duration_us"] / 1e6
+    if (s > 0 && v["requests"] > 0)
+      printf "bench: %s: %.0f requests/s, %.2f µs CPU per request, " \
+        "CPU probe %.1f ms\n", w, v["requests"] / s,
+        1e6 * v["cpu_ticks"] / v["clk_tck"] / v["requests"],
+        v["probe_us"] / 1000
+    else printf "bench: %s: no requests\n", w
+  }' >&2
 }
 
 # throughput SCEN APP PATH CONNS [PIPELINE]: scenarios 1-5.  The three
@@ -204,6 +234,74 @@ throughput() {
   for srv in $up; do
     eval "stop \$PID_$srv"
   done
+}
+
+# form SCEN: sets F_APP, F_PATH and F_DEP, the moonlet app, the path and
+# the pipelining depth ("-": none) of a return-form scenario.
+form() {
+  F_DEP=-
+  case $1 in
+  pipeline*) F_DEP=16 ;;
+  esac
+  case $1 in
+  hello|pipeline) F_APP=hello F_PATH=/ ;;
+  *headers) F_APP=headers F_PATH=/headers ;;
+  *json) F_APP=json F_PATH=/json ;;
+  *param) F_APP=param F_PATH=/user/12345 ;;
+  esac
+}
+
+# forms SCEN...: the return-form scenarios, interleaved.  One moonlet per
+# app, one nginx and one ceiling serve them all, side by side (idle ones
+# cost nothing); each round runs every scenario once on every server, so
+# a slow phase of the machine hits every ratio alike.
+forms() {
+  apps=""
+  for scen in "$@"; do
+    form "$scen"
+    case " $apps " in *" $F_APP "*) ;; *) apps="$apps $F_APP" ;; esac
+  done
+  for app in $apps; do
+    start moonlet "$app"
+    eval "PID_moonlet_$app=$PID PORT_moonlet_$app=$PORT"
+  done
+  start nginx hello
+  PID_nginx=$PID PORT_nginx=$PORT
+  start limit hello
+  PID_limit=$PID PORT_limit=$PORT
+  targets=""
+  for scen in "$@"; do
+    form "$scen"
+    for srv in $SERVERS; do
+      if [ $srv = moonlet ]; then
+        eval "PID=\$PID_moonlet_$F_APP PORT=\$PORT_moonlet_$F_APP"
+      else
+        eval "PID=\$PID_$srv PORT=\$PORT_$srv"
+      fi
+      probe "$scen" "$srv" "$F_PATH" || continue
+      dep=$F_DEP
+      [ "$dep" = - ] && dep=""
+      wrk_once 100 "$F_PATH" "$WARMUP" "$dep" > /dev/null
+      targets="$targets $scen:$srv:$PID:$PORT:$F_PATH:$F_DEP"
+    done
+  done
+  log "return forms: ${RUNS} rounds of ${D}s runs at 100 connections:$targets"
+  r=1
+  while [ $r -le "$RUNS" ]; do
+    for t in $targets; do
+      IFS=: read -r scen srv PID PORT path dep <<EOF2
+$t
+EOF2
+      [ "$dep" = - ] && dep=""
+      measure "$scen" "$srv" $r 100 "$path" "$dep"
+    done
+    r=$((r + 1))
+  done
+  for app in $apps; do
+    eval "stop \$PID_moonlet_$app"
+  done
+  stop "$PID_nginx"
+  stop "$PID_limit"
 }
 
 # idle: 10,000 keep-alive connections, one request each, then idle;
@@ -403,12 +501,15 @@ collect_meta
 meta node "$(node --version 2>/dev/null), ws $(pkgver node-ws)"
 meta lua-resty-websocket "lua-nginx-websocket $(pkgver lua-nginx-websocket)"
 started=$(date +%s)
+forms_wanted=""
+for s in $SCENARIOS; do
+  case " $(echo $FORMS) " in *" $s "*) forms_wanted="$forms_wanted $s" ;; esac
+done
+[ -z "$forms_wanted" ] || forms $forms_wanted
 for s in $SCENARIOS; do
   case $s in
-  hello) throughput hello hello / 100 ;;
-  pipeline) throughput pipeline hello / 100 16 ;;
-  json) throughput json json /json 100 ;;
-  param) throughput param param /user/12345 100 ;;
+  hello|pipeline|headers|pipeline_headers|json|pipeline_json|param|\
+  pipeline_param) ;;
   fanin)
     nginx_conf "$T/backend" "$BACKEND_PORT" "Hello, World!"
     start_nginx "$T/backend" "$BACKEND_PORT" 1
