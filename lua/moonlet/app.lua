@@ -690,13 +690,14 @@ local request_body = core.request_body
 function M.serve(app)
   local entries = flatten(app, "", {}, {}, nil, "", {})
   local router = core.router()
-  local stages = {}
+  local stages, plain = {}, {}
   for id, e in ipairs(entries) do
     local ok, err = router:add(e.pattern, e.methods, id)
     if not ok then
       error(err, 0)
     end
     stages[id] = e.run
+    plain[id] = e.plain or nil
   end
   app.router = router
   session.configure(app.settings)
@@ -770,7 +771,11 @@ function M.serve(app)
 
   stages[0] = handled
   stages[-1] = on_error
-  return router, request_body(dispatch, stages)
+  -- The C side answers what handled's first branch would, itself: a
+  -- string or plain table (with a status and headers) from a route
+  -- without after hooks, when the session did not change.
+  return router, request_body(dispatch, stages,
+    { sent = SENT, changed = session_changed, plain = plain })
 end
 
 --- The lines `moonlet routes` prints: METHODS PATTERN NAME.

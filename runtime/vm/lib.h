@@ -48,6 +48,15 @@ int ml_lib_req_serve(ml_gen *g, struct ml_conn *c);
  * (lib_req.c). */
 void ml_lib_req_abort(struct ml_conn *c);
 
+/*
+ * The handler of the request whose object is at 1 returned the values at
+ * idx, idx + 1, idx + 2: a string or a plain table (JSON), then perhaps
+ * a status and a headers table.  Sends that response straight from C and
+ * returns 1 (also when its client has gone); 0 when the values are
+ * anything else or cannot be sent, for moonlet.app to answer (lib_req.c).
+ */
+int ml_lib_req_answer(lua_State *L, int idx);
+
 /* The connection behind the request object at idx (raises if it is not
  * one), or NULL once its request is finished (lib_req.c). */
 struct ml_conn *ml_lib_req_conn(lua_State *L, int idx);

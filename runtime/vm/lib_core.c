@@ -74,8 +74,12 @@ static int core_now(lua_State *L) {
  * handled(a, b, c, ok, req, id).  It calls the route's handler itself
  * under the message handler, as dispatch's xpcall did, so a waiting
  * handler has one frame below it instead of two (dispatch and xpcall): a
- * CallInfo, 64 bytes, less per waiting request.
+ * CallInfo, 64 bytes, less per waiting request.  Upvalues 3 to 5 are
+ * what lets it answer the common returns without handled: the value
+ * that means "sent already", the table of requests whose session changed,
+ * and the set of routes without after hooks.
  */
+enum { UP_DISPATCH = 1, UP_STAGES, UP_SENT, UP_CHANGED, UP_PLAIN };
 
 static int body_done(lua_State *L, int status, lua_KContext ctx) {
   ML_UNUSED(L);
@@ -85,17 +89,40 @@ static int body_done(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /*
+ * Route id's handler returned the values at idx: answered here when they
+ * are "sent already", or when the route has no after hooks, the session
+ * did not change and they are a string or plain table with an optional
+ * status and headers (ml_lib_req_answer).  1 if done.
+ */
+static int answer(lua_State *L, int idx, lua_Integer id) {
+  int plain;
+  if (lua_rawequal(L, idx, lua_upvalueindex(UP_SENT)))
+    return 1;
+  plain = lua_rawgeti(L, lua_upvalueindex(UP_PLAIN), id) != LUA_TNIL;
+  lua_pop(L, 1);
+  if (!plain)
+    return 0;
+  lua_pushvalue(L, 1);
+  plain = lua_rawget(L, lua_upvalueindex(UP_CHANGED)) == LUA_TNIL;
+  lua_pop(L, 1);
+  return plain && ml_lib_req_answer(L, idx);
+}
+
+/*
  * The handler has returned (its first three results at 'n' + 2) or raised
- * (what the message handler made of the error, there): handled(a, b, c,
- * ok, req, id), which may wait too.  Its frame starts where the message
- * handler was, low enough that answering stays within the thread's first
- * stack (40 slots): a grown stack would double, for every pooled thread.
+ * (what the message handler made of the error, there): answered here, or
+ * by handled(a, b, c, ok, req, id), which may wait too.  Its frame starts
+ * where the message handler was, low enough that answering stays within
+ * the thread's first stack (40 slots): a grown stack would double, for
+ * every pooled thread.
  */
 static int handler_done(lua_State *L, int status, lua_KContext ctx) {
   int n = (int)ctx, ok = status == LUA_OK || status == LUA_YIELD;
+  if (ok && answer(L, n + 2, lua_tointeger(L, 2)))
+    return 0;
   if (!ok)
     lua_settop(L, n + 4);        /* the error is one value: pad it */
-  lua_rawgeti(L, lua_upvalueindex(2), 0);
+  lua_rawgeti(L, lua_upvalueindex(UP_STAGES), 0);
   lua_replace(L, n + 1);
   lua_pushboolean(L, ok);
   lua_pushvalue(L, 1);
@@ -110,13 +137,13 @@ static int request_body(lua_State *L) {
   int n = lua_gettop(L), i;
   lua_Integer id = lua_tointeger(L, 2);
   if (id <= 0) {
-    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(UP_DISPATCH));
     lua_insert(L, 1);
     lua_callk(L, n, 0, 0, body_done);
     return 0;
   }
-  lua_rawgeti(L, lua_upvalueindex(2), -1);   /* at n + 1 */
-  lua_rawgeti(L, lua_upvalueindex(2), id);
+  lua_rawgeti(L, lua_upvalueindex(UP_STAGES), -1);   /* at n + 1 */
+  lua_rawgeti(L, lua_upvalueindex(UP_STAGES), id);
   lua_pushvalue(L, 1);
   for (i = 3; i <= n; i++)
     lua_pushvalue(L, i);
@@ -124,13 +151,21 @@ static int request_body(lua_State *L) {
                       n);
 }
 
-/* core.request_body(dispatch, stages): the function the server runs for
- * each request, from moonlet.app.serve. */
+/* core.request_body(dispatch, stages, answers): the function the server
+ * runs for each request, from moonlet.app.serve; answers holds 'sent',
+ * 'changed' and 'plain' (see above). */
 static int core_request_body(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_pushcclosure(L, request_body, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_getfield(L, 3, "sent");
+  if (lua_getfield(L, 3, "changed") != LUA_TTABLE)
+    return luaL_argerror(L, 3, "'changed' must be a table");
+  if (lua_getfield(L, 3, "plain") != LUA_TTABLE)
+    return luaL_argerror(L, 3, "'plain' must be a table");
+  lua_remove(L, 3);
+  lua_pushcclosure(L, request_body, 5);
   return 1;
 }
 

@@ -146,10 +146,33 @@ static int put_escape(jenc *e, unsigned char c) {
   return put(e, esc, 6);
 }
 
+/* A quoted string with nothing to escape: one reservation, one copy.
+ * 1 when done, 0 when s needs put_string's slower walk, -1 when out of
+ * memory. */
+static int put_plain_string(jenc *e, const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (u[i] < 0x20 || u[i] == '"' || u[i] == '\\' || u[i] >= 0x80)
+      return 0;
+  if (e->cap - e->len < n + 2 && grow(e, n + 2) != 0) {
+    e->err = "not enough memory";
+    return -1;
+  }
+  e->p[e->len] = '"';
+  memcpy(e->p + e->len + 1, s, n);
+  e->p[e->len + 1 + n] = '"';
+  e->len += n + 2;
+  return 1;
+}
+
 /* A quoted string; runs of plain bytes are copied at once. */
 static int put_string(jenc *e, const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0, run = 0, k;
+  int rc = put_plain_string(e, s, n);
+  if (rc != 0)
+    return rc < 0 ? -1 : 0;
   if (put(e, "\"", 1) != 0)
     return -1;
   while (i < n) {
@@ -349,12 +372,40 @@ static int encode(jenc *e, lua_State *L, int idx, int depth) {
 
 /* }====================================================== */
 
+/* An encoder writing after len bytes of p (cap bytes, malloc'd, or NULL
+ * and 0); the error fields are only read once something failed. */
+static void jenc_init(jenc *e, char *p, size_t len, size_t cap) {
+  e->p = p;
+  e->len = len;
+  e->cap = cap;
+  e->err = NULL;
+  e->path[0] = '\0';
+  e->cut = 0;
+}
+
+/* Appends the JSON text of the value at idx to b: 0, or -1 with b's
+ * contents as they were (its buffer may have moved) and nothing pushed.
+ * No Lua string is made: responses are encoded straight into their
+ * connection's output (lib_req.c). */
+int ml_json_encode_append(lua_State *L, int idx, ml_buf *b) {
+  jenc e;
+  int rc, top = lua_gettop(L);
+  jenc_init(&e, b->data, b->len, b->cap);
+  rc = encode(&e, L, lua_absindex(L, idx), 0);
+  lua_settop(L, top);
+  b->data = e.p;
+  b->cap = e.cap;
+  if (rc == 0)
+    b->len = e.len;
+  return rc;
+}
+
 /* Encodes the value at idx into a new string on the stack; 0, or -1
  * with the message ("cannot encode a function at .a[2]") pushed. */
 int ml_json_encode(lua_State *L, int idx) {
   jenc e;
   int rc, top = lua_gettop(L);
-  memset(&e, 0, sizeof e);
+  jenc_init(&e, NULL, 0, 0);
   idx = lua_absindex(L, idx);
   rc = encode(&e, L, idx, 0);
   lua_settop(L, top);            /* a failure leaves its frames' values */

@@ -7,10 +7,16 @@
 
 #include <stddef.h>
 #include <lua.h>
+#include "base/util.h"
 
 /* Encodes the value at idx and pushes the JSON text (0), or pushes the
  * reason it cannot, such as "cannot encode a function at .a[2]" (-1). */
 int ml_json_encode(lua_State *L, int idx);
+
+/* Appends the JSON text of the value at idx to b: 0, or -1 (b as it
+ * was, its buffer perhaps moved; nothing pushed: ml_json_encode words
+ * the reason). */
+int ml_json_encode_append(lua_State *L, int idx, ml_buf *b);
 
 /* Pushes and returns the text a log shows for the value at idx: a table
  * without __tostring as JSON (its contents, not its address), anything

@@ -13,12 +13,14 @@
 #include "base/http.h"
 #include "base/log.h"
 #include "vm/lib.h"
+#include "vm/lib_json.h"
 
 #define REQ_MT "moonlet.Request"
 
 /* The request metatable's array part: what req:name() and req.name find
- * beyond the fields answered here (moonlet.request's tables). */
-enum { MT_METHODS = 1, MT_LAZY = 2 };
+ * beyond the fields answered here (moonlet.request's tables), and the
+ * kinds of the header names handlers have sent (core.send's cache). */
+enum { MT_METHODS = 1, MT_LAZY = 2, MT_NAMES = 3 };
 
 /*
  * A request object's userdata: the coroutine serving its request, whose
@@ -513,68 +515,131 @@ typedef struct {
   int close;
 } head_flags;
 
+/* The header names core.send looks at, told apart by their length
+ * first: one comparison for most names. */
+enum { H_OTHER, H_DROP, H_CONNECTION, H_CTYPE };
+
+static int header_kind(const char *n, size_t nlen) {
+  switch (nlen) {
+  case 4:
+    return ml_strieq(n, nlen, "date") ? H_DROP : H_OTHER;
+  case 10:
+    return ml_strieq(n, nlen, "connection") ? H_CONNECTION : H_OTHER;
+  case 12:
+    return ml_strieq(n, nlen, "content-type") ? H_CTYPE : H_OTHER;
+  case 14:
+    return ml_strieq(n, nlen, "content-length") ? H_DROP : H_OTHER;
+  case 17:
+    return ml_strieq(n, nlen, "transfer-encoding") ? H_DROP : H_OTHER;
+  default:
+    return H_OTHER;
+  }
+}
+
+#define NAMES_MAX 256            /* header names the cache keeps */
+
 /*
- * Appends one header line, or returns a message saying why it cannot be
- * sent.  Framing headers are ours: Content-Length, Transfer-Encoding and
- * Date are dropped, "Connection: close" closes after the response.
+ * What the header name at 'key' (n, nlen) is: a kind, or -1 when it is
+ * not a valid name.  Names a handler sends are few and the same again
+ * and again, so the kinds of those seen are kept in the table at 'names'
+ * (the request metatable's, bounded), keyed by the Lua string itself.
  */
-static const char *put_header(ml_buf *o, const char *n, size_t nlen,
-                              const char *v, size_t vlen, head_flags *f) {
+static int name_kind(lua_State *L, int names, int key, const char *n,
+                     size_t nlen) {
+  int kind;
+  lua_pushvalue(L, key);
+  if (lua_rawget(L, names) == LUA_TNUMBER) {
+    kind = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return kind;
+  }
+  lua_pop(L, 1);
   if (!ml_http_name_ok(n, nlen))
+    return -1;
+  kind = header_kind(n, nlen);
+  lua_rawgeti(L, names, 0);           /* how many it holds */
+  if (lua_tointeger(L, -1) < NAMES_MAX) {
+    lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+    lua_rawseti(L, names, 0);
+    lua_pushvalue(L, key);
+    lua_pushinteger(L, kind);
+    lua_rawset(L, names);
+  }
+  lua_pop(L, 1);
+  return kind;
+}
+
+/*
+ * Appends one header line of the given kind, or returns a message saying
+ * why it cannot be sent.  Framing headers are ours: Content-Length,
+ * Transfer-Encoding and Date are dropped, "Connection: close" closes
+ * after the response.
+ */
+static const char *put_header(ml_buf *o, int kind, const char *n,
+                              size_t nlen, const char *v, size_t vlen,
+                              head_flags *f) {
+  char *p;
+  if (kind < 0)
     return "invalid header name";
   if (!ml_http_value_ok(v, vlen))
     return "header value contains CR, LF or NUL";
-  if (ml_strieq(n, nlen, "content-length") ||
-      ml_strieq(n, nlen, "transfer-encoding") || ml_strieq(n, nlen, "date"))
+  switch (kind) {
+  case H_DROP:
     return NULL;
-  if (ml_strieq(n, nlen, "connection")) {
+  case H_CONNECTION:
     if (ml_strieq(v, vlen, "close"))
       f->close = 1;
     return NULL;
-  }
-  if (ml_strieq(n, nlen, "content-type"))
+  case H_CTYPE:
     f->has_ctype = 1;
+    break;
+  }
   if (ml_buf_reserve(o, nlen + vlen + 4) != 0)
     return "not enough memory";
-  memcpy(o->data + o->len, n, nlen);
-  o->len += nlen;
-  memcpy(o->data + o->len, ": ", 2);
-  memcpy(o->data + o->len + 2, v, vlen);
-  o->len += vlen + 2;
-  memcpy(o->data + o->len, "\r\n", 2);
-  o->len += 2;
+  p = o->data + o->len;
+  memcpy(p, n, nlen);
+  memcpy(p + nlen, ": ", 2);
+  memcpy(p + nlen + 2, v, vlen);
+  memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+  o->len += nlen + vlen + 4;
   return NULL;
 }
 
-/* The headers table at idx: names to a string, number or list of them. */
-static const char *put_headers(lua_State *L, int idx, ml_buf *o,
+/* The headers table at idx: names to a string, number or list of them;
+ * 'names' is the cache of name kinds. */
+static const char *put_headers(lua_State *L, int idx, int names, ml_buf *o,
                                head_flags *f) {
   const char *err = NULL;
   size_t nlen, vlen;
   lua_pushnil(L);
   while (err == NULL && lua_next(L, idx) != 0) {
-    const char *n = lua_type(L, -2) == LUA_TSTRING
-                      ? lua_tolstring(L, -2, &nlen) : NULL;
+    int key = lua_gettop(L) - 1, vt = lua_type(L, -1), kind = -1;
+    const char *n = lua_type(L, key) == LUA_TSTRING
+                      ? lua_tolstring(L, key, &nlen) : NULL;
+    if (n != NULL)
+      kind = name_kind(L, names, key, n, nlen);
     if (n == NULL) {
       err = "header names must be strings";
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
+    } else if (vt == LUA_TSTRING) {     /* the common case: no copy */
+      const char *v = lua_tolstring(L, -1, &vlen);
+      err = put_header(o, kind, n, nlen, v, vlen, f);
+    } else if (vt == LUA_TTABLE) {
       lua_Integer i, len = (lua_Integer)lua_rawlen(L, -1);
       for (i = 1; err == NULL && i <= len; i++) {
         lua_rawgeti(L, -1, i);
         if (lua_type(L, -1) == LUA_TSTRING ||
             lua_type(L, -1) == LUA_TNUMBER) {
           const char *v = lua_tolstring(L, -1, &vlen);
-          err = put_header(o, n, nlen, v, vlen, f);
+          err = put_header(o, kind, n, nlen, v, vlen, f);
         } else
           err = "header values must be strings or numbers";
         lua_pop(L, 1);
       }
-    } else if (lua_type(L, -1) == LUA_TSTRING ||
-               lua_type(L, -1) == LUA_TNUMBER) {
+    } else if (vt == LUA_TNUMBER) {
       const char *v;
       lua_pushvalue(L, -1);   /* tolstring must not convert the value */
       v = lua_tolstring(L, -1, &vlen);
-      err = put_header(o, n, nlen, v, vlen, f);
+      err = put_header(o, kind, n, nlen, v, vlen, f);
       lua_pop(L, 1);
     } else {
       err = "header values must be strings, numbers or lists of them";
@@ -588,29 +653,45 @@ static const char *put_headers(lua_State *L, int idx, ml_buf *o,
   return NULL;
 }
 
-/* The rest of a response after its status line and the handler's
- * headers. */
+/* What a response is made of.  The body is a string, or a table to
+ * send as JSON when 'json' is set (encoded straight into the output). */
+typedef struct {
+  int status;
+  int hidx;               /* the headers table's index, or 0 */
+  int names;              /* the cache of header names' index */
+  int json;               /* the body is the value at 'json' */
+  const char *body;
+  size_t blen;
+  const char *ctype;      /* Content-Type unless the headers have one */
+  size_t ctlen;
+} reply;
+
+/* The response's framing after the handler's headers, as 'put_framing'
+ * writes it. */
 typedef struct {
   const char *ctype;      /* Content-Type to add, or NULL */
-  const char *body;
-  size_t ctlen, blen;
-  size_t sent;            /* body bytes that go: none for HEAD, 204, 304 */
+  size_t ctlen;
   int has_length;         /* Content-Length (not for 204 and 304) */
+  int known;              /* ... and the body's length is 'blen' */
+  size_t blen;
   int close;              /* Connection: close */
   int keep_alive_10;      /* Connection: keep-alive, for HTTP/1.0 */
 } framing;
 
+#define LENGTH_WIDTH 20         /* the digits of any size_t */
+
 /*
- * Appends Content-Type, Content-Length and Connection as 'fr' says, the
- * blank line and the body: one reservation, then copies.  0, or -1 when
- * out of memory (nothing appended).
+ * Appends Content-Type, Content-Length and Connection as 'fr' says and
+ * the blank line: one reservation, then copies.  When the body's length
+ * is not known yet (JSON, encoded after the head), room is left for its
+ * digits at *at, for 'put_length'.  0, or -1 when out of memory (nothing
+ * appended).
  */
-static int put_framing(ml_buf *o, const framing *fr) {
+static int put_framing(ml_buf *o, const framing *fr, size_t *at) {
   char *p;
   if (ml_buf_reserve(o, sizeof "Content-Type: \r\n" + fr->ctlen +
-                        sizeof "Content-Length: \r\n" + 20 +
-                        sizeof "Connection: keep-alive\r\n\r\n" +
-                        fr->sent) != 0)
+                        sizeof "Content-Length: \r\n" + LENGTH_WIDTH +
+                        sizeof "Connection: keep-alive\r\n\r\n") != 0)
     return -1;
   p = o->data + o->len;
 #define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
@@ -622,7 +703,11 @@ static int put_framing(ml_buf *o, const framing *fr) {
   }
   if (fr->has_length) {
     PUT_LIT("Content-Length: ");
-    p = ml_http_put_size(p, fr->blen);
+    *at = (size_t)(p - o->data);
+    if (fr->known)
+      p = ml_http_put_size(p, fr->blen);
+    else
+      p += LENGTH_WIDTH;
     PUT_LIT("\r\n");
   }
   if (fr->close)
@@ -630,12 +715,74 @@ static int put_framing(ml_buf *o, const framing *fr) {
   else if (fr->keep_alive_10)
     PUT_LIT("Connection: keep-alive\r\n");
   PUT_LIT("\r\n");
-  if (fr->sent > 0)
-    PUT(fr->body, fr->sent);
 #undef PUT_LIT
 #undef PUT
   o->len = (size_t)(p - o->data);
   return 0;
+}
+
+/* Writes the body's length where 'put_framing' left room for it and
+ * closes the gap under what follows (the rest of the head, the body). */
+static void put_length(ml_buf *o, size_t at, size_t blen) {
+  char *p = o->data + at;
+  char *q = ml_http_put_size(p, blen);
+  size_t gap = LENGTH_WIDTH - (size_t)(q - p);
+  memmove(q, p + LENGTH_WIDTH, o->len - at - LENGTH_WIDTH);
+  o->len -= gap;
+}
+
+enum { SENT_OK = 0, SENT_BAD = 1, SENT_NOMEM = -1 };
+
+/*
+ * Appends the whole response for rp to c's output and tells conn.c.
+ * SENT_OK; SENT_BAD when the headers cannot be sent (the reason pushed
+ * on L) or a JSON body cannot be encoded (nothing pushed); SENT_NOMEM.
+ * On failure nothing of it is left in the output.  A HEAD request, a 204
+ * and a 304 get the head only.
+ */
+static int respond(lua_State *L, ml_conn *c, const reply *rp) {
+  ml_req *r = ml_conn_req(c);
+  ml_buf *o = ml_conn_out(c);
+  size_t mark = o->len, at = 0, end, blen = rp->blen;
+  int bodyless = rp->status == 204 || rp->status == 304;
+  int sent = !bodyless && r->method != HTTP_HEAD;
+  head_flags f = { 0, 0 };
+  framing fr;
+  f.close = !ml_conn_keep_alive(c);
+  if (ml_http_status_line(o, rp->status) != 0)
+    goto no_memory;
+  if (rp->hidx != 0 && put_headers(L, rp->hidx, rp->names, o, &f) != NULL) {
+    o->len = mark;                /* nothing of it is sent */
+    return SENT_BAD;
+  }
+  fr.ctype = !bodyless && !f.has_ctype ? rp->ctype : NULL;
+  fr.ctlen = fr.ctype != NULL ? rp->ctlen : 0;
+  fr.has_length = !bodyless;
+  fr.known = !rp->json;
+  fr.blen = blen;
+  fr.close = f.close;
+  fr.keep_alive_10 = r->minor == 0;
+  if (put_framing(o, &fr, &at) != 0)
+    goto no_memory;
+  end = o->len;
+  if (rp->json) {                 /* its length is known once encoded */
+    if (ml_json_encode_append(L, rp->json, o) != 0) {
+      o->len = mark;
+      return SENT_BAD;
+    }
+    blen = o->len - end;
+    if (!sent)
+      o->len = end;
+    if (fr.has_length)
+      put_length(o, at, blen);
+  } else if (sent && ml_buf_append(o, rp->body, blen) != 0) {
+    goto no_memory;
+  }
+  ml_conn_responded(c, rp->status, sent ? blen : 0, f.close);
+  return SENT_OK;
+no_memory:
+  o->len = mark;
+  return SENT_NOMEM;
 }
 
 /*
@@ -647,17 +794,15 @@ static int put_framing(ml_buf *o, const framing *fr) {
 static int req_send(lua_State *L) {
   ml_conn *c = get_conn(L);
   lua_Integer status = luaL_checkinteger(L, 2);
-  size_t blen, mark;
-  const char *body = luaL_optlstring(L, 3, "", &blen), *err;
-  const char *ctype = luaL_optstring(L, 5, "text/html; charset=utf-8");
-  int has_headers = !lua_isnoneornil(L, 4), bodyless;
-  head_flags f = { 0, 0 };
-  framing fr;
+  reply rp;
   ml_req *r;
-  ml_buf *o;
+  rp.body = luaL_optlstring(L, 3, "", &rp.blen);
+  rp.ctype = luaL_optlstring(L, 5, "text/html; charset=utf-8", &rp.ctlen);
+  rp.hidx = lua_isnoneornil(L, 4) ? 0 : 4;
+  rp.json = 0;
   luaL_argcheck(L, status >= 200 && status <= 999, 2,
                 "status must be from 200 to 999");
-  if (has_headers)
+  if (rp.hidx != 0)
     luaL_checktype(L, 4, LUA_TTABLE);
   if (c == NULL)
     return ml_lib_fail(L, "closed");
@@ -668,32 +813,71 @@ static int req_send(lua_State *L) {
     return end_stream(L, c, (int)status);
   if (r->responded)
     return luaL_error(L, "the response was already sent");
-  o = ml_conn_out(c);
-  mark = o->len;
-  f.close = !ml_conn_keep_alive(c);
-  if (ml_http_status_line(o, (int)status) != 0)
-    goto no_memory;
-  if (has_headers && (err = put_headers(L, 4, o, &f)) != NULL) {
-    o->len = mark;              /* nothing of it is sent */
-    return ml_lib_fail(L, err);
+  rp.status = (int)status;
+  lua_rawgeti(L, lua_upvalueindex(1), MT_NAMES);
+  rp.names = lua_gettop(L);
+  switch (respond(L, c, &rp)) {
+  case SENT_OK:
+    lua_pushboolean(L, 1);
+    return 1;
+  case SENT_BAD:
+    return ml_lib_fail(L, lua_tostring(L, -1));
+  default:
+    return luaL_error(L, "not enough memory");
   }
-  bodyless = status == 204 || status == 304;
-  fr.body = body;
-  fr.blen = blen;
-  fr.ctype = !bodyless && !f.has_ctype ? ctype : NULL;
-  fr.ctlen = fr.ctype != NULL ? strlen(ctype) : 0;
-  fr.sent = bodyless || r->method == HTTP_HEAD ? 0 : fr.blen;
-  fr.has_length = !bodyless;
-  fr.close = f.close;
-  fr.keep_alive_10 = r->minor == 0;
-  if (put_framing(o, &fr) != 0)
-    goto no_memory;
-  ml_conn_responded(c, (int)status, fr.sent, f.close);
-  lua_pushboolean(L, 1);
-  return 1;
-no_memory:
-  o->len = mark;
-  return luaL_error(L, "not enough memory");
+}
+
+/*
+ * What most handlers return, answered without moonlet.app's Lua: a
+ * string, or a table without a metatable (as JSON), then an optional
+ * status from 200 to 999 and an optional headers table, at idx..idx+2.
+ * The request object is at 1.  1 when the response is sent (or its
+ * client has gone); 0 when the values are anything else, the response
+ * is not an ordinary one (streamed, upgraded, sent), or it cannot be
+ * sent (a bad header, a value JSON cannot hold): moonlet.app's dispatch
+ * then makes it, or words the error, as it always has.
+ */
+int ml_lib_req_answer(lua_State *L, int idx) {
+  req_ud *ud = lua_touserdata(L, 1);
+  ml_conn *c = ud_conn(ud);
+  int ta = lua_type(L, idx), tb = lua_type(L, idx + 1);
+  int tc = lua_type(L, idx + 2), top = lua_gettop(L), rc;
+  lua_Integer status = 200;
+  ml_req *r;
+  reply rp;
+  if (ta == LUA_TSTRING) {
+    rp.body = lua_tolstring(L, idx, &rp.blen);
+    rp.json = 0;
+    rp.ctype = "text/html; charset=utf-8";
+    rp.ctlen = sizeof "text/html; charset=utf-8" - 1;
+  } else if (ta == LUA_TTABLE && !lua_getmetatable(L, idx)) {
+    rp.body = NULL;
+    rp.blen = 0;
+    rp.json = idx;
+    rp.ctype = "application/json";
+    rp.ctlen = sizeof "application/json" - 1;
+  } else {
+    lua_settop(L, top);
+    return 0;
+  }
+  if (tb != LUA_TNIL && (!lua_isinteger(L, idx + 1) ||
+      (status = lua_tointeger(L, idx + 1)) < 200 || status > 999))
+    return 0;
+  if (tc != LUA_TNIL && tc != LUA_TTABLE)
+    return 0;
+  if (c == NULL)
+    return 1;                     /* the client left: nothing to send */
+  r = ml_conn_req(c);
+  if (ml_conn_upgraded(c) != NULL || r->streaming || r->responded)
+    return 0;
+  rp.status = (int)status;
+  rp.hidx = tc == LUA_TTABLE ? idx + 2 : 0;
+  lua_getmetatable(L, 1);
+  lua_rawgeti(L, -1, MT_NAMES);
+  rp.names = lua_gettop(L);
+  rc = respond(L, c, &rp);
+  lua_settop(L, top);
+  return rc == SENT_OK;
 }
 
 /* }====================================================== */
@@ -762,7 +946,9 @@ static int req_stream_start(lua_State *L) {
   mark = o->len;
   f.close = !ml_conn_keep_alive(c) || r->minor == 0;
   ml_http_status_line(o, (int)status);
-  if (!lua_isnoneornil(L, 3) && (err = put_headers(L, 3, o, &f)) != NULL) {
+  lua_rawgeti(L, lua_upvalueindex(1), MT_NAMES);
+  if (!lua_isnoneornil(L, 3) &&
+      (err = put_headers(L, 3, lua_gettop(L), o, &f)) != NULL) {
     o->len = mark;
     return luaL_error(L, "%s", err);
   }
@@ -905,6 +1091,10 @@ void ml_lib_req_register(lua_State *L) {
   luaL_newmetatable(L, REQ_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  lua_newtable(L);
+  lua_pushinteger(L, 0);
+  lua_rawseti(L, -2, 0);
+  lua_rawseti(L, -2, MT_NAMES);
   lua_pushvalue(L, -1);
   luaL_setfuncs(L, req_meta, 1);
   luaL_setfuncs(L, req_core, 1);   /* pops the metatable */
