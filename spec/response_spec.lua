@@ -284,6 +284,17 @@ describe("responses (API §5)", function()
       assert.equal(tostring(#"body (after)"), res.headers["content-length"])
     end)
 
+    it("app:after gets a copy of a headers table the handler keeps",
+       function()
+      for _ = 1, 2 do
+        local res = H.get(srv, "/json-kept")
+        assert.equal(201, res.status)
+        assert.equal("yes", res.headers["x-kept"])
+        assert.equal("application/json", res.headers["content-type"])
+      end
+      assert.equal("1", H.get(srv, "/kept").body)  -- no Content-Type added
+    end)
+
     it("app:after sees JSON responses and keeps their type", function()
       local res = H.get(srv, "/after-json")
       assert.equal(200, res.status)

@@ -405,9 +405,14 @@ local function to_response(a, b, c, default_status, e)
   return status, body, headers, ctype
 end
 
--- Runs the after hooks on {status=, headers=, body=}.
+-- Runs the after hooks on {status=, headers=, body=}.  The headers are a
+-- copy: the handler's table may be one it keeps for every request.
 local function run_afters(req, afters, status, body, headers, ctype)
-  local resp = { status = status, headers = headers or {}, body = body }
+  local h = {}
+  for k, v in pairs(headers or {}) do
+    h[k] = v
+  end
+  local resp = { status = status, headers = h, body = body }
   if ctype ~= HTML and resp.headers["Content-Type"] == nil then
     resp.headers["Content-Type"] = ctype
   end

@@ -19,6 +19,15 @@ app:get("/headers", function()
   }
 end)
 app:get("/json-status", function() return { made = true }, 201 end)
+-- One headers table for every request, as apps keep constants; this
+-- app's after hook sees a copy of it.
+local KEPT = { ["X-Kept"] = "yes" }
+app:get("/json-kept", function() return { made = true }, 201, KEPT end)
+app:get("/kept", function()
+  local n = 0
+  for _ in pairs(KEPT) do n = n + 1 end
+  return tostring(n)
+end)
 app:get("/nothing", function() end)
 app:get("/response", function()
   return moonlet.response { status = 418, headers = { ["X-R"] = "y" },
