@@ -15,7 +15,9 @@
 #include "vm/lib_json.h"
 #include "base/util.h"
 
-#define POOL_MAX 1024   /* idle coroutines kept per state */
+#define POOL_MAX 1024   /* idle coroutines kept per state ... */
+#define POOL_KEEP 32    /* ... of which a sweep lets none go */
+#define SWEEP_MS 5000   /* how often an outgrown pool is swept */
 
 /* The token runtime waits yield, so coroutine wrappers can pass them up. */
 static char yield_token;
@@ -56,6 +58,96 @@ int ml_sched_serves_request(const ml_co *co) {
 
 /*
 ** {======================================================
+** The pool shrinks back after a burst
+** =======================================================
+*/
+
+/*
+ * A burst leaves up to POOL_MAX idle threads in the pool, 1.2 KiB each.
+ * While the pool holds more than POOL_KEEP, a sweeper (a part of the
+ * generation, its timer on the generation's clock) looks at it every
+ * SWEEP_MS and lets go half of those that stayed idle through the whole
+ * period (the pool's low-water mark), never going under POOL_KEEP: an
+ * idle server is back to POOL_KEEP in about half a minute, while one
+ * under steady load keeps what it uses.
+ */
+typedef struct {
+  ml_part part;
+  ml_ctimer timer;        /* one-shot, started again after each sweep */
+  int low;                /* the fewest pooled since the last sweep */
+} pool_sweeper;
+
+static void sweeper_retire(ml_part *p) {
+  ml_clock_timer_stop(&((pool_sweeper *)p)->timer);
+}
+
+static void sweeper_close(ml_part *p) {
+  ml_clock_timer_stop(&((pool_sweeper *)p)->timer);
+  free(p);
+}
+
+static const ml_part_kind sweeper_kind = { "coroutine pool", sweeper_retire,
+                                           sweeper_close };
+
+static void co_unref(ml_co *co);
+
+/* Lets the pool's oldest coroutines go until it holds 'keep'. */
+static void pool_trim(ml_gen *g, int keep) {
+  ml_co **at = &g->pool, *co;
+  int i;
+  for (i = 0; i < keep && *at != NULL; i++)
+    at = &(*at)->next;
+  while ((co = *at) != NULL) {
+    *at = co->next;
+    g->pooled--;
+    ml_closethread(co->L);     /* its stack shrinks now, not at the GC */
+    co_unref(co);
+  }
+}
+
+static void sweep(ml_ctimer *t) {
+  pool_sweeper *s = container_of(t, pool_sweeper, timer);
+  ml_gen *g = s->part.gen;
+  int idle = s->low < g->pooled ? s->low : g->pooled;
+  if (idle > POOL_KEEP)
+    pool_trim(g, g->pooled - (idle - POOL_KEEP + 1) / 2);
+  s->low = g->pooled;
+  if (g->pooled > POOL_KEEP &&
+      ml_clock_timer_start(&s->timer, sweep, SWEEP_MS, 0) == 0)
+    return;
+  ml_gen_detach(&s->part);    /* fired, so off the clock: free it now */
+  free(s);
+}
+
+/* The pool holds more than POOL_KEEP: a sweeper, unless one is at work
+ * (or out of memory: the pool then keeps what it has until the next). */
+static void sweeper_start(ml_gen *g) {
+  pool_sweeper *s;
+  if (ml_gen_part(g, &sweeper_kind) != NULL ||
+      (s = malloc(sizeof *s)) == NULL)
+    return;
+  ml_clock_timer_init_on(g->clock, &s->timer);
+  if (ml_clock_timer_start(&s->timer, sweep, SWEEP_MS, 0) != 0) {
+    free(s);
+    return;
+  }
+  s->low = g->pooled;
+  ml_gen_attach(g, &s->part, &sweeper_kind);
+}
+
+/* A coroutine left the pool: its low-water mark may have moved. */
+static void pool_taken(ml_gen *g) {
+  pool_sweeper *s;
+  if (g->pooled < POOL_MAX &&
+      (s = (pool_sweeper *)ml_gen_part(g, &sweeper_kind)) != NULL &&
+      g->pooled < s->low)
+    s->low = g->pooled;
+}
+
+/* }====================================================== */
+
+/*
+** {======================================================
 ** Coroutines
 ** =======================================================
 */
@@ -65,6 +157,7 @@ ml_co *ml_sched_acquire(ml_gen *g, const ml_job *job, void *data) {
   if (co != NULL) {
     g->pool = co->next;
     g->pooled--;
+    pool_taken(g);
   } else {
     if ((co = calloc(1, sizeof *co)) == NULL)
       return NULL;
@@ -172,7 +265,8 @@ static void co_release(ml_co *co) {
   if (!g->retired && g->pooled < POOL_MAX) {
     co->next = g->pool;
     g->pool = co;
-    g->pooled++;
+    if (++g->pooled > POOL_KEEP)
+      sweeper_start(g);
   } else {
     if (!g->retired)
       ml_closethread(co->L);   /* its stack shrinks now, not at the GC */

@@ -70,6 +70,7 @@
   X(watchdog_logs_a_loop_stuck_in_c) \
   X(watchdog_quiet_for_idle_or_unrun_loops) \
   X(sched_co_is_small) \
+  X(sched_pool_shrinks_after_a_burst) \
   X(gen_parts_by_kind_retire_close) \
   X(gen_retire_waits_for_requests) \
   X(gen_borrowed_state_is_given_back) \
