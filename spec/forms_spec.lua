@@ -5,21 +5,7 @@
 local H = require "helpers"
 local cjson = require "cjson"
 
-local function raw_exchange(port, text)
-  local c = H.raw(port, 5)
-  c:send(text)
-  local data, _, partial = c:receive("*a")
-  c:close()
-  return data or partial
-end
-
-local function header_values(res, name)
-  local out = {}
-  for _, kv in ipairs(res.header_list) do
-    if kv[1]:lower() == name:lower() then out[#out + 1] = kv[2] end
-  end
-  return out
-end
+local raw_exchange, header_values = H.exchange, H.header_values
 
 describe("return forms answered by the core", function()
   local srv

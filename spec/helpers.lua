@@ -172,6 +172,26 @@ function H.raw(port, timeout)
   return c
 end
 
+--- Sends 'text' as is on a new connection and reads until the server
+-- closes it: the whole raw response, for checks the parser would hide.
+function H.exchange(port, text)
+  local c = H.raw(port, 5)
+  c:send(text)
+  local data, err, partial = c:receive("*a")
+  c:close()
+  return data or partial, err
+end
+
+--- The values of every header line of res named 'name' (any case), in
+-- order.
+function H.header_values(res, name)
+  local out = {}
+  for _, kv in ipairs(res.header_list) do
+    if kv[1]:lower() == name:lower() then out[#out + 1] = kv[2] end
+  end
+  return out
+end
+
 -- Reads a chunked body.
 local function read_chunked(c)
   local parts = {}

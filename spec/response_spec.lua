@@ -15,28 +15,11 @@ local function mark(name)
   error("no mark " .. name .. " in " .. APP)
 end
 
--- Sends 'text' as is on a new connection and reads until the server
--- closes it: the whole raw response.
-local function raw_exchange(port, text)
-  local c = H.raw(port, 5)
-  c:send(text)
-  local data, _, partial = c:receive("*a")
-  c:close()
-  return data or partial
-end
+local raw_exchange, header_values = H.exchange, H.header_values
 
 local function raw_get(port, path)
   return raw_exchange(port, "GET " .. path .. " HTTP/1.1\r\nHost: t\r\n"
     .. "Connection: close\r\n\r\n")
-end
-
--- The values of every header line named 'name' (any case), in order.
-local function header_values(res, name)
-  local out = {}
-  for _, kv in ipairs(res.header_list) do
-    if kv[1]:lower() == name:lower() then out[#out + 1] = kv[2] end
-  end
-  return out
 end
 
 describe("responses (API §5)", function()

@@ -15,15 +15,7 @@ local function line_of(file, marker)
   error("marker not found in " .. file .. ": " .. marker)
 end
 
--- Sends 'text' as is on a new connection and reads until the server
--- closes it: the whole raw response, for checks the parser would hide.
-local function raw_exchange(port, text)
-  local c = H.raw(port, 5)
-  c:send(text)
-  local data, err, partial = c:receive("*a")
-  c:close()
-  return data or partial, err
-end
+local raw_exchange = H.exchange
 
 describe("routing (API §3)", function()
   local srv
