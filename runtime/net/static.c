@@ -34,11 +34,10 @@
 #define SENDFILE_MAX 0x7ffff000  /* Linux's most for one call */
 
 /*
- * realpath, stat, open, and the read of a piece when the socket is full,
- * run on the loop, synchronously, as the kernel's own reads inside
- * sendfile do: on a local disk with a warm cache each takes microseconds,
- * less than a round trip through libuv's thread pool.  A slow network
- * disk would stall the loop while they wait: that is the price.
+ * Finding the file (realpath, stat, open) runs on libuv's thread pool,
+ * so a slow disk stalls only the requests for its files, not the loop.
+ * The read of a piece when the socket is full runs on the loop, as the
+ * kernel's own reads inside sendfile do.
  */
 
 /*
@@ -774,22 +773,102 @@ static int transfer(ml_conn *c, int fd, const answer *a,
 
 /* }====================================================== */
 
-int ml_static_send(ml_conn *c, const char *root, const char *rel,
-                   size_t n, int slash, ml_static_done done, void *ud,
-                   ml_static_transfer **out) {
+/*
+** {======================================================
+** Off the loop
+** =======================================================
+*/
+
+/* A lookup on the thread pool: the request's names, copied (the loop may
+ * free theirs meanwhile), and what the thread found. */
+struct ml_static_lookup {
+  uv_work_t work;
+  lookup k;
+  char *root, *rel;        /* one allocation: root, NUL, rel */
+  size_t n;
+  int slash;
+  int rc;                  /* find_file's answer */
+  int cancelled;           /* its owner gave up: the loop frees it */
+  ml_static_found found;
+  void *ud;
+};
+
+static void lookup_free(ml_static_lookup *l) {
+  if (l->rc == FOUND && l->k.fd >= 0)
+    close(l->k.fd);
+  free(l->root);
+  free(l);
+}
+
+static void lookup_work(uv_work_t *w) {        /* on a pool thread */
+  ml_static_lookup *l = container_of(w, ml_static_lookup, work);
+  l->rc = find_file(&l->k, l->root, l->rel, l->n, l->slash);
+}
+
+static void lookup_done(uv_work_t *w, int status) {
+  ml_static_lookup *l = container_of(w, ml_static_lookup, work);
+  if (l->cancelled) {
+    lookup_free(l);
+    return;
+  }
+  if (status != 0) {                  /* cannot be: only cancel fails it */
+    l->rc = FAILED;
+    l->k.err = -status;
+  }
+  l->found(l, l->ud);
+}
+
+int ml_static_lookup_start(uv_loop_t *loop, const char *root,
+                           const char *rel, size_t n, int slash,
+                           ml_static_found found, void *ud,
+                           ml_static_lookup **out) {
+  size_t rlen = strlen(root);
+  ml_static_lookup *l = malloc(sizeof *l);  /* 12 KiB: not on the stack */
+  int rc;
+  if (l == NULL || (l->root = malloc(rlen + n + 2)) == NULL) {
+    free(l);
+    return UV_ENOMEM;
+  }
+  memcpy(l->root, root, rlen + 1);
+  l->rel = l->root + rlen + 1;
+  memcpy(l->rel, rel, n);
+  l->rel[n] = '\0';
+  l->n = n;
+  l->slash = slash;
+  l->rc = NOT_FOUND;
+  l->k.fd = -1;
+  l->k.err = 0;
+  l->cancelled = 0;
+  l->found = found;
+  l->ud = ud;
+  if ((rc = uv_queue_work(loop, &l->work, lookup_work, lookup_done)) != 0) {
+    lookup_free(l);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+void ml_static_lookup_cancel(ml_static_lookup *l) {
+  l->cancelled = 1;
+  uv_cancel((uv_req_t *)&l->work);  /* or it finishes: lookup_done frees */
+}
+
+/* }====================================================== */
+
+int ml_static_answer(ml_conn *c, ml_static_lookup *l, ml_static_done done,
+                     void *ud, ml_static_transfer **out) {
   size_t mark;
   int rc, fd;
   ml_buf *o;
   validators v;
   answer a;
-  lookup *k;
+  lookup *k = &l->k;
   ml_req *r = ml_conn_req(c);
-  if ((k = malloc(sizeof *k)) == NULL)  /* 12 KiB: not on the stack */
-    return UV_ENOMEM;
-  rc = find_file(k, root, rel, n, slash);
-  if (rc != FOUND) {
+  if (l->rc != FOUND) {
     int err = k->err;
-    free(k);
+    rc = l->rc;
+    lookup_free(l);
     return rc == FAILED ? -err : rc == REDIRECT ? ML_STATIC_REDIRECT
                                                 : ML_STATIC_NOT_FOUND;
   }
@@ -799,7 +878,8 @@ int ml_static_send(ml_conn *c, const char *root, const char *rel,
   mark = o->len;
   rc = put_head(c, o, &a, &v, content_type(k->name));
   fd = k->fd;
-  free(k);
+  k->fd = -1;
+  lookup_free(l);
   if (rc != 0) {
     o->len = mark;
     close(fd);

@@ -1,6 +1,7 @@
 /*
  * lib_static.c - core.static_send, app:static's files as Lua sees them:
- * the handler waits (one ml_wait) while net/static.c sends the file.
+ * the handler waits (one ml_wait) while net/static.c finds the file on
+ * libuv's thread pool, then while it sends it.
  * Finding the file and the wire are static.c's; routes and 404 pages
  * are moonlet.app's.
  */
@@ -11,17 +12,14 @@
 #include "net/static.h"
 #include "vm/lib.h"
 
-/* A handler waiting while its file is sent. */
+/* A handler waiting while its file is found (on the thread pool), then
+ * while it is sent: one wait, in two phases. */
 typedef struct {
   ml_wait w;
-  ml_static_transfer *s;
+  ml_conn *c;
+  ml_static_lookup *l;     /* while finding; NULL after */
+  ml_static_transfer *s;   /* while sending */
 } static_wait;
-
-static int fail(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
-}
 
 /*
  * The body is out: the wait returns true.  The send failed: nil,
@@ -45,11 +43,63 @@ static void static_done(ml_static_transfer *s, int status, void *ud) {
   }
 }
 
-/* The client left: the send stops at once; no resume. */
+/* Pushes what core.static_send returns for ml_static_answer's rc: true,
+ * or nil and why; or false and a message that static_resumed raises. */
+static int push_result(lua_State *L, int rc) {
+  const char *why;
+  switch (rc) {
+  case ML_STATIC_SENT:
+    lua_pushboolean(L, 1);
+    return 1;
+  case ML_STATIC_NOT_FOUND: why = "not found"; break;
+  case ML_STATIC_REDIRECT: why = "redirect"; break;
+  case ML_STATIC_CLOSED: why = "closed"; break;
+  default:
+    lua_pushboolean(L, 0);
+    if (rc == UV_ENOMEM)
+      lua_pushliteral(L, "not enough memory");
+    else
+      lua_pushfstring(L, "static: %s", strerror(-rc));
+    return 2;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+/* The file is found (or not), on the loop: answer, and either wait on for
+ * the body or resume the handler now. */
+static void static_found(ml_static_lookup *l, void *ud) {
+  static_wait *op = ud;
+  ml_co *co;
+  int rc;
+  op->l = NULL;
+  rc = ml_static_answer(op->c, l, static_done, op, &op->s);
+  if (rc == ML_STATIC_PENDING)
+    return;                               /* static_done resumes */
+  co = ml_sched_unpark(&op->w);
+  free(op);
+  ml_sched_resume(co, push_result(co->L, rc));
+}
+
+/* The client left: the lookup or the send stops; no resume. */
 static void static_cancel(ml_wait *w) {
   static_wait *op = (static_wait *)w;
-  ml_static_cancel(op->s);
+  if (op->l != NULL)
+    ml_static_lookup_cancel(op->l);
+  else
+    ml_static_cancel(op->s);
   free(op);
+}
+
+/* The wait's values: a failure of ours (false, message) raises here, in
+ * the handler, where the 500 is made. */
+static int static_resumed(lua_State *L, int status, lua_KContext ctx) {
+  int n = lua_gettop(L) - (int)ctx;
+  ML_UNUSED(status);
+  if (n == 2 && lua_isboolean(L, -2) && !lua_toboolean(L, -2))
+    return luaL_error(L, "%s", lua_tostring(L, -1));
+  return n;
 }
 
 /*
@@ -59,6 +109,8 @@ static void static_cancel(ml_wait *w) {
  * 'path' is the part of the request's path under the prefix, decoded;
  * 'slash' says the request's path ended with '/'.  Raises for a failure
  * that is not the client's (no descriptors left), which is then a 500.
+ * The file is looked for on libuv's thread pool: a slow disk holds up
+ * this handler only.
  */
 static int static_send(lua_State *L) {
   ml_conn *c = ml_lib_req_conn(L, 1);
@@ -69,33 +121,22 @@ static int static_send(lua_State *L) {
   static_wait *op;
   ml_co *co;
   if (c == NULL)
-    return fail(L, "closed");
+    return ml_lib_fail(L, "closed");
   co = ml_sched_current(L);
   if (ml_conn_req(c)->responded)
     return luaL_error(L, "the response was already sent");
   if ((op = malloc(sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
-  rc = ml_static_send(c, root, rel, n, slash, static_done, op, &op->s);
-  if (rc == ML_STATIC_PENDING) {
-    ml_sched_park(co, &op->w, static_cancel);
-    return ml_sched_yield(L);     /* static_done's true becomes ours */
-  }
-  free(op);
-  switch (rc) {
-  case ML_STATIC_SENT:
-    lua_pushboolean(L, 1);
-    return 1;
-  case ML_STATIC_NOT_FOUND:
-    return fail(L, "not found");
-  case ML_STATIC_REDIRECT:
-    return fail(L, "redirect");
-  case ML_STATIC_CLOSED:
-    return fail(L, "closed");
-  case UV_ENOMEM:
+  op->c = c;
+  op->s = NULL;
+  rc = ml_static_lookup_start(co->gen->loop, root, rel, n, slash,
+                              static_found, op, &op->l);
+  if (rc != 0) {
+    free(op);
     return luaL_error(L, "not enough memory");
-  default:
-    return luaL_error(L, "static: %s", strerror(-rc));
   }
+  ml_sched_park(co, &op->w, static_cancel);
+  return ml_sched_yieldk(L, lua_gettop(L), static_resumed);
 }
 
 void ml_lib_static_register(lua_State *L) {
