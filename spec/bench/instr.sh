@@ -21,6 +21,7 @@
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
 #   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
 #   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle"
+#   (also static4k static1m: app:static)
 set -u
 . spec/bench/lib.sh
 
@@ -317,6 +318,18 @@ for scen in $SCENARIOS; do
       text="$text query **moonlet $M_DB**; 20 queries **moonlet $M_Q**."
       put_line "- Instructions per PostgreSQL request " "$text"
     fi ;;
+  static4k|static1m)
+    # app:static: the lookup on the thread pool counts too (callgrind
+    # follows every thread); the file's bytes go by sendfile, unseen.
+    [ -n "${BENCH_STATIC_DIR:-}" ] || static_files
+    f=4k.bin
+    [ $scen = static1m ] && f=1m.bin
+    start_vg_moonlet "moonlet-$scen" static
+    MK=$(count "moonlet-$scen" "/files/$f" "$((N / 4))" "$CONNS") || exit 1
+    stop "$PID"
+    echo "instructions per request, $scen: keep-alive $MK"
+    FORMS_TABLE="$FORMS_TABLE| $scen | $MK | - | - | - | - | - |
+" ;;
   sleep|idle)
     app=hello
     [ $scen = sleep ] && app=sleep

@@ -100,6 +100,16 @@ stop() {
   return 0
 }
 
+# static_files: the directory app:static and nginx serve in the static
+# scenarios: 4k.bin and 1m.bin, random bytes (BENCH_STATIC_DIR).
+static_files() {
+  BENCH_STATIC_DIR="$T/static"
+  export BENCH_STATIC_DIR
+  mkdir -p "$BENCH_STATIC_DIR"
+  head -c 4096 /dev/urandom > "$BENCH_STATIC_DIR/4k.bin"
+  head -c 1048576 /dev/urandom > "$BENCH_STATIC_DIR/1m.bin"
+}
+
 # start_moonlet APP [LOGLEVEL]: moonlet on CPU 0, ephemeral port.
 # Sets PID (the process) and PORT.
 start_moonlet() {
@@ -171,6 +181,9 @@ http {
         ngx.header.content_length = #"$3"
         ngx.print("$3")
       }
+    }
+    location /files/ {
+      alias ${BENCH_STATIC_DIR:-/nonexistent}/;
     }
     location = /headers {
       content_by_lua_block {

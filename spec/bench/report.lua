@@ -211,6 +211,10 @@ local DESC = {
   param = "GET /user/12345 (`/user/<int:id>`) → the id, 100 connections",
   fanin = "GET /fanin, 1,000 connections: the handler fetches GET /backend " ..
     "from a local nginx that answers after 20 ms (on CPU 1, with wrk)",
+  static4k = "GET /files/4k.bin: app:static against nginx serving the " ..
+    "same directory (a 4 KiB file), 100 connections",
+  static1m = "GET /files/1m.bin: app:static against nginx serving the " ..
+    "same directory (a 1 MiB file), 100 connections",
   idle = "10,000 idle keep-alive connections after one request each",
   sleep = "5,000 requests at once, each sleeping 1 s in the handler",
   reload = "hello at 100 connections while the app is rewritten and " ..
@@ -585,7 +589,8 @@ local function capture(fn)
 end
 
 for _, scen in ipairs({ "hello", "pipeline", "headers", "pipeline_headers",
-    "json", "pipeline_json", "param", "pipeline_param", "fanin" }) do
+    "json", "pipeline_json", "param", "pipeline_param", "fanin",
+    "static4k", "static1m" }) do
   capture(function() throughput(scen) end)
 end
 capture(idle)

@@ -6,8 +6,9 @@
 #
 #   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
 #   BENCH_SCENARIOS="hello pipeline headers pipeline_headers json
-#                    pipeline_json param pipeline_param fanin idle sleep
-#                    reload ws32 ws4k wsidle redis pg"  (the last two:
+#                    pipeline_json param pipeline_param fanin static4k
+#                    static1m idle sleep reload ws32 ws4k wsidle redis pg"
+#                    (the last two:
 #                    stores.sh, stores.md)
 # The return forms (hello, headers, json, param, each keep-alive and
 # pipelined) run interleaved: one run of each, server by server, then the
@@ -21,7 +22,7 @@ RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-2}
 FORMS="hello pipeline headers pipeline_headers json pipeline_json param
        pipeline_param"
-SCENARIOS=${BENCH_SCENARIOS:-$FORMS fanin idle sleep reload ws32 ws4k wsidle redis pg}
+SCENARIOS=${BENCH_SCENARIOS:-$FORMS fanin static4k static1m idle sleep reload ws32 ws4k wsidle redis pg}
 NGX_PORT=${BENCH_PORT:-18081}
 BACKEND_PORT=$((NGX_PORT + 1))
 SERVERS="moonlet nginx limit"
@@ -517,6 +518,14 @@ for s in $SCENARIOS; do
     throughput fanin fanin /fanin 1000
     stop "$BACKEND"
     BACKEND="" ;;
+  static4k|static1m)
+    [ -n "${BENCH_STATIC_DIR:-}" ] || static_files
+    f=4k.bin
+    [ $s = static1m ] && f=1m.bin
+    all=$SERVERS
+    SERVERS="moonlet nginx"     # the ceiling serves no files
+    throughput $s static /files/$f 100
+    SERVERS=$all ;;
   idle) idle ;;
   sleep) sleepers ;;
   reload) reload ;;
