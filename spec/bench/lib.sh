@@ -108,6 +108,9 @@ static_files() {
   mkdir -p "$BENCH_STATIC_DIR"
   head -c 4096 /dev/urandom > "$BENCH_STATIC_DIR/4k.bin"
   head -c 1048576 /dev/urandom > "$BENCH_STATIC_DIR/1m.bin"
+  # nginx's workers run as another user: they must read their way in.
+  chmod 755 "$T" "$BENCH_STATIC_DIR"
+  chmod 644 "$BENCH_STATIC_DIR"/*.bin
 }
 
 # start_moonlet APP [LOGLEVEL]: moonlet on CPU 0, ephemeral port.

@@ -265,7 +265,7 @@ local function throughput(scen)
   table_rows({ "server", "requests/s", "p50", "p99", "server CPU",
     "CPU per request", "peak RSS", "errors (max)", "CPU probe" }, rows)
   disturbed(t)
-  local m, n, l = k.moonlet, k.nginx, k.limit
+  local m, n, l = k.moonlet or {}, k.nginx or {}, k.limit or {}
   w(fmt("moonlet / nginx + ngx_lua: %s requests/s, %s CPU per request; " ..
     "moonlet / ceiling: %s requests/s.\n",
     xfmt(ratio(m.rps, n.rps)), xfmt(ratio(m.cpr, n.cpr)),
