@@ -8,7 +8,7 @@ PKGS     := liblua5.4-dev libuv1-dev node-llhttp lua5.4 lua-busted lua-cjson \
             libssl-dev openssl ca-certificates zlib1g-dev libhiredis-dev libpq-dev
 # What the tests run against: real servers and clients others wrote
 # (python3 serves TLS to the https client and talks wss://, LuaSec is a
-# TLS client; testssl.sh, for a manual check, is not needed; chromium
+# TLS client; make testssl installs testssl.sh for itself; chromium
 # opens the chat example in a headless browser).
 TEST_PKGS := redis-server postgresql haproxy node-ws python3-websockets \
              lua-nginx-redis iproute2 procps python3 lua-sec wrk chromium
@@ -287,7 +287,13 @@ clean:
 # Three hosts behind HAProxy with one Redis, in network namespaces on
 # this machine (spec/cluster/run.sh; docs/running.md, "Running on many
 # machines").  Needs root.  CLUSTER_DURATION=25 seconds of load.
-.PHONY: cluster
+# testssl.sh (Debian testssl.sh, installed here, not by make test)
+# against an HTTPS server on a throwaway certificate: a few minutes.
+testssl: all
+	@$(MAKE) --no-print-directory deps PKGS="testssl.sh"
+	@BUILD=$(BUILD) sh spec/tls/testssl.sh
+
+.PHONY: testssl cluster
 cluster: deps test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/moonlet
 	@MOONLET_BIN=$(BUILD)/moonlet bash spec/cluster/run.sh
