@@ -25,6 +25,7 @@ bench_tmp() {
 }
 
 bench_cleanup() {
+  [ -z "${PG_PID:-}" ] || pg_down   # a cluster pg_up made, failed or not
   # nginx masters first get SIGTERM, so they stop their workers too.
   for p in $STARTED; do
     kill -TERM $(pgrep -P "$p") "$p" 2>/dev/null
@@ -385,6 +386,7 @@ pg_down() {
     sleep 0.05; i=$((i + 1))
   done
   case $PG_DIR in /tmp/moonlet-pg.*) rm -rf "$PG_DIR" ;; esac
+  PG_PID=""
 }
 
 NPM_DIR="$ROOT/$BUILD/bench/npm" # node-postgres from npm, installed once
