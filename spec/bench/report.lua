@@ -219,6 +219,18 @@ local DESC = {
   sleep = "5,000 requests at once, each sleeping 1 s in the handler",
   reload = "hello at 100 connections while the app is rewritten and " ..
     "reloaded (SIGHUP) 10 times",
+  tls = "hello over TLS: GET / → `Hello, World!` on 100 keep-alive TLS " ..
+    "connections; nginx with `ssl` on the same certificate (EC P-256), TLS " ..
+    "1.2 and 1.3, session tickets",
+  handshake = "hello over TLS with `Connection: close`: a new connection, " ..
+    "so a full TLS 1.3 handshake (wrk resumes no session), per request, 50 " ..
+    "connections at a time",
+  tlsidle = "2,000 idle keep-alive TLS connections after one request " ..
+    "each (`tlsclient idle`: full handshakes, one at a time)",
+  tlsfanin = "fanin with the backend (nginx, 20 ms) over https: moonlet's " ..
+    "`moonlet.http.get` verifies the certificate and pools the " ..
+    "connections, nginx's cosocket does `sslhandshake` on new ones; the " ..
+    "client side of moonlet and nginx is plain, 1,000 connections",
 }
 
 -- A warning under a table when something else used CPU 0 in a run.
@@ -275,11 +287,12 @@ local function throughput(scen)
   summarize(scen, "requests/s", function(srv) return k[srv].rps end)
 end
 
-local function idle()
-  local t = runs.idle
+local function idle(scen)
+  scen = scen or "idle"
+  local t = runs[scen]
   if not t then return end
-  w("### idle\n\n", DESC.idle, ". Bytes per connection = (RSS with " ..
-    "them − RSS before) / 10,000; a fresh server per run.\n")
+  w("### ", scen, "\n\n", DESC[scen], ". Bytes per connection = (RSS " ..
+    "with them − RSS before) / their number; a fresh server per run.\n")
   local rows, k = {}, {}
   for _, srv in ipairs(SERVERS) do
     local list = t[srv]
@@ -294,12 +307,12 @@ local function idle()
     end
   end
   table_rows({ "server", "bytes per connection", "RSS before",
-    "RSS with 10,000", "answered", "errors" }, rows)
+    "RSS with them", "answered", "errors" }, rows)
   w(fmt("moonlet / nginx + ngx_lua: %s bytes per connection; moonlet / " ..
     "ceiling: %s.\n", xfmt(ratio(k.moonlet, k.nginx)),
     xfmt(ratio(k.moonlet, k.limit))))
-  key.idle = k
-  summarize("idle", "bytes/conn", function(srv) return k[srv] end)
+  key[scen] = k
+  summarize(scen, "bytes/conn", function(srv) return k[srv] end)
 end
 
 local function sleep()
@@ -576,6 +589,55 @@ local function targets()
   table_rows({ "target", "measured", "met" }, rows)
 end
 
+--- TLS ---------------------------------------------------------------------
+
+-- How many handshakes the fan-in backend saw per run (one per new
+-- connection: the pools grow, then reuse).
+local function handshakes()
+  local t = runs.tlsfanin
+  if not t then return end
+  local parts = {}
+  for _, srv in ipairs({ "moonlet", "nginx" }) do
+    local h = stat(t[srv], function(r) return r.handshakes end)
+    local n = stat(t[srv], function(r) return r.requests end)
+    if h then
+      parts[#parts + 1] = fmt("%s %s per run (of %s requests)", LABEL[srv],
+        int(h.med), n and int(n.med) or "?")
+    end
+  end
+  w("Handshakes at the backend: ", concat(parts, "; "), ".\n")
+end
+
+-- The TLS targets: hello CPU per request ≤ nginx's and requests/s ≥
+-- nginx's; handshakes/s ≥ 0.9× nginx; bytes per idle TLS connection ≤
+-- nginx's; fan-in over https CPU per request ≤ 1.3× the plain fan-in.
+local function tls_targets()
+  local rows = {}
+  local function k(scen, srv, f)
+    return key[scen] and key[scen][srv] and key[scen][srv][f]
+  end
+  local function add(what, r, met)
+    rows[#rows + 1] = { what, xfmt(r), r == nil and "-" or
+      (met(r) and "✓" or "✗") }
+  end
+  local le1 = function(r) return r <= 1 end
+  add("tls: CPU per request ≤ nginx", ratio(k("tls", "moonlet", "cpr"),
+    k("tls", "nginx", "cpr")), le1)
+  add("tls: requests/s ≥ nginx", ratio(k("tls", "moonlet", "rps"),
+    k("tls", "nginx", "rps")), function(r) return r >= 1 end)
+  add("handshake: handshakes/s ≥ 0.9× nginx", ratio(
+    k("handshake", "moonlet", "rps"), k("handshake", "nginx", "rps")),
+    function(r) return r >= 0.9 end)
+  add("tlsidle: bytes per connection ≤ nginx", ratio(
+    key.tlsidle and key.tlsidle.moonlet, key.tlsidle and key.tlsidle.nginx),
+    le1)
+  add("tlsfanin: CPU per request ≤ 1.3× plain fanin", ratio(
+    k("tlsfanin", "moonlet", "cpr"), k("fanin", "moonlet", "cpr")),
+    function(r) return r <= 1.3 end)
+  w("### TLS targets\n")
+  table_rows({ "target", "ratio", "met" }, rows)
+end
+
 --- The file ----------------------------------------------------------------
 
 local sections = {}
@@ -600,6 +662,12 @@ capture(function() ws_throughput("ws32", 32) end)
 capture(function() ws_throughput("ws4k", 4096) end)
 capture(wsidle)
 capture(ws_targets)
+for _, scen in ipairs({ "tls", "handshake", "tlsfanin" }) do
+  capture(function() throughput(scen) end)
+end
+capture(handshakes)
+capture(function() idle("tlsidle") end)
+capture(tls_targets)
 
 -- Keep the instruction counts of the last `make bench-instr`.
 local instr, instr_fanin

@@ -7,7 +7,8 @@
 #   BENCH_DURATION=10  seconds per wrk run     BENCH_RUNS=3  runs per case
 #   BENCH_SCENARIOS="hello pipeline headers pipeline_headers json
 #                    pipeline_json param pipeline_param fanin static4k
-#                    static1m idle sleep reload ws32 ws4k wsidle redis pg"
+#                    static1m idle sleep reload ws32 ws4k wsidle tls handshake
+#                    tlsidle tlsfanin redis pg"
 #                    (the last two:
 #                    stores.sh, stores.md)
 # The return forms (hello, headers, json, param, each keep-alive and
@@ -22,13 +23,19 @@ RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-2}
 FORMS="hello pipeline headers pipeline_headers json pipeline_json param
        pipeline_param"
-SCENARIOS=${BENCH_SCENARIOS:-$FORMS fanin static4k static1m idle sleep reload ws32 ws4k wsidle redis pg}
+SCENARIOS=${BENCH_SCENARIOS:-$FORMS fanin static4k static1m idle sleep reload ws32 ws4k wsidle tls handshake tlsidle tlsfanin redis pg}
 NGX_PORT=${BENCH_PORT:-18081}
 BACKEND_PORT=$((NGX_PORT + 1))
 SERVERS="moonlet nginx limit"
 WS_SERVERS="moonlet nginx node"   # the WebSocket scenarios' three
+TLS_SERVERS="moonlet nginx"       # the TLS scenarios' (no TLS ceiling)
+TLS=0                   # 1: the servers listen with TLS ($PKI's pair)
+BACKEND_TLS=0           # 1: the fan-in backend too
+HS_FILE=""              # the backend's log of handshakes, if counted
+WRK_HEADER=""           # a header wrk adds to every request
 WS_CONNS=100
 IDLE_CONNS=10000
+TLS_IDLE_CONNS=2000     # tlsidle: full handshakes, one at a time
 SLEEPERS=5000
 RELOADS=10
 RESULTS="$HERE/results"
@@ -100,7 +107,12 @@ start() {
   shift 2
   case $srv in
   moonlet)
-    BENCH_BACKEND_PORT=$BACKEND_PORT start_moonlet "$HERE/apps/$app.lua" ;;
+    if [ "$BACKEND_TLS" = 1 ]; then
+      BENCH_BACKEND_CA="$PKI/ca.pem" BENCH_BACKEND_PORT=$BACKEND_PORT \
+        start_moonlet "$HERE/apps/$app.lua"
+    else
+      BENCH_BACKEND_PORT=$BACKEND_PORT start_moonlet "$HERE/apps/$app.lua"
+    fi ;;
   nginx)
     nginx_conf "$T/nginx" "$NGX_PORT" "Hello, World!" "$BACKEND_PORT"
     start_nginx "$T/nginx" "$NGX_PORT" 0 ;;
@@ -114,6 +126,13 @@ start() {
 # probe SCEN SERVER PATH: one request first; a server that cannot answer
 # is recorded as n/a instead of being measured.
 probe() {
+  if [ "$TLS" = 1 ]; then
+    get_ok "$PORT" "$3" && return 0
+    note="n/a (GET $3 over TLS failed)"
+    log "$1/$2: $note"
+    record "scenario=$1 server=$2 run=0 note=$note"
+    return 1
+  fi
   got=$(taskset -c 1 "$BIN/client" get "$PORT" "$3" 2>&1)
   case $got in
   200\ *) return 0 ;;
@@ -127,12 +146,20 @@ probe() {
 }
 
 # wrk_once CONNS PATH SECONDS [PIPELINE]: wrk on CPU 1; prints its line.
+# With TLS=1, https (wrk verifies nothing and resumes no session: a new
+# connection is a full handshake); WRK_HEADER adds a header.
 wrk_once() {
+  scheme=http
+  [ "$TLS" = 1 ] && scheme=https
   if [ -n "${4:-}" ]; then
     set -- "$1" "$2" "$3" -s "$HERE/wrk/pipeline.lua" \
-      "http://127.0.0.1:$PORT$2" -- "$4"
+      "$scheme://127.0.0.1:$PORT$2" -- "$4"
+  elif [ -n "$WRK_HEADER" ]; then
+    set -- "$1" "$2" "$3" -H "$WRK_HEADER" -s "$HERE/wrk/report.lua" \
+      "$scheme://127.0.0.1:$PORT$2"
   else
-    set -- "$1" "$2" "$3" -s "$HERE/wrk/report.lua" "http://127.0.0.1:$PORT$2"
+    set -- "$1" "$2" "$3" -s "$HERE/wrk/report.lua" \
+      "$scheme://127.0.0.1:$PORT$2"
   fi
   c=$1
   s=$3
@@ -157,9 +184,11 @@ measure() {
     a1=$(cpu_busy 1)
     k0=$(cpu_ticks "$BACKEND")
     pr=$(cpu_probe)
+    h0=$(lines "$HS_FILE")
     c0=$(cpu_ticks "$PID")
     out=$(wrk_once "$4" "$5" "$D" "${6:-}")
     c1=$(cpu_ticks "$PID")
+    h1=$(lines "$HS_FILE")
     k1=$(cpu_ticks "$BACKEND")
     a1=$(($(cpu_busy 1) - a1 - (k1 - k0)))
     a0=$(($(cpu_busy 0) - a0 - c1 + c0))
@@ -172,6 +201,7 @@ measure() {
       best=$worst
       line="cpu_ticks=$((c1 - c0)) other_ticks=$a0 other1_ticks=$a1"
       line="$line clk_tck=$CLK_TCK rss_kb=$(rss_kb "$PID" VmHWM)"
+      [ -n "$HS_FILE" ] && line="$line handshakes=$((h1 - h0))"
       line="$line probe_us=$pr $out"
     fi
     [ $((worst * 10)) -gt $((CLK_TCK * D)) ] && [ "$RETRIES_LEFT" -gt 0 ] ||
@@ -203,6 +233,11 @@ show_run() {
         v["probe_us"] / 1000
     else printf "bench: %s: no requests\n", w
   }' >&2
+}
+
+# lines FILE: its line count (0 when there is none).
+lines() {
+  if [ -n "$1" ] && [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi
 }
 
 # throughput SCEN APP PATH CONNS [PIPELINE]: scenarios 1-5.  The three
@@ -305,29 +340,38 @@ EOF2
   stop "$PID_limit"
 }
 
-# idle: 10,000 keep-alive connections, one request each, then idle;
-# the server's RSS before and with them.  A fresh server per run.
+# idle [SCEN TOOL]: 10,000 keep-alive connections, one request each, then
+# idle; the server's RSS before and with them.  A fresh server per run.
+# tlsidle: the same over TLS with 2,000 (tlsclient: full handshakes, one
+# at a time).
 idle() {
+  scen=${1:-idle}
+  tool=${2:-client}
+  n=$IDLE_CONNS
+  [ "$tool" = tlsclient ] && n=$TLS_IDLE_CONNS
   r=1
   while [ $r -le "$RUNS" ]; do
     for srv in $SERVERS; do
       start "$srv" hello
-      taskset -c 1 "$BIN/client" count "$PORT" / 2000 50 > /dev/null
+      if [ "$tool" = client ]; then
+        taskset -c 1 "$BIN/client" count "$PORT" / 2000 50 > /dev/null
+      else
+        taskset -c 1 "$BIN/tlsclient" idle "$PORT" / 200 0 > /dev/null
+      fi
       quiet
       base=$(rss_kb "$PID" VmRSS)
       : > "$T/idle.out"
-      taskset -c 1 "$BIN/client" idle "$PORT" / $IDLE_CONNS 4 \
-        > "$T/idle.out" &
+      taskset -c 1 "$BIN/$tool" idle "$PORT" / $n 4 > "$T/idle.out" &
       cp=$!
       STARTED="$STARTED $cp"
-      line=$(wait_line "$T/idle.out" '^ready' 130) || line="ready note=timeout"
+      line=$(wait_line "$T/idle.out" '^ready' 300) || line="ready note=timeout"
       sleep 1
       held=$(rss_kb "$PID" VmRSS)
       wait $cp
       forget $cp
-      log "idle/$srv run $r: $line, RSS $base -> $held KiB"
-      record "scenario=idle server=$srv run=$r base_kb=$base rss_kb=$held" \
-        "bytes_per_conn=$(((held - base) * 1024 / IDLE_CONNS))" \
+      log "$scen/$srv run $r: $line, RSS $base -> $held KiB"
+      record "scenario=$scen server=$srv run=$r base_kb=$base rss_kb=$held" \
+        "conns=$n bytes_per_conn=$(((held - base) * 1024 / n))" \
         "${line#ready }"
       stop "$PID"
     done
@@ -498,6 +542,42 @@ wsidle() {
   done
 }
 
+# tls_scenario SCEN: the TLS scenarios, moonlet against nginx with ssl on
+# the same certificate: tls (hello, keep-alive), handshake (a new
+# connection, so a full handshake, per request), tlsidle (bytes per idle
+# TLS connection) and tlsfanin (fan-in to an nginx backend over https,
+# its handshakes counted).
+tls_scenario() {
+  make_pki
+  all=$SERVERS
+  SERVERS=$TLS_SERVERS
+  TLS=1
+  case $1 in
+  tls) throughput tls hello / 100 ;;
+  handshake)
+    WRK_HEADER="Connection: close"
+    throughput handshake hello / 50
+    WRK_HEADER="" ;;
+  tlsidle) idle tlsidle tlsclient ;;
+  tlsfanin)                 # TLS to the backend only: the plain fanin's
+    HS_LOG=1                # clients, so the two compare
+    nginx_conf "$T/backend" "$BACKEND_PORT" "Hello, World!"
+    HS_LOG=0
+    start_nginx "$T/backend" "$BACKEND_PORT" 1
+    BACKEND=$PID
+    HS_FILE="$T/backend/handshakes.log"
+    TLS=0
+    BACKEND_TLS=1
+    throughput tlsfanin fanin /fanin 1000
+    BACKEND_TLS=0
+    HS_FILE=""
+    stop "$BACKEND"
+    BACKEND="" ;;
+  esac
+  TLS=0
+  SERVERS=$all
+}
+
 collect_meta
 meta node "$(node --version 2>/dev/null), ws $(pkgver node-ws)"
 meta lua-resty-websocket "lua-nginx-websocket $(pkgver lua-nginx-websocket)"
@@ -529,6 +609,7 @@ for s in $SCENARIOS; do
   idle) idle ;;
   sleep) sleepers ;;
   reload) reload ;;
+  tls|handshake|tlsidle|tlsfanin) tls_scenario "$s" ;;
   ws32) ws_throughput ws32 32 ;;
   ws4k) ws_throughput ws4k 4096 ;;
   wsidle) wsidle ;;
