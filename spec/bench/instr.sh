@@ -11,16 +11,19 @@
 # once (limit.c, not under valgrind, on CPU 1 with the client).  pg:
 # TechEmpower's single query and 20 queries (apps/pg.lua) on a PostgreSQL
 # cluster made for the run, moonlet alone (Python's and Node's peers do
-# not connect under valgrind before PostgreSQL's login timeout).  Prints
-# the lines, writes results/instr.md, and puts the hello, fan-in and pg
-# lines into results/latest.md when that exists.
+# not connect under valgrind before PostgreSQL's login timeout).  ws: a
+# 32-byte WebSocket message echoed (wsclient count), moonlet and nginx +
+# lua-resty-websocket.  Prints the lines, writes results/instr.md, and
+# puts the hello, fan-in, pg and ws lines into results/latest.md when
+# that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
 #   BENCH_INSTR_DEPTH=16 (the pipelined count)
 #   BENCH_INSTR_FANIN_N=10000      BENCH_INSTR_FANIN_CONNS=50
+#   BENCH_INSTR_WS_N=20000 echoes on 1 WebSocket
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
 #   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
-#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle"
+#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle ws"
 #   (also static4k static1m: app:static)
 set -u
 . spec/bench/lib.sh
@@ -30,10 +33,11 @@ CONNS=${BENCH_INSTR_CONNS:-1}
 DEPTH=${BENCH_INSTR_DEPTH:-16}
 FN=${BENCH_INSTR_FANIN_N:-10000}
 FCONNS=${BENCH_INSTR_FANIN_CONNS:-50}
+WN=${BENCH_INSTR_WS_N:-20000}
 PEERS=${BENCH_INSTR_PEERS:-1}
 PGN=${BENCH_INSTR_PG_N:-2000}
 PGQN=${BENCH_INSTR_PG_QN:-200}
-SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle ws}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
@@ -53,11 +57,10 @@ VG="valgrind --tool=callgrind --dump-instr=no --dump-line=no"
 # of that phase divided by N.  For moonlet (NAME moonlet*) it keeps the
 # profile in $T/NAME.profile.
 count() {
-  taskset -c 1 "$BIN/client" count "$PORT" "$2" "${6:-2000}" "$4" ${5:-1} \
-    > /dev/null || die "$1: the warm-up failed"
+  load "$2" "${6:-2000}" "$4" "${5:-1}" > /dev/null ||
+    die "$1: the warm-up failed"
   callgrind_control -z "$PID" > /dev/null 2>&1 || die "callgrind_control -z"
-  out=$(taskset -c 1 "$BIN/client" count "$PORT" "$2" "$3" "$4" ${5:-1}) ||
-    die "$1: $out"
+  out=$(load "$2" "$3" "$4" "${5:-1}") || die "$1: $out"
   rm -f "$T/$VG_NAME".cg.*
   callgrind_control -d "$PID" > /dev/null 2>&1 || die "callgrind_control -d"
   f=$(ls "$T/$VG_NAME".cg.* 2>/dev/null | head -n 1)
@@ -74,6 +77,18 @@ count() {
     cp "$f" "$T/$1.callgrind" ;;
   esac
   awk -v ir="$ir" -v n="$3" 'BEGIN { printf "%.0f", ir / n }'
+}
+
+# load PATH N CONNS DEPTH: N requests for PATH over CONNS connections,
+# DEPTH per write; for /ws, N 32-byte WebSocket messages echoed over
+# CONNS WebSockets, one at a time on each.
+load() {
+  case $1 in
+  /ws)
+    out=$(taskset -c 1 "$BIN/wsclient" count "$PORT" /ws "$3" 32 "$2") &&
+      case $out in *errors=0*) ;; *) echo "$out"; false ;; esac ;;
+  *) taskset -c 1 "$BIN/client" count "$PORT" "$1" "$2" "$3" "$4" ;;
+  esac
 }
 
 # under_valgrind NAME CMD...: starts CMD under callgrind, dumps to
@@ -128,15 +143,25 @@ start_vg_nginx() {
 # measure SCEN PATH N CONNS [LIMIT ARGS...]: moonlet's Ir per request in M,
 # and PEERS_TEXT: " (nginx + ngx_lua X, ceiling Y)", or "" with
 # BENCH_INSTR_PEERS=0.  Servers start here, not in a $(...) subshell, so
-# the cleanup knows every PID.
+# the cleanup knows every PID.  ws: the app is wsecho, and nginx (with
+# lua-resty-websocket) is the only peer.
 measure() {
   scen=$1 path=$2 n=$3 conns=$4
   shift 4
-  start_vg_moonlet "moonlet-$scen" "$scen"
+  app=$scen
+  [ "$scen" = ws ] && app=wsecho
+  start_vg_moonlet "moonlet-$scen" "$app"
   M=$(count "moonlet-$scen" "$path" "$n" "$conns") || exit 1
   stop "$PID"
   PEERS_TEXT=""
   [ "$PEERS" = 1 ] || return 0
+  if [ "$scen" = ws ]; then
+    start_vg_nginx "nginx-$scen"
+    g=$(count "nginx-$scen" "$path" "$n" "$conns") || exit 1
+    stop "$PID"
+    PEERS_TEXT=" (nginx + lua-resty-websocket $g)"
+    return 0
+  fi
   start_vg_limit "limit-$scen" "$@"
   l=$(count "limit-$scen" "$path" "$n" "$conns") || exit 1
   stop "$PID"
@@ -340,6 +365,19 @@ for scen in $SCENARIOS; do
     echo "$what: $b"
     MEM_TABLE="$MEM_TABLE| $what | $b |
 " ;;
+  ws)
+    measure ws /ws "$WN" 1
+    echo "instructions per WebSocket echo: $M$PEERS_TEXT"
+    echo "(ws, callgrind, $WN 32-byte messages echoed on 1 WebSocket)"
+    echo "moonlet's top functions by own instructions (ws):"
+    cat "$T/moonlet-ws.profile"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per WebSocket echo (32 bytes, callgrind, \`make"
+      text="$text bench-instr\`, $WN messages on 1 WebSocket, $day,"
+      text="$text $commit): **moonlet $M**$PEERS_TEXT."
+      put_line "- Instructions per WebSocket echo " "$text"
+      cp "$T/moonlet-ws.profile" "$RESULTS/latest-ws-profile.txt"
+    fi ;;
   *) die "unknown scenario $scen" ;;
   esac
 done

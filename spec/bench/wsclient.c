@@ -7,6 +7,9 @@
  *       CONNS WebSockets, each sending a SIZE-byte binary message and
  *       waiting for its echo, again and again; after SECONDS prints
  *       "BENCH messages=N seconds=S errors=E"
+ *   wsclient count PORT PATH CONNS SIZE N
+ *       the same until N echoes have come back (make bench-instr);
+ *       prints "BENCH messages=N errors=E"
  *   wsclient idle PORT PATH CONNS HOLD_S
  *       CONNS WebSockets opened and left idle; prints "ready open=N
  *       errors=E", holds them HOLD_S seconds, resets them, exits
@@ -40,6 +43,7 @@ static uv_loop_t *loop;
 static struct sockaddr_in addr;
 static const char *path;
 static int mode_echo, conns, size, hold_s, seconds;
+static unsigned long long count_to;   /* count mode: stop at this many */
 static int started, connecting, ready, errors, retries;
 static unsigned long long messages;
 static char *frame;       /* the masked message, built once */
@@ -50,6 +54,7 @@ static wconn **all;
 
 static void start_one(int id);
 static void on_timer(uv_timer_t *t);
+static void finish(void);
 
 /* Every connection is up (or failed for good): the measured part, or
  * the hold, starts now. */
@@ -58,7 +63,8 @@ static void all_started(void) {
     return;
   if (mode_echo) {
     messages = 0;
-    uv_timer_start(&timer, on_timer, (uint64_t)seconds * 1000, 0);
+    if (count_to == 0)
+      uv_timer_start(&timer, on_timer, (uint64_t)seconds * 1000, 0);
     return;
   }
   printf("ready open=%d errors=%d\n", ready, errors);
@@ -107,6 +113,10 @@ static void on_echo_bytes(wconn *c) {
     messages++;
     memmove(c->buf, c->buf + echo_len, c->len - echo_len);
     c->len -= echo_len;
+    if (count_to > 0 && messages >= count_to) {
+      finish();
+      return;
+    }
     send_message(c);
   }
 }
@@ -196,11 +206,19 @@ static void start_one(int id) {
 
 /* The end: report, reset every connection, stop. */
 static void on_timer(uv_timer_t *t) {
+  (void)t;
+  finish();
+}
+
+static void finish(void) {
   int i;
   struct linger lg = { 1, 0 };
   uv_os_fd_t fd;
-  (void)t;
-  if (mode_echo && ready + errors == conns)
+  if (uv_is_closing((uv_handle_t *)&timer))
+    return;
+  if (mode_echo && ready + errors == conns && count_to > 0)
+    printf("BENCH messages=%llu errors=%d\n", messages, errors);
+  else if (mode_echo && ready + errors == conns)
     printf("BENCH messages=%llu seconds=%d errors=%d open=%d\n", messages,
            seconds, errors, ready);
   else if (ready + errors < conns)
@@ -243,17 +261,21 @@ static void build_frame(void) {
 
 int main(int argc, char **argv) {
   int i;
-  if (argc < 6 || (strcmp(argv[1], "echo") == 0 && argc < 7)) {
+  if (argc < 6 || (strcmp(argv[1], "idle") != 0 && argc < 7)) {
     fprintf(stderr, "usage: wsclient echo PORT PATH CONNS SIZE SECONDS\n"
+                    "       wsclient count PORT PATH CONNS SIZE N\n"
                     "       wsclient idle PORT PATH CONNS HOLD_S\n");
     return 2;
   }
-  mode_echo = strcmp(argv[1], "echo") == 0;
+  mode_echo = strcmp(argv[1], "idle") != 0;
   path = argv[3];
   conns = atoi(argv[4]);
   if (mode_echo) {
     size = atoi(argv[5]);
-    seconds = atoi(argv[6]);
+    if (strcmp(argv[1], "count") == 0)
+      count_to = strtoull(argv[6], NULL, 10);
+    else
+      seconds = atoi(argv[6]);
     build_frame();
   } else {
     hold_s = atoi(argv[5]);
