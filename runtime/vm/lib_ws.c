@@ -607,9 +607,23 @@ static const ml_conn_upgrade conn_upgrade = {
 static const char ws_mt_key = 0;
 static const char deflater_key = 0;
 
-/* The WebSocket at 1, or NULL once it is gone. */
+/*
+ * The WebSocket at 1, or NULL once it is gone.  Every send and receive
+ * asks, so its metatable is found by address: luaL_checkudata finds it
+ * by name, through Lua's cache of C strings, where a miss (two literals
+ * in one slot) costs a hash and a lookup each time.
+ */
 static ml_ws *check_ws(lua_State *L) {
-  return *(ml_ws **)luaL_checkudata(L, 1, WS_MT);
+  ml_ws **ud = lua_touserdata(L, 1);
+  int ok;
+  if (ud == NULL || !lua_getmetatable(L, 1))
+    luaL_typeerror(L, 1, WS_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ws_mt_key);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!ok)
+    luaL_typeerror(L, 1, WS_MT);
+  return *ud;
 }
 
 static int return_closed(lua_State *L) {
