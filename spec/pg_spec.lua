@@ -197,6 +197,66 @@ describe("moonlet.pg", function()
     assert.equal("closed", l.cerr)
   end)
 
+  it("pipelines many coroutines' queries on one connection, in order",
+    function()
+    local r = get("/pipe/share")
+    assert.equal(1, r.total)
+    local pid = r.out[1].pid
+    for i = 1, 10 do
+      assert.same({ i = i, pid = pid }, r.out[i])   -- each its own result
+      assert.equal(i, r.order[i])                    -- in the order sent
+    end
+    assert.is_true(r.seconds < 3, r.seconds)
+  end)
+
+  it("keeps an error in a pipelined query to that query", function()
+    local r = get("/pipe/error")
+    assert.same({ v = 1 }, r[1])
+    assert.same({ err = "ERROR: division by zero", code = "22012" }, r[2])
+    assert.same({ v = 3 }, r[3])
+    assert.equal("42601", r[4].code)
+    assert.same(r[4], r[5])
+    assert.same({ v = 6 }, r[6])
+    assert.same({ v = 7 }, r[7])
+  end)
+
+  it("fails every pipelined query of a killed backend, then recovers",
+    function()
+    local r = get("/pipe/kill")
+    for i = 1, 4 do
+      assert.same({ ok = false, err = "closed" }, r.out[i])
+    end
+    assert.is_true(r.took < 4, r.took)
+    assert.equal(8, r.again)
+  end)
+
+  it("drops only a cancelled pipelined query's result", function()
+    local r = get("/pipe/cancel")
+    assert.equal("a", r[1].v)                -- not cancelled on the server
+    assert.is_false(r[2].r)
+    assert.equal("timeout", r[2].err)
+    assert.same({ v = "b2", pid = r[1].pid }, r[2].after)
+    assert.same({ v = "c", pid = r[1].pid }, r[3])
+  end)
+
+  it("drops COPY TO STDOUT's rows and refuses COPY FROM STDIN", function()
+    assert.same({}, get("/query?sql=" .. esc("COPY (SELECT 1) TO STDOUT")))
+    assert.matches("COPY FROM STDIN is not supported",
+      get("/query?sql=" .. esc("COPY accounts FROM STDIN")).err)
+    assert.equal(2, get("/query?sql=" .. esc("SELECT 2 AS v")).v)
+  end)
+
+  it("pins a pipelined handle for a transaction and LISTEN", function()
+    local r = get("/pipe/tx")
+    assert.is_true(r.shared)
+    assert.is_true(r.ok)
+    assert.is_true(r.same_tx)
+    assert.is_true(r.other)
+    assert.is_nil(r.lerr)
+    assert.equal("pipe_news", r.ch)      -- its own NOTIFY, read with
+    assert.equal("x", r.payload)         -- the NOTIFY's result
+  end)
+
   it("gives the connection back when the handler forgets to", function()
     assert.equal(1, get("/forget").total)
     local f = get("/forgotten")

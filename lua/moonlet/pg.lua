@@ -9,17 +9,22 @@ local json = require "moonlet.json"
 
 local type, error, pcall, setmetatable = type, error, pcall, setmetatable
 local pack, unpack = table.pack, table.unpack
-local pg_connect, pg_receive, pg_listening = core.pg_connect,
-  core.pg_receive, core.pg_listening
+local pg_connect, pg_receive, pg_listening, pg_pin = core.pg_connect,
+  core.pg_receive, core.pg_listening, core.pg_pin
 
 core.pg_setup(json.encode, json.decode)
 
 local M = {}
 
---- `moonlet.pg.connect(url [, {max = 10, timeout = 5}])` (yields): a
--- connection from the pool for `url` (`postgresql://user:pw@host:port/db`
--- or libpq's `key=value` form), or `nil, err`.  At most `max` per worker;
--- when all are lent, waits up to `timeout` seconds (`nil, "timeout"`).
+--- `moonlet.pg.connect(url [, {max = 10, timeout = 5, pipeline = false}])`
+-- (yields): a connection from the pool for `url`
+-- (`postgresql://user:pw@host:port/db` or libpq's `key=value` form), or
+-- `nil, err`.  At most `max` per worker; when all are lent, waits up to
+-- `timeout` seconds (`nil, "timeout"`).  With `pipeline = true`, once the
+-- pool is full the handle shares the least used connection with other
+-- pipelined handles: their queries go out together and come back in
+-- order; a statement that needs a session of its own (BEGIN, SET,
+-- LISTEN, ...) first moves the handle to a connection of its own.
 function M.connect(url, opts)
   if type(url) ~= "string" then
     error("moonlet.pg.connect: a URL expected", 2)
@@ -29,7 +34,7 @@ function M.connect(url, opts)
   if type(max) ~= "number" or type(timeout) ~= "number" then
     error("moonlet.pg.connect: max and timeout are numbers", 2)
   end
-  return pg_connect(url, max // 1, timeout)
+  return pg_connect(url, max // 1, timeout, opts.pipeline == true)
 end
 
 local Db = core.pg_db_mt.__index
@@ -87,6 +92,10 @@ function Listener:listen(channel)
   end
   if not self.db:connected() then
     return nil, "closed"
+  end
+  local pinned, perr = pg_pin(self.db)
+  if not pinned then
+    return nil, perr
   end
   pg_listening(self.db)
   local ok, err, code = self.db:query("LISTEN "

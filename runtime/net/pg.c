@@ -42,25 +42,15 @@ struct ml_pg {
   PGcancel *cancel;
   PGresult *result;              /* the query's result so far */
   PGnotify *held;                /* a notification read, not yet taken */
-  struct then *then;             /* a prepared query to send once its
-                                    statement is prepared */
+  int inflight;                  /* queries sent, their Sync not yet in */
+  unsigned copy_out : 1;         /* reading a COPY TO STDOUT to drop it */
   unsigned closed : 1;
   unsigned refd : 1;             /* keeps the loop alive */
   unsigned resolving : 1;        /* 'dns' in flight */
   unsigned cancelling : 1;       /* 'work' in flight */
   unsigned drained : 1;          /* a cancelled query's results are read */
-  unsigned copy_out : 1;         /* reading a COPY TO STDOUT to drop it */
   char addr[64];                 /* the resolved hostaddr */
   char err[256];
-};
-
-/* The execution that follows a PQsendPrepare: its parameters copied,
- * since the caller's are gone by the time the Prepare is answered. */
-struct then {
-  int n;
-  char *name;
-  char **vals;                   /* n entries, NULL for SQL NULL */
-  char buf[];                    /* name, then the values */
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -79,7 +69,6 @@ static void maybe_free(ml_pg *c) {
   if (c->conn != NULL)
     PQfinish(c->conn);
   PQclear(c->result);
-  free(c->then);
   if (c->held != NULL)
     PQfreemem(c->held);
   if (c->opts != NULL)
@@ -246,7 +235,8 @@ static void fail(ml_pg *c, const char *err) {
 static void connect_step(ml_pg *c, PostgresPollingStatusType st) {
   switch (st) {
   case PGRES_POLLING_OK:
-    if (PQsetnonblocking(c->conn, 1) != 0) {
+    if (PQsetnonblocking(c->conn, 1) != 0 ||
+        !PQenterPipelineMode(c->conn)) {
       fail(c, NULL);
       return;
     }
@@ -415,6 +405,13 @@ ml_pg *ml_pg_open(uv_loop_t *loop, const char *conninfo, ml_pg_event event,
 ** =======================================================
 */
 
+/*
+ * The connection stays in libpq's pipeline mode: each query goes out as
+ * its own segment (Parse/Bind/Execute, then a Sync), so a query may be
+ * sent while others are still in flight, the server answers them in
+ * order, and an error aborts only its own segment.
+ */
+
 /* Sends what libpq has buffered; watches for writable while some is
  * left.  0 or -1. */
 static int flush(ml_pg *c) {
@@ -424,79 +421,24 @@ static int flush(ml_pg *c) {
   return watch(c, r == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
 }
 
-int ml_pg_send(ml_pg *c, const char *sql, int n, const char *const *vals) {
-  if (c->state != ST_IDLE) {
-    snprintf(c->err, sizeof c->err, "%s",
-             c->state == ST_BROKEN ? "closed" : "busy");
-    return -1;
-  }
-  PQclear(c->result);
-  c->result = NULL;
-  if (!PQsendQueryParams(c->conn, sql, n, NULL, vals, NULL, NULL, 0)) {
-    set_error(c, PQerrorMessage(c->conn));
-    if (PQstatus(c->conn) != CONNECTION_OK)
-      snprintf(c->err, sizeof c->err, "closed");
-    return -1;
-  }
-  c->state = ST_BUSY;
-  if (flush(c) != 0) {
-    snprintf(c->err, sizeof c->err, "closed");
-    return -1;
-  }
+/* Whether a query may be sent now; if not, c->err says why. */
+static int can_send(ml_pg *c) {
+  if (c->state == ST_IDLE || c->state == ST_BUSY)
+    return 1;
+  snprintf(c->err, sizeof c->err, "%s",
+           c->state == ST_BROKEN ? "closed" : "busy");
   return 0;
 }
 
-/* A copy of name and vals for after the Prepare; NULL if out of memory. */
-static struct then *then_new(const char *name, int n,
-                             const char *const *vals) {
-  size_t size = strlen(name) + 1, off;
-  struct then *t;
-  int i;
-  for (i = 0; i < n; i++)
-    size += vals[i] != NULL ? strlen(vals[i]) + 1 : 0;
-  size += (size_t)n * sizeof(char *) + sizeof(char *);
-  if ((t = malloc(sizeof *t + size)) == NULL)
-    return NULL;
-  t->n = n;
-  t->vals = (char **)(void *)t->buf;   /* the pointers first: aligned */
-  off = (size_t)(n + 1) * sizeof(char *);
-  t->name = t->buf + off;
-  strcpy(t->name, name);
-  off += strlen(name) + 1;
-  for (i = 0; i < n; i++) {
-    t->vals[i] = NULL;
-    if (vals[i] != NULL) {
-      t->vals[i] = t->buf + off;
-      strcpy(t->vals[i], vals[i]);
-      off += strlen(vals[i]) + 1;
-    }
-  }
-  return t;
-}
-
-int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
-                        int prepare, int n, const char *const *vals) {
-  int ok;
-  if (c->state != ST_IDLE) {
-    snprintf(c->err, sizeof c->err, "%s",
-             c->state == ST_BROKEN ? "closed" : "busy");
-    return -1;
-  }
-  PQclear(c->result);
-  c->result = NULL;
-  if (prepare && (c->then = then_new(name, n, vals)) == NULL) {
-    snprintf(c->err, sizeof c->err, "not enough memory");
-    return -1;
-  }
-  ok = prepare ? PQsendPrepare(c->conn, name, sql, n, NULL)
-               : PQsendQueryPrepared(c->conn, name, n, vals, NULL, NULL, 0);
-  if (!ok) {
-    free(c->then);
-    c->then = NULL;
+/* The segment's statements are queued in libpq ('ok' says whether they
+ * all were): end it with a Sync and send it.  0 or -1. */
+static int segment_end(ml_pg *c, int ok) {
+  if (!ok || !PQpipelineSync(c->conn)) {
     snprintf(c->err, sizeof c->err, "%s",
              PQstatus(c->conn) != CONNECTION_OK ? "closed" : "busy");
     return -1;
   }
+  c->inflight++;
   c->state = ST_BUSY;
   if (flush(c) != 0) {
     snprintf(c->err, sizeof c->err, "closed");
@@ -505,27 +447,27 @@ int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
   return 0;
 }
 
-/* The Prepare was answered: send the execution, unless it failed (its
- * error is the query's) or the query was cancelled.  1 if sent. */
-static int then_send(ml_pg *c) {
-  struct then *t = c->then;
-  c->then = NULL;
-  if (c->state != ST_BUSY ||
-      (c->result != NULL && PQresultStatus(c->result) != PGRES_COMMAND_OK)) {
-    free(t);
-    return 0;
-  }
-  PQclear(c->result);
-  c->result = NULL;
-  if (!PQsendQueryPrepared(c->conn, t->name, t->n,
-                           (const char *const *)t->vals, NULL, NULL, 0) ||
-      flush(c) != 0) {
-    free(t);
-    fail(c, "closed");
+int ml_pg_send(ml_pg *c, const char *sql, int n, const char *const *vals) {
+  if (!can_send(c))
     return -1;
-  }
-  free(t);
-  return 1;
+  return segment_end(c, PQsendQueryParams(c->conn, sql, n, NULL, vals, NULL,
+                                          NULL, 0));
+}
+
+int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
+                        int prepare, int n, const char *const *vals) {
+  int ok = 1;
+  if (!can_send(c))
+    return -1;
+  if (prepare)             /* in the same segment: a failed Prepare
+                              aborts the execution, and is its error */
+    ok = PQsendPrepare(c->conn, name, sql, n, NULL);
+  ok = ok && PQsendQueryPrepared(c->conn, name, n, vals, NULL, NULL, 0);
+  return segment_end(c, ok);
+}
+
+int ml_pg_inflight(ml_pg *c) {
+  return c->inflight;
 }
 
 PGresult *ml_pg_take(ml_pg *c) {
@@ -558,27 +500,35 @@ static int drop_copy(ml_pg *c) {
   return n == -1 ? 1 : -1;
 }
 
-/* The query (or the drain of a cancelled one) has ended. */
-static void query_end(ml_pg *c) {
+/* Tells the owner a query has ended; 1 if it closed the connection
+ * meanwhile. */
+static int finish(ml_pg *c) {
+  if (c->inflight == 0)
+    c->state = ST_IDLE;
+  return emit(c, ML_PG_READY);
+}
+
+/* A query's segment has ended (its Sync is in); 1 if the owner closed
+ * the connection meanwhile.  A cancelled one's result is dropped, and
+ * it ends once PQcancel has returned too. */
+static int query_end(ml_pg *c) {
+  c->inflight--;
   if (c->state == ST_CANCELLING) {
     PQclear(c->result);
     c->result = NULL;
     c->drained = 1;
     if (c->cancelling)
-      return;              /* idle once PQcancel has returned too */
+      return 0;
   }
-  c->state = ST_IDLE;
-  if (watch(c, UV_READABLE) != 0) {
-    fail(c, "closed");
-    return;
-  }
-  emit(c, ML_PG_READY);
+  return finish(c);
 }
 
-/* Takes every result that is complete; 'query_end' after the last. */
+/* Takes every result that is complete; 'query_end' after each query's
+ * Sync.  libpq gives a NULL after each statement's results. */
 static void read_results(ml_pg *c) {
   PGresult *r;
-  while (!c->closed && c->state >= ST_BUSY && c->state <= ST_CANCELLING) {
+  int nulls = 0;
+  while (!c->closed && c->inflight > 0 && c->state != ST_BROKEN) {
     if (c->copy_out) {
       int d = drop_copy(c);
       if (d <= 0) {
@@ -590,15 +540,17 @@ static void read_results(ml_pg *c) {
     if (PQisBusy(c->conn))
       return;
     if ((r = PQgetResult(c->conn)) == NULL) {
-      int sent = c->then != NULL ? then_send(c) : 0;
-      if (sent < 0)
-        return;                  /* failed: c may be gone */
-      if (sent > 0)
-        continue;                /* the execution's results follow */
-      query_end(c);
-      return;
+      if (++nulls > 1)
+        return;                  /* nothing more until input comes */
+      continue;
     }
+    nulls = 0;
     switch (PQresultStatus(r)) {
+    case PGRES_PIPELINE_SYNC:
+      PQclear(r);
+      if (query_end(c))
+        return;                  /* c may be gone */
+      break;
     case PGRES_COPY_IN:    /* no rows to give: end it, the error follows */
       PQclear(r);
       if (PQputCopyEnd(c->conn, "COPY FROM STDIN is not supported") < 0 ||
@@ -663,7 +615,11 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (notify(c))
     return;
   read_results(c);
-  if (!c->closed && c->state == ST_IDLE && c->events == 0 &&
+  /* libpq parses what came with the results (a NOTIFY of the session's
+   * own, one in the same packet) while they are read */
+  if (c->closed || c->state == ST_BROKEN || notify(c))
+    return;
+  if (c->state == ST_IDLE && c->events == 0 &&
       watch(c, UV_READABLE) != 0)
     fail(c, "closed");
 }
@@ -694,11 +650,11 @@ static void cancel_done(uv_work_t *w, int status) {
     return;
   }
   if (c->state == ST_CANCELLING && c->drained)
-    query_end(c);
+    finish(c);
 }
 
 int ml_pg_cancel(ml_pg *c) {
-  if (c->state != ST_BUSY)
+  if (c->state != ST_BUSY || c->inflight != 1)
     return -1;
   c->state = ST_CANCELLING;
   c->drained = 0;

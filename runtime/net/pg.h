@@ -34,15 +34,20 @@ ml_pg *ml_pg_open(uv_loop_t *loop, const char *conninfo, ml_pg_event event,
 /* The next notification (the caller PQfreemems it), or NULL. */
 PGnotify *ml_pg_notifies(ml_pg *c);
 
-/* Sends one statement with text parameters (NULL entries are SQL NULL);
- * READY follows when its last result is in.  0, or -1 (ml_pg_error). */
+/*
+ * Sends one statement with text parameters (NULL entries are SQL NULL).
+ * Queries may be sent while others are in flight (libpq's pipeline
+ * mode): each is its own segment, so an error aborts only that query,
+ * and READY follows once for each, in the order they were sent.
+ * 0, or -1 (ml_pg_error: "busy" while a cancel drains, "closed").
+ */
 int ml_pg_send(ml_pg *c, const char *sql, int n, const char *const *vals);
 
 /*
  * The same with a named prepared statement: 'prepare' makes it first
- * (PQsendPrepare, then the execution once it is answered; a failed
- * Prepare's error is the query's), else it runs the one made before.
- * The server parses and plans the SQL once per connection.
+ * (PQsendPrepare and the execution in one segment: a failed Prepare's
+ * error is the query's), else it runs the one made before.  The server
+ * parses and plans the SQL once per connection.
  */
 int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
                         int prepare, int n, const char *const *vals);
@@ -51,11 +56,15 @@ int ml_pg_send_prepared(ml_pg *c, const char *name, const char *sql,
  * PQclears it.  NULL if the query failed without one (ml_pg_error). */
 PGresult *ml_pg_take(ml_pg *c);
 
+/* The queries sent whose READY has not come yet. */
+int ml_pg_inflight(ml_pg *c);
+
 /*
- * Abandons the query in flight: PQcancel runs on the thread pool (it
- * blocks), the rest of the results are read and dropped, and READY comes
- * once the connection is idle again.  0, or -1 when there is nothing to
- * cancel.
+ * Abandons the one query in flight: PQcancel runs on the thread pool (it
+ * blocks), the rest of its results are read and dropped, and READY comes
+ * once the connection is idle again.  0, or -1 unless exactly one query
+ * is in flight (PQcancel stops whatever runs: with more queued, it could
+ * hit another one).
  */
 int ml_pg_cancel(ml_pg *c);
 

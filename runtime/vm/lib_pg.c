@@ -46,7 +46,9 @@ static char encode_key, decode_key;
 /* What a parked coroutine waits for. */
 enum { OP_ACQUIRE, OP_QUERY, OP_IDLE, OP_RECV };
 
-/* One waiting coroutine; owned by the wait, freed when it ends. */
+/* One waiting coroutine; owned by the wait, freed when it ends.  A
+ * QUERY op stays, dead, in its connection's queue after its coroutine
+ * was cancelled, until its result comes and is dropped. */
 struct op {
   ml_wait w;
   ml_ctimer timer;               /* ACQUIRE and RECV deadlines */
@@ -54,6 +56,13 @@ struct op {
   pool *pool;                    /* ACQUIRE: in its queue */
   pconn *c;                      /* QUERY, IDLE, RECV: on this conn */
   op *prev, *next;               /* the pool's queue */
+  op *qnext;                     /* QUERY: the next one on c */
+  lease *d;                      /* QUERY: whose (NULL once it ended);
+                                    ACQUIRE: the lease to pin, or NULL */
+  unsigned stmt;                 /* QUERY: its statement's id, or 0 */
+  unsigned stmt_new : 1;         /* ... which this query prepares */
+  unsigned dead : 1;             /* QUERY: cancelled; result dropped */
+  unsigned shared : 1;           /* ACQUIRE: for a pipelined lease */
 };
 
 /* A queued notification. */
@@ -66,6 +75,8 @@ typedef struct note {
 typedef struct {
   char *sql;
   size_t len;
+  unsigned id;                   /* the n of its name */
+  int ready;                     /* its Prepare has succeeded */
   char name[4 + ML_INT_BUFSIZE];
 } stmt;
 
@@ -76,16 +87,18 @@ struct pconn {
   pool *pool;
   pconn *next, *prev;            /* the pool's idle list */
   pconn *anext, *aprev;          /* the pool's list of all */
-  lease *lease;                  /* its holder, or NULL */
-  op *op;                        /* a QUERY or IDLE waiter */
+  lease *leases;                 /* its holders: one, or with 'shared'
+                                    any number */
+  int nleases;
+  op *first, *last;              /* QUERY ops in flight, oldest first */
+  op *waiter;                    /* an IDLE op: waits for a drain */
   op *recv;                      /* a RECV waiter */
   note *notes, *notes_last;
   int nnotes;
   stmt stmts[MAX_STMTS];         /* the SQL the server has parsed */
   int nstmts;
-  int cur;                       /* the entry the query in flight uses */
   unsigned next_id;              /* the last statement's number */
-  unsigned cur_new : 1;          /* ... prepared by that query */
+  unsigned shared : 1;           /* lent to pipelined leases */
   unsigned connecting : 1;
   unsigned draining : 1;         /* a cancelled query is being read out */
   unsigned listening : 1;        /* LISTEN was sent: never pooled again */
@@ -107,10 +120,16 @@ struct pool {
   char url[];
 };
 
-/* What Lua holds: db. */
+/* What Lua holds: db.  A pipelined lease ('shared') shares its
+ * connection with other such leases; a statement that needs a session
+ * of its own pins it to a connection of its own first. */
 struct lease {
   pconn *c;                      /* NULL once closed */
+  lease *lnext, *lprev;          /* c's holders */
   ml_defer defer;                /* ends with the coroutine that took it */
+  unsigned shared : 1;
+  unsigned busy : 1;             /* a query of its own is in flight */
+  unsigned ended : 1;
 };
 
 static void pump(pool *p);
@@ -194,8 +213,13 @@ static void conn_free(pconn *c) {
     p->all = c->anext;
   if (c->anext != NULL)
     c->anext->aprev = c->aprev;
-  if (c->lease != NULL)
-    c->lease->c = NULL;
+  while (c->leases != NULL) {
+    lease *d = c->leases;
+    c->leases = d->lnext;
+    d->c = NULL;
+    d->lnext = d->lprev = NULL;
+    d->busy = 0;
+  }
   if (c->connecting)
     p->opening--;
   ml_clock_timer_stop(&c->timer);
@@ -207,14 +231,14 @@ static void conn_free(pconn *c) {
   free(c);
 }
 
-/* The connection broke: whoever waits on it learns why, and the pool
- * may open another for its queue. */
+/* The connection broke: whoever waits on it learns why (every query in
+ * flight on it), and the pool may open another for its queue. */
 static void conn_broken(pconn *c, const char *err) {
   pool *p = c->pool;
-  op *o = c->op, *r = c->recv;
+  op *o = c->first, *r = c->recv, *iw = c->waiter;
   char why[256];
   snprintf(why, sizeof why, "%s", err);
-  c->op = c->recv = NULL;
+  c->first = c->last = c->recv = c->waiter = NULL;
   if (c->connecting && p->first != NULL) {   /* tell the first in line */
     op *w = p->first;
     p->first = w->next;
@@ -228,8 +252,16 @@ static void conn_broken(pconn *c, const char *err) {
   } else {
     conn_free(c);
   }
-  if (o != NULL)
-    op_fail(o, why);
+  while (o != NULL) {
+    op *next = o->qnext;
+    if (o->dead)
+      op_free(o);
+    else
+      op_fail(o, why);
+    o = next;
+  }
+  if (iw != NULL)
+    op_fail(iw, why);
   if (r != NULL)
     op_fail(r, why);
   settle(p);
@@ -246,6 +278,7 @@ static void conn_put(pconn *c) {
   }
   notes_clear(c);
   ml_pg_ref(c->pg, 0);           /* an idle pool keeps no loop alive */
+  c->shared = 0;
   c->idle = 1;
   c->prev = NULL;
   c->next = p->idle;
@@ -255,11 +288,44 @@ static void conn_put(pconn *c) {
   settle(p);
 }
 
-/* The holder is done with c: back to the pool now, or once its query or
- * drain has ended (the event callback puts it then). */
+/* Adds d to c's holders. */
+static void lease_bind(lease *d, pconn *c, int shared) {
+  d->c = c;
+  d->shared = shared != 0;
+  d->lprev = NULL;
+  d->lnext = c->leases;
+  if (c->leases != NULL)
+    c->leases->lprev = d;
+  c->leases = d;
+  c->nleases++;
+  c->shared = shared != 0;
+  ml_pg_ref(c->pg, 1);
+}
+
+/* Takes d off its connection's holders; its queries in flight stay, and
+ * their results go to nobody. */
+static void lease_unbind(lease *d) {
+  pconn *c = d->c;
+  op *o;
+  if (d->lprev != NULL)
+    d->lprev->lnext = d->lnext;
+  else
+    c->leases = d->lnext;
+  if (d->lnext != NULL)
+    d->lnext->lprev = d->lprev;
+  d->lnext = d->lprev = NULL;
+  d->c = NULL;
+  d->busy = 0;
+  c->nleases--;
+  for (o = c->first; o != NULL; o = o->qnext)
+    if (o->d == d)
+      o->d = NULL;
+}
+
+/* A holder is done with c: back to the pool once it has none, and no
+ * query or drain is in flight (query_done puts it then). */
 static void conn_release(pconn *c) {
-  c->lease = NULL;
-  if (c->op != NULL || c->draining || c->connecting)
+  if (c->nleases > 0 || c->first != NULL || c->draining || c->connecting)
     return;
   if (c->recv != NULL) {
     op *r = c->recv;
@@ -371,7 +437,6 @@ static int conn_open(pool *p, char *err, size_t errlen) {
   }
   c->pool = p;
   c->connecting = 1;
-  c->cur = -1;
   c->pg = ml_pg_open(p->gen->loop, p->url, on_event, c, err, errlen);
   if (c->pg == NULL) {
     ml_clock_timer_stop(&c->timer);
@@ -412,40 +477,75 @@ static void queue_remove(op *o) {
 }
 
 /* Makes a lease of c for the coroutine on L (the top of its stack). */
-static void lease_push(lua_State *L, ml_co *co, pconn *c);
+static void lease_push(lua_State *L, ml_co *co, pconn *c, int shared);
+
+/* The connection lent to pipelined leases that has the fewest of them,
+ * or NULL. */
+static pconn *pick_shared(pool *p) {
+  pconn *c, *best = NULL;
+  for (c = p->all; c != NULL; c = c->anext)
+    if (c->shared && !c->doomed &&
+        (best == NULL || c->nleases < best->nleases))
+      best = c;
+  return best;
+}
+
+/* Gives c to the first in line, o: a new lease on its coroutine, or the
+ * lease it pins.  0, or -1 when o's coroutine or lease has gone (c is
+ * not taken). */
+static int lend(op *o, pconn *c) {
+  lease *d = o->d;
+  int shared = o->shared;
+  ml_co *co;
+  queue_remove(o);
+  co = ml_sched_unpark(&o->w);
+  op_free(o);
+  if (co == NULL)
+    return -1;
+  if (d == NULL) {
+    lease_push(co->L, co, c, shared);
+    wake(co, 1);
+    return 0;
+  }
+  if (d->ended) {
+    wake(co, ml_lib_fail(co->L, "closed"));
+    return -1;
+  }
+  lease_bind(d, c, 0);
+  wake(co, 0);                       /* its query goes now */
+  return 0;
+}
 
 /*
  * Hands idle connections to the coroutines in line, oldest first, and
  * opens new ones while more wait than are being opened and the pool is
- * below its bound.  A connection that went bad while idle is dropped
- * here, before anyone sees it.
+ * below its bound; once nothing is being opened, pipelined leases in
+ * line share the least used connection.  A connection that went bad
+ * while idle is dropped here, before anyone sees it.
  */
 static void pump(pool *p) {
   char err[256];
   op *o;
   pconn *c;
   while ((o = p->first) != NULL && (c = p->idle) != NULL) {
-    ml_co *co;
     idle_unlink(c);
     if (!ml_pg_sound(c->pg)) {
       conn_free(c);
       continue;
     }
-    queue_remove(o);
-    co = ml_sched_unpark(&o->w);
-    op_free(o);
-    if (co == NULL) {                /* gone meanwhile: keep c */
+    if (lend(o, c) != 0) {           /* gone meanwhile: keep c */
       conn_put(c);
       return;
     }
-    lease_push(co->L, co, c);
-    wake(co, 1);
   }
   while (p->nwaiting > p->opening && p->total < p->max)
     if (conn_open(p, err, sizeof err) != 0) {
       op_fail((o = p->first, queue_remove(o), o), err);
       return;
     }
+  while ((o = p->first) != NULL && o->shared && p->opening == 0 &&
+         (c = pick_shared(p)) != NULL)
+    lend(o, c);
 }
 
 static pool *pool_find(pgstate *st, ml_gen *g, const char *url, int max) {
@@ -493,9 +593,10 @@ static pgstate *state_get(ml_gen *g, int make);
 static void lease_end(lease *d) {
   pconn *c = d->c;
   ml_sched_undefer(&d->defer);
+  d->ended = 1;
   if (c == NULL)
     return;
-  d->c = NULL;
+  lease_unbind(d);
   conn_release(c);
 }
 
@@ -503,13 +604,11 @@ static void lease_deferred(ml_defer *df) {
   lease_end(container_of(df, lease, defer));
 }
 
-static void lease_push(lua_State *L, ml_co *co, pconn *c) {
+static void lease_push(lua_State *L, ml_co *co, pconn *c, int shared) {
   lease *d = lua_newuserdatauv(L, sizeof *d, 0);
   memset(d, 0, sizeof *d);
   luaL_setmetatable(L, DB_MT);
-  d->c = c;
-  c->lease = d;
-  ml_pg_ref(c->pg, 1);
+  lease_bind(d, c, shared);
   ml_sched_defer(co, &d->defer, lease_deferred);
 }
 
@@ -528,33 +627,18 @@ static void acquire_cancel(ml_wait *w) {
 }
 
 /*
- * core.pg_connect(url, max, timeout) -> db | nil, err.  An idle
- * connection is lent at once; otherwise the caller waits in line, and a
- * new connection is opened for it while the pool has room.
+ * Parks co in p's line for a connection, until the pool's timeout: for a
+ * new lease (pipelined or not), or to pin lease d.  Raises when out of
+ * memory; the caller yields.
  */
-static int pg_connect(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
-  lua_Number timeout = luaL_checknumber(L, 3);
-  pgstate *st;
-  pool *p;
-  pconn *c;
-  ml_co *co;
-  op *o;
-  luaL_argcheck(L, max > 0 && max <= 10000, 2, "max out of range");
-  luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3, "timeout out of range");
-  co = ml_sched_current(L);
-  st = state_get(co->gen, 1);
-  if (st == NULL || (p = pool_find(st, co->gen, url, (int)max)) == NULL)
-    return luaL_error(L, "not enough memory");
-  p->timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
-  if (p->first == NULL && (c = take_idle(p)) != NULL) {
-    lease_push(L, co, c);          /* the common case: no wait */
-    return 1;
-  }
-  if ((o = calloc(1, sizeof *o)) == NULL)
-    return luaL_error(L, "not enough memory");
+static void wait_in_line(lua_State *L, ml_co *co, pool *p, lease *d,
+                         int shared) {
+  op *o = calloc(1, sizeof *o);
+  if (o == NULL)
+    luaL_error(L, "not enough memory");
   o->kind = OP_ACQUIRE;
+  o->d = d;
+  o->shared = shared != 0;
   o->pool = p;
   o->prev = p->last;
   if (p->last != NULL)
@@ -565,14 +649,46 @@ static int pg_connect(lua_State *L) {
   p->nwaiting++;
   ml_clock_timer_init_on(co->gen->clock, &o->timer);
   ml_sched_park(co, &o->w, acquire_cancel);
-  if (ml_clock_timer_start(&o->timer, acquire_timeout,
-                           (uint64_t)(timeout * 1000 + 0.5), 0) != 0) {
+  if (ml_clock_timer_start(&o->timer, acquire_timeout, p->timeout_ms,
+                           0) != 0) {
     ml_sched_unpark(&o->w);
     queue_remove(o);
     op_free(o);
-    return luaL_error(L, "not enough memory");
+    luaL_error(L, "not enough memory");
   }
   pump(p);              /* opens a connection for it; resumes nobody now */
+}
+
+/*
+ * core.pg_connect(url, max, timeout, pipeline) -> db | nil, err.  An
+ * idle connection is lent at once; a pipelined lease shares the least
+ * used pipelined connection once the pool is full; otherwise the caller
+ * waits in line, and a new connection is opened for it while the pool
+ * has room.
+ */
+static int pg_connect(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  lua_Number timeout = luaL_checknumber(L, 3);
+  int shared = lua_toboolean(L, 4);
+  pgstate *st;
+  pool *p;
+  pconn *c;
+  ml_co *co;
+  luaL_argcheck(L, max > 0 && max <= 10000, 2, "max out of range");
+  luaL_argcheck(L, timeout >= 0 && timeout < 1e9, 3, "timeout out of range");
+  co = ml_sched_current(L);
+  st = state_get(co->gen, 1);
+  if (st == NULL || (p = pool_find(st, co->gen, url, (int)max)) == NULL)
+    return luaL_error(L, "not enough memory");
+  p->timeout_ms = (uint64_t)(timeout * 1000 + 0.5);
+  if (p->first == NULL && ((c = take_idle(p)) != NULL ||
+                           (shared && p->total >= p->max &&
+                            (c = pick_shared(p)) != NULL))) {
+    lease_push(L, co, c, shared);  /* the common case: no wait */
+    return 1;
+  }
+  wait_in_line(L, co, p, NULL, shared);
   return ml_sched_yield(L);
 }
 
@@ -742,27 +858,37 @@ static void stmt_drop(pconn *c, int i) {
   c->stmts[i] = c->stmts[--c->nstmts];
 }
 
+/* The cache entry of statement 'id', or -1. */
+static int stmt_index(pconn *c, unsigned id) {
+  int i;
+  for (i = 0; i < c->nstmts; i++)
+    if (c->stmts[i].id == id)
+      return i;
+  return -1;
+}
+
 /*
- * The query that used entry c->cur has ended with r: a new entry whose
- * query failed may not have been prepared; an old one the server no
- * longer knows (DEALLOCATE, DISCARD ALL: 26000) or cannot run as it was
- * planned (a changed table: 0A000) is dropped, and made again next time.
+ * The query o has ended with r: a new entry whose query failed may not
+ * have been prepared; an old one the server no longer knows (DEALLOCATE,
+ * DISCARD ALL: 26000) or cannot run as it was planned (a changed table:
+ * 0A000) is dropped, and made again next time.
  */
-static void stmt_check(pconn *c, const PGresult *r) {
-  int i = c->cur;
+static void stmt_check(pconn *c, const op *o, const PGresult *r) {
+  int i = o->stmt != 0 ? stmt_index(c, o->stmt) : -1;
   const char *code;
-  c->cur = -1;
   if (i < 0)
     return;
   if (r == NULL) {
     stmt_drop(c, i);
     return;
   }
-  if (PQresultStatus(r) != PGRES_FATAL_ERROR)
+  if (PQresultStatus(r) != PGRES_FATAL_ERROR) {
+    c->stmts[i].ready = 1;
     return;
+  }
   code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  if (c->cur_new || (code != NULL && (strcmp(code, "26000") == 0 ||
-                                      strcmp(code, "0A000") == 0)))
+  if (o->stmt_new || (code != NULL && (strcmp(code, "26000") == 0 ||
+                                       strcmp(code, "0A000") == 0)))
     stmt_drop(c, i);
 }
 
@@ -793,71 +919,101 @@ static int stmt_add(pconn *c, const char *sql, size_t len) {
     return -1;
   memcpy(st->sql, sql, len + 1);
   st->len = len;
+  st->id = ++c->next_id;
+  st->ready = 0;
   memcpy(st->name, "ml", 2);
-  ml_fmt_int(st->name + 2, (long long)++c->next_id);
+  ml_fmt_int(st->name + 2, (long long)st->id);
   return c->nstmts++;
 }
 
-/* Sends the query (sql, len bytes), as a prepared statement when it fits
+/* Sends query o (sql, len bytes), as a prepared statement when it fits
  * the cache.  The app's own DEALLOCATE or DISCARD empties the cache
- * first (neither is ever in it). */
-static int send_query(pconn *c, const char *sql, size_t len, int n,
+ * first (neither is ever in it).  SQL whose Prepare is still in flight
+ * on a pipelined connection goes unprepared: were that Prepare to fail,
+ * this query would find no statement. */
+static int send_query(pconn *c, op *o, const char *sql, size_t len, int n,
                       const char *const *vals) {
   int i = stmt_find(c, sql, len);
-  c->cur_new = i < 0;
   if (i < 0 && (starts_with(sql, "deallocate") ||
                 starts_with(sql, "discard"))) {
     while (c->nstmts > 0)
       free(c->stmts[--c->nstmts].sql);
     return ml_pg_send(c->pg, sql, n, vals);
   }
-  if (i < 0 && (i = stmt_add(c, sql, len)) < 0)
+  if ((i >= 0 && !c->stmts[i].ready) ||
+      (i < 0 && (i = stmt_add(c, sql, len)) < 0))
     return ml_pg_send(c->pg, sql, n, vals);
-  c->cur = i;
-  if (ml_pg_send_prepared(c->pg, c->stmts[i].name, sql, c->cur_new, n,
+  o->stmt = c->stmts[i].id;
+  o->stmt_new = !c->stmts[i].ready;
+  if (ml_pg_send_prepared(c->pg, c->stmts[i].name, sql, o->stmt_new, n,
                           vals) != 0) {
     stmt_drop(c, i);
-    c->cur = -1;
+    o->stmt = 0;
     return -1;
   }
   return 0;
 }
 
-/* The query on c ended (its holder's waiter takes the result), or its
- * drain did (the next waiter goes, or c goes back to the pool). */
+/* Pushes on co what query o gets: its result r as rows, or nil, err;
+ * the count. */
+static int push_outcome(pconn *c, ml_co *co, PGresult *r) {
+  lua_State *L = c->pool->gen->L;       /* calls run on the main thread, */
+  int top = lua_gettop(L), n;            /* never on a suspended one */
+  if (r == NULL) {
+    lua_pushnil(co->L);
+    lua_pushstring(co->L, ml_pg_error(c->pg));
+    return 2;
+  }
+  lua_pushcfunction(L, push_result_p);
+  lua_pushlightuserdata(L, r);
+  if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+    lua_pushliteral(L, "not enough memory");
+  }
+  n = lua_gettop(L) - top;
+  lua_xmove(L, co->L, n);                /* at most 3 values */
+  return n;
+}
+
+/* The drain of a cancelled query has ended: the coroutine waiting to
+ * send on c goes now. */
+static void waiter_go(pconn *c) {
+  op *w = c->waiter;
+  ml_co *co;
+  if (w == NULL)
+    return;
+  c->waiter = NULL;
+  co = ml_sched_unpark(&w->w);
+  op_free(w);
+  if (co != NULL)
+    wake(co, 0);                         /* it sends its query then */
+}
+
+/* The oldest query on c ended (its waiter takes the result, unless it
+ * was cancelled), or the drain of a cancelled one did; c goes back to
+ * the pool when nobody holds it and nothing is in flight. */
 static void query_done(pconn *c) {
-  op *o = c->op;
+  op *o = c->first;
   PGresult *r = ml_pg_take(c->pg);
   ml_co *co = NULL;
   int n = 0;
-  c->op = NULL;
-  stmt_check(c, r);
-  if (o != NULL && (co = ml_sched_unpark(&o->w)) != NULL) {
-    lua_State *L = c->pool->gen->L;     /* calls run on the main thread, */
-    int top = lua_gettop(L);             /* never on a suspended one */
-    if (o->kind == OP_IDLE) {
-      n = 0;                           /* it sends its query now */
-    } else if (r == NULL) {
-      lua_pushnil(co->L);
-      lua_pushstring(co->L, ml_pg_error(c->pg));
-      n = 2;
-    } else {
-      lua_pushcfunction(L, push_result_p);
-      lua_pushlightuserdata(L, r);
-      if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
-        lua_settop(L, top);
-        lua_pushnil(L);
-        lua_pushliteral(L, "not enough memory");
-      }
-      n = lua_gettop(L) - top;
-      lua_xmove(L, co->L, n);            /* at most 3 values */
-    }
+  if (o != NULL) {
+    c->first = o->qnext;
+    if (c->first == NULL)
+      c->last = NULL;
+    stmt_check(c, o, r);
+    if (o->d != NULL)
+      o->d->busy = 0;
+    if (!o->dead && (co = ml_sched_unpark(&o->w)) != NULL)
+      n = push_outcome(c, co, r);
+    op_free(o);
   }
   PQclear(r);
-  if (o != NULL)
-    op_free(o);
-  if (c->lease == NULL)
-    conn_put(c);                       /* its holder let go meanwhile */
+  if (!c->draining)
+    waiter_go(c);
+  if (c->nleases == 0 && c->first == NULL && !c->draining)
+    conn_put(c);                       /* its holders let go meanwhile */
   if (co != NULL)
     ml_sched_resume(co, n);            /* last: it may close the state */
 }
@@ -870,18 +1026,27 @@ static void query_done(pconn *c) {
 ** =======================================================
 */
 
-/* A query's coroutine was cancelled: cancel it on the server, read out
- * its results, and only then lend the connection again. */
+/*
+ * A query's coroutine was cancelled.  Alone on its connection: cancel it
+ * on the server, read out its results, and only then send on it again.
+ * On a pipelined connection the server runs it to its end (PQcancel
+ * would stop whichever query runs, maybe another lease's): its result is
+ * dropped when it comes.
+ */
 static void query_cancel(ml_wait *w) {
   op *o = (op *)w;
   pconn *c = o->c;
-  c->op = NULL;
-  if (o->kind == OP_QUERY && ml_pg_cancel(c->pg) == 0)
+  if (o->kind == OP_IDLE) {
+    c->waiter = NULL;
+    op_free(o);
+    return;
+  }
+  o->dead = 1;
+  if (o->d != NULL)
+    o->d->busy = 0;
+  if (!c->shared && c->first == o && o->qnext == NULL &&
+      ml_pg_cancel(c->pg) == 0)
     c->draining = 1;
-  if (c->cur >= 0 && c->cur_new)     /* may not have been prepared */
-    stmt_drop(c, c->cur);
-  c->cur = -1;
-  op_free(o);
 }
 
 /* Room for a number parameter's text: "%.17g" of any double. */
@@ -938,10 +1103,56 @@ static const char *param(lua_State *L, int idx, char *num) {
 
 static int query_k(lua_State *L, int status, lua_KContext ctx);
 
+/* Whether sql may run on a connection that other leases share: the
+ * statements that leave nothing behind in the session.  BEGIN, SET,
+ * LISTEN, PREPARE, CREATE TEMP and the rest pin the lease first. */
+static int shareable(const char *sql) {
+  static const char *const kw[] = { "select", "insert", "update", "delete",
+                                    "with", "values", "table", "show" };
+  size_t i;
+  for (i = 0; i < sizeof kw / sizeof kw[0]; i++)
+    if (starts_with(sql, kw[i]))
+      return 1;
+  return 0;
+}
+
+/* Moves pipelined lease d to a connection of its own: an idle one at
+ * once (1), or its coroutine waits in line (0: the caller yields).
+ * Queries it sent before stay where they were. */
+static int pin(lua_State *L, ml_co *co, lease *d) {
+  pconn *c = d->c;
+  pool *p = c->pool;
+  lease_unbind(d);
+  conn_release(c);
+  if (p->first == NULL && (c = take_idle(p)) != NULL) {
+    lease_bind(d, c, 0);
+    return 1;
+  }
+  wait_in_line(L, co, p, d, 0);
+  return 0;
+}
+
+/* Queues query o on c and parks its coroutine; o is sent already. */
+static int query_park(lua_State *L, ml_co *co, lease *d, op *o, int base) {
+  pconn *c = d->c;
+  lua_settop(L, base);
+  o->kind = OP_QUERY;
+  o->d = d;
+  if (c->last != NULL)
+    c->last->qnext = o;
+  else
+    c->first = o;
+  c->last = o;
+  d->busy = 1;
+  ml_sched_park(co, &o->w, query_cancel);
+  return ml_sched_yield(L);
+}
+
 /*
  * db:query(sql, ...) -> rows | nil, err, code.  Parameters travel apart
- * from the text; a connection still reading out a cancelled query is
- * waited for first (the continuation sends then).
+ * from the text.  A connection still reading out a cancelled query is
+ * waited for first, and a pipelined lease pinned first when the
+ * statement needs a session of its own (the continuation sends then).
  */
 static int db_query(lua_State *L) {
   lease *d = check_db(L);
@@ -961,12 +1172,20 @@ static int db_query(lua_State *L) {
     lua_pushliteral(L, "closed");
     return 2;
   }
-  if (c->op != NULL)
+  if (d->busy)
     return luaL_error(L, "this connection is busy with another query "
                          "(one query at a time per connection)");
   luaL_checkstack(L, n + 4, "too many parameters");
   for (i = 0; i < n; i++)
     vals[i] = param(L, 3 + i, nums[i]);
+  if (d->shared && !shareable(sql)) {
+    lua_settop(L, base);
+    if (c->pool->closed)
+      return ml_lib_fail(L, "closed");
+    if (pin(L, co, d))
+      return db_query(L);
+    return ml_sched_yieldk(L, base, query_k);
+  }
   if ((o = calloc(1, sizeof *o)) == NULL)
     return luaL_error(L, "not enough memory");
   ml_clock_timer_init_on(co->gen->clock, &o->timer);
@@ -974,36 +1193,53 @@ static int db_query(lua_State *L) {
   if (c->draining) {                   /* wait for it to be idle */
     lua_settop(L, base);
     o->kind = OP_IDLE;
-    c->op = o;
+    c->waiter = o;
     ml_sched_park(co, &o->w, query_cancel);
     return ml_sched_yieldk(L, base, query_k);
   }
-  if (send_query(c, sql, len, n, vals) != 0) {
+  if (send_query(c, o, sql, len, n, vals) != 0) {
     const char *err = ml_pg_error(c->pg);
     free(o);
     lua_pushnil(L);
     lua_pushstring(L, err);
-    if (strcmp(err, "busy") != 0) {
-      d->c = NULL;
+    if (strcmp(err, "busy") != 0)
       conn_broken(c, err);
-    }
     return 2;
   }
-  lua_settop(L, base);
-  o->kind = OP_QUERY;
-  c->op = o;
-  ml_sched_park(co, &o->w, query_cancel);
-  return ml_sched_yield(L);
+  return query_park(L, co, d, o, base);
 }
 
-/* Woken: after a drain (nothing pushed), send the query now; else the
- * results are on top. */
+/* Woken: after a drain or a pin (nothing pushed), send the query now;
+ * else the results (or nil, err) are on top. */
 static int query_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx;
   ML_UNUSED(status);
   if (lua_gettop(L) == base)
     return db_query(L);
   return lua_gettop(L) - base;
+}
+
+static int pin_k(lua_State *L, int status, lua_KContext ctx) {
+  ML_UNUSED(status);
+  if (lua_gettop(L) > (int)ctx)
+    return lua_gettop(L) - (int)ctx;     /* nil, err */
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.pg_pin(db) -> true | nil, err (yields): a pipelined lease gets a
+ * connection of its own (for LISTEN); others have one already. */
+static int pg_pin(lua_State *L) {
+  lease *d = check_db(L);
+  lua_settop(L, 1);
+  if (d->c == NULL || (d->shared && d->c->pool->closed))
+    return ml_lib_fail(L, "closed");
+  if (d->busy)
+    return luaL_error(L, "this connection is busy with another query "
+                         "(one query at a time per connection)");
+  if (!d->shared || pin(L, ml_sched_current(L), d))
+    return pin_k(L, LUA_OK, 1);
+  return ml_sched_yieldk(L, 1, pin_k);
 }
 
 /* db:escape_identifier(s): s quoted as an SQL identifier. */
@@ -1119,8 +1355,8 @@ static void part_close(ml_part *part) {
     }
     for (c = p->all; c != NULL; c = cnext) {
       cnext = c->anext;
-      if (c->op == NULL && c->recv == NULL && !c->draining &&
-          !c->connecting)
+      if (c->first == NULL && c->waiter == NULL && c->recv == NULL &&
+          !c->draining && !c->connecting)
         conn_free(c);
       else
         c->doomed = 1;
@@ -1188,6 +1424,7 @@ static const luaL_Reg pg_funcs[] = {
   {"pg_setup", pg_setup},
   {"pg_connect", pg_connect},
   {"pg_listening", pg_listening},
+  {"pg_pin", pg_pin},
   {"pg_receive", pg_receive},
   {"pg_stats", pg_stats},
   {NULL, NULL}

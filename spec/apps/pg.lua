@@ -279,6 +279,153 @@ moonlet.after(0.05, function()
   local db = assert(pg.connect(URL))
   from_timer = db:query("SELECT 'tick' AS v")[1].v
 end)
+-- pipelined handles: many coroutines' queries on one connection
+local function pipe_url(name) return URL .. "?application_name=" .. name end
+
+-- runs fns at once, each with a pipelined handle from a pool of max
+-- (whose connect times out fast: without sharing they would wait); each
+-- fn(db) returns a table; 'order' is the order they finished in
+local function piped(name, max, fns)
+  local order, out = {}, {}
+  local tasks = {}
+  local warm = {}                      -- the pool's connections, open
+  for i = 1, max do
+    warm[i] = assert(pg.connect(pipe_url(name),
+      { max = max, timeout = 10, pipeline = true }))
+  end
+  for i = 1, max do warm[i]:close() end
+  for i, fn in ipairs(fns) do
+    tasks[i] = function()
+      local db, err = pg.connect(pipe_url(name),
+        { max = max, timeout = 0.15, pipeline = true })
+      if not db then out[i] = { cerr = err }; return end
+      out[i] = fn(db)
+      order[#order + 1] = i
+      db:close()
+    end
+  end
+  moonlet.gather(table.unpack(tasks))
+  return out, order
+end
+
+app:get("/pipe/share", function()
+  local fns = {}
+  for i = 1, 10 do
+    fns[i] = function(db)
+      local r, err = db:query("SELECT pg_sleep(0.05), pg_backend_pid() AS pid, "
+        .. "$1::int AS i", i)
+      return r and { i = r[1].i, pid = r[1].pid } or { err = err }
+    end
+  end
+  local t0 = moonlet.now()
+  local out, order = piped("pipe1", 1, fns)
+  return { out = out, order = order, seconds = moonlet.now() - t0,
+    total = (pg.stats(pipe_url("pipe1"))) }
+end)
+
+app:get("/pipe/error", function()
+  local function q(sql, ...)
+    local args = table.pack(...)
+    return function(db)
+      local r, err, code = db:query(sql, table.unpack(args, 1, args.n))
+      return r and { v = r[1].v } or { err = err, code = code }
+    end
+  end
+  local out = piped("pipe2", 1, {
+    q("SELECT pg_sleep(0.3), 1 AS v"),
+    q("SELECT 1/0 AS v"),
+    q("SELECT 3 AS v"),
+    q("SELECT $1::int AS v FROM", 4),    -- the same bad SQL twice
+    q("SELECT $1::int AS v FROM", 5),
+    q("SELECT $1::int AS v", 6),         -- the same good SQL twice
+    q("SELECT $1::int AS v", 7),
+  })
+  return out
+end)
+
+app:get("/pipe/kill", function()
+  local fns = {}
+  for i = 1, 4 do
+    fns[i] = function(db)
+      local r, err = db:query("SELECT pg_sleep(5), $1::int AS i", i)
+      return { ok = r ~= nil, err = err }
+    end
+  end
+  moonlet.spawn(function()
+    local admin = assert(pg.connect(URL))
+    for _ = 1, 100 do                    -- once all four are on the server
+      local n = admin:query([[SELECT count(*) AS n FROM pg_stat_activity
+        WHERE application_name = 'pipe3' AND state = 'active']])[1].n
+      if n > 0 then break end
+      moonlet.sleep(0.02)
+    end
+    moonlet.sleep(0.1)
+    admin:query([[SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE application_name = 'pipe3']])
+    admin:close()
+  end)
+  local t0 = moonlet.now()
+  local out = piped("pipe3", 1, fns)
+  local took = moonlet.now() - t0
+  local db = assert(pg.connect(pipe_url("pipe3"), { max = 1, pipeline = true }))
+  local r, err = db:query("SELECT 8 AS v")
+  return { out = out, took = took, again = r and r[1].v, err = err }
+end)
+
+app:get("/pipe/cancel", function()
+  local function pid_and(db, sql)
+    local r, err, code = db:query(sql)
+    return r and { v = r[1].v, pid = r[1].pid } or { err = err, code = code }
+  end
+  local out = piped("pipe4", 1, {
+    function(db)
+      return pid_and(db, "SELECT pg_sleep(0.4), 'a' AS v, pg_backend_pid() AS pid")
+    end,
+    function(db)
+      local r, err = moonlet.timeout(0.1, function()
+        return db:query("SELECT pg_sleep(0.2), 'b' AS v")
+      end)
+      local after = pid_and(db, "SELECT 'b2' AS v, pg_backend_pid() AS pid")
+      return { r = r ~= nil, err = err, after = after }
+    end,
+    function(db)
+      return pid_and(db, "SELECT 'c' AS v, pg_backend_pid() AS pid")
+    end,
+  })
+  return out
+end)
+
+-- a pipelined handle that begins a transaction gets a connection of its own
+app:get("/pipe/tx", function()
+  local url = pipe_url("pipe5")
+  local opts = { max = 2, timeout = 0.15, pipeline = true }
+  local a = assert(pg.connect(url, { max = 2, timeout = 10, pipeline = true }))
+  local b = assert(pg.connect(url, { max = 2, timeout = 10, pipeline = true }))
+  local c = assert(pg.connect(url, opts))  -- shares a's or b's
+  local pa = a:query("SELECT pg_backend_pid() AS p")[1].p
+  local pb = b:query("SELECT pg_backend_pid() AS p")[1].p
+  local pc = c:query("SELECT pg_backend_pid() AS p")[1].p
+  moonlet.spawn(function() moonlet.sleep(0.05); a:close() end)
+  local t1, t2, p1, p2, other
+  local ok, err = c:transaction(function(tx)
+    t1 = tx:query("SELECT now()::text AS t, pg_backend_pid() AS p")[1]
+    moonlet.sleep(0.05)
+    -- meanwhile another pipelined handle cannot share this connection
+    local d = assert(pg.connect(url, opts))
+    other = d:query("SELECT pg_backend_pid() AS p")[1].p
+    d:close()
+    t2 = tx:query("SELECT now()::text AS t, pg_backend_pid() AS p")[1]
+  end)
+  local l, lerr = b:listen("pipe_news")   -- LISTEN pins too
+  local n1, nerr = b:query("NOTIFY pipe_news, 'x'")
+  local ch, payload
+  if l then ch, payload = l:receive(1) end
+  return { shared = pc == pa or pc == pb, ok = ok, err = err,
+    same_tx = t1 and t2 and t1.t == t2.t and t1.p == t2.p,
+    other = other ~= (t1 and t1.p), lerr = lerr, payload = payload,
+    l = l ~= nil, nerr = nerr, ch = ch }
+end)
+
 app:get("/timer", function() return { v = from_timer } end)
 
 return app
