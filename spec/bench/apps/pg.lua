@@ -1,12 +1,14 @@
 -- bench: TechEmpower's "single query" (GET /db: one random row of
 -- world by primary key, as JSON) and "multiple queries" (GET /queries:
 -- 20 of them, one after the other) on PostgreSQL (BENCH_PG_URL), through
--- a pool of 10 connections, as the peers have.
+-- a pool of 10 connections, as the peers have.  The handles are
+-- pipelined: once all 10 are lent, requests share them, and the queries
+-- of many requests go out together on one connection.
 local moonlet = require "moonlet"
 local app = moonlet.app()
 
 local url = os.getenv("BENCH_PG_URL")
-local opts = { max = 10 }
+local opts = { max = 10, pipeline = true }
 local random = math.random
 local SQL = "SELECT id, randomnumber FROM world WHERE id = $1"
 
