@@ -61,4 +61,24 @@ describe("static files on a slow disk", function()
     assert.equal("fast body\n", H.get(srv, "/files/fast.txt").body)
     assert.equal("hello", H.get(srv, "/hello").body)
   end)
+
+  -- The file is found while the loop is held, and the client resets
+  -- its connection meanwhile: the loop sees both in one turn, the found
+  -- file first, and its first write fails with the connection gone.
+  it("a client that resets while its file is found: the server carries on",
+     function()
+    local slow = H.raw(srv.port, 10)
+    slow:send("GET /files/slow-disk.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+    H.pause(0.1)
+    local hold = H.raw(srv.port, 10)
+    hold:send(("GET /hold/%d HTTP/1.1\r\nHost: t\r\n"
+      .. "Connection: close\r\n\r\n"):format((DELAY + 0.6) * 1000))
+    H.pause(DELAY + 0.1)                -- the file is found, unseen
+    slow:setoption("linger", { on = true, timeout = 0 })
+    slow:close()                        -- RST while the loop is held
+    assert.matches("held$", hold:receive("*a"))
+    hold:close()
+    assert.equal("fast body\n", H.get(srv, "/files/fast.txt").body)
+    assert.equal("hello", H.get(srv, "/hello").body)
+  end)
 end)

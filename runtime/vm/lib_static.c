@@ -19,6 +19,8 @@ typedef struct {
   ml_conn *c;
   ml_static_lookup *l;     /* while finding; NULL after */
   ml_static_transfer *s;   /* while sending */
+  unsigned answering : 1;  /* inside ml_static_answer */
+  unsigned cancelled : 1;  /* ... whose failure closed the connection */
 } static_wait;
 
 /*
@@ -74,7 +76,15 @@ static void static_found(ml_static_lookup *l, void *ud) {
   ml_co *co;
   int rc;
   op->l = NULL;
+  op->answering = 1;
   rc = ml_static_answer(op->c, l, static_done, op, &op->s);
+  op->answering = 0;
+  if (op->cancelled) {                    /* the handler is gone */
+    if (rc == ML_STATIC_PENDING)
+      ml_static_cancel(op->s);
+    free(op);
+    return;
+  }
   if (rc == ML_STATIC_PENDING)
     return;                               /* static_done resumes */
   co = ml_sched_unpark(&op->w);
@@ -85,6 +95,10 @@ static void static_found(ml_static_lookup *l, void *ud) {
 /* The client left: the lookup or the send stops; no resume. */
 static void static_cancel(ml_wait *w) {
   static_wait *op = (static_wait *)w;
+  if (op->answering) {       /* a failed first write closed the conn: */
+    op->cancelled = 1;       /* static_found ends it on its way out */
+    return;
+  }
   if (op->l != NULL)
     ml_static_lookup_cancel(op->l);
   else
@@ -125,10 +139,9 @@ static int static_send(lua_State *L) {
   co = ml_sched_current(L);
   if (ml_conn_req(c)->responded)
     return luaL_error(L, "the response was already sent");
-  if ((op = malloc(sizeof *op)) == NULL)
+  if ((op = calloc(1, sizeof *op)) == NULL)
     return luaL_error(L, "not enough memory");
   op->c = c;
-  op->s = NULL;
   rc = ml_static_lookup_start(co->gen->loop, root, rel, n, slash,
                               static_found, op, &op->l);
   if (rc != 0) {
