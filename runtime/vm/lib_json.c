@@ -146,6 +146,27 @@ static int put_escape(jenc *e, unsigned char c) {
   return put(e, esc, 6);
 }
 
+/* The bytes a JSON string holds as they are: printable ASCII but '"'
+ * and '\\'.  A table, so the common scan is one load per byte. */
+static const unsigned char plain_byte[256] = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A quoted string with nothing to escape: one reservation, one copy.
  * 1 when done, 0 when s needs put_string's slower walk, -1 when out of
  * memory. */
@@ -153,7 +174,7 @@ static int put_plain_string(jenc *e, const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   size_t i;
   for (i = 0; i < n; i++)
-    if (u[i] < 0x20 || u[i] == '"' || u[i] == '\\' || u[i] >= 0x80)
+    if (!plain_byte[u[i]])
       return 0;
   if (e->cap - e->len < n + 2 && grow(e, n + 2) != 0) {
     e->err = "not enough memory";
@@ -177,7 +198,7 @@ static int put_string(jenc *e, const char *s, size_t n) {
     return -1;
   while (i < n) {
     unsigned char c = u[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+    if (plain_byte[c]) {
       i++;
       continue;
     }
