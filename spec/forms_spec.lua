@@ -101,6 +101,30 @@ describe("return forms answered by the core", function()
     assert.same({ slept = true }, cjson.decode(res.body))
   end)
 
+  it("header names made afresh are never taken for older ones",
+     function()
+    local n, reqs = 400, {}
+    for i = 1, n do
+      reqs[i] = ("GET /fresh/%d HTTP/1.1\r\nHost: t\r\n\r\n"):format(i)
+    end
+    local raw = raw_exchange(srv.port, table.concat(reqs)
+      .. "GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
+    local i, wrong = 0, {}
+    for head in raw:gmatch("HTTP/1%.1 200 OK\r\n(.-\r\n)\r\n") do
+      i = i + 1
+      if i > n then break end
+      local _, lengths = ("\n" .. head):lower():gsub("\ncontent%-length: ",
+                                                     "")
+      local ok = head:find("Content-Length: 1\r", 1, true) and lengths == 1
+      for j = 1, 8 do
+        ok = ok and head:find(("X-Fresh-%d-%d: v"):format(i, j), 1, true)
+      end
+      if not ok then wrong[#wrong + 1] = i end
+    end
+    assert.equal(n + 1, i)
+    assert.same({}, wrong)
+  end)
+
   it("pipelined requests keep their order", function()
     local raw = raw_exchange(srv.port, ("GET /json HTTP/1.1\r\nHost: t\r\n"
       .. "\r\nGET /headers HTTP/1.1\r\nHost: t\r\n\r\n"):rep(4)

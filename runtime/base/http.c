@@ -184,10 +184,16 @@ int ml_http_name_ok(const char *s, size_t n) {
   return 1;
 }
 
+/* The bytes no header value may hold: a table, one load per byte. */
+static const unsigned char value_bad[256] = {
+  ['\0'] = 1, ['\n'] = 1, ['\r'] = 1
+};
+
 int ml_http_value_ok(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
   size_t i;
   for (i = 0; i < n; i++)
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+    if (value_bad[u[i]])
       return 0;
   return 1;
 }

@@ -4,6 +4,7 @@
  * on first use and cached; what is cheaper to write in Lua (query, form,
  * cookies, json) comes from the tables moonlet.request registers.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,36 +537,56 @@ static int header_kind(const char *n, size_t nlen) {
   }
 }
 
-#define NAMES_MAX 256            /* header names the cache keeps */
+#define NAMES_MAX 256            /* header names the cache anchors */
+#define NAME_SLOTS 32            /* ... and finds by address */
+
+/*
+ * The kinds of the header names handlers have sent, a userdata of the
+ * request metatable's (one per Lua state).  Names a handler sends are
+ * few and the same again and again, mostly constants of its code, so a
+ * name is known by the address of its Lua string's bytes: no hashing,
+ * no compare.  That is sound because every name in 'name' is anchored
+ * in the user value's table (bounded by NAMES_MAX): a string alive there
+ * is the only string at its address.
+ */
+typedef struct {
+  const char *name[NAME_SLOTS];
+  signed char kind[NAME_SLOTS];
+  int anchored;                  /* names in the user value's table */
+} name_cache;
+
+static size_t name_slot(const char *n) {
+  uintptr_t a = (uintptr_t)n;
+  return (size_t)((a >> 4 ^ a >> 9) & (NAME_SLOTS - 1));
+}
 
 /*
  * What the header name at 'key' (n, nlen) is: a kind, or -1 when it is
- * not a valid name.  Names a handler sends are few and the same again
- * and again, so the kinds of those seen are kept in the table at 'names'
- * (the request metatable's, bounded), keyed by the Lua string itself.
+ * not a valid name.  'names' is the cache's index.
  */
-static int name_kind(lua_State *L, int names, int key, const char *n,
-                     size_t nlen) {
-  int kind;
+static int name_kind(lua_State *L, int names, name_cache *nc, int key,
+                     const char *n, size_t nlen) {
+  size_t slot = name_slot(n);
+  int kind, known;
+  if (nc->name[slot] == n)
+    return nc->kind[slot];
+  kind = ml_http_name_ok(n, nlen) ? header_kind(n, nlen) : -1;
+  lua_getiuservalue(L, names, 1);
   lua_pushvalue(L, key);
-  if (lua_rawget(L, names) == LUA_TNUMBER) {
-    kind = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return kind;
-  }
+  known = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 1);
-  if (!ml_http_name_ok(n, nlen))
-    return -1;
-  kind = header_kind(n, nlen);
-  lua_rawgeti(L, names, 0);           /* how many it holds */
-  if (lua_tointeger(L, -1) < NAMES_MAX) {
-    lua_pushinteger(L, lua_tointeger(L, -1) + 1);
-    lua_rawseti(L, names, 0);
+  if (!known && nc->anchored < NAMES_MAX) {
     lua_pushvalue(L, key);
-    lua_pushinteger(L, kind);
-    lua_rawset(L, names);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    nc->anchored++;
+    known = 1;
   }
   lua_pop(L, 1);
+  if (known) {
+    nc->name[slot] = n;
+    nc->kind[slot] = (signed char)kind;
+  }
   return kind;
 }
 
@@ -609,6 +630,7 @@ static const char *put_header(ml_buf *o, int kind, const char *n,
  * 'names' is the cache of name kinds. */
 static const char *put_headers(lua_State *L, int idx, int names, ml_buf *o,
                                head_flags *f) {
+  name_cache *nc = lua_touserdata(L, names);
   const char *err = NULL;
   size_t nlen, vlen;
   lua_pushnil(L);
@@ -617,7 +639,7 @@ static const char *put_headers(lua_State *L, int idx, int names, ml_buf *o,
     const char *n = lua_type(L, key) == LUA_TSTRING
                       ? lua_tolstring(L, key, &nlen) : NULL;
     if (n != NULL)
-      kind = name_kind(L, names, key, n, nlen);
+      kind = name_kind(L, names, nc, key, n, nlen);
     if (n == NULL) {
       err = "header names must be strings";
     } else if (vt == LUA_TSTRING) {     /* the common case: no copy */
@@ -871,10 +893,14 @@ int ml_lib_req_answer(lua_State *L, int idx) {
   if (ml_conn_upgraded(c) != NULL || r->streaming || r->responded)
     return 0;
   rp.status = (int)status;
-  rp.hidx = tc == LUA_TTABLE ? idx + 2 : 0;
-  lua_getmetatable(L, 1);
-  lua_rawgeti(L, -1, MT_NAMES);
-  rp.names = lua_gettop(L);
+  rp.hidx = 0;
+  rp.names = 0;
+  if (tc == LUA_TTABLE) {         /* the names' cache only for headers */
+    rp.hidx = idx + 2;
+    lua_getmetatable(L, 1);
+    lua_rawgeti(L, -1, MT_NAMES);
+    rp.names = lua_gettop(L);
+  }
   rc = respond(L, c, &rp);
   lua_settop(L, top);
   return rc == SENT_OK;
@@ -1091,9 +1117,10 @@ void ml_lib_req_register(lua_State *L) {
   luaL_newmetatable(L, REQ_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+  memset(lua_newuserdatauv(L, sizeof(name_cache), 1), 0,
+         sizeof(name_cache));
   lua_newtable(L);
-  lua_pushinteger(L, 0);
-  lua_rawseti(L, -2, 0);
+  lua_setiuservalue(L, -2, 1);
   lua_rawseti(L, -2, MT_NAMES);
   lua_pushvalue(L, -1);
   luaL_setfuncs(L, req_meta, 1);

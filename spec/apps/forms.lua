@@ -29,5 +29,27 @@ app:get("/sleep", function()
   moonlet.sleep(0.01)
   return { slept = true }, 200, { ["X-Slept"] = "1" }
 end)
+-- Header names made afresh for every request, the garbage collected
+-- before: Content-Length in cases never used before (dropped: the core
+-- frames) and names of its own (sent).  The core knows the names it has
+-- seen by their strings' addresses; a name must never be taken for one
+-- that lay at the same address before.
+local function variant(k)   -- "content-length", cased by k's bits
+  return (("content-length"):gsub("%a", function(c)
+    local up = k % 2 == 1
+    k = k // 2
+    return up and c:upper() or c
+  end))
+end
+
+app:get("/fresh/<int:i>", function(_, i)
+  collectgarbage()
+  local h = {}
+  for j = 1, 8 do
+    h[variant(i * 8 + j)] = "999"
+    h[("X-Fresh-%d-%d"):format(i, j)] = "v"
+  end
+  return "b", 200, h
+end)
 
 return app
