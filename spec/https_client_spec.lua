@@ -162,6 +162,47 @@ describe("https client", function()
     assert.is_true(after.reused - before.reused >= 2, cjson.encode(after))
   end)
 
+  --- The backend's counters, read on one keep-alive connection of the
+  -- test's own (LuaSec), so reading them opens none.
+  local function direct_stats(conn)
+    assert(conn:send("GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+    local res = assert(H.read_response(conn))
+    return cjson.decode(res.body)
+  end
+
+  it("opens at most n connections for rounds of n calls at once",
+    function()
+      local sc = assert(H.tls(main.port, { cafile = pki .. "/ca.pem" }))
+      local before = direct_stats(sc)
+      local o = call(srv, "/fan", { { "url", main.url .. "/slow?ms=50" },
+        { "ca", pki .. "/ca.pem" }, { "n", 8 }, { "rounds", 4 } })
+      assert.same({ ["200"] = 32 }, o.statuses)
+      assert.is_true(o.connects <= 8, o.connects)
+      local after = direct_stats(sc)
+      assert.equal(32, after.slow - before.slow)
+      assert.is_true(after.conns - before.conns <= 8,
+        after.conns - before.conns)
+      sc:close()
+    end)
+
+  it("reopens after Connection: close, resuming the session", function()
+    local sc = assert(H.tls(main.port, { cafile = pki .. "/ca.pem" }))
+    local before = direct_stats(sc)
+    -- server_name makes a pool of its own: no connection idle in it
+    local o = call(srv, "/seq", { { "url", main.url .. "/close" },
+      { "ca", pki .. "/ca.pem" }, { "sni", "localhost" }, { "n", 4 } })
+    for i = 1, 4 do
+      assert.same({ status = 200, body = "closing" }, o.results[i])
+    end
+    assert.equal(4, o.connects)
+    local after = direct_stats(sc)
+    -- each call needs a new connection, the server having closed the
+    -- last one; each after the first resumes the pool's session
+    assert.equal(4, after.conns - before.conns)
+    assert.is_true(after.reused - before.reused >= 3, cjson.encode(after))
+    sc:close()
+  end)
+
   it("reads chunked and close-delimited bodies", function()
     local o = call(srv, "/one", { { "url", main.url .. "/chunked" },
       { "ca", pki .. "/ca.pem" } })

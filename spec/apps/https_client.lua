@@ -37,6 +37,24 @@ app:get("/seq", function(req)
   return { results = list, connects = core.http_connects() - before }
 end)
 
+-- rounds of n calls at once; the connections the pool opened meanwhile.
+app:get("/fan", function(req)
+  local before, statuses = core.http_connects(), {}
+  local o = options(req.query)
+  local function one()
+    local res, err = http.request(o)
+    return res and res.status or err
+  end
+  for _ = 1, tonumber(req.query.rounds) do
+    local fns = {}
+    for i = 1, tonumber(req.query.n) do fns[i] = one end
+    for _, st in ipairs { moonlet.gather(table.unpack(fns)) } do
+      statuses[tostring(st)] = (statuses[tostring(st)] or 0) + 1
+    end
+  end
+  return { statuses = statuses, connects = core.http_connects() - before }
+end)
+
 -- n calls, each to one of the URLs given (u=...), ok or not.
 app:get("/mixed", function(req)
   local urls, ok, failed = req:query_all("u"), 0, 0

@@ -9,7 +9,10 @@ must show a certificate that CA signed.  Routes:
   /sni          the SNI name this connection sent ("" for none)
   /peer         the client certificate's subject CN, or ""
   /stats        {"conns": TCP connections, "reused": resumed handshakes,
-                 "handshakes": completed handshakes}
+                 "handshakes": completed handshakes, "slow": /slow requests}
+  /slow?ms=N    "slow" after N ms (keep-alive)
+  /close        "closing" with Content-Length and Connection: close, then
+                close_notify and FIN
   /chunked      a chunked body of 3 pieces
   /eof          a close-delimited body, then close_notify and FIN
   /truncate     part of a close-delimited body, then a FIN without
@@ -21,8 +24,9 @@ import socket
 import ssl
 import sys
 import threading
+import time
 
-stats = {"conns": 0, "reused": 0, "handshakes": 0}
+stats = {"conns": 0, "reused": 0, "handshakes": 0, "slow": 0}
 lock = threading.Lock()
 
 
@@ -74,6 +78,7 @@ def serve(conn, sni):
         path, buf = read_request(conn, buf)
         if path is None:
             return
+        path, _, query = path.partition("?")
         if path == "/hello":
             send(conn, "hello")
         elif path == "/sni":
@@ -96,6 +101,14 @@ def serve(conn, sni):
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
                          b"only a part")
             socket.socket.shutdown(conn, socket.SHUT_RDWR)  # no close_notify
+            return
+        elif path == "/slow":
+            count("slow")
+            time.sleep(int(query.partition("ms=")[2] or 0) / 1000)
+            send(conn, "slow")
+        elif path == "/close":
+            send(conn, "closing", extra="Connection: close\r\n")
+            conn.unwrap().close()      # close_notify, then FIN
             return
         elif path == "/hang":
             while conn.recv(65536):
