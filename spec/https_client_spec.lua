@@ -203,6 +203,33 @@ describe("https client", function()
     sc:close()
   end)
 
+  it("keeps the connections of handlers whose clients left", function()
+    local sc = assert(H.tls(main.port, { cafile = pki .. "/ca.pem" }))
+    local n = 8
+    local before = direct_stats(sc)
+    -- n handlers wait on the backend at once; their clients leave
+    local clients = {}
+    for i = 1, n do
+      clients[i] = H.start_get(srv, "/one?" .. query {
+        { "url", main.url .. "/slow?ms=100" }, { "ca", pki .. "/ca.pem" } })
+    end
+    local deadline = H.now() + 5
+    while direct_stats(sc).slow - before.slow < n and H.now() < deadline do
+      H.pause(0.02)
+    end
+    assert.equal(n, direct_stats(sc).slow - before.slow)
+    for i = 1, n do clients[i]:close() end      -- each handler cancelled
+    H.pause(0.5)             -- the responses came; the drains are over
+    -- n more at once, twice: the connections of the first n serve them
+    local o = call(srv, "/fan", { { "url", main.url .. "/slow?ms=50" },
+      { "ca", pki .. "/ca.pem" }, { "n", n }, { "rounds", 2 } })
+    assert.same({ ["200"] = 2 * n }, o.statuses)
+    local after = direct_stats(sc)
+    assert.is_true(after.conns - before.conns <= n,
+      after.conns - before.conns)
+    sc:close()
+  end)
+
   it("reads chunked and close-delimited bodies", function()
     local o = call(srv, "/one", { { "url", main.url .. "/chunked" },
       { "ca", pki .. "/ca.pem" } })

@@ -10,7 +10,11 @@
  * keeps the buffer responses are parsed into from one exchange to the
  * next.  A connection that ends an exchange in any state but "response
  * complete, request written, keep-alive" is closed, so the pool never
- * hands out a half-used one.
+ * hands out a half-used one.  A cancelled exchange whose request went
+ * out drains first: its response, if small and quick, is read and
+ * dropped, so a handler whose client left does not cost its connection
+ * (a fan-in whose clients come and go would otherwise reconnect, and
+ * with TLS handshake, for every one that left).
  *
  * Each exchange's deadline is an entry on the clock its caller gives (a
  * virtual one under moonlet.testing's virtual time), so no libuv timer
@@ -34,6 +38,11 @@
 #define MAX_HEADERS 65536          /* response head larger: bad response */
 #define RESP_KEEP 16384            /* a larger response buffer is not kept
                                       for the connection's next exchange */
+#define DRAIN_MS 250               /* a cancelled exchange's response may
+                                      still finish this long, */
+#define DRAIN_BODY 65536           /* up to this big, to keep its
+                                      connection: cheaper than a new one
+                                      (with TLS, a handshake) */
 
 typedef struct hconn hconn;
 
@@ -67,6 +76,8 @@ struct ml_client {
   uv_timer_t sweep;               /* closes idle connections; unref'd */
   uint64_t sweep_at;              /* when it fires; 0: not started */
   uint64_t idle_ms;               /* an idle connection's life */
+  ml_hreq *drain, *drain_last;    /* cancelled exchanges draining, the
+                                     oldest first (due in that order) */
   int nconns;                     /* open connections */
   int nreqs;                      /* exchanges not yet freed */
   unsigned closing : 1;
@@ -96,6 +107,8 @@ struct ml_hreq {
   pool *pool;
   uv_getaddrinfo_t dns;
   ml_ctimer timer;                /* the deadline, or a deferred failure */
+  ml_hreq *dnext, *dprev;         /* the client's drain list */
+  uint64_t drain_until;           /* loop time a drain gives up */
   hconn *conn;
   const char *data;               /* the request, the caller's */
   size_t len;
@@ -120,6 +133,8 @@ struct ml_hreq {
   unsigned finished : 1;
   unsigned cancelled : 1;
   unsigned starting : 1;          /* inside ml_client_request */
+  unsigned sent : 1;              /* the request went to the stream */
+  unsigned draining : 1;          /* cancelled, in the drain list */
   const char *early_err;          /* a failure while starting, deferred */
   union {                         /* the caller's o->ud_size bytes */
     long double d;
@@ -319,13 +334,18 @@ static void sweep_at(ml_client *cl, uint64_t at) {
 }
 
 /* Closes the connections idle for idle_ms, each pool's oldest first,
- * and starts again for the next to go. */
+ * and those whose drain took too long, and starts again for the next
+ * to go. */
 static void on_sweep(uv_timer_t *t) {
   ml_client *cl = container_of(t, ml_client, sweep);
   uint64_t now = uv_now(cl->loop), next = 0;
   pool *p;
   hconn *c;
   cl->sweep_at = 0;
+  while (cl->drain != NULL && cl->drain->drain_until <= now)
+    finish(cl->drain, "timeout");          /* closes its connection */
+  if (cl->drain != NULL)
+    next = cl->drain->drain_until;
   for (p = cl->pools; p != NULL; p = p->next) {
     while ((c = p->idle_last) != NULL && c->idle_since + cl->idle_ms <= now)
       conn_close(c);
@@ -497,7 +517,8 @@ static void on_alloc(ml_stream *s, uv_buf_t *buf) {
  * tried had been closed by the server meanwhile. */
 static int retry(ml_hreq *r) {
   hconn *c = r->conn;
-  if (!c->reused || r->got_bytes || !r->idempotent || r->retried)
+  if (!c->reused || r->got_bytes || !r->idempotent || r->retried ||
+      r->cancelled)                /* its request may be gone */
     return 0;
   r->retried = 1;
   r->conn = NULL;
@@ -566,7 +587,9 @@ static void on_read(ml_stream *s, const char *data, size_t len) {
  */
 static void send_request(hconn *c) {
   ml_hreq *r = c->req;
-  if (ml_stream_write(&c->s, r->data, r->len) != 0 && !retry(r))
+  if (ml_stream_write(&c->s, r->data, r->len) == 0)
+    r->sent = 1;
+  else if (!retry(r))
     finish(r, "closed");
 }
 
@@ -750,6 +773,52 @@ static const char *take_response(ml_hreq *r, hconn *c, ml_hres *res,
   return NULL;
 }
 
+static void drain_unlink(ml_hreq *r) {
+  ml_client *cl = r->client;
+  if (!r->draining)
+    return;
+  r->draining = 0;
+  if (r->dprev != NULL)
+    r->dprev->dnext = r->dnext;
+  else
+    cl->drain = r->dnext;
+  if (r->dnext != NULL)
+    r->dnext->dprev = r->dprev;
+  else
+    cl->drain_last = r->dprev;
+  r->dnext = r->dprev = NULL;
+}
+
+/*
+ * A cancelled exchange keeps its connection if its request went out and
+ * the pool has room: the response goes on arriving, for DRAIN_MS and
+ * DRAIN_BODY at most, and is dropped; then the connection is pooled, or
+ * closed as any other.  The caller's deadline (on a clock that may go
+ * with its generation) stops: the drain's is the client's sweep.  1 if
+ * it drains.
+ */
+static int drain_start(ml_hreq *r) {
+  ml_client *cl = r->client;
+  hconn *c = r->conn;
+  if (c == NULL || !r->sent || c->closing || cl->closing ||
+      r->pool->nidle >= MAX_IDLE)
+    return 0;
+  ml_clock_timer_stop(&r->timer);
+  r->draining = 1;
+  if (r->max_body > DRAIN_BODY)
+    r->max_body = DRAIN_BODY;
+  r->drain_until = uv_now(cl->loop) + DRAIN_MS;
+  r->dnext = NULL;
+  r->dprev = cl->drain_last;
+  if (cl->drain_last != NULL)
+    cl->drain_last->dnext = r;
+  else
+    cl->drain = r;
+  cl->drain_last = r;
+  sweep_at(cl, r->drain_until);
+  return 1;
+}
+
 /*
  * Ends the exchange once: gives back or closes its connection, cancels a
  * lookup in flight, tells the caller (unless it cancelled), then frees
@@ -775,6 +844,7 @@ static void finish(ml_hreq *r, const char *err) {
   }
   r->finished = 1;
   r->conn = NULL;
+  drain_unlink(r);
   ml_clock_timer_stop(&r->timer);
   memset(&res, 0, sizeof res);
   if (err == NULL && c != NULL)
@@ -846,7 +916,7 @@ void *ml_client_ud(ml_hreq *r) {
 
 void ml_client_cancel(ml_hreq *r) {
   r->cancelled = 1;
-  if (!r->finished)
+  if (!r->finished && !r->draining && !drain_start(r))
     finish(r, "cancelled");        /* closes its connection */
 }
 
@@ -854,6 +924,8 @@ void ml_client_close(ml_client *c) {
   pool *p;
   c->closing = 1;
   uv_timer_stop(&c->sweep);
+  while (c->drain != NULL)
+    finish(c->drain, "cancelled");
   for (p = c->pools; p != NULL; p = p->next)
     while (p->idle != NULL)
       conn_close(p->idle);

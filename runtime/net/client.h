@@ -82,8 +82,11 @@ ml_hreq *ml_client_request(ml_client *c, const ml_hreq_opts *o,
 /* The exchange's o->ud_size bytes of caller's memory. */
 void *ml_client_ud(ml_hreq *r);
 
-/* Abandons an exchange: 'done' will not be called; its connection is
- * closed, never pooled half-used. */
+/* Abandons an exchange: 'done' will not be called, and its request
+ * bytes are no longer needed.  Its connection is closed, never pooled
+ * half-used; or, when the request went out, the response is read and
+ * dropped in the background (up to 250 ms and 64 KiB), and the
+ * connection pooled once it is complete. */
 void ml_client_cancel(ml_hreq *r);
 
 /* Connections opened so far (each an https handshake), for tests of the

@@ -161,7 +161,8 @@ static void tls_options(lua_State *L, int i, ml_client_tls *t) {
  * request, head and body, as it goes on the wire; 'headers' is a block
  * for core.http_headers.  client.c writes 'request' from the string
  * itself: it stays on this coroutine's stack, below the yield, until the
- * exchange has ended (a cancelled one's connection is closed first).
+ * exchange has ended or been cancelled (client.c then needs it no more:
+ * what was not sent is closed, never sent again).
  */
 static int http_request(lua_State *L) {
   ml_client *client;

@@ -77,6 +77,7 @@
   X(client_deadlines_in_order) \
   X(client_idle_connections_close) \
   X(client_cancel_closes_the_connection) \
+  X(client_cancel_drains_to_the_pool) \
   X(client_deadline_on_a_virtual_clock) \
   X(stream_plain_echo) \
   X(stream_tls_echo_verified) \
