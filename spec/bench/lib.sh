@@ -173,7 +173,8 @@ start_limit() {
 # config with the bench routes; BODY is what / answers.  With TLS=1 it
 # listens with ssl on $PKI's pair (TLS 1.2 and 1.3, session tickets, as
 # moonlet), and with HS_LOG=1 logs the first request of each connection
-# (one per handshake) to DIR/handshakes.log; with BACKEND_TLS=1 its /fanin talks
+# (one per handshake: "CONNECTION r" when it resumed a session, "CONNECTION
+# ." when it was a full one) to DIR/handshakes.log; with BACKEND_TLS=1 its /fanin talks
 # TLS to the backend, verified, reusing pooled connections as ngx_lua
 # does.
 nginx_conf() {
@@ -217,7 +218,7 @@ events {
 http {
   access_log off;
   map \$connection_requests \$ml_first { 1 1; default 0; }
-  log_format first "\$connection";
+  log_format first "\$connection \$ssl_session_reused";
   $lua_ssl
   keepalive_requests 1000000;
   client_body_temp_path $1/body;

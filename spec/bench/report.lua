@@ -599,10 +599,12 @@ local function handshakes()
   local parts = {}
   for _, srv in ipairs({ "moonlet", "nginx" }) do
     local h = stat(t[srv], function(r) return r.handshakes end)
+    local rs = stat(t[srv], function(r) return r.resumed end)
     local n = stat(t[srv], function(r) return r.requests end)
     if h then
-      parts[#parts + 1] = fmt("%s %s per run (of %s requests)", LABEL[srv],
-        int(h.med), n and int(n.med) or "?")
+      parts[#parts + 1] = fmt("%s %s per run, %s of them resumed " ..
+        "(of %s requests)", LABEL[srv], int(h.med),
+        rs and int(rs.med) or "?", n and int(n.med) or "?")
     end
   end
   w("Handshakes at the backend: ", concat(parts, "; "), ".\n")

@@ -201,7 +201,8 @@ measure() {
       best=$worst
       line="cpu_ticks=$((c1 - c0)) other_ticks=$a0 other1_ticks=$a1"
       line="$line clk_tck=$CLK_TCK rss_kb=$(rss_kb "$PID" VmHWM)"
-      [ -n "$HS_FILE" ] && line="$line handshakes=$((h1 - h0))"
+      [ -n "$HS_FILE" ] && line="$line handshakes=$((h1 - h0))" &&
+        line="$line resumed=$(resumed "$HS_FILE" "$h0" "$h1")"
       line="$line probe_us=$pr $out"
     fi
     [ $((worst * 10)) -gt $((CLK_TCK * D)) ] && [ "$RETRIES_LEFT" -gt 0 ] ||
@@ -233,6 +234,12 @@ show_run() {
         v["probe_us"] / 1000
     else printf "bench: %s: no requests\n", w
   }' >&2
+}
+
+# resumed FILE FROM TO: how many of FILE's lines FROM+1..TO say "r" (a
+# handshake that resumed a session).
+resumed() {
+  awk -v a="$2" -v b="$3" 'NR > a && NR <= b && $2 == "r"' "$1" | wc -l
 }
 
 # lines FILE: its line count (0 when there is none).
