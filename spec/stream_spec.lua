@@ -386,3 +386,80 @@ describe("the send timeout", function()
     assert.is_true(took > 3, "too fast to mean anything: " .. took)
   end)
 end)
+
+describe("the send timeout over TLS", function()
+  local pki, srv, sc
+
+  -- GET /state on the test's own keep-alive TLS connection.
+  local function tls_state()
+    assert(sc:send("GET /state HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+    local res = assert(H.read_response(sc))
+    assert.equal(200, res.status, res.body)
+    return cjson.decode(res.body)
+  end
+
+  -- A stalled reader (spec/tls/stall.py) of PATH for SECONDS; its
+  -- output once it has read to the end: total bytes and how it ended.
+  local function stalled(path, seconds)
+    local c = H.spawn(("python3 spec/tls/stall.py %d %s/ca.pem %s %s")
+      :format(srv.port, pki, path, seconds), "stalled TLS client")
+    return c, function()
+      local deadline, out = H.now() + seconds + 15
+      repeat
+        out = H.slurp(c.out)
+        if out:match("total %d+ end %a+") then break end
+        H.pause(0.05)
+      until H.now() > deadline
+      c.stop()
+      local total, why = out:match("total (%d+) end (%a+)")
+      return tonumber(total), why
+    end
+  end
+
+  setup(function()
+    pki = os.tmpname()
+    os.remove(pki)
+    assert(os.execute("sh spec/tls/make-certs.sh " .. pki))
+    srv = H.start("spec/apps/stream.lua", { args = { "--send-timeout", "1",
+      "--tls-cert", pki .. "/server.pem", "--tls-key", pki .. "/server.key" } })
+    sc = assert(H.tls(srv.port, { cafile = pki .. "/ca.pem" }))
+  end)
+
+  teardown(function()
+    if sc then sc:close() end
+    if srv then srv:stop() end
+    if pki then os.execute("rm -rf " .. pki) end
+  end)
+
+  it("drops a TLS client that stops reading a stream, serving others",
+    function()
+      local t0 = H.now()
+      local _, finish = stalled("/until-closed", 3)
+      local st, polls
+      polls = 0
+      repeat                       -- another client, served meanwhile
+        H.pause(0.1)
+        st = tls_state().closed
+        polls = polls + 1
+      until (st and st.ended) or H.now() - t0 > 8
+      local took = H.now() - t0
+      assert.is_true(st and st.ended)     -- cancelled as its write waited
+      assert.is_true(took > 0.9 and took < 5, "dropped after " .. took)
+      assert.is_true(polls >= 5)
+      local total, why = finish()
+      assert.is_true(why == "eof" or why == "error", tostring(why))
+      assert.is_true(total < 1024 * 1024 * 1024, tostring(total))
+      local c = assert(H.tls(srv.port, { cafile = pki .. "/ca.pem" }))
+      assert(c:send("GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+      assert.equal("hello", assert(H.read_response(c)).body)
+      c:close()
+    end)
+
+  it("drops a TLS client that stops reading a large response", function()
+    local _, finish = stalled("/blob/64", 2.5)
+    local total, why = finish()
+    assert.is_true(why == "eof" or why == "error", tostring(why))
+    assert.is_true(total > 0 and total < 64 * 1024 * 1024, tostring(total))
+    assert.is_table(tls_state())          -- the server still serves
+  end)
+end)
