@@ -135,6 +135,15 @@ describe("https server", function()
     conn:close()
   end)
 
+  it("reads records cut every way, many requests to a write", function()
+    for _, version in ipairs { "1.3", "1.2" } do
+      local out, code = sh(("/usr/bin/python3 spec/clients/tls_records.py "
+        .. "%d %s/ca.pem %s"):format(srv.port, pki, version))
+      assert.equal(0, code, out)
+      assert.equal(("hello\n"):rep(8), out)
+    end
+  end)
+
   it("sends a 1 MiB static file byte for byte", function()
     local out, code = sh(curl .. "-o " .. pki .. "/got.bin "
       .. url("/files/big.bin"))

@@ -691,10 +691,18 @@ static void keep_input(ml_stream *s) {
   s->x->in_ptr = NULL;
 }
 
+/* Nothing left to decrypt: no ciphertext the SSL object has not taken,
+ * no plaintext it holds.  SSL_read would only say so, at the cost of a
+ * record buffer made and freed (SSL_MODE_RELEASE_BUFFERS) and a look at
+ * the error queue; a record it holds in part needs more bytes anyway. */
+static int drained(ml_stream *s) {
+  return s->x->in_len == 0 && SSL_pending(s->ssl) == 0;
+}
+
 /*
  * Runs the SSL object over the input: the handshake, then plaintext up
- * to the owner while it reads; then the output it made (tickets, key
- * updates, alerts) goes out.
+ * to the owner while it reads, until it is all taken; then the output it
+ * made (tickets, key updates, alerts) goes out.
  */
 static void tls_pump(ml_stream *s) {
   uv_buf_t b;
@@ -705,7 +713,7 @@ static void tls_pump(ml_stream *s) {
     s->cb->alloc(s, &b);
     b.len /= 2;
   }
-  while (s->reading && !s->closing && !s->ended) {
+  while (s->reading && !s->closing && !s->ended && !drained(s)) {
     n = SSL_read(s->ssl, b.base, (int)(b.len > INT_MAX ? INT_MAX : b.len));
     if (n > 0) {
       s->cb->read(s, b.base, (size_t)n);
