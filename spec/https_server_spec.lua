@@ -151,6 +151,19 @@ describe("https server", function()
     assert.equal(H.slurp(dir .. "/big.bin"), H.slurp(pki .. "/got.bin"))
   end)
 
+  it("sends a 1 MiB file to a client that waits before reading",
+      function()
+    -- the socket fills: pieces the socket took in part wait in the queue
+    local conn = assert(H.tls(srv.port))
+    assert(conn:send("GET /files/big.bin HTTP/1.1\r\nHost: l\r\n\r\n"))
+    H.pause(0.5)
+    local res = assert(H.read_response(conn))
+    assert.equal(200, res.status)
+    assert.equal(H.slurp(dir .. "/big.bin"), res.body)
+    assert.equal("hello", send(conn, "/hello").body)
+    conn:close()
+  end)
+
   it("sends a stream and events piece by piece", function()
     for _, path in ipairs { "/stream/0.4", "/events/0.4" } do
       local conn = assert(H.tls(srv.port))

@@ -6,11 +6,13 @@
  *
  * The SSL object's BIO is ours and holds no bytes of its own: it reads
  * the ciphertext libuv just read, where it lies (what the SSL object has
- * not taken by the end of the pass is copied to 'in'), and writes into
- * the output queue, which reaches the socket through uv_try_write and
- * uv_write like a plain stream's.  So an idle connection holds no buffer
- * (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's), ciphertext is copied once
- * on each side, and back-pressure counts the bytes that go on the wire.
+ * not taken by the end of the pass is copied to 'in'), and writes the
+ * record of an SSL_write straight to the socket when nothing waits
+ * before it, else into the output queue, which reaches the socket
+ * through uv_try_write and uv_write like a plain stream's.  So an idle
+ * connection holds no buffer (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's),
+ * ciphertext is copied at most once on each side, and back-pressure
+ * counts the bytes that go on the wire.
  */
 #include <limits.h>
 #include <arpa/inet.h>
@@ -55,9 +57,13 @@ struct ml_stream_tls {
   const char *why;            /* or our own reason */
   long verify;                /* the peer's certificate check */
   ml_ctimer pump;             /* delivers plaintext held back by a stop */
+  unsigned direct : 1;        /* SSL_write's one record: to the socket */
+  unsigned full : 1;          /* the socket did not take it all */
 };
 
+static int try_now(ml_stream *s, const char *data, size_t len);
 static int flush(ml_stream *s);
+static int flush_q(ml_stream *s, int tried);
 static void flush_or_end(ml_stream *s);
 static void tls_pump(ml_stream *s);
 
@@ -70,14 +76,25 @@ static void tls_pump(ml_stream *s);
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
+/* A record from SSL_write when nothing waits before it goes to the
+ * socket from OpenSSL's buffer (direct); what the socket does not take,
+ * and every other record (handshake flights, alerts: several go out as
+ * one write), waits in the queue. */
 static int bio_write(BIO *b, const char *data, int len) {
   ml_stream *s = BIO_get_data(b);
+  size_t n = len > 0 ? (size_t)len : 0, put = 0;
+  int rc;
   BIO_clear_retry_flags(b);
-  if (len <= 0)
+  if (n == 0)
     return 0;
-  if (ml_buf_append(&s->q, data, (size_t)len) != 0)
+  if (s->x->direct && s->wr == NULL && s->q.len == 0 && !s->closing) {
+    rc = try_now(s, data, n);
+    put = rc > 0 ? (size_t)rc : 0;   /* an error: the flush meets it */
+    s->x->full = rc >= 0 && put < n;
+  }
+  if (put < n && ml_buf_append(&s->q, data + put, n - put) != 0)
     return -1;                       /* out of memory: the SSL op fails */
-  s->out_total += (uint64_t)len;
+  s->out_total += (uint64_t)n;
   return len;
 }
 
@@ -527,18 +544,21 @@ static void flush_or_end(ml_stream *s) {
     end(s, rc);
 }
 
+/* What the socket takes of 'data' now: the bytes it took (0: none) or a
+ * libuv error. */
+static int try_now(ml_stream *s, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+  return n == UV_EAGAIN ? 0 : n;
+}
+
 /* Plain bytes: straight from the caller's memory when nothing waits;
  * what the socket did not take then is queued for one uv_write. */
 static int write_plain(ml_stream *s, const char *data, size_t len) {
-  uv_buf_t b;
   int n, tried = 0;
   s->out_total += len;
   if (s->wr == NULL && s->q.len == 0) {
-    b = uv_buf_init((char *)data, (unsigned)len);
-    n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
-    if (n == UV_EAGAIN)
-      n = 0;
-    if (n < 0)
+    if ((n = try_now(s, data, len)) < 0)
       return n;
     data += n;
     len -= (size_t)n;
@@ -561,16 +581,21 @@ int ml_stream_write(ml_stream *s, const char *data, size_t len) {
     return len > UINT_MAX / 2 ? UV_E2BIG : write_plain(s, data, len);
   if (!s->tls_done)
     return UV_ENOTCONN;
-  while (len > 0) {                  /* each call encrypts to the queue */
+  /* one record goes straight out; more go out together from the queue */
+  s->x->direct = len <= SSL3_RT_MAX_PLAIN_LENGTH;
+  s->x->full = 0;
+  while (len > 0) {                  /* each call encrypts (bio_write) */
     n = SSL_write(s->ssl, data, len > INT_MAX / 2 ? INT_MAX / 2 : (int)len);
     if (n <= 0) {
+      s->x->direct = 0;
       tls_failed(s);
       return s->x->code == 0 ? UV_ENOMEM : ML_STREAM_ETLS;
     }
     data += n;
     len -= (size_t)n;
   }
-  return flush(s);
+  s->x->direct = 0;
+  return flush_q(s, s->x->full);
 }
 
 size_t ml_stream_pending(ml_stream *s) {
