@@ -144,6 +144,33 @@ describe("https server", function()
     end
   end)
 
+  it("resumes TLS 1.2 and 1.3 sessions from tickets, none from a cache",
+      function()
+    -- -ign_eof and a closing request: s_client waits for the server's
+    -- close, so a TLS 1.3 ticket (sent after the handshake) is in
+    local get = "printf 'GET /hello HTTP/1.1\\r\\nHost: l\\r\\n"
+      .. "Connection: close\\r\\n\\r\\n' | "
+    local function s_client(flags)
+      return sh(("%sopenssl s_client -connect 127.0.0.1:%d -servername "
+        .. "localhost -ign_eof %s"):format(get, srv.port, flags))
+    end
+    for _, v in ipairs { "1_2", "1_3" } do
+      local sess = pki .. "/sess" .. v .. ".pem"
+      local want = "TLSv" .. v:gsub("_", ".")
+      local out = s_client("-tls" .. v .. " -sess_out " .. sess)
+      assert.matches("\nNew, " .. want:gsub("%.", "%%."), out)
+      assert.matches("TLS session ticket:",
+                     sh("openssl sess_id -noout -text -in " .. sess))
+      out = s_client("-tls" .. v .. " -sess_in " .. sess)
+      assert.matches("\nReused, " .. want:gsub("%.", "%%."), out)
+    end
+    -- a TLS 1.2 session ID without its ticket: nothing kept to resume
+    local sess = pki .. "/sess-id.pem"
+    s_client("-tls1_2 -no_ticket -sess_out " .. sess)
+    assert.matches("\nNew, TLSv1%.2",
+                   s_client("-tls1_2 -no_ticket -sess_in " .. sess))
+  end)
+
   it("sends a 1 MiB static file byte for byte", function()
     local out, code = sh(curl .. "-o " .. pki .. "/got.bin "
       .. url("/files/big.bin"))

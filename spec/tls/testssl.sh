@@ -31,6 +31,13 @@ testssl --quiet --color 0 --warnings off --sneaky -p -s -f -P -S -h -U \
 # the throwaway certificate's own lines: an unknown CA, no CRL or OCSP
 bad=$(grep -E 'NOT ok|VULNERABLE' "$T/report" |
   grep -vE 'Chain of trust|neither CRL nor OCSP URI')
+# testssl.sh 3.0 tries ticket resumption with s_client reading
+# /dev/null: over TLS 1.3 it may quit before the ticket the server sends
+# after the handshake arrives, write no session and call that a connect
+# problem (nginx shows it too).  https_server_spec.lua resumes from
+# tickets on TLS 1.2 and 1.3 with a client that waits for them.
+grep -q 'Ticket resumption test not possible' "$T/report" &&
+  echo "testssl: its ticket check lost that race (not a finding)"
 if [ -n "$bad" ]; then
   echo "testssl: findings:"
   echo "$bad"
