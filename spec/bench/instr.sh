@@ -13,9 +13,12 @@
 # cluster made for the run, moonlet alone (Python's and Node's peers do
 # not connect under valgrind before PostgreSQL's login timeout).  ws: a
 # 32-byte WebSocket message echoed (wsclient count), moonlet and nginx +
-# lua-resty-websocket.  Prints the lines, writes results/instr.md, and
-# puts the hello, fan-in, pg and ws lines into results/latest.md when
-# that exists.
+# lua-resty-websocket.  tls: the hello over TLS keep-alive, TLS 1.3 and
+# 1.2, moonlet against nginx + ngx_lua with ssl on the same certificate
+# (tlsclient count: full handshakes on a few connections, then N
+# requests; the handshakes cancel out of a run of 2N less a run of N).
+# Prints the lines, writes results/instr.md, and puts the hello, fan-in,
+# pg, ws and tls lines into results/latest.md when that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
 #   BENCH_INSTR_DEPTH=16 (the pipelined count)
@@ -23,8 +26,9 @@
 #   BENCH_INSTR_WS_N=20000 echoes on 1 WebSocket
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
 #   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
-#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle ws"
-#   (also static4k static1m: app:static)
+#   BENCH_INSTR_TLS_N=10000 requests on BENCH_INSTR_TLS_CONNS=4
+#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle ws
+#   tls" (also static4k static1m: app:static)
 set -u
 . spec/bench/lib.sh
 
@@ -34,10 +38,12 @@ DEPTH=${BENCH_INSTR_DEPTH:-16}
 FN=${BENCH_INSTR_FANIN_N:-10000}
 FCONNS=${BENCH_INSTR_FANIN_CONNS:-50}
 WN=${BENCH_INSTR_WS_N:-20000}
+TN=${BENCH_INSTR_TLS_N:-10000}
+TCONNS=${BENCH_INSTR_TLS_CONNS:-4}
 PEERS=${BENCH_INSTR_PEERS:-1}
 PGN=${BENCH_INSTR_PG_N:-2000}
 PGQN=${BENCH_INSTR_PG_QN:-200}
-SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle ws}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle ws tls}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
@@ -59,13 +65,29 @@ VG="valgrind --tool=callgrind --dump-instr=no --dump-line=no"
 count() {
   load "$2" "${6:-2000}" "$4" "${5:-1}" > /dev/null ||
     die "$1: the warm-up failed"
+  ir=$(phase "$1" load "$2" "$3" "$4" "${5:-1}") || exit 1
+  keep_profile "$1"
+  awk -v ir="$ir" -v n="$3" 'BEGIN { printf "%.0f", ir / n }'
+}
+
+# phase NAME CMD...: zeroes the counters of the valgrind'ed PID, runs CMD
+# (the load), dumps; prints the Ir of that phase, its dump in $f.
+phase() {
+  name=$1
+  shift
   callgrind_control -z "$PID" > /dev/null 2>&1 || die "callgrind_control -z"
-  out=$(load "$2" "$3" "$4" "${5:-1}") || die "$1: $out"
+  out=$("$@") || die "$name: $out"
   rm -f "$T/$VG_NAME".cg.*
   callgrind_control -d "$PID" > /dev/null 2>&1 || die "callgrind_control -d"
   f=$(ls "$T/$VG_NAME".cg.* 2>/dev/null | head -n 1)
-  [ -n "$f" ] || die "$1: no callgrind dump"
-  ir=$(awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$f")
+  [ -n "$f" ] || die "$name: no callgrind dump"
+  awk '$1 == "summary:" || $1 == "totals:" { print $2; exit }' "$f"
+}
+
+# keep_profile NAME: for moonlet (NAME moonlet*), the last phase's profile
+# in $T/NAME.profile and its dump in $T/NAME.callgrind.
+keep_profile() {
+  f=$(ls "$T/$VG_NAME".cg.* 2>/dev/null | head -n 1)
   case $1 in
   moonlet*)
     # Self cost per function; the frames that were on the stack when the
@@ -76,7 +98,30 @@ count() {
       head -n 25 > "$T/$1.profile"
     cp "$f" "$T/$1.callgrind" ;;
   esac
-  awk -v ir="$ir" -v n="$3" 'BEGIN { printf "%.0f", ir / n }'
+}
+
+# count_tls NAME N CONNS: Ir per TLS keep-alive request: CONNS
+# connections (full handshakes) then 2N requests, less the same with N
+# (TLSCLIENT_VERSION picks the version), divided by N.
+count_tls() {
+  tls_load 1000 "$3" > /dev/null || die "$1: the warm-up failed"
+  a=$(phase "$1" tls_load "$2" "$3") || exit 1
+  b=$(phase "$1" tls_load $(($2 * 2)) "$3") || exit 1
+  keep_profile "$1"
+  awk -v a="$a" -v b="$b" -v n="$2" 'BEGIN { printf "%.0f", (b - a) / n }'
+}
+
+# tls12 CMD...: CMD with tlsclient held to TLS 1.2 (in a subshell).
+tls12() {
+  TLSCLIENT_VERSION=1.2
+  export TLSCLIENT_VERSION
+  "$@"
+}
+
+# tls_load N CONNS: N requests for / over CONNS TLS connections.
+tls_load() {
+  out=$(taskset -c 1 "$BIN/tlsclient" count "$PORT" / "$1" "$2") &&
+    case $out in *errors=0*) ;; *) echo "$out"; false ;; esac
 }
 
 # load PATH N CONNS DEPTH: N requests for PATH over CONNS connections,
@@ -104,13 +149,16 @@ under_valgrind() {
   STARTED="$STARTED $PID"
 }
 
-# start_vg_moonlet NAME APP: moonlet under valgrind; sets PID and PORT.
-# The fan-in app reads its backend's port from BENCH_BACKEND_PORT.
+# start_vg_moonlet NAME APP [ARGS...]: moonlet under valgrind; sets PID
+# and PORT.  The fan-in app reads its backend's port from
+# BENCH_BACKEND_PORT.
 start_vg_moonlet() {
-  under_valgrind "$1" "$ML" run "$HERE/apps/$2.lua" --port 0 \
-    --log-level warn
-  line=$(wait_line "$T/$1.out" "listening on" 60) ||
-    { cat "$T/$1.err" >&2; die "moonlet did not start under valgrind"; }
+  name=$1 app=$2
+  shift 2
+  under_valgrind "$name" "$ML" run "$HERE/apps/$app.lua" --port 0 \
+    --log-level warn "$@"
+  line=$(wait_line "$T/$name.out" "listening on" 60) ||
+    { cat "$T/$name.err" >&2; die "moonlet did not start under valgrind"; }
   PORT=${line##*:}
 }
 
@@ -125,7 +173,7 @@ start_vg_limit() {
 }
 
 # start_vg_nginx NAME [BACKEND_PORT]: nginx + ngx_lua, its one process
-# under valgrind.
+# under valgrind (with TLS=1, listening with ssl on $PKI's pair).
 start_vg_nginx() {
   nginx_conf "$T/nginx" "$NGX_PORT" "Hello, World!" "${2:-0}"
   sed -i 's/^master_process on;/master_process off;/' "$T/nginx/nginx.conf"
@@ -133,7 +181,8 @@ start_vg_nginx() {
     -e "$T/nginx/error.log"
   PORT=$NGX_PORT
   i=0
-  until "$BIN/client" get "$PORT" / > /dev/null 2>&1; do
+  until if [ "${TLS:-0}" = 1 ]; then tls_load 1 1 > /dev/null 2>&1
+        else "$BIN/client" get "$PORT" / > /dev/null 2>&1; fi; do
     i=$((i + 1))
     [ $i -lt 300 ] && alive "$PID" || die "nginx did not start under valgrind"
     sleep 0.1
@@ -264,6 +313,7 @@ day=$(date -u '+%Y-%m-%d')
 
 FORMS_TABLE=""
 MEM_TABLE=""
+TLS_TABLE=""
 for scen in $SCENARIOS; do
   case $scen in
   hello|headers|json|param)
@@ -378,11 +428,45 @@ for scen in $SCENARIOS; do
       put_line "- Instructions per WebSocket echo " "$text"
       cp "$T/moonlet-ws.profile" "$RESULTS/latest-ws-profile.txt"
     fi ;;
+  tls)
+    make_pki
+    TLS=1
+    start_vg_moonlet moonlet-tls hello --tls-cert "$PKI/server.pem" \
+      --tls-key "$PKI/server.key"
+    M13=$(count_tls moonlet-tls "$TN" "$TCONNS") || exit 1
+    M12=$(tls12 count_tls moonlet-tls12 "$TN" "$TCONNS") || exit 1
+    stop "$PID"
+    G13=- G12=-
+    if [ "$PEERS" = 1 ] && command -v nginx > /dev/null; then
+      start_vg_nginx nginx-tls
+      G13=$(count_tls nginx-tls "$TN" "$TCONNS") || exit 1
+      G12=$(tls12 count_tls nginx-tls12 "$TN" "$TCONNS") || exit 1
+      stop "$PID"
+    fi
+    TLS=0
+    echo "instructions per TLS keep-alive request (hello): TLS 1.3" \
+      "moonlet $M13, TLS 1.2 moonlet $M12 (nginx + ngx_lua with ssl" \
+      "$G13 / $G12)"
+    echo "(tls, callgrind, $TN requests on $TCONNS connection(s), their" \
+      "handshakes taken out)"
+    echo "moonlet's top functions by own instructions (tls, TLS 1.3):"
+    cat "$T/moonlet-tls.profile"
+    TLS_TABLE="| TLS 1.3 | $M13 | $G13 |
+| TLS 1.2 | $M12 | $G12 |
+"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per TLS keep-alive request (hello, callgrind,"
+      text="$text \`make bench-instr\`, $TN requests on $TCONNS"
+      text="$text connection(s), handshakes taken out, $day, $commit):"
+      text="$text TLS 1.3 **moonlet $M13** (nginx + ngx_lua with ssl"
+      text="$text $G13); TLS 1.2 **moonlet $M12** ($G12)."
+      put_line "- Instructions per TLS keep-alive request " "$text"
+    fi ;;
   *) die "unknown scenario $scen" ;;
   esac
 done
 # results/instr.md: this run's tables, whole.
-if [ -n "$FORMS_TABLE$MEM_TABLE" ]; then
+if [ -n "$FORMS_TABLE$MEM_TABLE${TLS_TABLE:-}" ]; then
   mkdir -p "$RESULTS"
   {
     echo "# Instructions and memory per request"
@@ -397,6 +481,15 @@ if [ -n "$FORMS_TABLE$MEM_TABLE" ]; then
         "pipelined |"
       echo "| --- | --- | --- | --- | --- | --- | --- |"
       printf '%s' "$FORMS_TABLE"
+    fi
+    if [ -n "${TLS_TABLE:-}" ]; then
+      echo
+      echo "TLS keep-alive hello: $TN requests on $TCONNS connection(s), the"
+      echo "handshakes taken out (a run of $((TN * 2)) less a run of $TN)."
+      echo
+      echo "| TLS keep-alive hello | moonlet | nginx + ngx_lua with ssl |"
+      echo "| --- | --- | --- |"
+      printf '%s' "$TLS_TABLE"
     fi
     if [ -n "$MEM_TABLE" ]; then
       echo

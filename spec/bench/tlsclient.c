@@ -9,6 +9,12 @@
  *                                       keep-alive request each; prints
  *                                       "ready n= ok= errors= ms=", holds
  *                                       them HOLD_S seconds, exits
+ *   tlsclient count PORT PATH N CONNS   CONNS TLS connections (full
+ *                                       handshakes), then N keep-alive
+ *                                       requests taking turns on them, one
+ *                                       at a time; prints "n= ok= errors=
+ *                                       ms=".  TLSCLIENT_VERSION=1.2 holds
+ *                                       both modes to TLS 1.2.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,25 +105,53 @@ static SSL *open_one(SSL_CTX *ctx, int port, const char *req) {
   return ssl;
 }
 
+/* count: n requests taking turns on the k connections open_one made;
+ * prints the tally. */
+static int count(SSL **conns, int k, int n, const char *req) {
+  int i, ok = 0, len = (int)strlen(req);
+  double t0 = now_ms();
+  for (i = 0; i < n; i++) {
+    SSL *ssl = conns[i % k];
+    if (ssl != NULL && SSL_write(ssl, req, len) == len &&
+        read_response(ssl) == 0)
+      ok++;
+    else
+      ERR_clear_error();
+  }
+  printf("n=%d ok=%d errors=%d ms=%.1f\n", n, ok, n - ok, now_ms() - t0);
+  return ok == n ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   SSL_CTX *ctx;
   SSL **conns;
   char req[512];
-  int port, n, hold, i, ok = 0;
+  const char *v = getenv("TLSCLIENT_VERSION");
+  int port, n, hold, i, k, ok = 0, counting;
   double t0;
-  if (argc != 6 || strcmp(argv[1], "idle") != 0) {
-    fprintf(stderr, "usage: tlsclient idle PORT PATH N HOLD_S\n");
+  counting = argc == 6 && strcmp(argv[1], "count") == 0;
+  if (argc != 6 || (!counting && strcmp(argv[1], "idle") != 0)) {
+    fprintf(stderr, "usage: tlsclient idle PORT PATH N HOLD_S\n"
+                    "       tlsclient count PORT PATH N CONNS\n");
     return 2;
   }
   port = atoi(argv[2]);
   n = atoi(argv[4]);
   hold = atoi(argv[5]);
+  k = counting ? hold : n;           /* the connections to open */
   snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n",
            argv[3]);
-  if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
-      (conns = calloc((size_t)n, sizeof *conns)) == NULL)
+  if (k <= 0 || (ctx = SSL_CTX_new(TLS_client_method())) == NULL ||
+      (conns = calloc((size_t)k, sizeof *conns)) == NULL)
     return 1;
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (v != NULL && strcmp(v, "1.2") == 0)
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+  if (counting) {
+    for (i = 0; i < k; i++)
+      conns[i] = open_one(ctx, port, req);
+    return count(conns, k, n, req);  /* the kernel closes them */
+  }
   t0 = now_ms();
   for (i = 0; i < n; i++)
     ok += (conns[i] = open_one(ctx, port, req)) != NULL;
