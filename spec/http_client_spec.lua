@@ -410,7 +410,7 @@ describe("moonlet.http", function()
         local kind = line:match("%-%- misuse: (%a+)$")
         if kind then lines[kind] = n end
       end
-      for _, kind in ipairs { "get", "request" } do
+      for _, kind in ipairs { "get", "getopts", "opts", "request" } do
         assert.equal(500, H.get(srv, "/misuse?kind=" .. kind).status)
         assert.truthy(H.wait_for_log(srv, "client%.lua:" .. lines[kind]
           .. ": moonlet%.http%.request: "), kind)

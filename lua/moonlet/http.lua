@@ -173,37 +173,46 @@ local function build(method, target, authority, headers, body)
   return concat(lines, "\r\n") .. body
 end
 
-local function check_options(opts)
+local TLS_STRINGS = { "ca_file", "cert", "key", "server_name" }
+
+-- The options but the URL; errors at 'level' (the caller of the public
+-- function).
+local function check_fields(opts, level)
   if type(opts) ~= "table" then
-    error("moonlet.http.request expects a table of options", 3)
-  end
-  if type(opts.url) ~= "string" then
-    error("moonlet.http.request: url must be a string", 3)
+    error("moonlet.http.request expects a table of options", level)
   end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then
-    error("moonlet.http.request: headers must be a table", 3)
+    error("moonlet.http.request: headers must be a table", level)
   end
   local t = opts.timeout
   if t ~= nil and (type(t) ~= "number" or t <= 0 or t ~= t) then
-    error("moonlet.http.request: timeout must be a positive number", 3)
+    error("moonlet.http.request: timeout must be a positive number", level)
   end
   local b = opts.body
   if b ~= nil and type(b) ~= "string" and type(b) ~= "table" then
-    error("moonlet.http.request: body must be a string or a table", 3)
+    error("moonlet.http.request: body must be a string or a table", level)
   end
   local tls = opts.tls
   if tls ~= nil then
     if type(tls) ~= "table" then
-      error("moonlet.http.request: tls must be a table", 3)
+      error("moonlet.http.request: tls must be a table", level)
     end
-    for _, k in ipairs { "ca_file", "cert", "key", "server_name" } do
+    for i = 1, #TLS_STRINGS do
+      local k = TLS_STRINGS[i]
       if tls[k] ~= nil and type(tls[k]) ~= "string" then
-        error("moonlet.http.request: tls." .. k .. " must be a string", 3)
+        error("moonlet.http.request: tls." .. k .. " must be a string", level)
       end
     end
     if tls.key ~= nil and tls.cert == nil then
-      error("moonlet.http.request: tls.key needs tls.cert", 3)
+      error("moonlet.http.request: tls.key needs tls.cert", level)
     end
+  end
+end
+
+local function check_options(opts)
+  check_fields(opts, 4)
+  if type(opts.url) ~= "string" then
+    error("moonlet.http.request: url must be a string", 3)
   end
 end
 
@@ -330,11 +339,17 @@ end
 --- `moonlet.http.get(url [, opts])` (yields).  Through M.request when
 -- moonlet.testing has replaced it (to answer stubs).
 function M.get(url, opts)
-  if opts == nil and M.request == request then
+  if M.request == request then     -- no copy of opts: a fan-in's path
     if type(url) ~= "string" then
       error("moonlet.http.request: url must be a string", 2)
     end
-    return fetch("GET", url, NO_HEADERS, "", 30, true)
+    if opts == nil then
+      return fetch("GET", url, NO_HEADERS, "", 30, true)
+    end
+    check_fields(opts, 3)
+    local body, headers = encode_body(opts.body, opts.headers or NO_HEADERS)
+    return fetch("GET", url, headers, body, opts.timeout or 30,
+      opts.follow_redirects ~= false, opts.tls, opts._real_time)
   end
   local o = {}
   for k, v in pairs(opts or o) do o[k] = v end

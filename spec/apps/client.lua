@@ -140,6 +140,10 @@ end)
 app:get("/misuse", function(req)
   if req.query.kind == "get" then
     http.get(42)                                  -- misuse: get
+  elseif req.query.kind == "getopts" then
+    http.get("http://127.0.0.1/", { timeout = -1 })  -- misuse: getopts
+  elseif req.query.kind == "opts" then
+    http.request { url = "http://h/", tls = { cert = 1 } }  -- misuse: opts
   else
     http.request { url = "ftp://127.0.0.1/" }     -- misuse: request
   end
