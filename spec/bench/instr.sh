@@ -17,8 +17,11 @@
 # 1.2, moonlet against nginx + ngx_lua with ssl on the same certificate
 # (tlsclient count: full handshakes on a few connections, then N
 # requests; the handshakes cancel out of a run of 2N less a run of N).
-# Prints the lines, writes results/instr.md, and puts the hello, fan-in,
-# pg, ws and tls lines into results/latest.md when that exists.
+# tlsfanin: the fan-in app against nginx as its backend (on CPU 1, not
+# under valgrind), once over http and once over https (verified, pooled),
+# so the two differ by TLS only.  Prints the lines, writes
+# results/instr.md, and puts the hello, fan-in, tlsfanin, pg, ws and tls
+# lines into results/latest.md when that exists.
 #
 #   BENCH_INSTR_N=20000 requests   BENCH_INSTR_CONNS=1 connections
 #   BENCH_INSTR_DEPTH=16 (the pipelined count)
@@ -27,8 +30,8 @@
 #   BENCH_INSTR_PEERS=1 (0: moonlet only)
 #   BENCH_INSTR_PG_N=2000 (/db)  BENCH_INSTR_PG_QN=200 (/queries), on 10
 #   BENCH_INSTR_TLS_N=10000 requests on BENCH_INSTR_TLS_CONNS=4
-#   BENCH_INSTR_SCENARIOS="hello headers json param fanin pg sleep idle ws
-#   tls" (also static4k static1m: app:static)
+#   BENCH_INSTR_SCENARIOS="hello headers json param fanin tlsfanin pg sleep
+#   idle ws tls" (also static4k static1m: app:static)
 set -u
 . spec/bench/lib.sh
 
@@ -43,7 +46,7 @@ TCONNS=${BENCH_INSTR_TLS_CONNS:-4}
 PEERS=${BENCH_INSTR_PEERS:-1}
 PGN=${BENCH_INSTR_PG_N:-2000}
 PGQN=${BENCH_INSTR_PG_QN:-200}
-SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin pg sleep idle ws tls}
+SCENARIOS=${BENCH_INSTR_SCENARIOS:-hello headers json param fanin tlsfanin pg sleep idle ws tls}
 NGX_PORT=${BENCH_PORT:-18081}
 RESULTS="$HERE/results"
 
@@ -287,6 +290,35 @@ rss_per() {
   echo $(((held - base) * 1024 / k))
 }
 
+# tls_fanin: moonlet's fan-in app under valgrind against one nginx
+# backend, over http (M_PLAIN) then https (M_TLS, verified against $PKI's
+# CA); RATIO is M_TLS / M_PLAIN.  The pool's handshakes happen in the
+# warm-up: what is counted is the steady state.
+tls_fanin() {
+  make_pki
+  bp=$((NGX_PORT + 1))
+  TLS=1
+  nginx_conf "$T/backend" "$bp" "Hello, World!"
+  start_nginx "$T/backend" "$bp" 1
+  TLS=0
+  BACKEND=$PID
+  BENCH_BACKEND_PORT=$bp
+  export BENCH_BACKEND_PORT
+  nginx_conf "$T/backend-plain" "$((bp + 1))" "Hello, World!"
+  start_nginx "$T/backend-plain" "$((bp + 1))" 1
+  PLAIN=$PID
+  BENCH_BACKEND_PORT=$((bp + 1)) start_vg_moonlet moonlet-fanin-nginx fanin
+  M_PLAIN=$(count moonlet-fanin-nginx /fanin "$FN" "$FCONNS") || exit 1
+  stop "$PID"
+  stop "$PLAIN"
+  BENCH_BACKEND_CA="$PKI/ca.pem" start_vg_moonlet moonlet-tlsfanin fanin
+  M_TLS=$(count moonlet-tlsfanin /fanin "$FN" "$FCONNS") || exit 1
+  stop "$PID"
+  stop "$BACKEND"
+  BACKEND=""
+  RATIO=$(awk -v a="$M_TLS" -v b="$M_PLAIN" 'BEGIN { printf "%.2f", a / b }')
+}
+
 # put_line PREFIX TEXT: TEXT replaces the line of results/latest.md that
 # starts with PREFIX; else it goes after the last "- Instructions per"
 # line, or at the end.
@@ -368,6 +400,22 @@ for scen in $SCENARIOS; do
       text="$text **moonlet $M**$PEERS_TEXT."
       put_line "- Instructions per fan-in request " "$text"
       cp "$T/moonlet-fanin.profile" "$RESULTS/latest-fanin-profile.txt"
+    fi ;;
+  tlsfanin)
+    tls_fanin
+    echo "instructions per fan-in request against nginx: http $M_PLAIN," \
+      "https $M_TLS ($RATIO×)"
+    echo "(callgrind, $FN requests on $FCONNS keep-alive connection(s)," \
+      "the backend nginx answering after 20 ms, pooled connections)"
+    echo "moonlet's top functions by own instructions (https fan-in):"
+    cat "$T/moonlet-tlsfanin.profile"
+    if [ -f "$RESULTS/latest.md" ]; then
+      text="- Instructions per https fan-in request (callgrind, \`make"
+      text="$text bench-instr\`, $FN requests on $FCONNS connection(s),"
+      text="$text nginx as the backend, $day, $commit): **moonlet"
+      text="$text $M_TLS**, $RATIO× its $M_PLAIN over http to the same"
+      text="$text backend."
+      put_line "- Instructions per https fan-in request " "$text"
     fi ;;
   pg)
     # Moonlet's pool and the peers' hold 10 connections: 10 clients.
