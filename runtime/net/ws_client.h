@@ -3,7 +3,7 @@
  * or TLS for wss://): name lookup off the loop, connect, the handshake
  * request written, the response head read with llhttp; then the bytes
  * after it go to the owner, who speaks the new protocol (WebSocket,
- * lib_ws.c) over ml_wscl_write.  No Lua.
+ * lib_ws_client.c) over ml_wscl_write.  No Lua.
  */
 #ifndef ML_WS_CLIENT_H
 #define ML_WS_CLIENT_H

@@ -1,11 +1,12 @@
 /*
- * lib_ws.c - WebSocket for Lua (moonlet.WebSocket): the upgrade a handler
- * makes with req:websocket(), then whole messages both ways.  Pings are
- * answered here, heartbeats sent, the closing handshake made; receive,
- * send (under back-pressure) and close are park/resume/cancel waits with
- * their deadlines on the state's clock.  Frames are net/ws.c's; the bytes
- * travel through a transport (the server connection, net/conn.c) that
- * owns the WebSocket and lets go of it with its 'detach' hook.
+ * lib_ws.c - WebSocket for Lua (moonlet.WebSocket): whole messages both
+ * ways once a handshake (lib_ws_shake.c, lib_ws_client.c) made one.
+ * Pings are answered here, heartbeats sent, the closing handshake made;
+ * receive, send (under back-pressure) and close are park/resume/cancel
+ * waits with their deadlines on the state's clock.  Frames are
+ * net/ws.c's; the bytes travel through a transport (the server
+ * connection, net/conn.c, or a client's) that owns the WebSocket and
+ * lets go of it with its 'detach' hook.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,9 @@
 #include "net/conn.h"
 #include "net/ws.h"
 #include "net/ws_deflate.h"
-#include "net/ws_client.h"
 #include "net/ws_shake.h"
 #include "vm/lib.h"
+#include "vm/lib_ws.h"
 
 #define WS_MT "moonlet.WebSocket"
 #define SEND_HIGH (256 * 1024)   /* a sender waits above this ... */
@@ -26,35 +27,19 @@
 #define OUT_MAX (1024 * 1024)    /* pongs past this: stop reading */
 #define INBOX_MAX 16             /* messages read ahead of receive */
 #define CLOSE_WAIT_MS 5000       /* ws:close waits this long for a reply */
-#define MAX_MESSAGE (1024 * 1024) /* req:websocket's max_message default */
-
-typedef struct ml_ws ml_ws;
-
-/* A transport's operations; 't' is the transport. */
-typedef struct {
-  /* Sends a then b (either may be empty); 0, or < 0 when it cannot. */
-  int (*write)(void *t, const void *a, size_t alen, const void *b,
-               size_t blen);
-  size_t (*pending)(void *t);
-  /* ws_drained once pending() <= low; 0, or < 0 (out of memory). */
-  int (*want_drain)(void *t, size_t low, ml_ws *ws);
-  void (*reading)(void *t, int on);
-  void (*end_output)(void *t);  /* a FIN after the queued output */
-  void (*close)(void *t);       /* the connection is lost: close now */
-} ws_io;
 
 /* A message read ahead of ws:receive. */
-typedef struct ws_msg {
+struct ws_msg {
   struct ws_msg *next;
   ml_buf data;
   int op;
-} ws_msg;
+};
 
-typedef struct send_op {
+struct send_op {
   ml_wait w;
   ml_ws *ws;
   struct send_op *next;
-} send_op;
+};
 
 typedef struct {
   ml_wait w;
@@ -71,55 +56,25 @@ enum { WS_OPEN, WS_CLOSING, WS_CLOSED };
  * Made at the first of them and kept, so an idle WebSocket that uses none
  * holds none of it.  Owned by its WebSocket.
  */
-typedef struct {
+struct ws_aux {
   ml_ws *ws;
   close_op *closer;             /* ws:close waiting for the reply */
   ml_ctimer beat;               /* ping_interval */
   ml_ctimer recv_timer;         /* receive's timeout */
   ml_drain conn_drain;          /* the upgraded connection's drain wait */
-} ws_aux;
-
-/* permessage-deflate's state: made when the handshake agrees on it. */
-typedef struct {
-  ml_ws_pmd agreed;
-  ml_ws_inflater inflater;
-} ws_pmd;
-
-/*
- * A WebSocket, held by its transport until 'detach', by its Lua object
- * until collected, and by the calls in progress that use it; freed when
- * the last lets go.  Once detached, what was read stays readable.
- */
-struct ml_ws {
-  void *t;                      /* the transport (the server's connection
-                                   or a client's); NULL once detached */
-  ml_ws **ud;                   /* the Lua object's pointer, or NULL */
-  ml_ws_parser parser;
-  ws_pmd *pmd;                  /* permessage-deflate, or NULL: none */
-  ws_aux *aux;                  /* or NULL: none needed yet */
-  ws_msg *inbox;                /* read ahead of receive, oldest first */
-  ml_wait recv;                 /* the receiving coroutine: recv.co */
-  send_op *senders;             /* waiting for the output to drain */
-  char *reason;                 /* what receive reports once closed, */
-  int busy;                     /* calls in progress that use it */
-  uint16_t code;                /* with the code (NULL: "") */
-  uint8_t state;
-  uint8_t reason_len;
-  uint8_t ninbox;               /* messages in the inbox */
-  unsigned server : 1;
-  unsigned awaiting_pong : 1;   /* a heartbeat went out unanswered */
-  unsigned inbox_full : 1;      /* reading stopped: receive lags */
-  unsigned out_full : 1;        /* reading stopped: the peer lags */
-  unsigned drain_wanted : 1;
 };
 
-static void ws_free(ml_ws *ws);
+/* permessage-deflate's state: made when the handshake agrees on it. */
+struct ws_pmd {
+  ml_ws_pmd agreed;
+  ml_ws_inflater inflater;
+};
 
-static const ws_io conn_io, client_io;  /* the transports, below */
+static const ws_io conn_io;     /* the server's transport, below */
 
 /* The transport's operations: a server's connection, or a client's. */
 static const ws_io *io(const ml_ws *ws) {
-  return ws->server ? &conn_io : &client_io;
+  return ws->server ? &conn_io : &ml_lib_ws_client_io;
 }
 
 /*
@@ -134,7 +89,7 @@ static void hold(ml_ws *ws) {
 
 static void release(ml_ws *ws) {
   if (--ws->busy == 0 && ws->t == NULL && ws->ud == NULL)
-    ws_free(ws);
+    ml_lib_ws_free(ws);
 }
 
 /* Resumes co now, or on the loop's next turn from inside a coroutine
@@ -195,7 +150,7 @@ static void wake_closer(ml_ws *ws, int soon) {
     wake(co, 1);
 }
 
-static void ws_free(ml_ws *ws) {
+void ml_lib_ws_free(ml_ws *ws) {
   ws_msg *m;
   if (ws->ud != NULL)
     *ws->ud = NULL;
@@ -397,7 +352,7 @@ static void got_control(ml_ws *ws) {
     got_close(ws);
 }
 
-/* Asks the transport for ws_drained once the output is down to
+/* Asks the transport for ml_lib_ws_drained once the output is down to
  * SEND_LOW (one ask for every waiter); 0, or -1 when out of memory. */
 static int want_drain(ml_ws *ws) {
   if (ws->drain_wanted)
@@ -419,7 +374,7 @@ static void check_output(ml_ws *ws) {
 }
 
 /* Bytes from the peer: frames until they run out or the end. */
-static void ws_read(ml_ws *ws, const char *d, size_t n) {
+void ml_lib_ws_read(ml_ws *ws, const char *d, size_t n) {
   size_t used;
   ml_ws_result r;
   hold(ws);
@@ -441,7 +396,7 @@ static void ws_read(ml_ws *ws, const char *d, size_t n) {
 }
 
 /* The peer ended its side, or the socket failed. */
-static void ws_end(ml_ws *ws, int status) {
+void ml_lib_ws_end(ml_ws *ws, int status) {
   ML_UNUSED(status);
   hold(ws);
   if (ws->state == WS_OPEN) {   /* gone without a close: as a client */
@@ -458,7 +413,7 @@ static void ws_end(ml_ws *ws, int status) {
 }
 
 /* The output drained: senders go on, reading too. */
-static void ws_drained(ml_ws *ws) {
+void ml_lib_ws_drained(ml_ws *ws) {
   hold(ws);
   ws->drain_wanted = 0;
   if (ws->out_full) {
@@ -471,7 +426,7 @@ static void ws_drained(ml_ws *ws) {
 
 /* The transport lets go: every wait ends with "closed" (a handler
  * parked here is cancelled by its connection right after). */
-static void ws_detach(ml_ws *ws) {
+void ml_lib_ws_detach(ml_ws *ws) {
   ws->t = NULL;
   if (ws->state != WS_CLOSED) {
     ws->state = WS_CLOSED;
@@ -542,7 +497,7 @@ static size_t conn_pending(void *t) {
  * so UV_ECANCELED does not come here. */
 static void conn_drained(ml_drain *d, int status) {
   if (status == 0)
-    ws_drained(container_of(d, ws_aux, conn_drain)->ws);
+    ml_lib_ws_drained(container_of(d, ws_aux, conn_drain)->ws);
 }
 
 static int conn_want_drain(void *t, size_t low, ml_ws *ws) {
@@ -570,11 +525,11 @@ static const ws_io conn_io = {
 };
 
 static void up_read(void *ud, const char *data, size_t len) {
-  ws_read(ud, data, len);
+  ml_lib_ws_read(ud, data, len);
 }
 
 static void up_end(void *ud, int status) {
-  ws_end(ud, status);
+  ml_lib_ws_end(ud, status);
 }
 
 /* A graceful stop: 1001, and the handler ends when the peer answers. */
@@ -589,10 +544,10 @@ static void up_detach(void *ud) {
   ml_ws *ws = ud;
   if (ws->aux != NULL)          /* a no-op if not waiting */
     ml_conn_drain_stop(&ws->aux->conn_drain);
-  ws_detach(ws);
+  ml_lib_ws_detach(ws);
 }
 
-static const ml_conn_upgrade conn_upgrade = {
+const ml_conn_upgrade ml_lib_ws_conn_upgrade = {
   up_read, up_end, up_stop, up_detach
 };
 
@@ -633,7 +588,7 @@ static int return_closed(lua_State *L) {
 }
 
 /* Pushes a new Lua object for ws, with its subprotocol. */
-static void push_ws(lua_State *L, ml_ws *ws, const char *proto,
+void ml_lib_ws_push(lua_State *L, ml_ws *ws, const char *proto,
                     size_t plen) {
   ml_ws **ud = lua_newuserdatauv(L, sizeof *ud, proto != NULL);
   *ud = ws;
@@ -948,135 +903,13 @@ static int ws_tostring(lua_State *L) {
 
 /*
 ** {======================================================
-** The server's handshake
+** Made by the handshakes, ended with the handler
 ** =======================================================
 */
 
-/* The value of header 'name' on its i-th line from 'from', or NULL. */
-static const char *header_from(ml_conn *c, const char *name, int *from,
-                               size_t *len) {
-  ml_req *r = ml_conn_req(c);
-  size_t nlen;
-  for (; *from < r->nhdrs; (*from)++) {
-    const char *n = ml_conn_header_name(c, *from, &nlen);
-    if (ml_strieq(n, nlen, name))
-      return ml_conn_header_value(c, (*from)++, len);
-  }
-  return NULL;
-}
-
-/* Whether any line of header 'name' lists the token. */
-static int header_has(ml_conn *c, const char *name, const char *token) {
-  int i = 0;
-  size_t len;
-  const char *v;
-  while ((v = header_from(c, name, &i, &len)) != NULL)
-    if (ml_ws_list_has(v, len, token))
-      return 1;
-  return 0;
-}
-
-/* The one line of header 'name', or NULL (none, or several). */
-static const char *header_one(ml_conn *c, const char *name, size_t *len) {
-  int i = 0;
-  size_t l2;
-  const char *v = header_from(c, name, &i, len);
-  return v != NULL && header_from(c, name, &i, &l2) == NULL ? v : NULL;
-}
-
-/* The client's first offer that the table at idx holds, or NULL. */
-static const char *choose_protocol(lua_State *L, int idx, ml_conn *c,
-                                   size_t *plen) {
-  int i = 0;
-  size_t len;
-  const char *v, *p, *t;
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return NULL;
-  while ((v = header_from(c, "sec-websocket-protocol", &i, &len)) != NULL)
-    for (p = v; (t = ml_ws_list_next(&p, v + len, plen)) != NULL;) {
-      lua_Integer j, n = (lua_Integer)lua_rawlen(L, idx);
-      for (j = 1; j <= n; j++) {
-        size_t ol;
-        const char *o;
-        lua_rawgeti(L, idx, j);
-        o = lua_tolstring(L, -1, &ol);
-        lua_pop(L, 1);          /* the table keeps the string */
-        if (o != NULL && ol == *plen && memcmp(o, t, ol) == 0)
-          return t;
-      }
-    }
-  return NULL;
-}
-
-/* The extension answer, when the client offers permessage-deflate. */
-static void choose_deflate(ml_conn *c, ml_ws_pmd *pmd,
-                           char resp[ML_WS_PMD_RESPONSE]) {
-  int i = 0;
-  size_t len;
-  const char *v;
-  resp[0] = '\0';
-  while ((v = header_from(c, "sec-websocket-extensions", &i, &len)) != NULL)
-    if (ml_ws_pmd_accept(v, len, 15, pmd, resp))
-      return;
-}
-
-/*
- * Why the request cannot become a WebSocket (400 or 426 and a message),
- * or 0.
- */
-static int check_handshake(ml_conn *c, const char **why) {
-  ml_req *r = ml_conn_req(c);
-  size_t len;
-  const char *v;
-  if (!header_has(c, "upgrade", "websocket") ||
-      !header_has(c, "connection", "upgrade")) {
-    *why = "a WebSocket handshake was expected";
-    return 400;
-  }
-  if (r->method != HTTP_GET || r->minor < 1) {
-    *why = "a WebSocket handshake is a GET in HTTP/1.1";
-    return 400;
-  }
-  v = header_one(c, "sec-websocket-version", &len);
-  if (v == NULL || !ml_strieq(v, len, "13")) {
-    *why = "WebSocket version 13 is required";
-    return 426;
-  }
-  v = header_one(c, "sec-websocket-key", &len);
-  if (v == NULL || !ml_ws_key_ok(v, len)) {
-    *why = "Sec-WebSocket-Key must be base64 of 16 bytes";
-    return 400;
-  }
-  return 0;
-}
-
-/* The 101 response into the connection's output; 0 or -1 (memory). */
-static int put_101(ml_conn *c, const char *proto, size_t plen,
-                   const char *ext) {
-  char accept[ML_WS_ACCEPT_LEN + 1];
-  size_t klen;
-  const char *key = header_one(c, "sec-websocket-key", &klen);
-  ml_buf *o = ml_conn_out(c);
-  size_t mark = o->len;
-  ml_ws_accept(key, klen, accept);
-  if (ML_BUF_LIT(o, "HTTP/1.1 101 Switching Protocols\r\n"
-                    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Accept: ") == 0 &&
-      ml_buf_append(o, accept, ML_WS_ACCEPT_LEN) == 0 &&
-      (proto == NULL ||
-       (ML_BUF_LIT(o, "\r\nSec-WebSocket-Protocol: ") == 0 &&
-        ml_buf_append(o, proto, plen) == 0)) &&
-      (ext[0] == '\0' ||
-       (ML_BUF_LIT(o, "\r\nSec-WebSocket-Extensions: ") == 0 &&
-        ml_buf_append(o, ext, strlen(ext)) == 0)) &&
-      ML_BUF_LIT(o, "\r\n\r\n") == 0)
-    return 0;
-  o->len = mark;
-  return -1;
-}
-
 /* A new WebSocket; NULL when out of memory. */
-static ml_ws *ws_new(const ml_ws_pmd *pmd, size_t max_message, int server) {
+ml_ws *ml_lib_ws_new(const ml_ws_pmd *pmd, size_t max_message,
+                     int server) {
   ml_ws *ws = calloc(1, sizeof *ws);
   if (ws == NULL)
     return NULL;
@@ -1096,130 +929,14 @@ static ml_ws *ws_new(const ml_ws_pmd *pmd, size_t max_message, int server) {
   return ws;
 }
 
-/* What req:websocket's options ask for. */
-typedef struct {
-  lua_Integer max_message;
-  lua_Number ping_interval;
-  int deflate;
-} up_opts;
-
-/* The list of subprotocols in the options at 2, checked, is pushed (nil
- * when none). */
-static void read_protocols(lua_State *L) {
-  lua_Integer i;
-  if (lua_getfield(L, 2, "protocols") == LUA_TNIL)
-    return;
-  if (!lua_istable(L, -1))
-    luaL_error(L, "req:websocket: protocols must be a list of strings");
-  for (i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "req:websocket: protocols must be a list of strings");
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
-/* req:websocket's options, the table at 2 (or none), are read into o and
- * the subprotocols left at 3.  A bad one raises at the caller's line. */
-static void read_opts(lua_State *L, up_opts *o) {
-  int t = lua_type(L, 2);
-  o->max_message = MAX_MESSAGE;
-  o->ping_interval = 0;
-  o->deflate = 1;
-  lua_settop(L, 2);
-  if (t != LUA_TNIL && t != LUA_TNONE && t != LUA_TTABLE)
-    luaL_error(L, "req:websocket expects an options table");
-  if (t != LUA_TTABLE) {
-    lua_pushnil(L);
-    return;
-  }
-  read_protocols(L);
-  if (lua_getfield(L, 2, "max_message") != LUA_TNIL &&
-      (!lua_isinteger(L, -1) || (o->max_message = lua_tointeger(L, -1)) <= 0))
-    luaL_error(L, "req:websocket: max_message must be a positive integer");
-  if (lua_getfield(L, 2, "ping_interval") != LUA_TNIL &&
-      (lua_type(L, -1) != LUA_TNUMBER ||
-       !((o->ping_interval = lua_tonumber(L, -1)) >= 0 &&
-         o->ping_interval < 1e6)))
-    luaL_error(L, "req:websocket: ping_interval must be seconds >= 0");
-  lua_getfield(L, 2, "deflate");
-  o->deflate = !lua_isboolean(L, -1) || lua_toboolean(L, -1);
-  lua_settop(L, 3);
-}
-
-/* The request is not a WebSocket handshake: moonlet.abort(status, why),
- * with Sec-WebSocket-Version: 13 for a 426. */
-static int refuse(lua_State *L, int status, const char *why) {
-  ml_lib_push_abort(L, status, why);
-  if (status == 426) {
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "13");
-    lua_setfield(L, -2, "Sec-WebSocket-Version");
-    lua_setfield(L, -2, "headers");
-  }
-  return lua_error(L);
-}
-
 /* The 101 is out: ping_interval's heartbeat; 0, or -1 (out of memory). */
-static int start_beat(ml_ws *ws, ml_clock *clock, lua_Number every) {
+int ml_lib_ws_start_beat(ml_ws *ws, ml_clock *clock, lua_Number every) {
   uint64_t ms = (uint64_t)(every * 1000 + 0.5);
   if (every <= 0)
     return 0;
   if (need_aux(ws) == NULL)
     return -1;
   return aux_start(&ws->aux->beat, clock, beat_fire, ms, ms) != 0 ? -1 : 0;
-}
-
-/*
- * req:websocket([{protocols =, max_message =, ping_interval =, deflate
- * =}]) -> the WebSocket, having answered 101.  A request that is not a
- * handshake we take ends the handler with 400 (426 for another
- * version).  In C, not Lua: a thread keeps a CallInfo for every call
- * level it has reached, so a handler that waits in ws:receive costs
- * least when nothing it called went deeper.
- */
-static int lib_ws_upgrade(lua_State *L) {
-  ml_conn *c = ml_lib_req_conn(L, 1);
-  const char *why = NULL, *proto;
-  char ext[ML_WS_PMD_RESPONSE];
-  ml_ws_pmd pmd;
-  up_opts o;
-  size_t plen = 0;
-  int status;
-  ml_req *r;
-  ml_ws *ws;
-  read_opts(L, &o);
-  if (c == NULL)
-    return luaL_error(L, "the request is finished");
-  r = ml_conn_req(c);
-  if (r->responded || r->streaming || ml_conn_upgraded(c) != NULL)
-    return luaL_error(L, "the response was already sent");
-  if ((status = check_handshake(c, &why)) != 0)
-    return refuse(L, status, why);
-  memset(&pmd, 0, sizeof pmd);
-  ext[0] = '\0';
-  if (o.deflate)
-    choose_deflate(c, &pmd, ext);
-  proto = choose_protocol(L, 3, c, &plen);
-  if ((ws = ws_new(&pmd, (size_t)o.max_message, 1)) == NULL ||
-      put_101(c, proto, plen, ext) != 0) {
-    if (ws != NULL)
-      ws_free(ws);
-    return luaL_error(L, "not enough memory");
-  }
-  push_ws(L, ws, proto, plen);
-  ws->t = c;
-  ml_conn_flush(c);
-  if (!ml_conn_closing(c) && ml_conn_out(c)->len == 0)
-    ml_buf_free(ml_conn_out(c));
-  if (!ml_conn_closing(c) &&
-      start_beat(ws, ml_lib_req_gen(L, 1)->clock, o.ping_interval) != 0)
-    ml_conn_close(c);             /* no memory for the heartbeat asked */
-  if (ml_conn_closing(c))
-    ws_detach(ws);                /* gone already: it reads as closed */
-  else
-    ml_conn_upgrade_to(c, &conn_upgrade, ws);
-  return 1;
 }
 
 /*
@@ -1238,280 +955,6 @@ int ml_lib_ws_finish(lua_State *L, struct ml_conn *c, int status) {
   ml_conn_responded(c, 101, 0, 1);
   lua_pushboolean(L, 1);
   return 1;
-}
-
-/* }====================================================== */
-
-/*
-** {======================================================
-** The client: moonlet.websocket.connect
-** =======================================================
-*/
-
-/*
- * A client's connection: the handshake's wait, then the WebSocket's
- * transport.  Owned by its ml_wscl, freed with it ('closed').
- */
-typedef struct {
-  ml_wait w;                    /* connect's wait */
-  ml_wscl *cl;
-  ml_ws *ws;                    /* after the handshake */
-  ml_gen *gen;
-  size_t max_message;
-  char accept[ML_WS_ACCEPT_LEN + 1];
-  int offered_deflate;
-  char protocols[];             /* what was offered, "a, b" */
-} ws_client;
-
-static int cl_write(void *t, const void *a, size_t alen, const void *b,
-                    size_t blen) {
-  return ml_wscl_write(((ws_client *)t)->cl, a, alen, b, blen);
-}
-
-static size_t cl_pending(void *t) {
-  return ml_wscl_pending(((ws_client *)t)->cl);
-}
-
-static int cl_want_drain(void *t, size_t low, ml_ws *ws) {
-  ML_UNUSED(ws);
-  ml_wscl_want_drain(((ws_client *)t)->cl, low);
-  return 0;
-}
-
-static void cl_reading(void *t, int on) {
-  ml_wscl_reading(((ws_client *)t)->cl, on);
-}
-
-static void cl_end_output(void *t) {
-  ml_wscl_end_output(((ws_client *)t)->cl);
-}
-
-static void cl_close(void *t) {
-  ml_wscl_close(((ws_client *)t)->cl);
-}
-
-static const ws_io client_io = {
-  cl_write, cl_pending, cl_want_drain, cl_reading, cl_end_output, cl_close
-};
-
-/* The value of a response header, or NULL. */
-static const char *head_value(const ml_wscl_head *h, const char *name,
-                              size_t *len) {
-  const char *p = h->headers;
-  int i;
-  for (i = 0; i < h->nheaders; i++) {
-    size_t nl = strlen(p);
-    const char *v = p + nl + 1;
-    *len = strlen(v);
-    if (ml_strieq(p, nl, name))
-      return v;
-    p = v + *len + 1;
-  }
-  return NULL;
-}
-
-/* Whether the 101 is the answer to our handshake; fills *pmd. */
-static const char *check_answer(ws_client *cl, const ml_wscl_head *h,
-                                ml_ws_pmd *pmd, const char **proto,
-                                size_t *plen) {
-  size_t len;
-  const char *v;
-  memset(pmd, 0, sizeof *pmd);
-  if (h->status != 101)
-    return "bad response";
-  if ((v = head_value(h, "upgrade", &len)) == NULL ||
-      !ml_ws_list_has(v, len, "websocket") ||
-      (v = head_value(h, "connection", &len)) == NULL ||
-      !ml_ws_list_has(v, len, "upgrade") ||
-      (v = head_value(h, "sec-websocket-accept", &len)) == NULL ||
-      len != ML_WS_ACCEPT_LEN || memcmp(v, cl->accept, len) != 0)
-    return "bad response";
-  *proto = head_value(h, "sec-websocket-protocol", plen);
-  if (*proto != NULL && !ml_ws_list_has(cl->protocols,
-                                        strlen(cl->protocols), *proto))
-    return "bad response";
-  v = head_value(h, "sec-websocket-extensions", &len);
-  if (v != NULL && (!cl->offered_deflate ||
-                    ml_ws_pmd_answer(v, len, pmd) != 0))
-    return "bad response";
-  return NULL;
-}
-
-static void cl_ready(ml_wscl *c, const char *err, const ml_wscl_head *h) {
-  ws_client *cl = ml_wscl_ud(c);
-  ml_co *co = ml_sched_unpark(&cl->w);
-  const char *proto = NULL;
-  size_t plen = 0;
-  ml_ws_pmd pmd;
-  if (co == NULL) {             /* cancelled: the socket is closing */
-    ml_wscl_close(c);
-    return;
-  }
-  if (err == NULL && (err = check_answer(cl, h, &pmd, &proto, &plen)) ==
-      NULL && (cl->ws = ws_new(&pmd, cl->max_message, 0)) == NULL)
-    err = "not enough memory";
-  if (err != NULL) {
-    ml_wscl_close(c);
-    lua_pushnil(co->L);
-    lua_pushstring(co->L, err);
-    ml_sched_resume(co, 2);
-    return;
-  }
-  cl->ws->t = cl;
-  push_ws(co->L, cl->ws, proto, plen);
-  ml_sched_resume(co, 1);
-}
-
-static void cl_read(ml_wscl *c, const char *data, size_t len) {
-  ws_client *cl = ml_wscl_ud(c);
-  if (cl->ws != NULL)
-    ws_read(cl->ws, data, len);
-}
-
-static void cl_end(ml_wscl *c, int status) {
-  ws_client *cl = ml_wscl_ud(c);
-  if (cl->ws != NULL)
-    ws_end(cl->ws, status);
-}
-
-static void cl_drain(ml_wscl *c) {
-  ws_client *cl = ml_wscl_ud(c);
-  if (cl->ws != NULL)
-    ws_drained(cl->ws);
-}
-
-static void cl_closed(ml_wscl *c) {
-  ws_client *cl = ml_wscl_ud(c);
-  if (cl->ws != NULL)
-    ws_detach(cl->ws);
-  free(cl);
-}
-
-static const ml_wscl_cbs client_cbs = {
-  cl_ready, cl_read, cl_end, cl_drain, cl_closed
-};
-
-static int tls_gc(lua_State *L) {
-  ml_tls **t = lua_touserdata(L, 1);
-  if (*t != NULL)
-    ml_tls_free(*t);              /* streams made with it keep theirs */
-  *t = NULL;
-  return 0;
-}
-
-static const char tls_key = 0;
-
-/*
- * The client TLS context for the options table at idx (verify, ca_file,
- * cert, key), made once per set of options and kept in the registry
- * with the state.  NULL with the reason pushed ("tls: ...").
- */
-static ml_tls *tls_context(lua_State *L, int idx) {
-  ml_tls_opts o;
-  ml_tls **t;
-  char err[256];
-  ml_lib_tls_opts(L, idx, &o);
-  o.alpn = "http/1.1";            /* the handshake is an HTTP/1.1 GET */
-  lua_pushfstring(L, "%d|%s|%s|%s", o.verify, o.ca_file ? o.ca_file : "",
-                  o.cert ? o.cert : "", o.key ? o.key : "");
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &tls_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &tls_key);
-  }
-  lua_pushvalue(L, -2);
-  if (lua_rawget(L, -2) == LUA_TUSERDATA)
-    return *(ml_tls **)lua_touserdata(L, -1);  /* on the stack, anchored */
-  lua_pop(L, 1);
-  t = lua_newuserdatauv(L, sizeof *t, 0);
-  if ((*t = ml_tls_new(&o, err, sizeof err)) == NULL) {
-    lua_pushstring(L, err);
-    return NULL;
-  }
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, tls_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -3);           /* contexts[key] = t */
-  lua_pushvalue(L, -2);
-  lua_rawset(L, -4);
-  return *t;
-}
-
-/* The clock a generation's waits use: virtual in tests that ask. */
-static ml_clock *gen_clock(ml_gen *g) {
-  return g->clock;
-}
-
-/* The handler was cancelled mid-handshake: the socket closes. */
-static void connect_cancel(ml_wait *w) {
-  ml_wscl_close(((ws_client *)w)->cl);
-}
-
-/*
- * core.ws_connect(host, port, head, protocols, timeout, max_message,
- * deflate, tls) (yields) -> a WebSocket, or nil and why.  'head' is the
- * request up to its last header; the key and the end are added here.
- * 'tls', a table of TLS options, makes it wss://.
- */
-static int lib_ws_connect(lua_State *L) {
-  const char *host = luaL_checkstring(L, 1), *head, *protos;
-  lua_Integer port = luaL_checkinteger(L, 2);
-  size_t hlen, plen;
-  lua_Number timeout = luaL_checknumber(L, 5);
-  lua_Integer max = luaL_checkinteger(L, 6);
-  int deflate = lua_toboolean(L, 7);
-  char key[ML_WS_KEY_LEN + 1];
-  ml_tls *tls = NULL;
-  ml_co *co;
-  ws_client *cl;
-  luaL_Buffer b;
-  head = luaL_checklstring(L, 3, &hlen);
-  protos = luaL_optlstring(L, 4, "", &plen);
-  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-  luaL_argcheck(L, timeout > 0 && timeout < 1e6, 5, "timeout out of range");
-  luaL_argcheck(L, max > 0, 6, "max_message must be positive");
-  co = ml_sched_current(L);
-  lua_settop(L, 8);
-  if (lua_istable(L, 8) && (tls = tls_context(L, 8)) == NULL) {
-    lua_pushnil(L);
-    lua_insert(L, -2);
-    return 2;                     /* nil, "tls: ..." */
-  }
-  if (ml_ws_new_key(key) != 0)
-    return luaL_error(L, "no random bytes for the key");
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, head, hlen);
-  luaL_addstring(&b, "Sec-WebSocket-Key: ");
-  luaL_addstring(&b, key);
-  if (plen > 0) {
-    luaL_addstring(&b, "\r\nSec-WebSocket-Protocol: ");
-    luaL_addlstring(&b, protos, plen);
-  }
-  if (deflate) {
-    luaL_addstring(&b, "\r\nSec-WebSocket-Extensions: ");
-    luaL_addstring(&b, ml_ws_pmd_offer);
-  }
-  luaL_addstring(&b, "\r\n\r\n");
-  luaL_pushresult(&b);
-  if ((cl = calloc(1, sizeof *cl + plen + 1)) == NULL)
-    return luaL_error(L, "not enough memory");
-  memcpy(cl->protocols, protos, plen);
-  cl->gen = co->gen;
-  cl->max_message = (size_t)max;
-  cl->offered_deflate = deflate;
-  ml_ws_accept(key, ML_WS_KEY_LEN, cl->accept);
-  head = lua_tolstring(L, -1, &hlen);
-  cl->cl = ml_wscl_open(co->gen->loop, gen_clock(co->gen), tls, host,
-                        (int)port, head, hlen,
-                        (uint64_t)(timeout * 1000 + 0.5), &client_cbs, cl);
-  if (cl->cl == NULL) {
-    free(cl);
-    return luaL_error(L, "not enough memory");
-  }
-  ml_sched_park(co, &cl->w, connect_cancel);
-  return ml_sched_yield(L);
 }
 
 /* }====================================================== */
@@ -1536,8 +979,8 @@ void ml_lib_ws_register(lua_State *L) {
   lua_pushcfunction(L, ws_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  lua_pushcfunction(L, lib_ws_upgrade);
+  lua_pushcfunction(L, ml_lib_ws_upgrade);
   lua_setfield(L, -2, "ws_upgrade");
-  lua_pushcfunction(L, lib_ws_connect);
+  lua_pushcfunction(L, ml_lib_ws_connect);
   lua_setfield(L, -2, "ws_connect");
 }
