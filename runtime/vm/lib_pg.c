@@ -1,9 +1,9 @@
 /*
  * lib_pg.c - the C side of moonlet.pg: a pool of PostgreSQL connections
  * per generation and URL, leases of them as Lua objects, queries that
- * park their coroutine, results turned into Lua rows, LISTEN queues.
- * The connection itself is net/pg.c's; transactions and the listener
- * object are lua/moonlet/pg.lua's.
+ * park their coroutine, LISTEN queues.  The connection itself is
+ * net/pg.c's; results turned into Lua rows are lib_pg_rows.c's;
+ * transactions and the listener object are lua/moonlet/pg.lua's.
  *
  * Ownership: the generation's part (gen.h) owns its pools, a pool its
  * connections, a connection its notification queue.  When the part
@@ -22,6 +22,7 @@
 #include "net/pg.h"
 #include "vm/gen.h"
 #include "vm/lib.h"
+#include "vm/lib_pg_rows.h"
 #include "base/util.h"
 
 #define DB_MT "moonlet.pg.Db"
@@ -40,8 +41,8 @@ typedef struct {
   pool *pools;
 } pgstate;
 
-/* Registry keys of moonlet.json's encode and decode (core.pg_setup). */
-static char encode_key, decode_key;
+/* Registry key of moonlet.json's encode (core.pg_setup). */
+static char encode_key;
 
 /* What a parked coroutine waits for. */
 enum { OP_ACQUIRE, OP_QUERY, OP_IDLE, OP_RECV };
@@ -717,139 +718,9 @@ static int db_connected(lua_State *L) {
 
 /*
 ** {======================================================
-** Results
+** Prepared statements and query ends
 ** =======================================================
 */
-
-enum { T_STR, T_INT, T_FLOAT, T_BOOL, T_JSON };
-
-static int type_of(Oid oid) {
-  switch (oid) {
-  case 20: case 21: case 23:
-    return T_INT;
-  case 700: case 701:
-    return T_FLOAT;
-  case 16:
-    return T_BOOL;
-  case 114: case 3802:
-    return T_JSON;
-  default:
-    return T_STR;
-  }
-}
-
-/* Pushes one field's value, 'kind' from type_of. */
-static void push_value(lua_State *L, const PGresult *r, int row, int col,
-                       int kind) {
-  const char *v;
-  long long x;
-  int len;
-  if (PQgetisnull(r, row, col)) {
-    lua_pushlightuserdata(L, NULL);      /* moonlet.null */
-    return;
-  }
-  v = PQgetvalue(r, row, col);
-  if (kind == T_INT && ml_parse_int(v, &x) == 0) {
-    lua_pushinteger(L, (lua_Integer)x);  /* PostgreSQL's usual digits */
-    return;
-  }
-  len = PQgetlength(r, row, col);
-  switch (kind) {
-  case T_INT:
-    if (lua_stringtonumber(L, v) == 0)
-      lua_pushlstring(L, v, (size_t)len);
-    return;
-  case T_FLOAT:
-    lua_pushnumber(L, strtod(v, NULL));  /* NaN, Infinity too */
-    return;
-  case T_BOOL:
-    lua_pushboolean(L, v[0] == 't');
-    return;
-  case T_JSON:
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
-    lua_pushlstring(L, v, (size_t)len);
-    lua_call(L, 1, 1);                   /* json.decode: nil if not JSON */
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, v, (size_t)len);
-    }
-    return;
-  default:
-    lua_pushlstring(L, v, (size_t)len);
-  }
-}
-
-/* Pushes the rows of a successful result: a list of tables keyed by
- * column name, with .columns, .affected and .command. */
-static void push_rows(lua_State *L, const PGresult *r) {
-  int nrows = PQntuples(r), ncols = PQnfields(r), i, j, names, kinds[64];
-  const char *tuples = PQcmdTuples((PGresult *)r);
-  luaL_checkstack(L, ncols + 8, "too many columns");
-  lua_createtable(L, nrows, 3);
-  lua_createtable(L, ncols, 0);
-  names = lua_gettop(L) + 1;
-  for (j = 0; j < ncols; j++) {
-    lua_pushstring(L, PQfname(r, j));
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, names - 1, j + 1);
-    if (j < 64)
-      kinds[j] = type_of(PQftype(r, j));
-  }
-  for (i = 0; i < nrows; i++) {
-    lua_createtable(L, 0, ncols);
-    for (j = 0; j < ncols; j++) {
-      lua_pushvalue(L, names + j);
-      push_value(L, r, i, j, j < 64 ? kinds[j] : type_of(PQftype(r, j)));
-      lua_rawset(L, -3);
-    }
-    lua_rawseti(L, names - 2, i + 1);
-  }
-  lua_settop(L, names - 1);
-  lua_setfield(L, -2, "columns");
-  if (tuples[0] != '\0') {
-    lua_pushinteger(L, strtoll(tuples, NULL, 10));
-    lua_setfield(L, -2, "affected");
-  }
-  lua_pushstring(L, PQcmdStatus((PGresult *)r));
-  lua_setfield(L, -2, "command");
-}
-
-/* Pushes nil, "ERROR: message", SQLSTATE for an error result. */
-static int push_error(lua_State *L, const PGresult *r) {
-  const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
-  const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-  const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  lua_pushnil(L);
-  if (msg != NULL)
-    lua_pushfstring(L, "%s: %s", sev != NULL ? sev : "ERROR", msg);
-  else
-    lua_pushfstring(L, "ERROR: %s", PQresultErrorMessage(r));
-  if (code != NULL)
-    lua_pushstring(L, code);
-  else
-    lua_pushnil(L);
-  return 3;
-}
-
-/*
- * Pushes what a query returns for result r on L: rows, or nil, err,
- * code.  Runs in protected mode (a json decode may raise, memory may
- * run out): its argument, r, as a light userdata.
- */
-static int push_result_p(lua_State *L) {
-  const PGresult *r = lua_touserdata(L, 1);
-  lua_settop(L, 0);
-  switch (PQresultStatus(r)) {
-  case PGRES_TUPLES_OK:
-  case PGRES_COMMAND_OK:
-  case PGRES_EMPTY_QUERY:
-  case PGRES_SINGLE_TUPLE:
-    push_rows(L, r);
-    return 1;
-  default:
-    return push_error(L, r);
-  }
-}
 
 /* Forgets the statement cache entry i (the server may still have it,
  * under a name that is never used again). */
@@ -964,7 +835,7 @@ static int push_outcome(pconn *c, ml_co *co, PGresult *r) {
     lua_pushstring(co->L, ml_pg_error(c->pg));
     return 2;
   }
-  lua_pushcfunction(L, push_result_p);
+  lua_pushcfunction(L, ml_lib_pg_rows_push);
   lua_pushlightuserdata(L, r);
   if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
     lua_settop(L, top);
@@ -1385,8 +1256,7 @@ static int pg_setup(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &encode_key);
-  lua_pushvalue(L, 2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+  ml_lib_pg_rows_set_decoder(L, 2);
   return 0;
 }
 
