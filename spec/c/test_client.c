@@ -118,6 +118,17 @@ static int ended_exchanges;
 static uv_loop_t *test_loop;
 static ml_clock *test_clock;         /* the exchanges' deadlines */
 
+/* A loop with its real clock, the test server on it and a client: NULL
+ * if the server or the client cannot start. */
+static ml_client *start_client(uv_loop_t *loop) {
+  uv_loop_init(loop);
+  test_loop = loop;
+  test_clock = ml_clock_new_real(loop);
+  if (server_start(loop) != 0)
+    return NULL;
+  return ml_client_new(loop);
+}
+
 static void on_done(ml_hreq *r, const ml_hres *res, void *ud) {
   outcome *o = ud;
   (void)r;
@@ -184,11 +195,7 @@ TEST(client_deadlines_in_order) {
   outcome o[4];
   uint64_t t0;
   int i;
-  uv_loop_init(&loop);
-  test_loop = &loop;
-  test_clock = ml_clock_new_real(&loop);
-  CHECK(server_start(&loop) == 0);
-  CHECK((c = ml_client_new(&loop)) != NULL);
+  CHECK((c = start_client(&loop)) != NULL);
   memset(o, 0, sizeof o);
   ended_exchanges = 0;
   t0 = uv_now(&loop);
@@ -221,11 +228,7 @@ TEST(client_idle_connections_close) {
   ml_client *c;
   outcome o[4];
   int i;
-  uv_loop_init(&loop);
-  test_loop = &loop;
-  test_clock = ml_clock_new_real(&loop);
-  CHECK(server_start(&loop) == 0);
-  CHECK((c = ml_client_new(&loop)) != NULL);
+  CHECK((c = start_client(&loop)) != NULL);
   ml_client_set_idle(c, 100);
   memset(o, 0, sizeof o);
   ended_exchanges = 0;
@@ -255,11 +258,7 @@ TEST(client_cancel_closes_the_connection) {
   ml_client *c;
   ml_hreq *r;
   outcome o;
-  uv_loop_init(&loop);
-  test_loop = &loop;
-  test_clock = ml_clock_new_real(&loop);
-  CHECK(server_start(&loop) == 0);
-  CHECK((c = ml_client_new(&loop)) != NULL);
+  CHECK((c = start_client(&loop)) != NULL);
   memset(&o, 0, sizeof o);
   ended_exchanges = 0;
   CHECK((r = get(c, "/hang", 5000, &o)) != NULL);
@@ -281,11 +280,7 @@ TEST(client_cancel_drains_to_the_pool) {
   ml_client *c;
   ml_hreq *r;
   outcome o[3];
-  uv_loop_init(&loop);
-  test_loop = &loop;
-  test_clock = ml_clock_new_real(&loop);
-  CHECK(server_start(&loop) == 0);
-  CHECK((c = ml_client_new(&loop)) != NULL);
+  CHECK((c = start_client(&loop)) != NULL);
   memset(o, 0, sizeof o);
   ended_exchanges = 0;
   CHECK(get(c, "/ok", 1000, &o[0]) != NULL);
