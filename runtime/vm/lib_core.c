@@ -1,7 +1,8 @@
 /*
  * lib_core.c - the module "moonlet.core" that lua/moonlet builds on:
  * sleep, now, after/every timers, logging, and the hooks the Lua side
- * registers.  Request objects are lib_req.c's, routers lib_router.c's.
+ * registers.  Request objects are lib_req.c's, streamed responses
+ * lib_stream.c's, routers lib_router.c's.
  */
 #include <stdlib.h>
 #include <lauxlib.h>
@@ -10,6 +11,7 @@
 #include "vm/lib_json.h"
 #include "vm/lib_template.h"
 #include "vm/lib_crypto.h"
+#include "vm/lib_stream.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -486,6 +488,7 @@ int luaopen_moonlet_core(lua_State *L) {
   lua_pushstring(L, MOONLET_VERSION);
   lua_setfield(L, -2, "version");
   ml_lib_req_register(L);
+  ml_lib_stream_register(L);
   ml_lib_router_register(L);
   ml_lib_static_register(L);
   ml_lib_shared_register(L);

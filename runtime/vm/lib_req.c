@@ -3,6 +3,7 @@
  * writes a response head and body in one buffer.  Fields are read from C
  * on first use and cached; what is cheaper to write in Lua (query, form,
  * cookies, json) comes from the tables moonlet.request registers.
+ * Streamed responses (req:stream) are lib_stream.c's.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -15,13 +16,8 @@
 #include "base/log.h"
 #include "vm/lib.h"
 #include "vm/lib_json.h"
-
-#define REQ_MT "moonlet.Request"
-
-/* The request metatable's array part: what req:name() and req.name find
- * beyond the fields answered here (moonlet.request's tables), and the
- * kinds of the header names handlers have sent (core.send's cache). */
-enum { MT_METHODS = 1, MT_LAZY = 2, MT_NAMES = 3 };
+#include "vm/lib_req.h"
+#include "vm/lib_stream.h"
 
 /*
  * A request object's userdata: the coroutine serving its request, whose
@@ -44,7 +40,7 @@ static ml_conn *ud_conn(const req_ud *ud) {
  * check is a pointer comparison; luaL_checkudata, with its registry
  * lookup by name, only words the error.
  */
-static ml_conn *get_conn(lua_State *L) {
+ml_conn *ml_lib_req_get_conn(lua_State *L) {
   req_ud *ud = lua_touserdata(L, 1);
   int ok = ud != NULL && lua_getmetatable(L, 1);
   if (ok) {
@@ -66,7 +62,7 @@ ml_gen *ml_lib_req_gen(lua_State *L, int idx) {
 }
 
 static ml_conn *need_conn(lua_State *L) {
-  ml_conn *c = get_conn(L);
+  ml_conn *c = ml_lib_req_get_conn(L);
   if (c == NULL)
     luaL_error(L, "the request is finished (its response was sent or "
                   "its client left)");
@@ -487,7 +483,7 @@ static int req_header(lua_State *L) {
 }
 
 static int req_tostring(lua_State *L) {
-  ml_conn *c = get_conn(L);
+  ml_conn *c = ml_lib_req_get_conn(L);
   size_t n;
   const char *u;
   if (c == NULL) {
@@ -502,19 +498,11 @@ static int req_tostring(lua_State *L) {
   return 1;
 }
 
-/* end_stream: below */
-static int end_stream(lua_State *L, ml_conn *c, int status);
-
 /*
 ** {======================================================
 ** core.send: the response head and body in one buffer
 ** =======================================================
 */
-
-typedef struct {
-  int has_ctype;
-  int close;
-} head_flags;
 
 /* The header names core.send looks at, told apart by their length
  * first: one comparison for most names. */
@@ -628,8 +616,8 @@ static const char *put_header(ml_buf *o, int kind, const char *n,
 
 /* The headers table at idx: names to a string, number or list of them;
  * 'names' is the cache of name kinds. */
-static const char *put_headers(lua_State *L, int idx, int names, ml_buf *o,
-                               head_flags *f) {
+const char *ml_lib_req_put_headers(lua_State *L, int idx, int names,
+                                   ml_buf *o, head_flags *f) {
   name_cache *nc = lua_touserdata(L, names);
   const char *err = NULL;
   size_t nlen, vlen;
@@ -773,7 +761,8 @@ static int respond(lua_State *L, ml_conn *c, const reply *rp) {
   f.close = !ml_conn_keep_alive(c);
   if (ml_http_status_line(o, rp->status) != 0)
     goto no_memory;
-  if (rp->hidx != 0 && put_headers(L, rp->hidx, rp->names, o, &f) != NULL) {
+  if (rp->hidx != 0 &&
+      ml_lib_req_put_headers(L, rp->hidx, rp->names, o, &f) != NULL) {
     o->len = mark;                /* nothing of it is sent */
     return SENT_BAD;
   }
@@ -814,7 +803,7 @@ no_memory:
  * handler's coroutine has ended.  A HEAD request gets the head only.
  */
 static int req_send(lua_State *L) {
-  ml_conn *c = get_conn(L);
+  ml_conn *c = ml_lib_req_get_conn(L);
   lua_Integer status = luaL_checkinteger(L, 2);
   reply rp;
   ml_req *r;
@@ -832,7 +821,7 @@ static int req_send(lua_State *L) {
     return ml_lib_ws_finish(L, c, (int)status);
   r = ml_conn_req(c);
   if (r->streaming)
-    return end_stream(L, c, (int)status);
+    return ml_lib_stream_end(L, c, (int)status);
   if (r->responded)
     return luaL_error(L, "the response was already sent");
   rp.status = (int)status;
@@ -908,178 +897,6 @@ int ml_lib_req_answer(lua_State *L, int idx) {
 
 /* }====================================================== */
 
-
-/*
-** {======================================================
-** Streams: a head now, the body piece by piece
-** =======================================================
-*/
-
-#define STREAM_HIGH (256 * 1024)   /* a writer waits above this ... */
-#define STREAM_LOW (64 * 1024)     /* ... until the output drains to this */
-
-/* A writer waiting for the output to drain: one wait like any other. */
-typedef struct {
-  ml_wait w;
-  ml_drain drain;
-} stream_wait;
-
-/* The handler returned (or failed): the last chunk, or an abort. */
-static int end_stream(lua_State *L, ml_conn *c, int status) {
-  ml_req *r = ml_conn_req(c);
-  if (status >= 500) {              /* failed mid-body: the client must */
-    ml_conn_close(c);               /* not take it for a whole one */
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (r->chunked && r->method != HTTP_HEAD)
-    ML_BUF_LIT(ml_conn_out(c), "0\r\n\r\n");
-  ml_conn_stream_idle(c, 0);
-  ml_conn_responded(c, r->status, r->bytes,
-                    !r->chunked || !ml_conn_keep_alive(c));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/*
- * core.stream_start(req, status, headers, content_type, ping_seconds):
- * sends the head at once.  HTTP/1.1 gets a chunked body; HTTP/1.0 one
- * that ends when the connection closes.  With ping_seconds, an idle
- * stream gets a comment line that often (server-sent events).
- */
-static int req_stream_start(lua_State *L) {
-  ml_conn *c = get_conn(L);
-  lua_Integer status = luaL_checkinteger(L, 2);
-  const char *ctype = luaL_optstring(L, 4, "text/html; charset=utf-8"), *err;
-  lua_Number ping = luaL_optnumber(L, 5, 0);
-  head_flags f = { 0, 0 };
-  ml_req *r;
-  ml_buf *o;
-  size_t mark;
-  luaL_argcheck(L, status >= 200 && status <= 999 && status != 204 &&
-                status != 304, 2, "status must be from 200 to 999, "
-                "with a body");
-  if (!lua_isnoneornil(L, 3))
-    luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_argcheck(L, ping >= 0 && ping < 1e6, 5, "interval out of range");
-  if (c == NULL || ml_conn_closing(c)) {
-    return ml_lib_fail(L, "closed");
-  }
-  r = ml_conn_req(c);
-  if (r->responded || r->streaming)
-    return luaL_error(L, "the response was already sent");
-  o = ml_conn_out(c);
-  mark = o->len;
-  f.close = !ml_conn_keep_alive(c) || r->minor == 0;
-  ml_http_status_line(o, (int)status);
-  lua_rawgeti(L, lua_upvalueindex(1), MT_NAMES);
-  if (!lua_isnoneornil(L, 3) &&
-      (err = put_headers(L, 3, lua_gettop(L), o, &f)) != NULL) {
-    o->len = mark;
-    return luaL_error(L, "%s", err);
-  }
-  if (!f.has_ctype) {
-    ML_BUF_LIT(o, "Content-Type: ");
-    ml_buf_append(o, ctype, strlen(ctype));
-    ML_BUF_LIT(o, "\r\n");
-  }
-  r->chunked = !f.close;
-  if (r->chunked && r->method != HTTP_HEAD)
-    ML_BUF_LIT(o, "Transfer-Encoding: chunked\r\n");
-  if (f.close)
-    ML_BUF_LIT(o, "Connection: close\r\n");
-  ML_BUF_LIT(o, "\r\n");
-  r->streaming = 1;
-  r->status = (int)status;
-  r->bytes = 0;
-  ml_conn_flush(c);
-  if (ping > 0 && !ml_conn_closing(c))
-    ml_conn_stream_idle(c, (uint64_t)(ping * 1000 + 0.5));
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/*
- * The output drained (0): the write returns true, on the loop's next
- * turn.  Or the connection closed (UV_ECANCELED) under a writer that is
- * not the coroutine serving the request (that one was cancelled, which
- * stopped its wait): the write returns nil, "closed", also next turn.
- */
-static void stream_drained(ml_drain *d, int status) {
-  stream_wait *op = container_of(d, stream_wait, drain);
-  ml_co *co = ml_sched_unpark(&op->w);
-  free(op);
-  if (co == NULL)
-    return;
-  if (status == 0) {
-    lua_pushboolean(co->L, 1);
-    ml_sched_resume_soon(co, 1);
-  } else {
-    lua_pushnil(co->L);
-    lua_pushliteral(co->L, "closed");
-    ml_sched_resume_soon(co, 2);
-  }
-}
-
-/* Cancelled (its client left, or a timeout): stop waiting; no resume. */
-static void stream_wait_cancel(ml_wait *w) {
-  stream_wait *op = (stream_wait *)w;
-  ml_conn_drain_stop(&op->drain);
-  free(op);
-}
-
-/*
- * core.stream_write(req, data) -> true, or nil and "closed" once the
- * client has gone.  Waits (yields) while more than STREAM_HIGH bytes are
- * queued, so a slow reader never makes the server buffer without bound.
- */
-static int req_stream_write(lua_State *L) {
-  ml_conn *c = get_conn(L);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  ml_req *r;
-  ml_buf *o;
-  stream_wait *op;
-  ml_co *co;
-  char size[24];
-  if (c == NULL || ml_conn_closing(c)) {
-    return ml_lib_fail(L, "closed");
-  }
-  r = ml_conn_req(c);
-  if (!r->streaming || r->responded)
-    return luaL_error(L, "the stream is not open (req:stream() starts it; "
-                         "it ends when the handler returns)");
-  lua_pushboolean(L, 1);
-  if (len == 0 || r->method == HTTP_HEAD)
-    return 1;
-  o = ml_conn_out(c);
-  if (r->chunked) {
-    int n = snprintf(size, sizeof size, "%zx\r\n", len);
-    ml_buf_append(o, size, (size_t)n);
-  }
-  if (ml_buf_append(o, data, len) != 0)
-    return luaL_error(L, "not enough memory");
-  if (r->chunked)
-    ML_BUF_LIT(o, "\r\n");
-  r->bytes += len;
-  ml_conn_flush(c);
-  if (ml_conn_closing(c)) {
-    return ml_lib_fail(L, "closed");
-  }
-  if (r->stream_ping_ms > 0)
-    ml_conn_stream_idle(c, r->stream_ping_ms);
-  if (ml_conn_pending(c) <= STREAM_HIGH)
-    return 1;
-  co = ml_sched_current(L);
-  if ((op = calloc(1, sizeof *op)) == NULL)
-    return luaL_error(L, "not enough memory");
-  ml_conn_drain_wait(c, &op->drain, STREAM_LOW, stream_drained);
-  ml_sched_park(co, &op->w, stream_wait_cancel);
-  return ml_sched_yield(L);
-}
-
-/* }====================================================== */
-
 /* core.set_request_class(methods, lazy, headers_mt), called once by
  * moonlet.request. */
 static int req_set_class(lua_State *L) {
@@ -1105,8 +922,6 @@ static const luaL_Reg req_meta[] = {
 static const luaL_Reg req_core[] = {
   {"send", req_send},
   {"req_header", req_header},
-  {"stream_start", req_stream_start},
-  {"stream_write", req_stream_write},
   {"set_request_class", req_set_class},
   {NULL, NULL}
 };
