@@ -1,7 +1,8 @@
 --- PostgreSQL from handlers: `moonlet.pg.connect(url [, opts])` lends a
 -- connection from the worker's pool; `db:query(sql, ...)` yields only its
--- own coroutine.  Pools, queries and results are C's (lib_pg.c over
--- libpq); this module adds options, transactions and LISTEN.
+-- own coroutine.  Pools and queries are C's (lib_pg.c over libpq), and
+-- so are results (lib_pg_rows.c); this module adds options, transactions
+-- and LISTEN.
 -- @module moonlet.pg
 
 local core = require "moonlet.core"
